@@ -1,0 +1,82 @@
+package loadgen
+
+import (
+	"fmt"
+	"time"
+)
+
+// Duration is a time.Duration that reads and writes as text ("250ms", "1m30s")
+// in TOML and JSON, so specs and manifests stay readable.
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (want e.g. \"500ms\", \"30s\", \"2m\")", string(b))
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Config is one load run: what a task manifest holds (as JSON) and what
+// `gpuorch loadgen run` executes. The orchestrator produces one per sweep
+// point; loadgen never reads experiment specs itself.
+type Config struct {
+	Experiment string            `json:"experiment" toml:"experiment"`
+	Task       string            `json:"task" toml:"task"`
+	Seed       int64             `json:"seed" toml:"seed"`
+	Duration   Duration          `json:"duration" toml:"duration"`
+	Interval   Duration          `json:"interval,omitempty" toml:"interval"` // snapshot interval; default 1s
+	Target     TargetConfig      `json:"target" toml:"target"`
+	Workload   WorkloadConfig    `json:"workload" toml:"workload"`
+	SLO        SLOConfig         `json:"slo" toml:"slo"`
+	Tags       map[string]string `json:"tags,omitempty" toml:"tags"` // extra low-cardinality tags (sweep point values)
+}
+
+// TargetConfig says where requests go and how they are encoded.
+type TargetConfig struct {
+	URL      string            `json:"url" toml:"url"`
+	Protocol string            `json:"protocol" toml:"protocol"` // "http", "kserve", "openai", "openai-chat"
+	Models   []string          `json:"models,omitempty" toml:"models"`
+	Method   string            `json:"method,omitempty" toml:"method"` // plain HTTP only; default GET
+	Headers  map[string]string `json:"headers,omitempty" toml:"headers"`
+	Body     string            `json:"body,omitempty" toml:"body"`
+	Timeout  Duration          `json:"timeout,omitempty" toml:"timeout"` // per request; default 30s
+	// LLM (OpenAI-compatible) requests.
+	InputTokens  int  `json:"input_tokens,omitempty" toml:"input_tokens"`
+	OutputTokens int  `json:"output_tokens,omitempty" toml:"output_tokens"`
+	NoStream     bool `json:"no_stream,omitempty" toml:"no_stream"`
+	// CredentialEnv names the environment variable that holds a bearer token.
+	// The token itself is never stored in a spec or manifest.
+	CredentialEnv string `json:"credential_env,omitempty" toml:"credential_env"`
+}
+
+// WorkloadConfig says when requests are sent.
+type WorkloadConfig struct {
+	Name        string   `json:"name,omitempty" toml:"name"`
+	Arrival     string   `json:"arrival" toml:"arrival"`                   // "poisson", "fixed", "gamma", "closed", or a Clockwork workload name
+	Rate        float64  `json:"rate,omitempty" toml:"rate"`               // total requests/s (open loop)
+	Burstiness  float64  `json:"burstiness,omitempty" toml:"burstiness"`   // gamma shape; 1 = Poisson
+	Concurrency int      `json:"concurrency,omitempty" toml:"concurrency"` // closed loop
+	ThinkTime   Duration `json:"think_time,omitempty" toml:"think_time"`
+	MaxRequests int64    `json:"max_requests,omitempty" toml:"max_requests"`
+	Args        []string `json:"args,omitempty" toml:"args"` // positional parameters of a Clockwork workload
+}
+
+// SLOConfig sets a deadline per request: absolute, or Factor × the model's
+// batch-1 latency measured in a calibration phase (Clockwork's definition).
+type SLOConfig struct {
+	Deadline            Duration `json:"deadline,omitempty" toml:"deadline"`
+	Factor              float64  `json:"factor,omitempty" toml:"factor"`
+	CalibrationRequests int      `json:"calibration_requests,omitempty" toml:"calibration_requests"`
+	// LLM goodput SLOs (DistServe/vLLM): a request counts as good only if it
+	// meets every one that is set.
+	TTFT Duration `json:"ttft,omitempty" toml:"ttft"`
+	TPOT Duration `json:"tpot,omitempty" toml:"tpot"`
+	E2EL Duration `json:"e2el,omitempty" toml:"e2el"`
+}

@@ -1,0 +1,2 @@
+// Package sif reads, inspects, validates and verifies SIF container images.
+package sif
