@@ -70,7 +70,7 @@ type Summary struct {
 	Ended      time.Time         `json:"ended"`
 
 	Total   Snapshot   `json:"total"`
-	Classes []Snapshot `json:"classes,omitempty"`  // per class, when the workload has classes
+	Classes []Snapshot `json:"classes,omitempty"`   // per class, when the workload has classes
 	Steps   []Snapshot `json:"slo_steps,omitempty"` // per SLO-factor step, when the factor changes
 
 	// Calibration holds each model's measured batch-1 latency when SLOs are
