@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Brings up everything the integration tests need, idempotently, on a Debian 12
+# machine (as root): Debian packages, a real InfluxDB 1.8.10 (built from
+# source with Go), and the 4-node Slurm 22.05 test cluster. Then writes
+# test/env.sh, which `make test` sources so the integration tests run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+
+pkgs=(slurmctld slurmd slurm-client slurmdbd munge mariadb-server libslurm-dev slurm-wlm-jwt-plugin
+      squashfs-tools chromium jq curl ca-certificates procps psmisc)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "test-env: need root to install: ${missing[*]}" >&2; exit 1
+  fi
+  echo "test-env: installing ${missing[*]}"
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+bash test/influxdb/build.sh
+bash test/influxdb/up.sh
+bash test/slurm/up.sh
