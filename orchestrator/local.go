@@ -1,0 +1,384 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+func init() {
+	RegisterExecutor("local", func(o ExecutorOptions) (Executor, error) { return NewLocal(o) })
+}
+
+// Local runs tasks as processes on this machine, Parallel at a time, each
+// with the environment a Slurm array task would see, so a task behaves the
+// same under both executors.
+type Local struct {
+	binary   string
+	parallel int
+	grace    time.Duration
+	log      *slog.Logger
+
+	mu      sync.Mutex
+	cancels map[string]map[int]context.CancelCauseFunc // experiment dir → task → cancel
+}
+
+// NewLocal builds the local executor.
+func NewLocal(o ExecutorOptions) (*Local, error) {
+	bin := o.Binary
+	if bin == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("local executor: find the gpuorch binary: %w", err)
+		}
+		bin = exe
+	}
+	if !filepath.IsAbs(bin) {
+		if abs, err := filepath.Abs(bin); err == nil {
+			bin = abs
+		}
+	}
+	g := o.Grace
+	if g <= 0 {
+		g = 30 * time.Second
+	}
+	lg := o.Logger
+	if lg == nil {
+		lg = slog.Default()
+	}
+	return &Local{binary: bin, parallel: o.Parallel, grace: g, log: lg, cancels: map[string]map[int]context.CancelCauseFunc{}}, nil
+}
+
+func (l *Local) Name() string { return "local" }
+
+// Cause of a task context's cancellation.
+var (
+	errCancelled = errors.New("cancelled")
+	errTimeout   = errors.New("task timeout")
+)
+
+// Submit runs the tasks and returns when all have ended, or when ctx is
+// cancelled and the running ones have been interrupted.
+func (l *Local) Submit(ctx context.Context, exp *Experiment, indices []int) error {
+	if len(indices) == 0 {
+		return nil
+	}
+	par := l.parallel
+	if par <= 0 {
+		par = exp.Plan.Run.Parallel
+	}
+	if par <= 0 {
+		par = 1
+	}
+	dir, err := filepath.Abs(exp.Dir)
+	if err != nil {
+		return fmt.Errorf("local executor: %w", err)
+	}
+	host, _ := os.Hostname()
+	// A Slurm-like array job id: numeric, unique enough on one machine.
+	jobID := strconv.Itoa(os.Getpid())
+	minIdx, maxIdx := indices[0], indices[len(indices)-1]
+	base := append(os.Environ(),
+		"SLURM_ARRAY_JOB_ID="+jobID,
+		"SLURM_ARRAY_TASK_COUNT="+strconv.Itoa(len(indices)),
+		"SLURM_ARRAY_TASK_MIN="+strconv.Itoa(minIdx),
+		"SLURM_ARRAY_TASK_MAX="+strconv.Itoa(maxIdx),
+		"SLURM_JOB_NAME="+exp.ID(),
+		"SLURM_SUBMIT_DIR="+dir,
+		"GPUORCH_EXPERIMENT_DIR="+dir,
+	)
+	if err := exp.Update(func(s *State) error {
+		s.State = ExpRunning
+		if n := len(s.Submissions); n > 0 {
+			s.Submissions[n-1].JobID = jobID
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+
+	sem := make(chan struct{}, par)
+	var wg sync.WaitGroup
+	var errMu sync.Mutex
+	var firstErr error
+	for _, i := range indices {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break // tasks not started stay pending, for --resume
+		}
+		if l.isCancelled(exp, i) {
+			<-sem
+			continue
+		}
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			env := append(base[:len(base):len(base)],
+				"SLURM_ARRAY_TASK_ID="+strconv.Itoa(i),
+				"SLURM_JOB_ID="+jobID+strconv.Itoa(100000+i)[1:],
+				"SLURMD_NODENAME="+host,
+			)
+			if err := l.runTask(ctx, exp, dir, i, jobID, host, env); err != nil {
+				errMu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				errMu.Unlock()
+			}
+		}(i)
+	}
+	wg.Wait()
+	return firstErr
+}
+
+func (l *Local) isCancelled(exp *Experiment, i int) bool {
+	st := exp.Snapshot()
+	return i < len(st.Tasks) && st.Tasks[i].State == TaskCancelled
+}
+
+// runTask runs one task to its end and records the outcome. It returns an
+// error only when gpuorch itself could not do its part (write state, start
+// the process); a task that fails is a state, not an error.
+func (l *Local) runTask(ctx context.Context, exp *Experiment, dir string, i int, jobID, host string, env []string) error {
+	logf, err := os.OpenFile(filepath.Join(dir, LogPath(i)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return l.fail(exp, i, fmt.Errorf("open task log: %w", err))
+	}
+	defer logf.Close()
+
+	tctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	l.track(exp, i, cancel)
+	defer l.untrack(exp, i)
+	stop := context.AfterFunc(ctx, func() { cancel(context.Canceled) })
+	defer stop()
+	if to := exp.Plan.Run.TaskTimeout.D(); to > 0 {
+		t := time.AfterFunc(to, func() { cancel(errTimeout) })
+		defer t.Stop()
+	}
+
+	cmd := exec.Command(l.binary, "loadgen", "run", "--manifest", ManifestPath(i))
+	cmd.Dir = dir
+	cmd.Env = env
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	// Own process group: a terminal's Ctrl-C reaches gpuorch only, which
+	// then interrupts each task exactly once and waits for its results.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return l.fail(exp, i, fmt.Errorf("start %s: %w", l.binary, err))
+	}
+	start := time.Now().UTC()
+	if err := exp.UpdateTask(i, func(t *TaskStatus) {
+		t.State = TaskRunning
+		t.Start = &start
+		t.End = nil
+		t.ExitCode = nil
+		t.PID = cmd.Process.Pid
+		t.Node = host
+		t.JobID = jobID + "_" + strconv.Itoa(i)
+		t.Attempts++
+		t.Error = ""
+	}); err != nil {
+		l.log.Error("save state", "experiment", exp.ID(), "task", i, "err", err)
+	}
+	l.log.Debug("task started", "experiment", exp.ID(), "task", i, "pid", cmd.Process.Pid)
+
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var waitErr error
+	select {
+	case waitErr = <-done:
+	case <-tctx.Done():
+		pgid := cmd.Process.Pid
+		_ = syscall.Kill(-pgid, syscall.SIGINT)
+		select {
+		case waitErr = <-done:
+		case <-time.After(l.grace):
+			l.log.Warn("task did not stop after SIGINT; killing it", "experiment", exp.ID(), "task", i, "grace", l.grace)
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			waitErr = <-done
+		}
+	}
+	end := time.Now().UTC()
+	code := exitCode(cmd, waitErr)
+	cause := context.Cause(tctx)
+	if tctx.Err() == nil {
+		cause = nil
+	}
+	state, msg := classify(code, cause)
+	if msg != "" {
+		msg += "; see " + LogPath(i)
+	}
+	l.log.Debug("task ended", "experiment", exp.ID(), "task", i, "exit", code, "state", state)
+	return exp.UpdateTask(i, func(t *TaskStatus) {
+		t.State = state
+		t.End = &end
+		c := code
+		t.ExitCode = &c
+		t.Error = msg
+	})
+}
+
+// classify maps a task's exit code (and why, if at all, gpuorch stopped it)
+// onto a task state and a message.
+func classify(code int, cause error) (TaskState, string) {
+	switch {
+	case errors.Is(cause, errTimeout):
+		return TaskTimeout, "exceeded run.task_timeout"
+	case errors.Is(cause, errCancelled):
+		return TaskCancelled, "cancelled"
+	case code == TaskExitCompleted:
+		return TaskCompleted, ""
+	case cause != nil || code == TaskExitInterrupted:
+		return TaskInterrupted, "interrupted"
+	case code == TaskExitUnreachable:
+		return TaskFailed, "target unreachable (exit 3)"
+	case code < 0:
+		return TaskFailed, "killed by a signal"
+	default:
+		return TaskFailed, fmt.Sprintf("exit code %d", code)
+	}
+}
+
+func exitCode(cmd *exec.Cmd, err error) int {
+	if cmd.ProcessState == nil {
+		return -1
+	}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		if ws.Signal() == syscall.SIGINT {
+			return TaskExitInterrupted
+		}
+		return -1
+	}
+	return cmd.ProcessState.ExitCode()
+}
+
+func (l *Local) fail(exp *Experiment, i int, err error) error {
+	now := time.Now().UTC()
+	if uerr := exp.UpdateTask(i, func(t *TaskStatus) {
+		t.State = TaskFailed
+		t.End = &now
+		t.Error = err.Error()
+	}); uerr != nil {
+		return errors.Join(err, uerr)
+	}
+	return err
+}
+
+func (l *Local) track(exp *Experiment, i int, c context.CancelCauseFunc) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m := l.cancels[exp.Dir]
+	if m == nil {
+		m = map[int]context.CancelCauseFunc{}
+		l.cancels[exp.Dir] = m
+	}
+	m[i] = c
+}
+
+func (l *Local) untrack(exp *Experiment, i int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.cancels[exp.Dir], i)
+}
+
+// Refresh marks tasks that claim to run on this host but whose process is
+// gone (gpuorch was killed while they ran) as interrupted, so they resume.
+func (l *Local) Refresh(ctx context.Context, exp *Experiment) error {
+	host, _ := os.Hostname()
+	l.mu.Lock()
+	mine := l.cancels[exp.Dir]
+	live := map[int]bool{}
+	for i := range mine {
+		live[i] = true
+	}
+	l.mu.Unlock()
+	return exp.Update(func(s *State) error {
+		for k := range s.Tasks {
+			t := &s.Tasks[k]
+			if t.State != TaskRunning || live[t.Index] || t.Node != host || t.PID <= 0 {
+				continue
+			}
+			if syscall.Kill(t.PID, 0) == nil {
+				continue // still alive (run by another gpuorch process)
+			}
+			now := time.Now().UTC()
+			t.State = TaskInterrupted
+			t.End = &now
+			t.Error = "its gpuorch process went away while it ran"
+		}
+		s.State = Derive(s.State, s.Tasks)
+		if s.State == ExpRunning && !anyRunning(s.Tasks) {
+			s.State = ExpInterrupted
+		}
+		return nil
+	})
+}
+
+func anyRunning(ts []TaskStatus) bool {
+	for _, t := range ts {
+		if t.State == TaskRunning {
+			return true
+		}
+	}
+	return false
+}
+
+// Cancel stops the given tasks (nil = all unfinished): running ones in this
+// process are interrupted, running ones of another local gpuorch process get
+// SIGINT, pending ones are marked cancelled and will not start.
+func (l *Local) Cancel(ctx context.Context, exp *Experiment, indices []int) error {
+	host, _ := os.Hostname()
+	want := map[int]bool{}
+	for _, i := range indices {
+		want[i] = true
+	}
+	l.mu.Lock()
+	mine := map[int]context.CancelCauseFunc{}
+	for i, c := range l.cancels[exp.Dir] {
+		mine[i] = c
+	}
+	l.mu.Unlock()
+	var toSignal []int
+	err := exp.Update(func(s *State) error {
+		now := time.Now().UTC()
+		for k := range s.Tasks {
+			t := &s.Tasks[k]
+			if indices != nil && !want[t.Index] {
+				continue
+			}
+			switch {
+			case t.State == TaskPending:
+				t.State = TaskCancelled
+				t.End = &now
+				t.Error = "cancelled before it started"
+			case t.State == TaskRunning && mine[t.Index] != nil:
+				mine[t.Index](errCancelled)
+			case t.State == TaskRunning && t.Node == host && t.PID > 0:
+				toSignal = append(toSignal, t.PID)
+				t.State = TaskCancelled
+				t.End = &now
+				t.Error = "cancelled"
+			}
+		}
+		s.State = Derive(s.State, s.Tasks)
+		return nil
+	})
+	for _, pid := range toSignal {
+		_ = syscall.Kill(-pid, syscall.SIGINT)
+	}
+	return err
+}

@@ -1,0 +1,101 @@
+package orchestrator
+
+import (
+	"github.com/gpuorch/gpuorch/loadgen"
+)
+
+// Spec is a decoded experiment spec (see docs/spec.md). Target, Workloads and
+// SLO are the loadgen types themselves, so every field loadgen understands is
+// a spec key and a sweep key without further wiring.
+type Spec struct {
+	Experiment ExperimentSpec           `toml:"experiment"`
+	Target     loadgen.TargetConfig     `toml:"target"`
+	Workloads  []loadgen.WorkloadConfig `toml:"workload"`
+	SLO        loadgen.SLOConfig        `toml:"slo"`
+	Run        RunSpec                  `toml:"run"`
+	Slurm      SlurmSpec                `toml:"slurm"`
+	Output     OutputSpec               `toml:"output"`
+	Training   *TrainingSpec            `toml:"training"`
+
+	// Sweep is the [sweep] table flattened into parameters, in file order.
+	Sweep []SweepParam `toml:"-"`
+
+	// File is the path the spec was read from (for messages); Source its
+	// bytes as read (copied to the experiment directory); Overrides the
+	// --set KEY=VALUE arguments applied on top.
+	File      string   `toml:"-"`
+	Source    []byte   `toml:"-"`
+	Overrides []string `toml:"-"`
+
+	raw map[string]any // the decoded tree after overrides, minus [sweep]
+	pos *positions     // key → line in File
+}
+
+// ExperimentSpec is the [experiment] table.
+type ExperimentSpec struct {
+	Name        string   `toml:"name" json:"name"`                         // required; [a-z0-9][a-z0-9._-]{0,62}
+	Tags        []string `toml:"tags" json:"tags,omitempty"`               // free text, never interpreted
+	Description string   `toml:"description" json:"description,omitempty"` // free text, never interpreted
+}
+
+// RunSpec is the [run] table: how tasks run.
+type RunSpec struct {
+	Duration loadgen.Duration `toml:"duration" json:"duration"`           // per task; default 30s
+	Interval loadgen.Duration `toml:"interval" json:"interval,omitempty"` // snapshot interval; default 1s
+	Seed     int64            `toml:"seed" json:"seed"`                   // base seed; task i gets seed+i unless swept; default 1
+	Executor string           `toml:"executor" json:"executor"`           // "local" (default) or "slurm"
+	Parallel int              `toml:"parallel" json:"parallel"`           // local executor: tasks at a time; default 1
+	// TaskTimeout bounds one task's wall time under the local executor
+	// (0 = none). The task is interrupted, then killed after a grace period,
+	// and marked "timeout".
+	TaskTimeout loadgen.Duration `toml:"task_timeout" json:"task_timeout,omitempty"`
+}
+
+// SlurmSpec is the [slurm] table, read by the Slurm executor. Every value is
+// a user string and must be shell-quoted wherever it is rendered.
+type SlurmSpec struct {
+	Partition   string            `toml:"partition" json:"partition,omitempty"`
+	QOS         string            `toml:"qos" json:"qos,omitempty"`
+	Account     string            `toml:"account" json:"account,omitempty"`
+	Time        string            `toml:"time" json:"time,omitempty"`         // per array task, Slurm's format ("10:00", "1-00:00:00")
+	Throttle    int               `toml:"throttle" json:"throttle,omitempty"` // max array tasks running at once (%N)
+	Nodes       int               `toml:"nodes" json:"nodes,omitempty"`
+	CPUsPerTask int               `toml:"cpus_per_task" json:"cpus_per_task,omitempty"`
+	Mem         string            `toml:"mem" json:"mem,omitempty"`   // e.g. "4G"
+	GPUs        string            `toml:"gpus" json:"gpus,omitempty"` // --gpus, e.g. "1" or "a100:1"
+	Gres        string            `toml:"gres" json:"gres,omitempty"` // e.g. "shard:2"
+	Constraint  string            `toml:"constraint" json:"constraint,omitempty"`
+	Nodelist    string            `toml:"nodelist" json:"nodelist,omitempty"`
+	Exclude     string            `toml:"exclude" json:"exclude,omitempty"`
+	Comment     string            `toml:"comment" json:"comment,omitempty"`
+	Binary      string            `toml:"binary" json:"binary,omitempty"`         // gpuorch path on the compute nodes; default: this binary
+	Env         map[string]string `toml:"env" json:"env,omitempty"`               // exported to every task
+	ExtraArgs   []string          `toml:"extra_args" json:"extra_args,omitempty"` // further sbatch options, each one argument
+}
+
+// OutputSpec is the [output] table: where results go.
+type OutputSpec struct {
+	// Dir is the directory experiment directories are created in; it
+	// overrides $GPUORCH_HOME (default ./gpuorch-runs).
+	Dir      string        `toml:"dir" json:"dir,omitempty"`
+	InfluxDB *InfluxDBSpec `toml:"influxdb" json:"influxdb,omitempty"`
+}
+
+// InfluxDBSpec is [output.influxdb]: an InfluxDB that tasks write to besides
+// the local line-protocol files.
+type InfluxDBSpec struct {
+	URL      string `toml:"url" json:"url"`
+	Database string `toml:"database" json:"database,omitempty"` // InfluxDB 1.x
+	Org      string `toml:"org" json:"org,omitempty"`           // InfluxDB 2.x
+	Bucket   string `toml:"bucket" json:"bucket,omitempty"`     // InfluxDB 2.x
+	// TokenEnv names the environment variable holding the token (2.x) or
+	// "user:password" (1.x); the secret itself is never stored.
+	TokenEnv string `toml:"token_env" json:"token_env,omitempty"`
+}
+
+// SweepParam is one [sweep] entry: a spec key and the values it takes.
+type SweepParam struct {
+	Key    string `json:"key"` // e.g. "workload.rate"
+	Values []any  `json:"values"`
+	Line   int    `json:"line,omitempty"`
+}

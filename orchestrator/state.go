@@ -1,0 +1,479 @@
+package orchestrator
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ExperimentState is the state of a whole experiment.
+type ExperimentState string
+
+const (
+	ExpPlanned      ExperimentState = "planned"       // directory written, nothing started
+	ExpSubmitted    ExperimentState = "submitted"     // accepted by a batch system, not yet running
+	ExpRunning      ExperimentState = "running"       // at least one task running
+	ExpCompleted    ExperimentState = "completed"     // every task completed
+	ExpFailed       ExperimentState = "failed"        // every task ended, some not completed
+	ExpInterrupted  ExperimentState = "interrupted"   // stopped by the user; resumable
+	ExpNotSubmitted ExperimentState = "not-submitted" // submission failed; resumable
+)
+
+// TaskState is the state of one task.
+type TaskState string
+
+const (
+	TaskPending     TaskState = "pending"
+	TaskRunning     TaskState = "running"
+	TaskCompleted   TaskState = "completed"
+	TaskFailed      TaskState = "failed"
+	TaskInterrupted TaskState = "interrupted"
+	TaskTimeout     TaskState = "timeout"
+	TaskCancelled   TaskState = "cancelled"
+)
+
+// Terminal reports whether the task has ended.
+func (s TaskState) Terminal() bool {
+	switch s {
+	case TaskCompleted, TaskFailed, TaskInterrupted, TaskTimeout, TaskCancelled:
+		return true
+	}
+	return false
+}
+
+// Exit codes of `gpuorch loadgen run` (the task command), which executors map
+// onto task states.
+const (
+	TaskExitCompleted   = 0
+	TaskExitFailed      = 1
+	TaskExitUnreachable = 3
+	TaskExitInterrupted = 130
+)
+
+// State is state.json: everything that changes while an experiment runs.
+// It is rewritten atomically at every step, so a killed gpuorch loses nothing.
+type State struct {
+	ID       string          `json:"id"`
+	Name     string          `json:"name"`
+	State    ExperimentState `json:"state"`
+	Executor string          `json:"executor"`
+	Created  time.Time       `json:"created"`
+	Updated  time.Time       `json:"updated"`
+	Error    string          `json:"error,omitempty"` // why the experiment is failed / not-submitted
+	// Submissions records each submission to the executor (the first, then
+	// resumes and retries), with the batch job id where there is one.
+	Submissions []Submission `json:"submissions,omitempty"`
+	Tasks       []TaskStatus `json:"tasks"`
+}
+
+// Submission is one call to Executor.Submit.
+type Submission struct {
+	Time    time.Time `json:"time"`
+	Indices []int     `json:"indices"`
+	JobID   string    `json:"job_id,omitempty"` // e.g. the Slurm array job id
+	Script  string    `json:"script,omitempty"` // e.g. the rendered sbatch script, relative to the experiment dir
+}
+
+// TaskStatus is one task's state.
+type TaskStatus struct {
+	Index    int        `json:"index"`
+	Name     string     `json:"name"`
+	State    TaskState  `json:"state"`
+	ExitCode *int       `json:"exit_code,omitempty"`
+	Start    *time.Time `json:"start,omitempty"`
+	End      *time.Time `json:"end,omitempty"`
+	Log      string     `json:"log"`              // relative to the experiment dir
+	JobID    string     `json:"job_id,omitempty"` // executor job id, e.g. Slurm "1234_5"
+	Node     string     `json:"node,omitempty"` // host the task ran on
+	PID      int        `json:"pid,omitempty"`  // local executor: the task's process
+	Attempts int        `json:"attempts,omitempty"`
+	Error    string     `json:"error,omitempty"`
+}
+
+// Experiment is an experiment directory loaded in memory. Its methods are
+// safe for concurrent use by an executor's goroutines; every change goes
+// through Update, which persists state.json before returning.
+type Experiment struct {
+	Dir  string
+	Plan *Plan
+
+	// OnTaskUpdate, when set, is called (under the experiment's lock, after
+	// the state is saved) with a copy of each task status that Update changes.
+	// The CLI uses it for progress lines.
+	OnTaskUpdate func(TaskStatus)
+
+	mu    sync.Mutex
+	state State
+}
+
+// Snapshot returns a deep copy of the current state.
+func (e *Experiment) Snapshot() State {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.state.clone()
+}
+
+func (s State) clone() State {
+	c := s
+	c.Submissions = append([]Submission(nil), s.Submissions...)
+	c.Tasks = append([]TaskStatus(nil), s.Tasks...)
+	return c
+}
+
+// ID is the experiment id.
+func (e *Experiment) ID() string { return e.state.ID }
+
+// Update applies fn to the state under the lock, recomputes the experiment
+// state from the tasks, and writes state.json atomically. Changed tasks are
+// reported to OnTaskUpdate.
+func (e *Experiment) Update(fn func(*State) error) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	before := append([]TaskStatus(nil), e.state.Tasks...)
+	if err := fn(&e.state); err != nil {
+		return err
+	}
+	e.state.Updated = time.Now().UTC()
+	if err := writeJSONAtomic(filepath.Join(e.Dir, "state.json"), &e.state); err != nil {
+		return err
+	}
+	if e.OnTaskUpdate != nil {
+		for i, t := range e.state.Tasks {
+			if i >= len(before) || !sameTask(before[i], t) {
+				e.OnTaskUpdate(t)
+			}
+		}
+	}
+	return nil
+}
+
+func sameTask(a, b TaskStatus) bool {
+	return a.State == b.State && a.JobID == b.JobID && a.Error == b.Error && a.Attempts == b.Attempts
+}
+
+// UpdateTask applies fn to task i and saves.
+func (e *Experiment) UpdateTask(i int, fn func(*TaskStatus)) error {
+	return e.Update(func(s *State) error {
+		if i < 0 || i >= len(s.Tasks) {
+			return fmt.Errorf("experiment %s has no task %d", s.ID, i)
+		}
+		fn(&s.Tasks[i])
+		return nil
+	})
+}
+
+// SetState sets the experiment state (and its error message) and saves.
+func (e *Experiment) SetState(st ExperimentState, errMsg string) error {
+	return e.Update(func(s *State) error {
+		s.State = st
+		s.Error = errMsg
+		return nil
+	})
+}
+
+// TaskDir is tasks/<i> inside the experiment directory.
+func (e *Experiment) TaskDir(i int) string { return filepath.Join(e.Dir, "tasks", strconv.Itoa(i)) }
+
+// ManifestPath is the task's manifest, relative to the experiment directory
+// (executors run tasks with the experiment directory as working directory).
+func ManifestPath(i int) string { return filepath.Join("tasks", strconv.Itoa(i), "manifest.json") }
+
+// LogPath is the task's log (stdout and stderr), relative to the experiment directory.
+func LogPath(i int) string { return filepath.Join("tasks", strconv.Itoa(i), "log") }
+
+// SummaryPath is the task's summary.json, relative to the experiment directory.
+func SummaryPath(i int) string { return filepath.Join("tasks", strconv.Itoa(i), "summary.json") }
+
+// MetricsPath is the task's metrics.lp (line protocol), relative to the experiment directory.
+func MetricsPath(i int) string { return filepath.Join("tasks", strconv.Itoa(i), "metrics.lp") }
+
+// Incomplete lists the indices of tasks that have not completed (what a
+// resume runs).
+func (s *State) Incomplete() []int {
+	var idx []int
+	for _, t := range s.Tasks {
+		if t.State != TaskCompleted {
+			idx = append(idx, t.Index)
+		}
+	}
+	return idx
+}
+
+// Counts returns how many tasks are in each state.
+func (s *State) Counts() map[TaskState]int {
+	c := map[TaskState]int{}
+	for _, t := range s.Tasks {
+		c[t.State]++
+	}
+	return c
+}
+
+// Derive computes the experiment state implied by the task states; it
+// returns cur when tasks are still pending and none runs (planned, submitted,
+// interrupted and not-submitted are decided by whoever drives the executor).
+func Derive(cur ExperimentState, tasks []TaskStatus) ExperimentState {
+	var running, pending, interrupted, bad int
+	for _, t := range tasks {
+		switch t.State {
+		case TaskRunning:
+			running++
+		case TaskPending:
+			pending++
+		case TaskInterrupted:
+			interrupted++
+		case TaskFailed, TaskTimeout, TaskCancelled:
+			bad++
+		}
+	}
+	switch {
+	case running > 0:
+		return ExpRunning
+	case pending > 0:
+		return cur
+	case interrupted > 0:
+		return ExpInterrupted
+	case bad > 0:
+		return ExpFailed
+	default:
+		return ExpCompleted
+	}
+}
+
+// Home is where experiment directories live: $GPUORCH_HOME, or ./gpuorch-runs.
+func Home() string {
+	if h := os.Getenv("GPUORCH_HOME"); h != "" {
+		return h
+	}
+	return "gpuorch-runs"
+}
+
+// NewID returns an experiment id: the name, the UTC time and a short random
+// suffix ("quickstart-20261122-070415-3fa9"), itself a valid name.
+func NewID(name string, now time.Time) string {
+	var b [2]byte
+	_, _ = rand.Read(b[:])
+	const suffix = len("-20060102-150405-abcd")
+	if len(name) > 63-suffix {
+		name = strings.TrimRight(name[:63-suffix], ".-_")
+	}
+	return name + "-" + now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
+}
+
+// Create makes a new experiment directory under home for a plan: spec.toml
+// (the spec's bytes as read), plan.json, tasks/<i>/manifest.json and
+// state.json with every task pending. The manifests carry the experiment id.
+func Create(home string, spec *Spec, plan *Plan, executor string) (*Experiment, error) {
+	now := time.Now().UTC()
+	id := NewID(plan.Experiment.Name, now)
+	dir := filepath.Join(home, id)
+	if err := os.MkdirAll(filepath.Join(dir, "tasks"), 0o755); err != nil {
+		return nil, fmt.Errorf("create experiment directory: %w", err)
+	}
+	p := *plan
+	p.Tasks = append([]Task(nil), plan.Tasks...)
+	for i := range p.Tasks {
+		p.Tasks[i].Config.Experiment = id
+	}
+	e := &Experiment{Dir: dir, Plan: &p}
+	if spec != nil && spec.Source != nil {
+		if err := writeFileAtomic(filepath.Join(dir, "spec.toml"), spec.Source); err != nil {
+			return nil, err
+		}
+	}
+	if err := writeJSONAtomic(filepath.Join(dir, "plan.json"), &p); err != nil {
+		return nil, err
+	}
+	st := State{ID: id, Name: p.Experiment.Name, State: ExpPlanned, Executor: executor, Created: now}
+	for _, t := range p.Tasks {
+		if err := os.MkdirAll(e.TaskDir(t.Index), 0o755); err != nil {
+			return nil, fmt.Errorf("create task directory: %w", err)
+		}
+		if err := writeJSONAtomic(filepath.Join(dir, ManifestPath(t.Index)), &t.Config); err != nil {
+			return nil, err
+		}
+		st.Tasks = append(st.Tasks, TaskStatus{Index: t.Index, Name: t.Name, State: TaskPending, Log: LogPath(t.Index)})
+	}
+	e.state = st
+	if err := e.Update(func(*State) error { return nil }); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// ErrNotFound is returned by Open when no experiment matches.
+var ErrNotFound = errors.New("experiment not found")
+
+// Open loads an experiment by directory path, by id under home, or by a
+// unique id prefix under home; a bare experiment name picks that name's most
+// recent run.
+func Open(home, idOrPath string) (*Experiment, error) {
+	if idOrPath == "" {
+		return nil, fmt.Errorf("open experiment: empty id")
+	}
+	if isExperimentDir(idOrPath) {
+		return load(idOrPath)
+	}
+	if !strings.ContainsRune(idOrPath, filepath.Separator) {
+		if d := filepath.Join(home, idOrPath); isExperimentDir(d) {
+			return load(d)
+		}
+		all, err := List(home)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		var match []Summary
+		sameName := true
+		for _, s := range all {
+			if strings.HasPrefix(s.ID, idOrPath) {
+				match = append(match, s)
+				sameName = sameName && s.Name == idOrPath
+			}
+		}
+		switch {
+		case len(match) == 1 || (len(match) > 1 && sameName):
+			// List sorts newest first.
+			return load(match[0].Dir)
+		case len(match) > 1:
+			ids := make([]string, len(match))
+			for i, m := range match {
+				ids[i] = m.ID
+			}
+			return nil, fmt.Errorf("experiment %q is ambiguous in %s: %s", idOrPath, home, strings.Join(ids, ", "))
+		}
+	}
+	return nil, fmt.Errorf("open experiment %q (looked in %s): %w", idOrPath, home, ErrNotFound)
+}
+
+func isExperimentDir(d string) bool {
+	_, err := os.Stat(filepath.Join(d, "state.json"))
+	return err == nil
+}
+
+func load(dir string) (*Experiment, error) {
+	e := &Experiment{Dir: dir, Plan: &Plan{}}
+	if err := readJSON(filepath.Join(dir, "plan.json"), e.Plan); err != nil {
+		return nil, err
+	}
+	if err := readJSON(filepath.Join(dir, "state.json"), &e.state); err != nil {
+		return nil, err
+	}
+	if len(e.state.Tasks) != len(e.Plan.Tasks) {
+		return nil, fmt.Errorf("experiment %s: state.json has %d tasks, plan.json %d", dir, len(e.state.Tasks), len(e.Plan.Tasks))
+	}
+	return e, nil
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	return nil
+}
+
+// Summary is one line of an experiment listing.
+type Summary struct {
+	ID       string            `json:"id"`
+	Name     string            `json:"name"`
+	Dir      string            `json:"dir"`
+	State    ExperimentState   `json:"state"`
+	Executor string            `json:"executor"`
+	Created  time.Time         `json:"created"`
+	Tasks    int               `json:"tasks"`
+	Counts   map[TaskState]int `json:"counts"`
+	Tags     []string          `json:"tags,omitempty"`
+}
+
+// List returns the experiments under home, newest first. Directories that
+// are not experiments are skipped.
+func List(home string) ([]Summary, error) {
+	ents, err := os.ReadDir(home)
+	if err != nil {
+		return nil, fmt.Errorf("list experiments in %s: %w", home, err)
+	}
+	var out []Summary
+	for _, ent := range ents {
+		if !ent.IsDir() {
+			continue
+		}
+		d := filepath.Join(home, ent.Name())
+		var st State
+		if readJSON(filepath.Join(d, "state.json"), &st) != nil {
+			continue
+		}
+		s := Summary{ID: st.ID, Name: st.Name, Dir: d, State: st.State, Executor: st.Executor, Created: st.Created, Tasks: len(st.Tasks), Counts: st.Counts()}
+		var p Plan
+		if readJSON(filepath.Join(d, "plan.json"), &p) == nil {
+			s.Tags = p.Experiment.Tags
+		}
+		out = append(out, s)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.After(out[j].Created)
+		}
+		return out[i].ID > out[j].ID
+	})
+	return out, nil
+}
+
+// writeJSONAtomic writes v as indented JSON via writeFileAtomic.
+func writeJSONAtomic(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", path, err)
+	}
+	return writeFileAtomic(path, append(b, '\n'))
+}
+
+// writeFileAtomic writes a temp file in the same directory, fsyncs it and
+// renames it over path, so readers see the old or the new file, never a torn
+// one, even if gpuorch is killed mid-write.
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		return fail(err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	// Make the rename itself durable.
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
