@@ -127,7 +127,7 @@ func (l *Local) Submit(ctx context.Context, exp *Experiment, indices []int) erro
 			defer func() { <-sem }()
 			env := append(base[:len(base):len(base)],
 				"SLURM_ARRAY_TASK_ID="+strconv.Itoa(i),
-				"SLURM_JOB_ID="+jobID+strconv.Itoa(100000+i)[1:],
+				"SLURM_JOB_ID="+jobID+strconv.Itoa(100000 + i)[1:],
 				"SLURMD_NODENAME="+host,
 			)
 			if err := l.runTask(ctx, exp, dir, i, jobID, host, env); err != nil {

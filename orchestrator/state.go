@@ -93,8 +93,8 @@ type TaskStatus struct {
 	End      *time.Time `json:"end,omitempty"`
 	Log      string     `json:"log"`              // relative to the experiment dir
 	JobID    string     `json:"job_id,omitempty"` // executor job id, e.g. Slurm "1234_5"
-	Node     string     `json:"node,omitempty"` // host the task ran on
-	PID      int        `json:"pid,omitempty"`  // local executor: the task's process
+	Node     string     `json:"node,omitempty"`   // host the task ran on
+	PID      int        `json:"pid,omitempty"`    // local executor: the task's process
 	Attempts int        `json:"attempts,omitempty"`
 	Error    string     `json:"error,omitempty"`
 }
