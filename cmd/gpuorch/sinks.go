@@ -1,6 +1,8 @@
 package main
 
 import (
+	"path/filepath"
+
 	"github.com/gpuorch/gpuorch/results"
 	"github.com/urfave/cli/v2"
 )
@@ -17,3 +19,9 @@ func init() { register(resultsCmd) }
 // taskSinkOpener opens where a task's metrics go. It is a variable so the
 // InfluxDB wiring can wrap it.
 var _ = results.AppendLine
+
+// openTaskSink opens the local store of one task: tasks/<i>/metrics.lp in
+// the experiment directory (schema: docs/metrics.md).
+func openTaskSink(taskDir string) (results.Sink, error) {
+	return results.OpenLineFile(filepath.Join(taskDir, "metrics.lp"))
+}
