@@ -1,0 +1,231 @@
+package results
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Tests against a real InfluxDB 1.8.10. They skip unless
+// GPUORCH_TEST_INFLUX_URL names a running server (test/influxdb/up.sh
+// prints it). Tests that stop and start the server, or need auth or Flux
+// off, run a private influxd from the same binary (GPUORCH_TEST_INFLUXD, or
+// <repo>/.cache/bin/influxd from test/influxdb/build.sh, or PATH).
+
+const influxSkipMsg = "no InfluxDB: run test/influxdb/build.sh && eval \"$(test/influxdb/up.sh --env)\" (sets GPUORCH_TEST_INFLUX_URL)"
+
+func sharedInfluxURL(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv("GPUORCH_TEST_INFLUX_URL")
+	if u == "" {
+		t.Skip(influxSkipMsg)
+	}
+	return u
+}
+
+var dbSeq atomic.Int64
+
+// testDatabase creates a fresh database on the shared server and drops it
+// when the test ends; it returns a config pointing at it.
+func testDatabase(t testing.TB) InfluxConfig {
+	t.Helper()
+	u := sharedInfluxURL(t)
+	db := fmt.Sprintf("gpuorch_t_%d_%d", os.Getpid(), dbSeq.Add(1))
+	influxQL(t, u, "", "CREATE DATABASE "+db)
+	t.Cleanup(func() { influxQL(t, u, "", "DROP DATABASE "+db) })
+	return InfluxConfig{URL: u, Bucket: db, FlushInterval: 100 * time.Millisecond, Timeout: 5 * time.Second, RetryMax: 500 * time.Millisecond}.withDefaults()
+}
+
+// influxQL runs an InfluxQL statement through /query and returns the first
+// series' values.
+func influxQL(t testing.TB, base, db, q string) [][]any {
+	t.Helper()
+	vals, err := influxQLErr(base, db, "", q)
+	if err != nil {
+		t.Fatalf("influxql %q: %v", q, err)
+	}
+	return vals
+}
+
+func influxQLErr(base, db, auth, q string) ([][]any, error) {
+	form := url.Values{"q": {q}}
+	if db != "" {
+		form.Set("db", db)
+	}
+	req, _ := http.NewRequest(http.MethodPost, strings.TrimRight(base, "/")+"/query", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if u, p, ok := strings.Cut(auth, ":"); ok {
+		req.SetBasicAuth(u, p)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Results []struct {
+			Error  string `json:"error"`
+			Series []struct {
+				Values [][]any `json:"values"`
+			} `json:"series"`
+		} `json:"results"`
+		Error string `json:"error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, fmt.Errorf("HTTP %d: %w", resp.StatusCode, err)
+	}
+	if out.Error != "" {
+		return nil, fmt.Errorf("%s", out.Error)
+	}
+	if len(out.Results) == 0 {
+		return nil, nil
+	}
+	if out.Results[0].Error != "" {
+		return nil, fmt.Errorf("%s", out.Results[0].Error)
+	}
+	var vals [][]any
+	for _, s := range out.Results[0].Series {
+		vals = append(vals, s.Values...)
+	}
+	return vals, nil
+}
+
+// countPoints counts the points of measurement m (by field f) in db.
+func countPoints(t testing.TB, base, db, m, f string) int64 {
+	t.Helper()
+	vals := influxQL(t, base, db, fmt.Sprintf(`SELECT count(%q) FROM %q`, f, m))
+	if len(vals) == 0 {
+		return 0
+	}
+	return int64(vals[0][1].(float64))
+}
+
+func influxdBinary(t testing.TB) string {
+	t.Helper()
+	sharedInfluxURL(t)
+	if p := os.Getenv("GPUORCH_TEST_INFLUXD"); p != "" {
+		return p
+	}
+	if p, err := filepath.Abs("../.cache/bin/influxd"); err == nil {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("influxd"); err == nil {
+		return p
+	}
+	t.Skip("no influxd binary: run test/influxdb/build.sh (or set GPUORCH_TEST_INFLUXD)")
+	return ""
+}
+
+// privateInfluxd is an influxd this test starts, stops and restarts.
+type privateInfluxd struct {
+	t    testing.TB
+	bin  string
+	dir  string
+	port int
+	URL  string
+	cmd  *exec.Cmd
+}
+
+type influxdOpts struct {
+	auth   bool // auth-enabled, with user admin:secret
+	noFlux bool
+}
+
+func startPrivateInfluxd(t testing.TB, o influxdOpts) *privateInfluxd {
+	t.Helper()
+	bin := influxdBinary(t)
+	dir := t.TempDir()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	l2, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rpc := l2.Addr().(*net.TCPAddr).Port
+	l2.Close()
+	conf := fmt.Sprintf(`reporting-disabled = true
+bind-address = "127.0.0.1:%d"
+[meta]
+  dir = %q
+[data]
+  dir = %q
+  wal-dir = %q
+  query-log-enabled = false
+[monitor]
+  store-enabled = false
+[http]
+  bind-address = "127.0.0.1:%d"
+  flux-enabled = %v
+  auth-enabled = %v
+  log-enabled = false
+[continuous_queries]
+  enabled = false
+[logging]
+  level = "error"
+`, rpc, dir+"/meta", dir+"/data", dir+"/wal", port, !o.noFlux, o.auth)
+	if err := os.WriteFile(dir+"/influxdb.conf", []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := &privateInfluxd{t: t, bin: bin, dir: dir, port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	d.Start()
+	t.Cleanup(d.Stop)
+	if o.auth {
+		if _, err := influxQLErr(d.URL, "", "", "CREATE USER admin WITH PASSWORD 'secret' WITH ALL PRIVILEGES"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return d
+}
+
+func (d *privateInfluxd) Start() {
+	d.t.Helper()
+	cmd := exec.Command(d.bin, "run", "-config", d.dir+"/influxdb.conf")
+	logf, _ := os.OpenFile(d.dir+"/influxd.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	d.cmd = cmd
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(d.URL + "/ping")
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	log, _ := os.ReadFile(d.dir + "/influxd.log")
+	d.t.Fatalf("private influxd did not start: %s", log)
+}
+
+func (d *privateInfluxd) Stop() {
+	if d.cmd == nil {
+		return
+	}
+	d.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { d.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		d.cmd.Process.Kill()
+		<-done
+	}
+	d.cmd = nil
+}
