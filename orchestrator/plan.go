@@ -3,7 +3,9 @@ package orchestrator
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/gpuorch/gpuorch/loadgen"
@@ -15,6 +17,7 @@ import (
 type Plan struct {
 	Experiment ExperimentSpec `json:"experiment"`
 	Run        RunSpec        `json:"run"`
+	Slurm      SlurmSpec      `json:"slurm"`
 	Output     OutputSpec     `json:"output"`
 	// SweepKeys are the swept spec keys in file order; the last varies fastest.
 	SweepKeys []string `json:"sweep_keys,omitempty"`
@@ -78,4 +81,212 @@ func formatValue(v any) string {
 	default:
 		return fmt.Sprint(x)
 	}
+}
+
+// Plan expands the spec into tasks: for each workload (outermost, in spec
+// order), every point of the cartesian product of the sweep lists (the last
+// key varies fastest). Each point is applied by setting its keys in the
+// decoded tree of that workload's manifest and decoding the result strictly
+// into a loadgen.Config, so any manifest field can be swept. Task i gets seed
+// run.seed + i unless the sweep sets seed.
+func (s *Spec) Plan() (*Plan, error) {
+	d := &decoder{file: s.File, pos: s.pos, overridden: map[string]string{}}
+	p := &Plan{
+		Experiment: s.Experiment,
+		Run:        s.Run,
+		Slurm:      s.Slurm,
+		Output:     s.Output,
+		Overrides:  s.Overrides,
+	}
+	for _, sp := range s.Sweep {
+		p.SweepKeys = append(p.SweepKeys, sp.Key)
+	}
+	points := 1
+	for _, sp := range s.Sweep {
+		points *= len(sp.Values)
+		if points > MaxTasks {
+			return nil, &SpecError{File: s.File, Line: sp.Line, Key: sp.Key, Msg: fmt.Sprintf("the sweep expands to more than %d tasks", MaxTasks)}
+		}
+	}
+	n := points * len(s.Workloads)
+	if n > MaxTasks {
+		return nil, &SpecError{File: s.File, Line: 1, Msg: fmt.Sprintf("%d workloads × %d sweep points is more than %d tasks", len(s.Workloads), points, MaxTasks)}
+	}
+	tags := paramTags(p.SweepKeys)
+	width := max(3, len(strconv.Itoa(n-1)))
+	rawWorkloads, _ := s.raw["workload"].([]map[string]any)
+	for w, wl := range s.Workloads {
+		p.Workloads = append(p.Workloads, wl.Name)
+		for pt := 0; pt < points; pt++ {
+			idx := w*points + pt
+			// Mixed-radix digits of pt, last key fastest.
+			vals := make([]any, len(s.Sweep))
+			rem := pt
+			for k := len(s.Sweep) - 1; k >= 0; k-- {
+				nv := len(s.Sweep[k].Values)
+				vals[k] = s.Sweep[k].Values[rem%nv]
+				rem /= nv
+			}
+			tree := map[string]any{
+				"seed":     s.Run.Seed + int64(idx),
+				"duration": s.Run.Duration.D().String(),
+				"target":   deepCopy(s.raw["target"]),
+				"slo":      deepCopy(s.raw["slo"]),
+			}
+			if s.Run.Interval > 0 {
+				tree["interval"] = s.Run.Interval.D().String()
+			}
+			if w < len(rawWorkloads) {
+				tree["workload"] = deepCopy(rawWorkloads[w])
+			} else {
+				tree["workload"] = map[string]any{}
+			}
+			tree["workload"].(map[string]any)["name"] = wl.Name
+			for k, sp := range s.Sweep {
+				if err := setPath(tree, strings.Split(sp.Key, "."), func(any) any { return deepCopy(vals[k]) }); err != nil {
+					return nil, &SpecError{File: s.File, Line: sp.Line, Key: sp.Key, Msg: fmt.Sprintf("sweep %q: %v", sp.Key, err)}
+				}
+			}
+			for k, v := range tree {
+				if v == nil {
+					delete(tree, k)
+				}
+			}
+			var cfg loadgen.Config
+			md, err := decodeTree(tree, &cfg)
+			if err != nil {
+				return nil, &SpecError{File: s.File, Line: 1, Msg: fmt.Sprintf("task %d: %s", idx, cleanTOMLError(err))}
+			}
+			if und := md.Undecoded(); len(und) > 0 {
+				return nil, &SpecError{File: s.File, Line: 1, Key: und[0].String(), Msg: fmt.Sprintf("task %d: unknown key %q", idx, und[0].String())}
+			}
+			// Semantic checks again, now that the point is applied; blame
+			// the [sweep] line when the offending key was swept.
+			at := func(key string) []string {
+				for _, sp := range s.Sweep {
+					if sp.Key == key || strings.HasPrefix(key, sp.Key+".") || strings.HasPrefix(sp.Key, key+".") {
+						return []string{"sweep", sp.Key}
+					}
+				}
+				return strings.Split(key, ".")
+			}
+			d.pos = sweepPositions(s)
+			if err := d.validateTarget(cfg.Target, at); err != nil {
+				return nil, err
+			}
+			if cfg.Workload.Arrival == "" {
+				return nil, d.errAt(at("workload.arrival"), "task %d: workload.arrival is empty", idx)
+			}
+			if cfg.Duration <= 0 {
+				return nil, d.errAt(at("duration"), "task %d: duration must be positive", idx)
+			}
+			t := Task{Index: idx, Workload: wl.Name}
+			name := fmt.Sprintf("t%0*d", width, idx)
+			if len(s.Workloads) > 1 {
+				name += "-" + wl.Name
+			}
+			if len(s.Sweep) > 0 {
+				t.Params = map[string]any{}
+			}
+			cfg.Tags = map[string]string{"workload": wl.Name}
+			for k, sp := range s.Sweep {
+				t.Params[sp.Key] = vals[k]
+				v := formatValue(vals[k])
+				name += "-" + tags[sp.Key] + "=" + v
+				cfg.Tags[tags[sp.Key]] = v
+			}
+			t.Name = taskName(name)
+			cfg.Experiment = s.Experiment.Name
+			cfg.Task = t.Name
+			t.Config = cfg
+			p.Tasks = append(p.Tasks, t)
+		}
+	}
+	return p, nil
+}
+
+// MaxTasks bounds a plan; larger sweeps are almost always a typo.
+const MaxTasks = 100000
+
+// sweepPositions is the spec's position index, with a sweep key's canonical
+// name ("workload.rate") resolving to the line it was written on.
+func sweepPositions(s *Spec) *positions {
+	ps := &positions{lines: map[string]int{}}
+	if s.pos != nil {
+		for k, v := range s.pos.lines {
+			ps.lines[k] = v
+		}
+		ps.order = append(ps.order, s.pos.order...)
+	}
+	for _, sp := range s.Sweep {
+		k := joinPath([]string{"sweep", sp.Key})
+		ps.lines[k] = sp.Line
+		ps.order = append(ps.order, k)
+	}
+	return ps
+}
+
+// paramTags picks a short tag name per sweep key: its last segment, or the
+// whole key with '_' for '.' where last segments collide.
+func paramTags(keys []string) map[string]string {
+	count := map[string]int{}
+	for _, k := range keys {
+		count[lastSeg(k)]++
+	}
+	out := map[string]string{}
+	for _, k := range keys {
+		if count[lastSeg(k)] > 1 || lastSeg(k) == "workload" {
+			out[k] = strings.ReplaceAll(k, ".", "_")
+		} else {
+			out[k] = lastSeg(k)
+		}
+	}
+	return out
+}
+
+func lastSeg(k string) string { return k[strings.LastIndexByte(k, '.')+1:] }
+
+var badTaskChars = regexp.MustCompile(`[^A-Za-z0-9._=+,:-]+`)
+
+// taskName keeps task names safe as file names, job names and metric tags.
+func taskName(s string) string {
+	s = badTaskChars.ReplaceAllString(s, "_")
+	if len(s) > 100 {
+		s = s[:100]
+	}
+	return s
+}
+
+func deepCopy(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[k] = deepCopy(e)
+		}
+		return m
+	case []map[string]any:
+		s := make([]map[string]any, len(x))
+		for i, e := range x {
+			s[i] = deepCopy(e).(map[string]any)
+		}
+		return s
+	case []any:
+		s := make([]any, len(x))
+		for i, e := range x {
+			s[i] = deepCopy(e)
+		}
+		return s
+	default:
+		return v
+	}
+}
+
+// HomeDir is where this plan's experiment directory goes: [output] dir if
+// set, else Home() ($GPUORCH_HOME or ./gpuorch-runs).
+func (p *Plan) HomeDir() string {
+	if p.Output.Dir != "" {
+		return p.Output.Dir
+	}
+	return Home()
 }

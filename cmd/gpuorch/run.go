@@ -1,0 +1,287 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/gpuorch/gpuorch/orchestrator"
+)
+
+// kvList is a repeatable KEY=VALUE flag that, unlike cli.StringSliceFlag,
+// never splits values on commas (TOML arrays contain them).
+type kvList []string
+
+func (l *kvList) Set(v string) error {
+	if !strings.Contains(v, "=") {
+		return fmt.Errorf("want KEY=VALUE, got %q", v)
+	}
+	*l = append(*l, v)
+	return nil
+}
+
+func (l *kvList) String() string { return strings.Join(*l, " ") }
+
+func init() {
+	register(&cli.Command{
+		Name:      "run",
+		Usage:     "run a serving experiment: plan a spec's sweep into tasks and execute them",
+		ArgsUsage: "SPEC.toml",
+		Description: `Reads an experiment spec (see docs/spec.md), expands its [sweep] into
+one task per workload and sweep point, creates the experiment directory
+$GPUORCH_HOME/<id> (default ./gpuorch-runs/<id>) and runs the tasks with the
+chosen executor. It prints the experiment id; on a terminal it also prints a
+line as each task starts and ends.
+
+Examples:
+  gpuorch run --dry-run examples/serving-quickstart.toml       # show the tasks, run nothing
+  gpuorch run examples/serving-quickstart.toml
+  gpuorch run --set target.url=http://127.0.0.1:9000 --parallel 2 spec.toml
+  gpuorch run --set 'workload.rate=[10, 20]' spec.toml          # values are TOML
+  gpuorch run --resume serving-quickstart-20261122-070415-3fa9  # finish what did not complete
+
+Ctrl-C interrupts the running tasks, which write what they measured so far;
+tasks that had not started stay pending, and --resume runs them later.
+
+Exit codes: 0 every task completed (or was submitted, for slurm), 1 a task
+failed, 2 bad spec or arguments, 3 the target or a service was unreachable,
+130 interrupted.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "executor", Usage: "where tasks run: local or slurm (default: the spec's run.executor, else local)"},
+			&cli.IntFlag{Name: "parallel", Usage: "local executor: tasks run at a time (default: the spec's run.parallel, else 1)"},
+			&cli.GenericFlag{Name: "set", Value: &kvList{}, Usage: "override a spec key, e.g. --set target.url=http://127.0.0.1:9000 (repeatable; workload[1].rate=… for one workload)"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan (tasks and their parameters) without running anything"},
+			&cli.BoolFlag{Name: "json", Usage: "print JSON: the plan with --dry-run, else {id, dir, state, tasks} when done"},
+			&cli.StringFlag{Name: "resume", Usage: "resume experiment `EXP` (id, id prefix, name for its latest run, or directory): run its tasks that did not complete"},
+			&cli.StringFlag{Name: "binary", Usage: "gpuorch binary the tasks run (default: this one)", Hidden: true},
+		},
+		Action: runAction,
+	})
+}
+
+func runAction(c *cli.Context) error {
+	ctx := c.Context
+	out := c.App.Writer
+	jsonOut := c.Bool("json")
+	var exp *orchestrator.Experiment
+
+	if id := c.String("resume"); id != "" {
+		if c.NArg() > 0 {
+			return cli.Exit("run: give either SPEC or --resume EXP, not both", exitUsage)
+		}
+		var err error
+		exp, err = orchestrator.Open(orchestrator.Home(), id)
+		if err != nil {
+			return cli.Exit(err.Error(), exitUsage)
+		}
+		if c.IsSet("parallel") {
+			exp.Plan.Run.Parallel = c.Int("parallel")
+		}
+	} else {
+		if c.NArg() != 1 {
+			return cli.Exit("run: want one SPEC.toml argument (see gpuorch run --help)", exitUsage)
+		}
+		sets := *c.Generic("set").(*kvList)
+		spec, err := orchestrator.LoadSpec(c.Args().First(), sets)
+		if err != nil {
+			return cli.Exit(err.Error(), exitUsage)
+		}
+		plan, err := spec.Plan()
+		if err != nil {
+			return cli.Exit(err.Error(), exitUsage)
+		}
+		if c.IsSet("executor") {
+			plan.Run.Executor = c.String("executor")
+		}
+		if c.IsSet("parallel") {
+			if c.Int("parallel") < 1 {
+				return cli.Exit("run: --parallel must be at least 1", exitUsage)
+			}
+			plan.Run.Parallel = c.Int("parallel")
+		}
+		if c.Bool("dry-run") {
+			return printPlan(out, plan, jsonOut)
+		}
+		// Build the executor before creating the directory, so a bad
+		// --executor leaves nothing behind.
+		if _, err := newExecutor(c, plan.Run.Executor); err != nil {
+			return err
+		}
+		exp, err = orchestrator.Create(plan.HomeDir(), spec, plan, plan.Run.Executor)
+		if err != nil {
+			return cli.Exit(err.Error(), exitFailure)
+		}
+	}
+
+	name := exp.Plan.Run.Executor
+	if c.IsSet("executor") {
+		name = c.String("executor")
+	} else if st := exp.Snapshot(); st.Executor != "" {
+		name = st.Executor
+	}
+	ex, err := newExecutor(c, name)
+	if err != nil {
+		return err
+	}
+
+	tty := !jsonOut && isTerminal(os.Stdout)
+	if !jsonOut {
+		fmt.Fprintln(out, exp.ID())
+	}
+	if tty {
+		attachProgress(out, exp)
+	}
+	execErr := orchestrator.Execute(ctx, exp, ex, nil)
+	st := exp.Snapshot()
+	if jsonOut {
+		if err := printRunJSON(out, exp, st); err != nil {
+			return err
+		}
+	} else {
+		printOutcome(c.App.ErrWriter, tty, exp, st)
+	}
+	return runExit(ctx, st, execErr)
+}
+
+func newExecutor(c *cli.Context, name string) (orchestrator.Executor, error) {
+	ex, err := orchestrator.NewExecutor(name, orchestrator.ExecutorOptions{
+		Binary:   c.String("binary"),
+		Parallel: c.Int("parallel"),
+	})
+	if err != nil {
+		return nil, cli.Exit("run: "+err.Error(), exitUsage)
+	}
+	return ex, nil
+}
+
+// runExit maps the experiment's outcome onto the CLI's exit codes.
+func runExit(ctx context.Context, st orchestrator.State, execErr error) error {
+	switch {
+	case st.State == orchestrator.ExpInterrupted || ctx.Err() != nil:
+		return cli.Exit("", exitInterrupted)
+	case errors.Is(execErr, orchestrator.ErrUnavailable):
+		return cli.Exit(fmt.Sprintf("run: %v (experiment %s saved as %s; retry with gpuorch run --resume %s)", execErr, st.ID, st.State, st.ID), exitUnavailable)
+	case execErr != nil:
+		return cli.Exit(fmt.Sprintf("run: %v (experiment %s is %s)", execErr, st.ID, st.State), exitFailure)
+	case st.State == orchestrator.ExpFailed:
+		unreachable, other := 0, 0
+		for _, t := range st.Tasks {
+			switch {
+			case t.State == orchestrator.TaskCompleted:
+			case t.ExitCode != nil && *t.ExitCode == orchestrator.TaskExitUnreachable:
+				unreachable++
+			default:
+				other++
+			}
+		}
+		if unreachable > 0 && other == 0 {
+			return cli.Exit("", exitUnavailable)
+		}
+		return cli.Exit("", exitFailure)
+	}
+	return nil
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// attachProgress prints a line as each task starts and ends.
+func attachProgress(w io.Writer, exp *orchestrator.Experiment) {
+	n := len(exp.Plan.Tasks)
+	var mu sync.Mutex
+	ended := 0
+	exp.OnTaskUpdate = func(t orchestrator.TaskStatus) {
+		mu.Lock()
+		defer mu.Unlock()
+		ts := time.Now().Format("15:04:05")
+		switch {
+		case t.State == orchestrator.TaskRunning:
+			fmt.Fprintf(w, "%s  start  %s  (%d/%d done)\n", ts, t.Name, ended, n)
+		case t.State.Terminal():
+			ended++
+			took := ""
+			if t.Start != nil && t.End != nil {
+				took = " in " + t.End.Sub(*t.Start).Round(100*time.Millisecond).String()
+			}
+			msg := ""
+			if t.Error != "" {
+				msg = ": " + t.Error
+			}
+			fmt.Fprintf(w, "%s  %-9s %s%s%s  (%d/%d done)\n", ts, t.State, t.Name, took, msg, ended, n)
+		}
+	}
+}
+
+// printOutcome says how the run ended; failures always (to stderr), the
+// summary line on a terminal.
+func printOutcome(w io.Writer, tty bool, exp *orchestrator.Experiment, st orchestrator.State) {
+	for _, t := range st.Tasks {
+		if t.State == orchestrator.TaskFailed || t.State == orchestrator.TaskTimeout {
+			fmt.Fprintf(w, "task %d (%s) %s: %s\n", t.Index, t.Name, t.State, t.Error)
+		}
+	}
+	counts := st.Counts()
+	if tty || st.State != orchestrator.ExpCompleted {
+		fmt.Fprintf(w, "experiment %s %s: %d/%d tasks completed; directory %s\n", st.ID, st.State, counts[orchestrator.TaskCompleted], len(st.Tasks), exp.Dir)
+	}
+	switch st.State {
+	case orchestrator.ExpInterrupted, orchestrator.ExpFailed, orchestrator.ExpNotSubmitted:
+		fmt.Fprintf(w, "resume with: gpuorch run --resume %s\n", st.ID)
+	case orchestrator.ExpCompleted:
+		if tty {
+			fmt.Fprintf(w, "results: gpuorch results show %s\n", st.ID)
+		}
+	}
+}
+
+func printRunJSON(w io.Writer, exp *orchestrator.Experiment, st orchestrator.State) error {
+	v := struct {
+		ID    string                       `json:"id"`
+		Dir   string                       `json:"dir"`
+		State orchestrator.ExperimentState `json:"state"`
+		Error string                       `json:"error,omitempty"`
+		Tasks []orchestrator.TaskStatus    `json:"tasks"`
+	}{st.ID, exp.Dir, st.State, st.Error, st.Tasks}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func printPlan(w io.Writer, p *orchestrator.Plan, jsonOut bool) error {
+	if jsonOut {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(p)
+	}
+	n := len(p.Tasks)
+	par := max(p.Run.Parallel, 1)
+	waves := (n + par - 1) / par
+	fmt.Fprintf(w, "experiment %s: %d tasks (%d workloads × %d sweep points), executor %s, %s each",
+		p.Experiment.Name, n, len(p.Workloads), n/max(len(p.Workloads), 1), p.Run.Executor, p.Run.Duration.D())
+	if p.Run.Executor == "local" {
+		fmt.Fprintf(w, ", %d at a time: about %s of load", par, time.Duration(waves)*p.Run.Duration.D())
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "INDEX\tNAME\tWORKLOAD\tSEED\tPARAMETERS")
+	for i := range p.Tasks {
+		t := &p.Tasks[i]
+		params := p.ParamString(t)
+		if params == "" {
+			params = "-"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\n", t.Index, t.Name, t.Workload, t.Config.Seed, params)
+	}
+	return tw.Flush()
+}
