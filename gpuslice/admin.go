@@ -1,0 +1,576 @@
+package gpuslice
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Admin action kinds, in the order apply runs them.
+const (
+	KindAddQoS      = "add-qos"       // sacctmgr add qos (without Preempt: targets may not exist yet)
+	KindModifyQoS   = "modify-qos"    // sacctmgr modify qos … set (Preempt included)
+	KindWrite       = "write-include" // rewrite the partitions include file
+	KindReconfigure = "reconfigure"   // scontrol reconfigure
+	KindDeleteQoS   = "delete-qos"    // a managed level no longer in the model, after partitions stop naming it
+	KindManual      = "manual"        // a change gpuorch does not make (node Gres lives in slurm.conf/gres.conf)
+)
+
+// Action is one step of an admin plan.
+type Action struct {
+	Kind   string   `json:"kind"`
+	Target string   `json:"target"`
+	Detail string   `json:"detail"`
+	Cmd    []string `json:"cmd,omitempty"` // argv, for sacctmgr/scontrol steps
+}
+
+func (a Action) String() string {
+	s := fmt.Sprintf("%-13s %-16s %s", a.Kind, a.Target, a.Detail)
+	if len(a.Cmd) > 0 {
+		s += "\n" + strings.Repeat(" ", 31) + "$ " + strings.Join(a.Cmd, " ")
+	}
+	return s
+}
+
+// AdminPlan is the difference between a model and the running cluster.
+type AdminPlan struct {
+	Actions     []Action `json:"actions"`
+	IncludeFile string   `json:"include_file"`
+	Include     string   `json:"include"` // the include file's wanted content
+	Warnings    []string `json:"warnings,omitempty"`
+}
+
+// Changes counts the actions apply would perform (manual ones excluded).
+func (p *AdminPlan) Changes() int {
+	n := 0
+	for _, a := range p.Actions {
+		if a.Kind != KindManual {
+			n++
+		}
+	}
+	return n
+}
+
+// SlurmQoSState is a QOS as sacctmgr shows it.
+type SlurmQoSState struct {
+	Name        string
+	Priority    int
+	Preempt     []string
+	PreemptMode string
+	GraceTime   time.Duration
+	Description string
+}
+
+// PartitionState is a live partition as scontrol shows it.
+type PartitionState struct {
+	Name     string
+	Nodes    string
+	AllowQoS []string
+	State    string
+}
+
+// ClusterState is what the admin compares the model with.
+type ClusterState struct {
+	QoS         map[string]SlurmQoSState
+	Partitions  map[string]PartitionState
+	Include     string            // current include file content ("" if absent)
+	IncludeSeen bool              // the include file exists
+	NodeGres    map[string]string // node → Gres as scontrol shows it
+	NodeNames   map[string][]string
+}
+
+// Admin reads and changes a cluster through Slurm's CLIs.
+type Admin struct {
+	Run Runner
+	// SlurmConf is checked for the Include line (default /etc/slurm/slurm.conf).
+	SlurmConf string
+}
+
+func (a *Admin) run(ctx context.Context, argv ...string) ([]byte, error) {
+	r := a.Run
+	if r == nil {
+		r = ExecRunner{}
+	}
+	return r.Run(ctx, argv[0], argv[1:]...)
+}
+
+// ReadState gathers the cluster's QOS, partitions, include file and node Gres.
+func (a *Admin) ReadState(ctx context.Context, m *Model) (*ClusterState, error) {
+	st := &ClusterState{QoS: map[string]SlurmQoSState{}, Partitions: map[string]PartitionState{}, NodeGres: map[string]string{}, NodeNames: map[string][]string{}}
+	out, err := a.run(ctx, "sacctmgr", "-n", "-P", "show", "qos", "format=Name,Priority,Preempt,PreemptMode,GraceTime,Description")
+	if err != nil {
+		return nil, fmt.Errorf("read QOS: %w", err)
+	}
+	if st.QoS, err = ParseQoSList(string(out)); err != nil {
+		return nil, err
+	}
+	out, err = a.run(ctx, "scontrol", "show", "partition", "-o")
+	if err != nil {
+		return nil, fmt.Errorf("read partitions: %w", err)
+	}
+	for _, kv := range parseOneLiners(string(out)) {
+		p := PartitionState{Name: kv["PartitionName"], Nodes: kv["Nodes"], State: kv["State"]}
+		if q := kv["AllowQos"]; q != "" && q != "ALL" {
+			p.AllowQoS = strings.Split(q, ",")
+		}
+		st.Partitions[p.Name] = p
+	}
+	b, err := os.ReadFile(m.Slurm.IncludeFile)
+	switch {
+	case err == nil:
+		st.Include, st.IncludeSeen = string(b), true
+	case os.IsNotExist(err):
+	default:
+		return nil, fmt.Errorf("read include file: %w", err)
+	}
+	out, err = a.run(ctx, "scontrol", "show", "node", "-o")
+	if err != nil {
+		return nil, fmt.Errorf("read nodes: %w", err)
+	}
+	for _, kv := range parseOneLiners(string(out)) {
+		st.NodeGres[kv["NodeName"]] = kv["Gres"]
+	}
+	for _, name := range m.PoolNames() {
+		out, err := a.run(ctx, "scontrol", "show", "hostnames", m.Pools[name].Nodes)
+		if err != nil {
+			return nil, fmt.Errorf("expand pools.%s.nodes: %w", name, err)
+		}
+		st.NodeNames[name] = strings.Fields(string(out))
+	}
+	return st, nil
+}
+
+// ParseQoSList reads `sacctmgr -n -P show qos format=Name,Priority,Preempt,PreemptMode,GraceTime,Description`.
+func ParseQoSList(s string) (map[string]SlurmQoSState, error) {
+	out := map[string]SlurmQoSState{}
+	for _, line := range strings.Split(s, "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		f := strings.Split(line, "|")
+		if len(f) < 6 {
+			return nil, fmt.Errorf("sacctmgr qos line %q: want 6 fields", line)
+		}
+		q := SlurmQoSState{Name: f[0], PreemptMode: strings.ToLower(f[3]), Description: f[5]}
+		if f[1] != "" {
+			p, err := strconv.Atoi(f[1])
+			if err != nil {
+				return nil, fmt.Errorf("sacctmgr qos %s priority %q: %w", f[0], f[1], err)
+			}
+			q.Priority = p
+		}
+		if f[2] != "" {
+			q.Preempt = strings.Split(f[2], ",")
+			sort.Strings(q.Preempt)
+		}
+		g, err := ParseSlurmDuration(f[4])
+		if err != nil {
+			return nil, fmt.Errorf("sacctmgr qos %s gracetime: %w", f[0], err)
+		}
+		q.GraceTime = g
+		out[q.Name] = q
+	}
+	return out, nil
+}
+
+// ParseSlurmDuration reads Slurm's [D-][HH:]MM:SS (and plain seconds).
+func ParseSlurmDuration(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	days := 0
+	if i := strings.IndexByte(s, '-'); i >= 0 {
+		d, err := strconv.Atoi(s[:i])
+		if err != nil {
+			return 0, fmt.Errorf("bad Slurm duration %q", s)
+		}
+		days, s = d, s[i+1:]
+	}
+	parts := strings.Split(s, ":")
+	if len(parts) > 3 {
+		return 0, fmt.Errorf("bad Slurm duration %q", s)
+	}
+	secs := 0
+	for _, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("bad Slurm duration %q", s)
+		}
+		secs = secs*60 + n
+	}
+	return time.Duration(days*86400+secs) * time.Second, nil
+}
+
+// parseOneLiners reads `scontrol show … -o`: one record a line, Key=Value
+// words. Values with blanks (Reason=…) end at the next " Key=".
+func parseOneLiners(s string) []map[string]string {
+	var out []map[string]string
+	for _, line := range strings.Split(s, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		kv := map[string]string{}
+		key := ""
+		for _, w := range strings.Fields(line) {
+			if i := strings.IndexByte(w, '='); i > 0 && isKey(w[:i]) {
+				key = w[:i]
+				kv[key] = w[i+1:]
+			} else if key != "" {
+				kv[key] += " " + w
+			}
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+func isKey(s string) bool {
+	for _, c := range s {
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == ':' || c == '/') {
+			return false
+		}
+	}
+	return true
+}
+
+// wantQoS is the Slurm QOS a level should be.
+func (m *Model) wantQoS(q *QoS) SlurmQoSState {
+	w := SlurmQoSState{Name: m.SlurmQoS(q.Name), Priority: *q.Priority, PreemptMode: q.PreemptMode, GraceTime: q.GraceTime.Duration, Description: q.Description}
+	for _, lower := range m.Levels() {
+		if qosRank(lower.Name) < qosRank(q.Name) {
+			w.Preempt = append(w.Preempt, m.SlurmQoS(lower.Name))
+		}
+	}
+	sort.Strings(w.Preempt)
+	return w
+}
+
+// PartitionLines are the include file's partition lines for the model, one
+// per pool, sorted. Every partition allows all the model's QOS; the QoS a
+// job runs at is chosen per job (sbatch --qos, from Plan).
+func (m *Model) PartitionLines() []string {
+	var allow []string
+	for _, q := range m.Levels() {
+		allow = append(allow, m.SlurmQoS(q.Name))
+	}
+	var out []string
+	for _, name := range m.PoolNames() {
+		p := m.Pools[name]
+		l := "PartitionName=" + m.Partition(name) + " Nodes=" + p.Nodes + " AllowQos=" + strings.Join(allow, ",")
+		if p.MaxTime != "" {
+			l += " MaxTime=" + p.MaxTime
+		}
+		if p.PriorityTier > 0 {
+			l += " PriorityTier=" + strconv.Itoa(p.PriorityTier)
+		}
+		out = append(out, l+" State=UP")
+	}
+	return out
+}
+
+const includeHeader = "# GPU pools: managed by gpuorch admin apply. Lines for partitions named\n# with a model's prefix are rewritten by it; other lines are kept.\n"
+
+// wantInclude merges the model's partition lines into the current include
+// file: lines for partitions with the model's prefix are replaced, all other
+// lines (other models, comments) are kept in place.
+func (m *Model) wantInclude(current string) string {
+	var kept []string
+	for _, l := range strings.Split(current, "\n") {
+		t := strings.TrimSpace(l)
+		if t == "" || strings.HasPrefix(t, "#") {
+			continue
+		}
+		if name, ok := partitionName(t); ok && m.managed(name) {
+			continue
+		}
+		kept = append(kept, l)
+	}
+	lines := append(kept, m.PartitionLines()...)
+	return includeHeader + strings.Join(lines, "\n") + "\n"
+}
+
+func partitionName(line string) (string, bool) {
+	for _, w := range strings.Fields(line) {
+		if v, ok := strings.CutPrefix(w, "PartitionName="); ok {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// managed says whether a partition or QOS name belongs to this model: it
+// carries the prefix (with no prefix, names the model defines).
+func (m *Model) managed(name string) bool {
+	if m.Slurm.Prefix != "" {
+		return strings.HasPrefix(name, m.Slurm.Prefix)
+	}
+	for _, p := range m.PoolNames() {
+		if p == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Diff computes the actions that bring st to the model.
+func (a *Admin) Diff(m *Model, st *ClusterState) *AdminPlan {
+	p := &AdminPlan{IncludeFile: m.Slurm.IncludeFile}
+	var modify []Action
+	for _, q := range m.Levels() {
+		w := m.wantQoS(q)
+		cur, ok := st.QoS[w.Name]
+		if !ok {
+			cmd := []string{"sacctmgr", "-i", "add", "qos", w.Name, "Priority=" + strconv.Itoa(w.Priority),
+				"PreemptMode=" + w.PreemptMode, "GraceTime=" + strconv.Itoa(int(w.GraceTime/time.Second))}
+			if w.Description != "" {
+				cmd = append(cmd, "Description="+w.Description)
+			}
+			p.Actions = append(p.Actions, Action{Kind: KindAddQoS, Target: w.Name, Detail: fmt.Sprintf("priority %d, preempt mode %s, grace %s", w.Priority, w.PreemptMode, w.GraceTime), Cmd: cmd})
+			cur = SlurmQoSState{Name: w.Name, Priority: w.Priority, PreemptMode: w.PreemptMode, GraceTime: w.GraceTime, Description: w.Description}
+		}
+		var set, diff []string
+		if cur.Priority != w.Priority {
+			set = append(set, "Priority="+strconv.Itoa(w.Priority))
+			diff = append(diff, fmt.Sprintf("priority %d → %d", cur.Priority, w.Priority))
+		}
+		if strings.Join(cur.Preempt, ",") != strings.Join(w.Preempt, ",") {
+			set = append(set, "Preempt="+strings.Join(w.Preempt, ","))
+			diff = append(diff, fmt.Sprintf("preempt [%s] → [%s]", strings.Join(cur.Preempt, ","), strings.Join(w.Preempt, ",")))
+		}
+		if cur.PreemptMode != w.PreemptMode {
+			set = append(set, "PreemptMode="+w.PreemptMode)
+			diff = append(diff, fmt.Sprintf("preempt mode %s → %s", cur.PreemptMode, w.PreemptMode))
+		}
+		if cur.GraceTime != w.GraceTime {
+			set = append(set, "GraceTime="+strconv.Itoa(int(w.GraceTime/time.Second)))
+			diff = append(diff, fmt.Sprintf("grace %s → %s", cur.GraceTime, w.GraceTime))
+		}
+		if cur.Description != w.Description && w.Description != "" {
+			set = append(set, "Description="+w.Description)
+			diff = append(diff, fmt.Sprintf("description %q → %q", cur.Description, w.Description))
+		}
+		if len(set) > 0 {
+			modify = append(modify, Action{Kind: KindModifyQoS, Target: w.Name, Detail: strings.Join(diff, ", "),
+				Cmd: append([]string{"sacctmgr", "-i", "modify", "qos", "where", "name=" + w.Name, "set"}, set...)})
+		}
+	}
+	p.Actions = append(p.Actions, modify...)
+
+	p.Include = m.wantInclude(st.Include)
+	if !st.IncludeSeen || st.Include != p.Include {
+		p.Actions = append(p.Actions, Action{Kind: KindWrite, Target: filepath.Base(m.Slurm.IncludeFile), Detail: lineDiff(st.Include, p.Include)})
+	}
+	reconf := false
+	for _, l := range m.PartitionLines() {
+		name, _ := partitionName(l)
+		w := m.wantPartition(name)
+		cur, ok := st.Partitions[name]
+		if !ok || cur.Nodes != w.Nodes || strings.Join(cur.AllowQoS, ",") != strings.Join(w.AllowQoS, ",") || cur.State != "UP" {
+			reconf = true
+		}
+	}
+	for name := range st.Partitions {
+		if m.managed(name) && m.Pools[strings.TrimPrefix(name, m.Slurm.Prefix)] == nil {
+			reconf = true // a managed partition left the model
+		}
+	}
+	if reconf || (len(p.Actions) > 0 && p.Actions[len(p.Actions)-1].Kind == KindWrite) {
+		p.Actions = append(p.Actions, Action{Kind: KindReconfigure, Target: "slurmctld", Detail: "reread slurm.conf and the include file", Cmd: []string{"scontrol", "reconfigure"}})
+	}
+	for name := range st.QoS {
+		if m.Slurm.Prefix == "" || !strings.HasPrefix(name, m.Slurm.Prefix) {
+			continue
+		}
+		level := strings.TrimPrefix(name, m.Slurm.Prefix)
+		if qosRank(level) >= 0 && m.QoS[level] == nil {
+			p.Actions = append(p.Actions, Action{Kind: KindDeleteQoS, Target: name, Detail: "level no longer in the model", Cmd: []string{"sacctmgr", "-i", "delete", "qos", name}})
+		}
+	}
+	sort.SliceStable(p.Actions, func(i, j int) bool { return kindOrder(p.Actions[i].Kind) < kindOrder(p.Actions[j].Kind) })
+
+	// Node GRES: shards per GPU must match the model, or shard counts in
+	// Plan mean something else than on the nodes.
+	for _, name := range m.PoolNames() {
+		pool := m.Pools[name]
+		for _, node := range st.NodeNames[name] {
+			gres, ok := st.NodeGres[node]
+			if !ok {
+				p.Warnings = append(p.Warnings, fmt.Sprintf("pools.%s: node %s is not in the cluster", name, node))
+				continue
+			}
+			gpus, shards := GresCount(gres, "gpu"), GresCount(gres, "shard")
+			wantShards := pool.GPUsPerNode * pool.ShardsPerGPU
+			if gpus != pool.GPUsPerNode || shards != wantShards {
+				p.Actions = append(p.Actions, Action{Kind: KindManual, Target: node,
+					Detail: fmt.Sprintf("Gres is %q, pool %s wants gpu:%d,shard:%d — in slurm.conf: NodeName=%s … Gres=gpu:%d,shard:%d; in gres.conf: NodeName=%s Name=shard Count=%d (then restart slurmd)",
+						gres, name, pool.GPUsPerNode, wantShards, node, pool.GPUsPerNode, wantShards, node, wantShards)})
+			}
+		}
+	}
+	conf := a.SlurmConf
+	if conf == "" {
+		conf = "/etc/slurm/slurm.conf"
+	}
+	if b, err := os.ReadFile(conf); err == nil && !strings.Contains(string(b), m.Slurm.IncludeFile) {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("%s does not Include %s: add the line `Include %s` once, or the pools' partitions never appear", conf, m.Slurm.IncludeFile, m.Slurm.IncludeFile))
+	}
+	return p
+}
+
+func kindOrder(k string) int {
+	switch k {
+	case KindAddQoS:
+		return 0
+	case KindModifyQoS:
+		return 1
+	case KindWrite:
+		return 2
+	case KindReconfigure:
+		return 3
+	case KindDeleteQoS:
+		return 4
+	}
+	return 5
+}
+
+func (m *Model) wantPartition(name string) PartitionState {
+	w := PartitionState{Name: name, Nodes: m.Pools[strings.TrimPrefix(name, m.Slurm.Prefix)].Nodes, State: "UP"}
+	for _, q := range m.Levels() {
+		w.AllowQoS = append(w.AllowQoS, m.SlurmQoS(q.Name))
+	}
+	return w
+}
+
+// GresCount reads the count of one GRES name from scontrol's Gres field,
+// e.g. "gpu:a100:4(S:0),shard:32" → gpu 4, shard 32.
+func GresCount(gres, name string) int {
+	n := 0
+	for _, item := range strings.Split(gres, ",") {
+		item, _, _ = strings.Cut(item, "(")
+		f := strings.Split(item, ":")
+		if len(f) < 2 || f[0] != name {
+			continue
+		}
+		c, err := strconv.Atoi(f[len(f)-1])
+		if err == nil {
+			n += c
+		}
+	}
+	return n
+}
+
+func lineDiff(old, new string) string {
+	have := map[string]bool{}
+	for _, l := range strings.Split(old, "\n") {
+		have[l] = true
+	}
+	want := map[string]bool{}
+	for _, l := range strings.Split(new, "\n") {
+		want[l] = true
+	}
+	var b strings.Builder
+	for _, l := range strings.Split(old, "\n") {
+		if l != "" && !want[l] && !strings.HasPrefix(l, "#") {
+			b.WriteString("\n  - " + l)
+		}
+	}
+	for _, l := range strings.Split(new, "\n") {
+		if l != "" && !have[l] && !strings.HasPrefix(l, "#") {
+			b.WriteString("\n  + " + l)
+		}
+	}
+	if b.Len() == 0 {
+		return "comments only"
+	}
+	return "partitions:" + b.String()
+}
+
+// Plan reads the cluster and diffs it with the model.
+func (a *Admin) Plan(ctx context.Context, m *Model) (*AdminPlan, error) {
+	st, err := a.ReadState(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	return a.Diff(m, st), nil
+}
+
+// Apply performs the plan's actions in order (QOS, include file,
+// reconfigure, stale QOS), then reads the cluster again and fails unless
+// nothing is left to do. It returns the actions it performed.
+func (a *Admin) Apply(ctx context.Context, m *Model) ([]Action, error) {
+	p, err := a.Plan(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	var done []Action
+	for _, act := range p.Actions {
+		switch act.Kind {
+		case KindManual:
+			continue
+		case KindWrite:
+			if err := writeAtomic(m.Slurm.IncludeFile, []byte(p.Include)); err != nil {
+				return done, fmt.Errorf("write %s: %w", m.Slurm.IncludeFile, err)
+			}
+		default:
+			if _, err := a.run(ctx, act.Cmd...); err != nil {
+				return done, fmt.Errorf("%s %s: %w", act.Kind, act.Target, err)
+			}
+		}
+		done = append(done, act)
+	}
+	if len(done) == 0 {
+		return nil, nil
+	}
+	// Verify: slurmctld applies a reconfigure asynchronously; give it a
+	// few seconds to show the partitions.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		again, err := a.Plan(ctx, m)
+		if err != nil {
+			return done, fmt.Errorf("verify: %w", err)
+		}
+		if again.Changes() == 0 {
+			return done, nil
+		}
+		if time.Now().After(deadline) {
+			var left []string
+			for _, x := range again.Actions {
+				if x.Kind != KindManual {
+					left = append(left, x.Kind+" "+x.Target)
+				}
+			}
+			return done, fmt.Errorf("verify: still to do after apply: %s (see slurmctld.log: a partition naming an unknown QOS is dropped)", strings.Join(left, "; "))
+		}
+		select {
+		case <-ctx.Done():
+			return done, ctx.Err()
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+func writeAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".gpuorch-pools-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

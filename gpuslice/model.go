@@ -1,0 +1,366 @@
+package gpuslice
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// QoS levels, lowest first. The names are TensorFusion's; their rank decides
+// preemption (a level preempts every lower level defined in the model).
+var QoSLevels = []string{"low", "medium", "high", "critical"}
+
+func qosRank(name string) int {
+	for i, q := range QoSLevels {
+		if q == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// Default priorities follow TensorFusion's sample pool definitions.
+var defaultQoSPriority = map[string]int{"low": 10, "medium": 30, "high": 60, "critical": 100}
+
+// Overrun actions: what the enforcer does to a job over its VRAM limit.
+const (
+	ActionRequeue   = "requeue"   // scontrol requeue (the job runs again later)
+	ActionTerminate = "terminate" // SIGTERM the job's GPU processes, SIGKILL after the grace time
+	ActionReport    = "report"    // only write the violation
+)
+
+// Model is a pools file: the cluster's GPU pools, QoS levels, workload
+// profiles and GPU model overrides.
+type Model struct {
+	Slurm     SlurmConfig         `toml:"slurm"`
+	GPUModels map[string]GPUSpec  `toml:"gpu_models"`
+	Pools     map[string]*Pool    `toml:"pools"`
+	QoS       map[string]*QoS     `toml:"qos"`
+	Profiles  map[string]*Profile `toml:"profiles"`
+
+	path string
+}
+
+// SlurmConfig says how the model is named in Slurm and where partitions go.
+type SlurmConfig struct {
+	// Prefix is prepended to every partition and QOS name gpuorch manages,
+	// so a model can live beside hand-made partitions and QOS.
+	Prefix string `toml:"prefix"`
+	// IncludeFile is the file slurm.conf Includes; gpuorch writes only it.
+	IncludeFile string `toml:"include_file"`
+}
+
+// Pool is a set of nodes with one GPU model, exposed as one partition.
+type Pool struct {
+	Name         string `toml:"-"`
+	Nodes        string `toml:"nodes"`          // Slurm hostlist, e.g. "node[1-4]"
+	GPUModel     string `toml:"gpu_model"`      // NVML name or short name (key of the GPU table)
+	GPUsPerNode  int    `toml:"gpus_per_node"`  // for the gres line
+	ShardsPerGPU int    `toml:"shards_per_gpu"` // Slurm shards per GPU (gres.conf)
+	DefaultQoS   string `toml:"default_qos"`    // for workloads that name none and are not Guaranteed
+	// Oversubscription is the TFLOPS oversell ratio (1 = none, 5 =
+	// TensorFusion's default 500 %): a shard stands for peak×ratio/shards
+	// TFLOPS. VRAM is never oversold.
+	Oversubscription float64 `toml:"oversubscription"`
+	MaxTime          string  `toml:"max_time"`      // partition MaxTime, Slurm syntax
+	PriorityTier     int     `toml:"priority_tier"` // partition PriorityTier
+
+	GPU GPUSpec `toml:"-"` // resolved at load
+}
+
+// QoS is one level with its Slurm settings and enforcement policy.
+type QoS struct {
+	Name        string   `toml:"-"`
+	Priority    *int     `toml:"priority"`
+	PreemptMode string   `toml:"preempt_mode"` // requeue (default) or cancel
+	GraceTime   Duration `toml:"grace_time"`   // SIGTERM → SIGKILL, in Slurm preemption and in the enforcer
+	OnOverrun   string   `toml:"on_vram_overrun"`
+	Description string   `toml:"description"`
+}
+
+// Resources is a (tflops, vram) pair; zero means unset.
+type Resources struct {
+	TFLOPS float64 `toml:"tflops" json:"tflops,omitempty"`
+	VRAM   Bytes   `toml:"vram" json:"vram,omitempty"`
+}
+
+// AutoScaling mirrors the seed's WorkloadProfile fields.
+type AutoScaling struct {
+	Enabled     bool `toml:"enabled" json:"enabled"`
+	MinReplicas int  `toml:"min_replicas" json:"min_replicas,omitempty"`
+	MaxReplicas int  `toml:"max_replicas" json:"max_replicas,omitempty"`
+}
+
+// Profile is a reusable workload definition (TensorFusion's WorkloadProfile).
+type Profile struct {
+	Name        string      `toml:"-"`
+	Pool        string      `toml:"pool"`
+	QoS         string      `toml:"qos"`
+	IsLocalGPU  bool        `toml:"is_local_gpu"`
+	Replicas    int         `toml:"replicas"`
+	Requests    Resources   `toml:"requests"`
+	Limits      Resources   `toml:"limits"`
+	AutoScaling AutoScaling `toml:"autoscaling"`
+}
+
+// Duration is a time.Duration written as "30s" in TOML.
+type Duration struct{ time.Duration }
+
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	if v < 0 {
+		return fmt.Errorf("negative duration %q", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+const DefaultIncludeFile = "/etc/slurm/gpuorch-pools.conf"
+
+// LoadModel reads and validates a pools file. Errors name the file and,
+// for syntax errors and unknown keys, the line.
+func LoadModel(path string) (*Model, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read pools file: %w", err)
+	}
+	m, err := ParseModel(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s:%w", path, err)
+	}
+	m.path = path
+	return m, nil
+}
+
+// ParseModel decodes a pools file strictly. Errors start with "LINE: ".
+func ParseModel(data []byte) (*Model, error) {
+	var m Model
+	md, err := toml.Decode(string(data), &m)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("%d: %s", pe.Position.Line, pe.Message)
+		}
+		return nil, fmt.Errorf("0: %w", err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		k := und[0]
+		return nil, fmt.Errorf("%d: unknown key %q", keyLine(data, k), k.String())
+	}
+	if err := m.resolve(); err != nil {
+		return nil, fmt.Errorf("0: %w", err)
+	}
+	return &m, nil
+}
+
+// keyLine finds the line of key k: BurntSushi/toml reports undecoded keys
+// without positions, so track table headers and find "last =" under the
+// header of k's parent (or a dotted key / inline table naming it).
+func keyLine(data []byte, k toml.Key) int {
+	if len(k) == 0 {
+		return 0
+	}
+	last := k[len(k)-1]
+	parent := toml.Key(k[:len(k)-1]).String()
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 64*1024), 1<<24)
+	line, table, fallback := 0, "", 0
+	for sc.Scan() {
+		line++
+		t := strings.TrimSpace(sc.Text())
+		if strings.HasPrefix(t, "[") {
+			h := strings.Trim(strings.TrimSpace(strings.SplitN(t, "#", 2)[0]), "[]")
+			table = normKey(h)
+			if normKey(k.String()) == table {
+				return line // an unknown table
+			}
+			continue
+		}
+		if eq := strings.IndexByte(t, '='); eq > 0 {
+			lhs := normKey(strings.TrimSpace(t[:eq]))
+			full := lhs
+			if table != "" {
+				full = table + "." + lhs
+			}
+			if full == normKey(k.String()) || (table == normKey(parent) && lhs == normKey(last)) {
+				return line
+			}
+			if fallback == 0 && strings.Contains(t, last) {
+				fallback = line
+			}
+		}
+	}
+	return fallback
+}
+
+// normKey removes quotes and blanks around dotted key parts.
+func normKey(s string) string {
+	parts := strings.Split(s, ".")
+	for i, p := range parts {
+		parts[i] = strings.Trim(strings.TrimSpace(p), `"'`)
+	}
+	return strings.Join(parts, ".")
+}
+
+var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
+
+func (m *Model) resolve() error {
+	if m.Slurm.IncludeFile == "" {
+		m.Slurm.IncludeFile = DefaultIncludeFile
+	}
+	if m.Slurm.Prefix != "" && !regexp.MustCompile(`^[a-z][a-z0-9_]{0,15}$`).MatchString(m.Slurm.Prefix) {
+		return fmt.Errorf("slurm.prefix %q: want lowercase letters, digits and _ (at most 16), starting with a letter", m.Slurm.Prefix)
+	}
+	if len(m.QoS) == 0 {
+		return fmt.Errorf("no [qos.*] levels defined (want some of %s)", strings.Join(QoSLevels, ", "))
+	}
+	for name, q := range m.QoS {
+		q.Name = name
+		if qosRank(name) < 0 {
+			return fmt.Errorf("qos.%s: unknown level (want one of %s)", name, strings.Join(QoSLevels, ", "))
+		}
+		if q.Priority == nil {
+			p := defaultQoSPriority[name]
+			q.Priority = &p
+		}
+		if *q.Priority < 0 {
+			return fmt.Errorf("qos.%s.priority: must be >= 0", name)
+		}
+		switch q.PreemptMode {
+		case "":
+			q.PreemptMode = "requeue"
+		case "requeue", "cancel":
+		default:
+			return fmt.Errorf("qos.%s.preempt_mode %q: want requeue or cancel (suspend keeps VRAM allocated)", name, q.PreemptMode)
+		}
+		switch q.OnOverrun {
+		case "":
+			// Preemptible levels go back to the queue; high and critical
+			// jobs are stopped, since requeueing them would let them
+			// preempt their way back onto the GPU they overran.
+			if qosRank(name) <= qosRank("medium") {
+				q.OnOverrun = ActionRequeue
+			} else {
+				q.OnOverrun = ActionTerminate
+			}
+		case ActionRequeue, ActionTerminate, ActionReport:
+		default:
+			return fmt.Errorf("qos.%s.on_vram_overrun %q: want requeue, terminate or report", name, q.OnOverrun)
+		}
+		if q.GraceTime.Duration == 0 {
+			q.GraceTime.Duration = 30 * time.Second
+		}
+		if q.GraceTime.Duration%time.Second != 0 {
+			return fmt.Errorf("qos.%s.grace_time %s: Slurm counts whole seconds", name, q.GraceTime)
+		}
+	}
+	// A higher level must not have a lower priority than a level it preempts.
+	lv := m.Levels()
+	for i := 1; i < len(lv); i++ {
+		if *lv[i].Priority < *lv[i-1].Priority {
+			return fmt.Errorf("qos.%s.priority %d is below qos.%s.priority %d", lv[i].Name, *lv[i].Priority, lv[i-1].Name, *lv[i-1].Priority)
+		}
+	}
+	if len(m.Pools) == 0 {
+		return fmt.Errorf("no [pools.*] defined")
+	}
+	for name, p := range m.Pools {
+		p.Name = name
+		if !nameRE.MatchString(name) {
+			return fmt.Errorf("pools.%s: pool names are lowercase letters, digits and _ (at most 32), starting with a letter", name)
+		}
+		if p.Nodes == "" {
+			return fmt.Errorf("pools.%s.nodes: required (a Slurm hostlist such as node[1-4])", name)
+		}
+		if strings.ContainsAny(p.Nodes, " \t\"'#=\n") {
+			return fmt.Errorf("pools.%s.nodes %q: a hostlist has no blanks, quotes, '#' or '='", name, p.Nodes)
+		}
+		if p.GPUModel == "" {
+			return fmt.Errorf("pools.%s.gpu_model: required (NVML name such as \"NVIDIA A100-SXM4-80GB\")", name)
+		}
+		spec, err := LookupGPU(p.GPUModel, m.GPUModels)
+		if err != nil {
+			return fmt.Errorf("pools.%s: %w", name, err)
+		}
+		if spec.Memory == 0 {
+			return fmt.Errorf("pools.%s: memory of %q unknown; add [gpu_models.%q] memory = \"80Gi\"", name, p.GPUModel, p.GPUModel)
+		}
+		p.GPU = spec
+		if p.GPUsPerNode <= 0 {
+			return fmt.Errorf("pools.%s.gpus_per_node: required, > 0", name)
+		}
+		if p.ShardsPerGPU == 0 {
+			p.ShardsPerGPU = 100
+		}
+		if p.ShardsPerGPU < 1 || p.ShardsPerGPU > 1000 {
+			return fmt.Errorf("pools.%s.shards_per_gpu %d: want 1..1000", name, p.ShardsPerGPU)
+		}
+		if p.Oversubscription == 0 {
+			p.Oversubscription = 1
+		}
+		if p.Oversubscription < 1 || p.Oversubscription > 100 {
+			return fmt.Errorf("pools.%s.oversubscription %g: want 1..100 (a ratio, 1 = no overselling)", name, p.Oversubscription)
+		}
+		if p.DefaultQoS != "" && m.QoS[p.DefaultQoS] == nil {
+			return fmt.Errorf("pools.%s.default_qos %q: not a [qos.*] level of this file", name, p.DefaultQoS)
+		}
+		if p.MaxTime != "" && !regexp.MustCompile(`^(INFINITE|UNLIMITED|[0-9]+(-[0-9]+)?(:[0-9]+){0,2})$`).MatchString(p.MaxTime) {
+			return fmt.Errorf("pools.%s.max_time %q: Slurm time such as 01:00:00, 2-00:00:00 or INFINITE", name, p.MaxTime)
+		}
+		if p.PriorityTier < 0 || p.PriorityTier > 65533 {
+			return fmt.Errorf("pools.%s.priority_tier %d: want 0..65533", name, p.PriorityTier)
+		}
+	}
+	for name, pr := range m.Profiles {
+		pr.Name = name
+		if pr.Pool != "" && m.Pools[pr.Pool] == nil {
+			return fmt.Errorf("profiles.%s.pool %q: no such pool", name, pr.Pool)
+		}
+		if pr.QoS != "" && m.QoS[pr.QoS] == nil {
+			return fmt.Errorf("profiles.%s.qos %q: not a [qos.*] level of this file", name, pr.QoS)
+		}
+	}
+	return nil
+}
+
+// Levels returns the model's QoS levels, lowest rank first.
+func (m *Model) Levels() []*QoS {
+	var out []*QoS
+	for _, q := range m.QoS {
+		out = append(out, q)
+	}
+	sort.Slice(out, func(i, j int) bool { return qosRank(out[i].Name) < qosRank(out[j].Name) })
+	return out
+}
+
+// PoolNames returns pool names sorted.
+func (m *Model) PoolNames() []string {
+	var out []string
+	for n := range m.Pools {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// SlurmQoS is the Slurm QOS name of a level.
+func (m *Model) SlurmQoS(level string) string { return m.Slurm.Prefix + level }
+
+// Partition is the Slurm partition name of a pool.
+func (m *Model) Partition(pool string) string { return m.Slurm.Prefix + pool }
+
+// Path is the file the model came from ("" if parsed from bytes).
+func (m *Model) Path() string { return m.path }

@@ -1,0 +1,220 @@
+package gpuslice
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseBytes(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want Bytes
+		bad  bool
+	}{
+		{"4Gi", 4 * GiB, false}, {"4GiB", 4 * GiB, false}, {"512Mi", 512 * MiB, false},
+		{"16GB", 16e9, false}, {"1.5Gi", 3 * GiB / 2, false}, {"1024", 1024, false}, {" 2 Gi ", 2 * GiB, false},
+		{"", 0, true}, {"Gi", 0, true}, {"-1Gi", 0, true}, {"1e9", 0, true}, {"NaN", 0, true}, {"4 parsecs", 0, true}, {"0x10", 0, true},
+	} {
+		got, err := ParseBytes(c.in)
+		if (err != nil) != c.bad || (!c.bad && got != c.want) {
+			t.Errorf("ParseBytes(%q) = %d, %v; want %d, bad=%v", c.in, got, err, c.want, c.bad)
+		}
+	}
+	if s := (3 * GiB).String(); s != "3Gi" {
+		t.Errorf("String = %q", s)
+	}
+}
+
+func FuzzParseBytes(f *testing.F) {
+	for _, s := range []string{"4Gi", "1.5GB", "12", "7Ti", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		b, err := ParseBytes(s)
+		if err != nil {
+			return
+		}
+		// What String prints must read back as the same amount.
+		b2, err := ParseBytes(b.String())
+		if err != nil || b2 != b {
+			t.Fatalf("%q → %d → %q → %d, %v", s, b, b.String(), b2, err)
+		}
+	})
+}
+
+func TestLookupGPU(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		peak float64
+		mem  Bytes
+	}{
+		{"NVIDIA A100-SXM4-80GB", 312, 80 * GiB},
+		{"Mock NVIDIA A100-SXM4-40GB", 312, 40 * GiB},
+		{"NVIDIA H100 80GB HBM3", 989, 80 * GiB},
+		{"NVIDIA H100 PCIe", 835, 80 * GiB},
+		{"NVIDIA H100 NVL", 989, 94 * GiB},
+		{"NVIDIA H200 141GB HBM3e", 989, 141 * GiB},
+		{"NVIDIA H20", 148, 96 * GiB},
+		{"NVIDIA L40S", 365, 48 * GiB},
+		{"NVIDIA L40", 181, 48 * GiB},
+		{"NVIDIA L4", 121, 24 * GiB},
+		{"NVIDIA A10G", 125, 24 * GiB},
+		{"NVIDIA A10", 125, 24 * GiB},
+		{"Tesla T4", 65, 16 * GiB},
+		{"Tesla V100-SXM2-16GB", 125, 16 * GiB},
+		{"NVIDIA GeForce RTX 4090", 165.16, 24 * GiB},
+	} {
+		g, err := LookupGPU(c.name, nil)
+		if err != nil || g.PeakFP16 != c.peak || g.Memory != c.mem {
+			t.Errorf("LookupGPU(%q) = %g TFLOPS %s (%s), %v; want %g %s", c.name, g.PeakFP16, g.Memory, g.MatchedBy, err, c.peak, c.mem)
+		}
+	}
+	if _, err := LookupGPU("Matrox G200", nil); err == nil || !strings.Contains(err.Error(), "peak_fp16_tflops") {
+		t.Errorf("unknown GPU: err = %v", err)
+	}
+	g, err := LookupGPU("NVIDIA A100-SXM4-80GB", map[string]GPUSpec{"NVIDIA A100-SXM4-80GB": {PeakFP16: 300}})
+	if err != nil || g.PeakFP16 != 300 || g.Memory != 80*GiB || g.MatchedBy != "override" {
+		t.Errorf("override: %+v %v", g, err)
+	}
+}
+
+const testModel = `
+[slurm]
+prefix = "t_"
+[pools.a100]
+nodes = "node[1-2]"
+gpu_model = "NVIDIA A100-SXM4-40GB"
+gpus_per_node = 4
+shards_per_gpu = 8
+default_qos = "low"
+[pools.h100]
+nodes = "node[3-4]"
+gpu_model = "NVIDIA H100 80GB HBM3"
+gpus_per_node = 4
+shards_per_gpu = 100
+oversubscription = 2
+[qos.low]
+[qos.medium]
+[qos.high]
+grace_time = "5s"
+[qos.critical]
+[profiles.p]
+pool = "a100"
+qos = "medium"
+is_local_gpu = true
+replicas = 2
+requests = { tflops = 5, vram = "3Gi" }
+limits = { tflops = 15, vram = "3Gi" }
+autoscaling = { enabled = true, min_replicas = 1, max_replicas = 5 }
+[profiles.g]
+pool = "h100"
+requests = { tflops = 100, vram = "8Gi" }
+`
+
+func mustModel(t testing.TB, s string) *Model {
+	t.Helper()
+	m, err := ParseModel([]byte(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestParseModelDefaults(t *testing.T) {
+	m := mustModel(t, testModel)
+	if m.Slurm.IncludeFile != DefaultIncludeFile {
+		t.Errorf("include file %q", m.Slurm.IncludeFile)
+	}
+	if *m.QoS["critical"].Priority != 100 || *m.QoS["low"].Priority != 10 {
+		t.Errorf("default priorities not applied")
+	}
+	if m.QoS["low"].OnOverrun != ActionRequeue || m.QoS["high"].OnOverrun != ActionTerminate {
+		t.Errorf("default overrun actions: low %s high %s", m.QoS["low"].OnOverrun, m.QoS["high"].OnOverrun)
+	}
+	if m.QoS["high"].GraceTime.Duration != 5*time.Second || m.QoS["low"].GraceTime.Duration != 30*time.Second {
+		t.Errorf("grace times")
+	}
+	if m.Pools["a100"].GPU.PeakFP16 != 312 || m.Pools["h100"].Oversubscription != 2 {
+		t.Errorf("pool resolution: %+v", m.Pools["a100"].GPU)
+	}
+	if m.Partition("a100") != "t_a100" || m.SlurmQoS("high") != "t_high" {
+		t.Errorf("names")
+	}
+}
+
+func TestParseModelErrors(t *testing.T) {
+	for _, c := range []struct {
+		name, doc, want string
+	}{
+		{"unknown key", testModel + "\n[pools.x]\nnodes=\"n1\"\ngpu_modle = \"A100\"\n", `unknown key "pools.x.gpu_modle"`},
+		{"unknown key line", "[slurm]\nprefix = \"a\"\nbogus = 1\n[qos.low]\n[pools.a]\nnodes=\"n\"\ngpu_model=\"A100\"\ngpus_per_node=1\n", `3: unknown key "slurm.bogus"`},
+		{"inline table key", strings.Replace(testModel, `vram = "8Gi" }`, `vram = "8Gi", vram_limt = 1 }`, 1), `unknown key "profiles.g.requests.vram_limt"`},
+		{"syntax", "[pools\n", "2: expected"},
+		{"bad qos name", testModel + "[qos.ultra]\n", "qos.ultra: unknown level"},
+		{"bad vram", strings.Replace(testModel, `"3Gi" }`, `"3 bananas" }`, 1), "bad memory quantity"},
+		{"unknown gpu", strings.Replace(testModel, "NVIDIA H100 80GB HBM3", "Matrox G200", 1), "peak FP16 TFLOPS unknown"},
+		{"valid", testModel, ""},
+		{"default qos missing", strings.Replace(testModel, `default_qos = "low"`, `default_qos = "gold"`, 1), `default_qos "gold"`},
+		{"profile pool", strings.Replace(testModel, `pool = "h100"`, `pool = "tpu"`, 1), `profiles.g.pool "tpu"`},
+		{"nodes injection", strings.Replace(testModel, `nodes = "node[1-2]"`, `nodes = "node1 Default=YES"`, 1), "hostlist"},
+		{"prefix", strings.Replace(testModel, `prefix = "t_"`, `prefix = "T-"`, 1), "slurm.prefix"},
+		{"preempt mode", strings.Replace(testModel, "[qos.low]", "[qos.low]\npreempt_mode = \"suspend\"", 1), "suspend keeps VRAM"},
+		{"priority inversion", strings.Replace(testModel, "[qos.critical]", "[qos.critical]\npriority = 1", 1), "qos.critical.priority 1 is below"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseModel([]byte(c.doc))
+			if c.want == "" {
+				if err != nil {
+					t.Fatalf("unexpected error %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestUnknownKeyLine(t *testing.T) {
+	doc := "[slurm]\nprefix = \"a\"\n\n[qos.low]\n\n[pools.a]\nnodes = \"n\"\ngpu_model = \"A100\"\ngpus_per_node = 1\nshard_per_gpu = 4\n"
+	_, err := ParseModel([]byte(doc))
+	if err == nil || !strings.HasPrefix(err.Error(), "10: ") {
+		t.Fatalf("err = %v, want line 10", err)
+	}
+}
+
+func TestExampleModel(t *testing.T) {
+	m, err := LoadModel("../examples/pools.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := m.PlanOverride(Override{Profile: "small-infer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Partition != "gs_a100" || s.SlurmQoS != "gs_medium" {
+		t.Errorf("example plan: %+v", s)
+	}
+}
+
+func FuzzParseModel(f *testing.F) {
+	f.Add(testModel)
+	f.Add("[pools.a]\nnodes=\"x\"\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := ParseModel([]byte(s))
+		if err != nil {
+			if !strings.Contains(err.Error(), ": ") {
+				t.Fatalf("error without a line prefix: %v", err)
+			}
+			return
+		}
+		// A model that loads must produce only safe Slurm lines.
+		for _, l := range m.PartitionLines() {
+			if strings.ContainsAny(l, "\n#\"'") {
+				t.Fatalf("unsafe partition line %q", l)
+			}
+		}
+	})
+}
