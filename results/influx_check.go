@@ -75,6 +75,11 @@ func Ping(ctx context.Context, cfg InfluxConfig) (PingReport, error) {
 	}
 	werr := checkWrite(ctx, cfg)
 	r.Write = okOr(werr)
+	var ce *CheckError
+	if errors.As(werr, &ce) && (ce.Kind == CheckNoDatabase || ce.Kind == CheckUnauthorized) {
+		r.Query = "not checked"
+		return r, werr
+	}
 	qerr := checkQuery(ctx, cfg)
 	r.Query = okOr(qerr)
 	return r, errors.Join(werr, qerr)
@@ -174,7 +179,7 @@ func httpCheckError(cfg InfluxConfig, err error, what string) error {
 		ce.Kind, ce.Msg = CheckFluxDisabled, fmt.Sprintf("%s: HTTP 403 %s — set [http] flux-enabled = true in influxdb.conf", what, msg)
 	case he.StatusCode == 403:
 		ce.Kind, ce.Msg = CheckForbidden, fmt.Sprintf("%s: HTTP 403 %s — the token lacks permission", what, msg)
-	case he.StatusCode == 404 || strings.Contains(msg, "database not found") || strings.Contains(msg, "retention policy not found"):
+	case he.StatusCode == 404 || strings.Contains(msg, "database not found") || strings.Contains(msg, "retention policy not found") || strings.Contains(msg, "no database"):
 		ce.Kind, ce.Msg = CheckNoDatabase, fmt.Sprintf("%s: %s — create it first (InfluxDB 1.8: curl -XPOST %s/query --data-urlencode 'q=CREATE DATABASE %s')", what, msg, strings.TrimRight(cfg.URL, "/"), cfg.Database())
 	default:
 		ce.Kind, ce.Msg = CheckOther, fmt.Sprintf("%s: HTTP %d %s", what, he.StatusCode, msg)
