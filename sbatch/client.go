@@ -1,0 +1,477 @@
+package sbatch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ErrUnavailable matches (errors.Is) every error that means Slurm could not
+// be reached: slurmctld or slurmdbd down, or the Slurm tools not installed.
+var ErrUnavailable = errors.New("slurm unavailable")
+
+// Error is a Slurm command that failed. Its message quotes Slurm's own
+// stderr, which is what users know how to act on ("Invalid qos
+// specification", "Invalid partition name specified", …).
+type Error struct {
+	Args        []string // the command line
+	ExitCode    int      // -1 when it did not run or was killed
+	Stderr      string
+	Unreachable bool // slurmctld/slurmdbd could not be contacted, or the tool is missing
+	Err         error
+}
+
+func (e *Error) Error() string {
+	msg := strings.TrimSpace(e.Stderr)
+	if msg == "" && e.Err != nil {
+		msg = e.Err.Error()
+	}
+	if msg == "" {
+		msg = fmt.Sprintf("exit status %d", e.ExitCode)
+	}
+	return fmt.Sprintf("%s: %s", e.Args[0], msg)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+func (e *Error) Is(target error) bool { return target == ErrUnavailable && e.Unreachable }
+
+// unreachableMarkers are the messages Slurm's clients print when they cannot
+// talk to slurmctld or slurmdbd.
+var unreachableMarkers = []string{
+	"Unable to contact slurm controller",
+	"Unable to establish connection",
+	"Socket timed out on send/recv",
+	"Zero Bytes were transmitted or received",
+	"Connection refused",
+	"Connection reset by peer",
+	"Communication connection failure",
+	"failed to open persistent connection",
+	"Problem talking to the database",
+	"backup controller in standby mode",
+	"Slurm temporarily unable to accept job",
+	"Transport endpoint is not connected",
+}
+
+// connectFailure are the unreachable messages after which the request surely
+// did not reach slurmctld, so a submission can be retried without risking a
+// duplicate job.
+var connectFailure = []string{
+	"Unable to contact slurm controller (connect failure)",
+	"Connection refused",
+	"Slurm temporarily unable to accept job",
+}
+
+func containsAny(s string, subs []string) bool {
+	for _, m := range subs {
+		if strings.Contains(s, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// Client runs Slurm's command-line tools. The zero value is ready to use:
+// tools from PATH, a 60 s timeout per call, 4 attempts with backoff while
+// Slurm is unreachable.
+type Client struct {
+	// BinDir holds sbatch, squeue, … ("" = look them up in PATH).
+	BinDir string
+	// Env is added to the tools' environment (e.g. SLURM_CONF=…).
+	Env []string
+	// Timeout bounds each call (default 60 s); the context may end it sooner.
+	Timeout time.Duration
+	// Attempts is how often a call is tried while Slurm is unreachable
+	// (default 4); Backoff is the first wait, doubled each time (default 1 s).
+	Attempts int
+	Backoff  time.Duration
+	Log      *slog.Logger
+}
+
+func (c *Client) log() *slog.Logger {
+	if c.Log != nil {
+		return c.Log
+	}
+	return slog.Default()
+}
+
+// run executes one tool once. stdin may be nil.
+func (c *Client) run(ctx context.Context, stdin []byte, name string, args ...string) (string, error) {
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = 60 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	path := name
+	if c.BinDir != "" {
+		path = filepath.Join(c.BinDir, name)
+	}
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.WaitDelay = time.Second
+	if len(c.Env) > 0 {
+		cmd.Env = append(os.Environ(), c.Env...)
+	}
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err == nil {
+		return stdout.String(), nil
+	}
+	e := &Error{Args: append([]string{name}, args...), ExitCode: -1, Stderr: stderr.String(), Err: err}
+	var ee *exec.ExitError
+	switch {
+	case errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist):
+		e.Unreachable = true
+		e.Stderr = fmt.Sprintf("%s not found: Slurm's tools are not installed here (for a test cluster run test/slurm/up.sh)", name)
+	case ctx.Err() != nil:
+		e.Unreachable = true
+		e.Stderr = strings.TrimSpace(e.Stderr + fmt.Sprintf("\n%s did not answer within %v", name, timeout))
+		if ctx.Err() == context.Canceled {
+			e.Err = ctx.Err()
+		}
+	case errors.As(err, &ee):
+		e.ExitCode = ee.ExitCode()
+		e.Unreachable = containsAny(e.Stderr, unreachableMarkers)
+	}
+	return stdout.String(), e
+}
+
+// call runs a tool, retrying with backoff while Slurm is unreachable and
+// retry(err) allows it.
+func (c *Client) call(ctx context.Context, stdin []byte, retry func(*Error) bool, name string, args ...string) (string, error) {
+	attempts := c.Attempts
+	if attempts <= 0 {
+		attempts = 4
+	}
+	wait := c.Backoff
+	if wait <= 0 {
+		wait = time.Second
+	}
+	for i := 1; ; i++ {
+		out, err := c.run(ctx, stdin, name, args...)
+		var e *Error
+		if err == nil || !errors.As(err, &e) || !e.Unreachable || !retry(e) || i >= attempts || ctx.Err() != nil {
+			return out, err
+		}
+		c.log().Warn("slurm unreachable, retrying", "cmd", name, "attempt", i, "wait", wait, "err", e.Error())
+		select {
+		case <-ctx.Done():
+			return out, err
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+}
+
+func retryAlways(*Error) bool { return true }
+
+// Submit submits a batch script with `sbatch --parsable`, the script on
+// stdin, extra sbatch arguments first. It returns the job id (the master id
+// for an array). A submission is retried only after a connect failure, when
+// slurmctld surely never saw it, so no job is submitted twice.
+func (c *Client) Submit(ctx context.Context, script string, args ...string) (string, error) {
+	argv := append([]string{"--parsable"}, args...)
+	out, err := c.call(ctx, []byte(script), func(e *Error) bool {
+		return containsAny(e.Stderr, connectFailure)
+	}, "sbatch", argv...)
+	if err != nil {
+		return "", err
+	}
+	return parseParsable(out)
+}
+
+// SubmitFile is Submit with the script read by sbatch from path (sbatch
+// records the path; Slurm's own tools show it).
+func (c *Client) SubmitFile(ctx context.Context, path string, args ...string) (string, error) {
+	argv := append(append([]string{"--parsable"}, args...), path)
+	out, err := c.call(ctx, nil, func(e *Error) bool {
+		return containsAny(e.Stderr, connectFailure)
+	}, "sbatch", argv...)
+	if err != nil {
+		return "", err
+	}
+	return parseParsable(out)
+}
+
+// parseParsable reads sbatch --parsable output: "<jobid>" or
+// "<jobid>;<cluster>", possibly after warning lines.
+func parseParsable(out string) (string, error) {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	last := strings.TrimSpace(lines[len(lines)-1])
+	id, _, _ := strings.Cut(last, ";")
+	if _, err := strconv.ParseUint(id, 10, 64); err != nil {
+		return "", fmt.Errorf("sbatch --parsable printed %q, not a job id", strings.TrimSpace(out))
+	}
+	return id, nil
+}
+
+// Ping asks slurmctld whether it is up (`scontrol ping`), without retries.
+func (c *Client) Ping(ctx context.Context) error {
+	out, err := c.run(ctx, nil, "scontrol", "ping")
+	if err != nil {
+		var e *Error
+		if errors.As(err, &e) && strings.Contains(e.Stderr+out, "DOWN") {
+			e.Unreachable = true
+		}
+		return err
+	}
+	if !strings.Contains(out, "is UP") {
+		return &Error{Args: []string{"scontrol", "ping"}, Stderr: strings.TrimSpace(out), Unreachable: true}
+	}
+	return nil
+}
+
+// Cancel cancels a job, or some of its array tasks (`scancel 123_[1,4-6]`).
+// Cancelling a job that already ended is not an error.
+func (c *Client) Cancel(ctx context.Context, jobID string, indices ...int) error {
+	target := jobID
+	if len(indices) > 0 {
+		target = jobID + "_[" + ArraySpec(indices) + "]"
+	}
+	_, err := c.call(ctx, nil, retryAlways, "scancel", target)
+	var e *Error
+	if errors.As(err, &e) && (strings.Contains(e.Stderr, "already completed") || strings.Contains(e.Stderr, "Invalid job id")) {
+		return nil
+	}
+	return err
+}
+
+// ShowJob returns `scontrol show job -o ID` as key → value for each record
+// (one per array task still known to slurmctld).
+func (c *Client) ShowJob(ctx context.Context, jobID string) ([]map[string]string, error) {
+	out, err := c.call(ctx, nil, retryAlways, "scontrol", "show", "job", "-o", jobID)
+	if err != nil {
+		return nil, err
+	}
+	var recs []map[string]string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if line != "" {
+			recs = append(recs, parseKeyValues(line))
+		}
+	}
+	return recs, nil
+}
+
+// parseKeyValues splits scontrol's one-line "K=V K=V" records. Values may
+// contain spaces (Command, Comment, Reason): a token without '=' belongs to
+// the previous value.
+func parseKeyValues(line string) map[string]string {
+	m := map[string]string{}
+	var last string
+	for _, f := range strings.Fields(line) {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok || k == "" || strings.ContainsAny(k, "/:") {
+			if last != "" {
+				m[last] += " " + f
+			}
+			continue
+		}
+		m[k], last = v, k
+	}
+	return m
+}
+
+const squeueFormat = "%i|%T|%r|%N"
+
+// Queue lists the job's tasks still in slurmctld's queue (`squeue -r`):
+// pending, running, completing. A job squeue no longer knows yields none.
+func (c *Client) Queue(ctx context.Context, jobID string) ([]Task, error) {
+	out, err := c.call(ctx, nil, retryAlways, "squeue", "--noheader", "--array", "--states=all", "--jobs="+jobID, "--format="+squeueFormat)
+	if err != nil {
+		var e *Error
+		if errors.As(err, &e) && strings.Contains(e.Stderr, "Invalid job id") {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return parseSqueue(out)
+}
+
+func parseSqueue(out string) ([]Task, error) {
+	var tasks []Task
+	for _, line := range strings.Split(out, "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		f := strings.Split(line, "|")
+		if len(f) < 4 {
+			return nil, fmt.Errorf("squeue: unexpected line %q", line)
+		}
+		id, err := ParseTaskID(f[0])
+		if err != nil {
+			return nil, fmt.Errorf("squeue: %w", err)
+		}
+		st := ParseState(f[1])
+		// squeue --states=all also lists recently finished tasks; only
+		// non-terminal ones are "in the queue".
+		inQueue := !st.Terminal()
+		mk := func(idx int) Task {
+			return Task{JobID: id.JobID, Index: idx, State: st, Raw: f[1], Reason: nonNone(f[2]), Nodes: f[3], InQueue: inQueue}
+		}
+		if id.Indices != nil {
+			for _, i := range id.Indices {
+				tasks = append(tasks, mk(i))
+			}
+			continue
+		}
+		tasks = append(tasks, mk(id.Index))
+	}
+	return tasks, nil
+}
+
+func nonNone(s string) string {
+	if s == "None" || s == "(null)" {
+		return ""
+	}
+	return s
+}
+
+const sacctFormat = "JobID,State,ExitCode,NodeList,Start,End"
+
+// Accounting lists the job's tasks from `sacct -P -X` (allocations only, no
+// steps). Exit codes come from this text output: 22.05's --json reports 0
+// for failed jobs.
+func (c *Client) Accounting(ctx context.Context, jobID string) ([]Task, error) {
+	out, err := c.call(ctx, nil, retryAlways, "sacct", "--parsable2", "--noheader", "--allocations",
+		"--jobs="+jobID, "--format="+sacctFormat)
+	if err != nil {
+		return nil, err
+	}
+	return parseSacct(out)
+}
+
+func parseSacct(out string) ([]Task, error) {
+	var tasks []Task
+	for _, line := range strings.Split(out, "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		f := strings.Split(line, "|")
+		if len(f) < 6 {
+			return nil, fmt.Errorf("sacct: unexpected line %q", line)
+		}
+		id, err := ParseTaskID(f[0])
+		if err != nil {
+			return nil, fmt.Errorf("sacct: %w", err)
+		}
+		exit, err := ParseExitStatus(f[2])
+		if err != nil {
+			return nil, fmt.Errorf("sacct: %w", err)
+		}
+		st := ParseState(f[1])
+		mk := func(idx int) Task {
+			return Task{JobID: id.JobID, Index: idx, State: st, Raw: f[1], Exit: exit, Nodes: nonNone(f[3]),
+				Start: parseTime(f[4]), End: parseTime(f[5]), Accurate: st.Terminal() && !parseTime(f[5]).IsZero()}
+		}
+		if id.Indices != nil {
+			for _, i := range id.Indices {
+				tasks = append(tasks, mk(i))
+			}
+			continue
+		}
+		tasks = append(tasks, mk(id.Index))
+	}
+	return tasks, nil
+}
+
+// Tasks merges squeue and sacct into one row per task of the job, sorted by
+// index. A task squeue still lists takes its live state from squeue (and
+// exit code, times from sacct when present); otherwise sacct's row is used.
+// A task in neither (finished, sacct lagging) is StateUnknown. want, when
+// given, lists the indices that should exist, so tasks Slurm has not reported
+// at all show up as StateUnknown too.
+func (c *Client) Tasks(ctx context.Context, jobID string, want ...int) ([]Task, error) {
+	q, err := c.Queue(ctx, jobID)
+	if err != nil {
+		return nil, err
+	}
+	a, err := c.Accounting(ctx, jobID)
+	if err != nil {
+		return nil, err
+	}
+	return MergeTasks(jobID, q, a, want), nil
+}
+
+// MergeTasks is the merge Tasks does, on already parsed rows.
+func MergeTasks(jobID string, queue, acct []Task, want []int) []Task {
+	byIdx := map[int]Task{}
+	for _, t := range acct {
+		byIdx[t.Index] = t
+	}
+	for _, t := range queue {
+		if !t.InQueue {
+			if _, ok := byIdx[t.Index]; !ok {
+				t.Accurate = false
+				byIdx[t.Index] = t
+			}
+			continue
+		}
+		if old, ok := byIdx[t.Index]; ok {
+			t.Exit, t.Start, t.End = old.Exit, old.Start, old.End
+			if t.Nodes == "" {
+				t.Nodes = old.Nodes
+			}
+		}
+		t.Accurate = false
+		byIdx[t.Index] = t
+	}
+	for _, i := range want {
+		if _, ok := byIdx[i]; !ok {
+			byIdx[i] = Task{JobID: jobID, Index: i, State: StateUnknown}
+		}
+	}
+	out := make([]Task, 0, len(byIdx))
+	for _, t := range byIdx {
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
+	return out
+}
+
+// Wait polls Tasks every interval until every task in want (or every task
+// reported, when want is empty) is Done, calling progress (if not nil) after
+// each poll. It returns the final rows.
+func (c *Client) Wait(ctx context.Context, jobID string, want []int, interval time.Duration, progress func([]Task)) ([]Task, error) {
+	if interval <= 0 {
+		interval = time.Second
+	}
+	for {
+		tasks, err := c.Tasks(ctx, jobID, want...)
+		if err != nil && !errors.Is(err, ErrUnavailable) {
+			return tasks, err
+		}
+		if err == nil {
+			if progress != nil {
+				progress(tasks)
+			}
+			done := len(tasks) > 0
+			for _, t := range tasks {
+				if !t.Done() {
+					done = false
+					break
+				}
+			}
+			if done {
+				return tasks, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return tasks, ctx.Err()
+		case <-time.After(interval):
+		}
+	}
+}
