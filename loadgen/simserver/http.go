@@ -20,6 +20,7 @@ const (
 	// Informational response headers of inference responses.
 	BatchHeader = "X-Sim-Batch-Size"
 	QueueHeader = "X-Sim-Queue-Ms"
+	ExecHeader  = "X-Sim-Exec-Ms"
 )
 
 const maxBody = 64 << 20
@@ -248,6 +249,7 @@ func (s *Server) handleInfer(w http.ResponseWriter, r *http.Request, m *model, n
 	m.st.completed.Add(1)
 	w.Header().Set(BatchHeader, strconv.Itoa(res.batch))
 	w.Header().Set(QueueHeader, strconv.FormatFloat(ms(res.queue), 'f', 3, 64))
+	w.Header().Set(ExecHeader, strconv.FormatFloat(ms(res.exec), 'f', 3, 64))
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(inferResponse(name, req, batchDim, m.sp.dnn.OutputShape, outN))
 }

@@ -344,36 +344,35 @@ func TestLLMTiming(t *testing.T) {
 	within(t, "TPOT", mean(tpots), tpot, 0.10)
 }
 
-// TestLLMConcurrencyLimit: with one slot, the second request waits for the
-// first, so its TTFT includes the first one's whole generation.
+// TestLLMConcurrencyLimit: with one slot, a second request waits for the
+// first: its first token comes after the first request's last one.
 func TestLLMConcurrencyLimit(t *testing.T) {
 	url, srv := start(t, Config{LLM: []LLMModel{{Name: "m", PrefillPerToken: Duration(time.Millisecond), TPOT: Duration(10 * time.Millisecond), Concurrency: 1}}})
 	body := `{"model":"m","prompt":"a b c d e f g h i j","max_tokens":10,"stream":true}`
 	var wg sync.WaitGroup
-	ttft := make([]time.Duration, 2)
-	for i := range ttft {
+	events := make([][]sseEvent, 2)
+	for i := range events {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if i == 1 {
-				time.Sleep(20 * time.Millisecond)
-			}
-			sent, ev, _ := stream(t, url+"/v1/completions", body)
-			ttft[i] = ev[0].at.Sub(sent)
+			_, events[i], _ = stream(t, url+"/v1/completions", body)
 		}()
-		if i == 0 {
-			time.Sleep(5 * time.Millisecond)
-			if q := srv.Stats(false).Total.Active; q != 1 {
-				t.Errorf("active = %d, want 1", q)
+		if i == 0 { // let the first take the slot
+			for deadline := time.Now().Add(2 * time.Second); srv.Stats(false).Total.Active != 1; {
+				if time.Now().After(deadline) {
+					t.Fatal("the first request never became active")
+				}
+				time.Sleep(time.Millisecond)
 			}
 		}
 	}
 	wg.Wait()
-	// First: 10 ms prefill + 90 ms decode; the second arrives at 20 ms and
-	// starts at ≈100 ms, so its TTFT ≈ 80 + 10 ms.
-	within(t, "first TTFT", ttft[0], 10*time.Millisecond, 0.5)
-	if ttft[1] < 80*time.Millisecond {
-		t.Errorf("second TTFT %v: it did not wait for the slot (want ≈90ms)", ttft[1])
+	first, second := events[0], events[1]
+	if len(first) != 11 || len(second) != 11 {
+		t.Fatalf("events: %d and %d, want 11", len(first), len(second))
+	}
+	if gap := second[0].at.Sub(first[9].at); gap < 5*time.Millisecond {
+		t.Errorf("second request's first token came %v after the first's last: it did not wait for the slot (want ≥ its 10ms prefill)", gap)
 	}
 }
 
