@@ -321,7 +321,12 @@ func (m *Model) managed(name string) bool {
 // Diff computes the actions that bring st to the model.
 func (a *Admin) Diff(m *Model, st *ClusterState) *AdminPlan {
 	p := &AdminPlan{IncludeFile: m.Slurm.IncludeFile}
-	var modify []Action
+	// Preempt lists change in two passes: every addition first, every
+	// removal after. slurmdbd 22.05 reports a false "QOS Preemption loop
+	// detected" when a QOS is added to the Preempt list of another after
+	// its own list was shrunk, so growing before shrinking keeps apply
+	// working for any change between two rank-ordered models.
+	var grow, shrink []Action
 	for _, q := range m.Levels() {
 		w := m.wantQoS(q)
 		cur, ok := st.QoS[w.Name]
@@ -339,9 +344,10 @@ func (a *Admin) Diff(m *Model, st *ClusterState) *AdminPlan {
 			set = append(set, "Priority="+strconv.Itoa(w.Priority))
 			diff = append(diff, fmt.Sprintf("priority %d → %d", cur.Priority, w.Priority))
 		}
-		if strings.Join(cur.Preempt, ",") != strings.Join(w.Preempt, ",") {
-			set = append(set, "Preempt="+strings.Join(w.Preempt, ","))
-			diff = append(diff, fmt.Sprintf("preempt [%s] → [%s]", strings.Join(cur.Preempt, ","), strings.Join(w.Preempt, ",")))
+		add, del := setDiff(cur.Preempt, w.Preempt)
+		if len(add) > 0 {
+			set = append(set, "Preempt+="+strings.Join(add, ","))
+			diff = append(diff, "preempt +"+strings.Join(add, ",+"))
 		}
 		if cur.PreemptMode != w.PreemptMode {
 			set = append(set, "PreemptMode="+w.PreemptMode)
@@ -356,11 +362,16 @@ func (a *Admin) Diff(m *Model, st *ClusterState) *AdminPlan {
 			diff = append(diff, fmt.Sprintf("description %q → %q", cur.Description, w.Description))
 		}
 		if len(set) > 0 {
-			modify = append(modify, Action{Kind: KindModifyQoS, Target: w.Name, Detail: strings.Join(diff, ", "),
+			grow = append(grow, Action{Kind: KindModifyQoS, Target: w.Name, Detail: strings.Join(diff, ", "),
 				Cmd: append([]string{"sacctmgr", "-i", "modify", "qos", "where", "name=" + w.Name, "set"}, set...)})
 		}
+		if len(del) > 0 {
+			shrink = append(shrink, Action{Kind: KindModifyQoS, Target: w.Name, Detail: "preempt -" + strings.Join(del, ",-"),
+				Cmd: []string{"sacctmgr", "-i", "modify", "qos", "where", "name=" + w.Name, "set", "Preempt-=" + strings.Join(del, ",")}})
+		}
 	}
-	p.Actions = append(p.Actions, modify...)
+	p.Actions = append(p.Actions, grow...)
+	p.Actions = append(p.Actions, shrink...)
 
 	p.Include = m.wantInclude(st.Include)
 	if !st.IncludeSeen || st.Include != p.Include {
@@ -445,6 +456,27 @@ func (m *Model) wantPartition(name string) PartitionState {
 		w.AllowQoS = append(w.AllowQoS, m.SlurmQoS(q.Name))
 	}
 	return w
+}
+
+// setDiff returns what is in want and not in have, and the reverse.
+func setDiff(have, want []string) (add, del []string) {
+	h := map[string]bool{}
+	for _, x := range have {
+		h[x] = true
+	}
+	w := map[string]bool{}
+	for _, x := range want {
+		w[x] = true
+		if !h[x] {
+			add = append(add, x)
+		}
+	}
+	for _, x := range have {
+		if !w[x] {
+			del = append(del, x)
+		}
+	}
+	return add, del
 }
 
 // GresCount reads the count of one GRES name from scontrol's Gres field,

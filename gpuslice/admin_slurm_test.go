@@ -1,0 +1,167 @@
+package gpuslice
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// slurmUp skips unless the test cluster (test/slurm/up.sh) answers.
+func slurmUp(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := (ExecRunner{}).Run(ctx, "scontrol", "ping")
+	if err != nil || !strings.Contains(string(out), "UP") {
+		t.Skipf("Slurm test cluster not running (start it with `bash test/slurm/up.sh`): %v", err)
+	}
+	if _, err := (ExecRunner{}).Run(ctx, "sacctmgr", "-n", "-P", "show", "qos", "format=name"); err != nil {
+		t.Skipf("Slurm accounting not reachable (start the cluster with `bash test/slurm/up.sh`): %v", err)
+	}
+	if _, err := os.Stat(DefaultIncludeFile); err != nil {
+		t.Skipf("%s missing: start the cluster with `bash test/slurm/up.sh`: %v", DefaultIncludeFile, err)
+	}
+}
+
+// TestAdminApplyOnCluster applies a model with a unique prefix to the real
+// test cluster, checks Slurm shows it, checks a second apply changes nothing,
+// changes the model and re-applies, and removes everything at the end.
+func TestAdminApplyOnCluster(t *testing.T) {
+	slurmUp(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	prefix := fmt.Sprintf("gst%d_", os.Getpid()%100000)
+	doc := func(extra string) string {
+		return fmt.Sprintf(`
+[slurm]
+prefix = %q
+[pools.small]
+nodes = "node[1-2]"
+gpu_model = "NVIDIA A100-SXM4-40GB"
+gpus_per_node = 4
+shards_per_gpu = 2
+max_time = "00:30:00"
+[pools.big]
+nodes = "node[3-4]"
+gpu_model = "NVIDIA H100 80GB HBM3"
+gpus_per_node = 4
+shards_per_gpu = 8
+[qos.low]
+grace_time = "5s"
+[qos.medium]
+[qos.high]
+description = "preempts medium and low"
+%s`, prefix, extra)
+	}
+	m := mustModel(t, doc(""))
+	a := &Admin{}
+	orig, err := os.ReadFile(m.Slurm.IncludeFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		if err := os.WriteFile(m.Slurm.IncludeFile, orig, 0o644); err != nil {
+			t.Errorf("restore include file: %v", err)
+		}
+		if _, err := a.run(ctx, "scontrol", "reconfigure"); err != nil {
+			t.Errorf("cleanup reconfigure: %v", err)
+		}
+		for _, l := range append(QoSLevels, "x") {
+			a.run(ctx, "sacctmgr", "-i", "delete", "qos", prefix+l) //nolint:errcheck // may not exist
+		}
+		st, err := (ExecRunner{}).Run(ctx, "sacctmgr", "-n", "-P", "show", "qos", "format=name")
+		if err == nil && strings.Contains(string(st), prefix) {
+			t.Errorf("QOS with prefix %s left behind: %s", prefix, st)
+		}
+	})
+
+	plan, err := a.Plan(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	for _, x := range plan.Actions {
+		kinds[x.Kind]++
+	}
+	if kinds[KindAddQoS] != 3 || kinds[KindWrite] != 1 || kinds[KindReconfigure] != 1 || kinds[KindManual] != 2 {
+		t.Fatalf("first plan: %v\n%v", kinds, plan.Actions)
+	}
+	// The 8-shards pool disagrees with the cluster's gres (2 per GPU), which
+	// gpuorch reports but cannot change.
+	for _, x := range plan.Actions {
+		if x.Kind == KindManual && !strings.Contains(x.Detail, "shard:32") {
+			t.Errorf("manual action without the wanted gres: %s", x.Detail)
+		}
+	}
+
+	done, err := a.Apply(ctx, m)
+	if err != nil {
+		t.Fatalf("apply: %v (did: %v)", err, done)
+	}
+	st, err := a.ReadState(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hi := st.QoS[prefix+"high"]
+	if hi.Priority != 60 || strings.Join(hi.Preempt, ",") != prefix+"low,"+prefix+"medium" || hi.PreemptMode != "requeue" || hi.GraceTime != 30*time.Second {
+		t.Errorf("QOS high in Slurm: %+v", hi)
+	}
+	if lo := st.QoS[prefix+"low"]; len(lo.Preempt) != 0 || lo.GraceTime != 5*time.Second {
+		t.Errorf("QOS low in Slurm: %+v", lo)
+	}
+	p, ok := st.Partitions[prefix+"small"]
+	if !ok || p.Nodes != "node[1-2]" || strings.Join(p.AllowQoS, ",") != prefix+"low,"+prefix+"medium,"+prefix+"high" {
+		t.Errorf("partition small in Slurm: %+v (present %v)", p, ok)
+	}
+	for _, keep := range []string{"debug", "gpu"} {
+		if _, ok := st.Partitions[keep]; !ok {
+			t.Errorf("partition %s disappeared", keep)
+		}
+	}
+	for _, keep := range []string{"high", "low"} {
+		if _, ok := st.QoS[keep]; !ok {
+			t.Errorf("QOS %s disappeared", keep)
+		}
+	}
+
+	// Idempotent: a second apply performs nothing.
+	again, err := a.Apply(ctx, m)
+	if err != nil || len(again) != 0 {
+		t.Fatalf("second apply did %v, %v", again, err)
+	}
+
+	// Change the model: add critical, drop low, change a grace time.
+	m2 := mustModel(t, strings.Replace(strings.Replace(doc("[qos.critical]\n"), "[qos.low]\ngrace_time = \"5s\"\n", "", 1), "[qos.medium]", "[qos.medium]\ngrace_time = \"45s\"", 1))
+	plan2, err := a.Plan(ctx, m2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{KindAddQoS + " " + prefix + "critical": false, KindDeleteQoS + " " + prefix + "low": false, KindModifyQoS + " " + prefix + "medium": false, KindWrite + " gpuorch-pools.conf": false}
+	for _, x := range plan2.Actions {
+		if _, ok := want[x.Kind+" "+x.Target]; ok {
+			want[x.Kind+" "+x.Target] = true
+		}
+	}
+	for k, seen := range want {
+		if !seen {
+			t.Errorf("second model plan lacks %s: %v", k, plan2.Actions)
+		}
+	}
+	if _, err := a.Apply(ctx, m2); err != nil {
+		t.Fatalf("apply changed model: %v", err)
+	}
+	st, err = a.ReadState(ctx, m2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := st.QoS[prefix+"low"]; ok {
+		t.Errorf("QOS %slow still present", prefix)
+	}
+	if c := st.QoS[prefix+"critical"]; strings.Join(c.Preempt, ",") != prefix+"high,"+prefix+"medium" {
+		t.Errorf("critical preempts %v", c.Preempt)
+	}
+}
