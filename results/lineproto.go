@@ -1,6 +1,7 @@
 package results
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"sort"
@@ -15,25 +16,32 @@ func AppendLine(b []byte, p Point) ([]byte, error) {
 	if p.Measurement == "" {
 		return b, fmt.Errorf("point has no measurement")
 	}
+	if p.Measurement[0] == '#' {
+		// A line starting with '#' is a comment to every reader.
+		return b, fmt.Errorf("measurement %q starts with '#'", p.Measurement)
+	}
 	if len(p.Fields) == 0 {
 		return b, fmt.Errorf("point %q has no fields", p.Measurement)
 	}
-	b = appendEscaped(b, p.Measurement, ", ")
+	b = appendElem(b, p.Measurement, ", ")
 	for _, k := range sortedKeys(p.Tags) {
 		v := p.Tags[k]
 		if k == "" || v == "" { // line protocol cannot carry empty tag keys or values
 			continue
 		}
 		b = append(b, ',')
-		b = appendEscaped(b, k, ",= ")
+		b = appendElem(b, k, ",= ")
 		b = append(b, '=')
-		b = appendEscaped(b, v, ",= ")
+		b = appendElem(b, v, ",= ")
 	}
 	sep := byte(' ')
 	for _, k := range sortedKeys(p.Fields) {
+		if k == "" {
+			return b, fmt.Errorf("point %q has a field with an empty key", p.Measurement)
+		}
 		b = append(b, sep)
 		sep = ','
-		b = appendEscaped(b, k, ",= ")
+		b = appendElem(b, k, ",= ")
 		b = append(b, '=')
 		var err error
 		if b, err = appendFieldValue(b, p.Fields[k]); err != nil {
@@ -92,6 +100,36 @@ func appendEscaped(b []byte, s, special string) []byte {
 	return b
 }
 
+// appendElem escapes a measurement, tag key, tag value or field key: the
+// characters in special get a backslash. A literal backslash is kept as is,
+// except where a reader would take it for an escape — before a special
+// character, before another backslash, or at the end — where it is doubled.
+// (InfluxDB's own escaping cannot represent those cases at all.)
+func appendElem(b []byte, s, special string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '\n' || c == '\r' {
+			c = ' '
+		}
+		if c == '\\' {
+			next := byte(0)
+			if i+1 < len(s) {
+				next = s[i+1]
+				if next == '\n' || next == '\r' {
+					next = ' '
+				}
+			}
+			if i+1 == len(s) || next == '\\' || strings.IndexByte(special, next) >= 0 {
+				b = append(b, '\\')
+			}
+		} else if strings.IndexByte(special, c) >= 0 {
+			b = append(b, '\\')
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -99,4 +137,206 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// ParseLine parses one line of line protocol as AppendLine writes it — the
+// exact inverse of AppendLine — and also accepts what other writers commonly
+// produce (no timestamp, boolean spellings t/T/True/TRUE, a trailing "\r").
+// Integers come back as int64, unsigned as uint64, floats as float64; the
+// time is UTC, or zero when the line has no timestamp. Comment lines ('#')
+// and blank lines are errors here; line readers skip them first.
+func ParseLine(line []byte) (Point, error) {
+	line = trimEOL(line)
+	var p Point
+	if len(line) == 0 {
+		return p, fmt.Errorf("empty line")
+	}
+	if line[0] == '#' {
+		return p, fmt.Errorf("comment line")
+	}
+	if i := bytes.IndexAny(line, "\r\n"); i >= 0 {
+		return p, fmt.Errorf("line break at byte %d inside a line", i)
+	}
+	// Measurement: up to an unescaped ',' or ' '.
+	meas, i := scanElem(line, 0, ", ", ", ")
+	if meas == "" {
+		return p, fmt.Errorf("missing measurement")
+	}
+	p.Measurement = meas
+	if i >= len(line) {
+		return p, fmt.Errorf("no fields")
+	}
+	// Tags.
+	for line[i] == ',' {
+		var k, v string
+		if k, i = scanElem(line, i+1, ",= ", ",= "); i >= len(line) || line[i] != '=' {
+			return p, fmt.Errorf("tag at byte %d: want key=value", i)
+		}
+		v, i = scanElem(line, i+1, ",= ", ", ")
+		if k == "" || v == "" {
+			return p, fmt.Errorf("tag at byte %d: empty key or value", i)
+		}
+		if p.Tags == nil {
+			p.Tags = make(map[string]string, 8)
+		}
+		if _, dup := p.Tags[k]; dup {
+			return p, fmt.Errorf("duplicate tag %q", k)
+		}
+		p.Tags[k] = v
+		if i >= len(line) {
+			return p, fmt.Errorf("no fields")
+		}
+	}
+	if line[i] != ' ' {
+		return p, fmt.Errorf("byte %d: want ' ' before fields", i)
+	}
+	// Fields.
+	p.Fields = make(map[string]any, 16)
+	for {
+		var k string
+		var err error
+		if k, i = scanElem(line, i+1, ",= ", ",= "); i >= len(line) || line[i] != '=' {
+			return p, fmt.Errorf("field at byte %d: want key=value", i)
+		}
+		if k == "" {
+			return p, fmt.Errorf("field at byte %d: empty key", i)
+		}
+		var v any
+		if v, i, err = scanFieldValue(line, i+1); err != nil {
+			return p, fmt.Errorf("field %q: %w", k, err)
+		}
+		if _, dup := p.Fields[k]; dup {
+			return p, fmt.Errorf("duplicate field %q", k)
+		}
+		p.Fields[k] = v
+		if i >= len(line) || line[i] == ' ' {
+			break
+		}
+		// scanFieldValue stops only at ',' or ' ' or the end.
+	}
+	if i < len(line) {
+		ts := line[i+1:]
+		n, err := strconv.ParseInt(string(ts), 10, 64)
+		if err != nil {
+			return p, fmt.Errorf("timestamp %q: want integer nanoseconds", ts)
+		}
+		p.Time = time.Unix(0, n).UTC()
+	}
+	return p, nil
+}
+
+func trimEOL(line []byte) []byte {
+	if n := len(line); n > 0 && line[n-1] == '\n' {
+		line = line[:n-1]
+	}
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line
+}
+
+// scanElem reads an escaped element from line[i:] up to the first unescaped
+// byte in stop (or the end), returning it unescaped and the index where it
+// stopped. A backslash escapes the bytes in esc and itself; before anything
+// else it is literal.
+func scanElem(line []byte, i int, esc, stop string) (string, int) {
+	start := i
+	plain := true
+	for ; i < len(line); i++ {
+		c := line[i]
+		if c == '\\' && i+1 < len(line) && (line[i+1] == '\\' || strings.IndexByte(esc, line[i+1]) >= 0) {
+			plain = false
+			i++
+			continue
+		}
+		if strings.IndexByte(stop, c) >= 0 {
+			break
+		}
+	}
+	if plain {
+		return string(line[start:i]), i
+	}
+	out := make([]byte, 0, i-start)
+	for j := start; j < i; j++ {
+		c := line[j]
+		if c == '\\' && j+1 < i && (line[j+1] == '\\' || strings.IndexByte(esc, line[j+1]) >= 0) {
+			j++
+			c = line[j]
+		}
+		out = append(out, c)
+	}
+	return string(out), i
+}
+
+// scanFieldValue reads a field value at line[i:] and returns it with the
+// index of the byte after it (',' or ' ' or the end).
+func scanFieldValue(line []byte, i int) (any, int, error) {
+	if i >= len(line) {
+		return nil, i, fmt.Errorf("missing value")
+	}
+	if line[i] == '"' {
+		var out []byte
+		for j := i + 1; j < len(line); j++ {
+			c := line[j]
+			if c == '\\' && j+1 < len(line) && (line[j+1] == '"' || line[j+1] == '\\') {
+				j++
+				out = append(out, line[j])
+				continue
+			}
+			if c == '"' {
+				j++
+				if j < len(line) && line[j] != ',' && line[j] != ' ' {
+					return nil, j, fmt.Errorf("unexpected %q after string at byte %d", line[j], j)
+				}
+				return string(out), j, nil
+			}
+			out = append(out, c)
+		}
+		return nil, len(line), fmt.Errorf("unterminated string")
+	}
+	j := i
+	for j < len(line) && line[j] != ',' && line[j] != ' ' {
+		j++
+	}
+	if j == i {
+		return nil, j, fmt.Errorf("missing value")
+	}
+	s := string(line[i:j])
+	switch last := s[len(s)-1]; {
+	case s == "t" || s == "T" || s == "true" || s == "True" || s == "TRUE":
+		return true, j, nil
+	case s == "f" || s == "F" || s == "false" || s == "False" || s == "FALSE":
+		return false, j, nil
+	case last == 'i':
+		v, err := strconv.ParseInt(s[:len(s)-1], 10, 64)
+		if err != nil {
+			return nil, j, fmt.Errorf("bad integer %q", s)
+		}
+		return v, j, nil
+	case last == 'u':
+		v, err := strconv.ParseUint(s[:len(s)-1], 10, 64)
+		if err != nil {
+			return nil, j, fmt.Errorf("bad unsigned integer %q", s)
+		}
+		return v, j, nil
+	default:
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || !isFloatSyntax(s) {
+			return nil, j, fmt.Errorf("bad value %q", s)
+		}
+		return v, j, nil
+	}
+}
+
+// isFloatSyntax rejects what ParseFloat accepts but line protocol does not:
+// "inf", "nan", hex floats and '_' separators.
+func isFloatSyntax(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9', c == '.', c == '-', c == '+', c == 'e', c == 'E':
+		default:
+			return false
+		}
+	}
+	return true
 }
