@@ -36,6 +36,13 @@ type Config struct {
 	Workload   WorkloadConfig    `json:"workload" toml:"workload"`
 	SLO        SLOConfig         `json:"slo" toml:"slo"`
 	Tags       map[string]string `json:"tags,omitempty" toml:"tags"` // extra low-cardinality tags (sweep point values)
+	// Drain is how long, after the schedule ends, in-flight requests may
+	// still finish before they are cancelled and counted as cancelled
+	// (default 5s, capped by the request timeout).
+	Drain Duration `json:"drain,omitempty" toml:"drain"`
+	// MaxInFlight caps outstanding requests; an arrival that finds the cap
+	// reached is counted as dropped, never queued (default 20000).
+	MaxInFlight int `json:"max_in_flight,omitempty" toml:"max_in_flight"`
 }
 
 // TargetConfig says where requests go and how they are encoded.

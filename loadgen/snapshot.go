@@ -36,6 +36,7 @@ type Snapshot struct {
 	Errors    int64 `json:"errors"`    // failed (transport error or non-2xx)
 	Timeouts  int64 `json:"timeouts"`  // no answer within the request timeout
 	Dropped   int64 `json:"dropped"`   // scheduled but never sent (e.g. run ended, server shed)
+	Cancelled int64 `json:"cancelled"` // sent but still in flight when the run ended
 	SLOMet    int64 `json:"slo_met"`   // completed within their deadline (== Completed when no SLO)
 
 	OfferedRate  float64 `json:"offered_rate"`  // scheduled requests/s

@@ -1,0 +1,547 @@
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Progress is what a live display shows during a run.
+type Progress struct {
+	Elapsed, Total time.Duration // Total = 0 when the run has no fixed duration
+	Offered        int64
+	Completed      int64
+	Failed         int64   // errors + timeouts + drops + cancellations
+	Rate           float64 // completions/s over the last report period
+	P99            time.Duration
+}
+
+// RunOptions are the parts of a run that are not in the Config.
+type RunOptions struct {
+	// Target overrides the target built from Config.Target (tests, custom
+	// protocols).
+	Target Target
+	// OnSnapshot receives each interval's snapshot in order (from one
+	// goroutine).
+	OnSnapshot func(Snapshot)
+	// OnResult receives every finished request with its raw timings and
+	// chunks (per-request rows). It runs on the sender's goroutines and must
+	// not keep res.
+	OnResult func(res *Result)
+	// OnProgress is called about once a second.
+	OnProgress func(Progress)
+	// Calibration gives known batch-1 latencies; models missing from it are
+	// measured when SLO factors are used.
+	Calibration map[string]time.Duration
+	Logger      *slog.Logger
+}
+
+// Defaults.
+const (
+	DefaultTimeout             = 30 * time.Second
+	DefaultDrain               = 5 * time.Second
+	DefaultMaxInFlight         = 20000
+	DefaultCalibrationRequests = 10
+)
+
+// preparer is implemented by targets that can precompute per-model state.
+type preparer interface{ Prepare(models []string) }
+
+type completion struct {
+	a  Arrival
+	at time.Duration
+}
+
+type runner struct {
+	cfg    *Config
+	w      *Workload
+	opts   RunOptions
+	target Target
+	rec    *Recorder
+	log    *slog.Logger
+
+	start   time.Time
+	timeout time.Duration
+	b1      map[string]time.Duration
+	sloFac  float64
+
+	sched     *Scheduler      // owned by the pacer goroutine
+	reqCtx    context.Context // cancelled when in-flight requests must stop
+	reqCancel context.CancelFunc
+	stopping  atomic.Bool // schedule over: workers that have not sent yet drop
+
+	work        chan Arrival
+	completions chan completion
+	wg          sync.WaitGroup
+	inflight    atomic.Int64
+	maxInFlight int64
+	upTo        atomic.Int64 // every arrival intended before this offset has been offered
+	resPool     sync.Pool
+}
+
+func (r *runner) clock() time.Duration { return time.Since(r.start) }
+
+// Run executes one load run: readiness probe, SLO calibration if needed,
+// then the workload's schedule for cfg.Duration (or until the workload
+// ends). It always returns a Summary when the run started; err is non-nil
+// when it could not start (wrapping ErrUnreachable for an unreachable
+// target) or when ctx was cancelled (the Summary then has status
+// "interrupted" and holds what was measured so far).
+func Run(ctx context.Context, cfg *Config, w *Workload, opts RunOptions) (*Summary, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	sum := &Summary{
+		Experiment: cfg.Experiment, Task: cfg.Task, Workload: w.Name, Target: cfg.Target.URL,
+		Protocol: cfg.Target.Protocol, Tags: cfg.Tags, Deviations: w.Deviations,
+	}
+	if sum.Protocol == "" {
+		sum.Protocol = "http"
+	}
+	fail := func(err error) (*Summary, error) {
+		sum.Status, sum.Error = StatusFailed, err.Error()
+		sum.Started, sum.Ended = time.Now(), time.Now()
+		return sum, err
+	}
+	if cfg.Duration.D() <= 0 && w.MaxRequests <= 0 && len(w.Open) > 0 && !finiteOpen(w) {
+		return fail(errors.New("open-loop workload without duration or max_requests would never end; set a duration"))
+	}
+	tgt := opts.Target
+	if tgt == nil {
+		var err error
+		if tgt, err = NewTarget(cfg.Target); err != nil {
+			return fail(err)
+		}
+	}
+	models := w.Models()
+	if p, ok := tgt.(preparer); ok {
+		p.Prepare(models)
+	}
+	if err := tgt.Ready(ctx); err != nil {
+		return fail(err)
+	}
+	r := &runner{cfg: cfg, w: w, opts: opts, target: tgt, log: log}
+	r.timeout = cfg.Target.Timeout.D()
+	if r.timeout <= 0 {
+		r.timeout = DefaultTimeout
+	}
+	r.maxInFlight = int64(cfg.MaxInFlight)
+	if r.maxInFlight <= 0 {
+		r.maxInFlight = DefaultMaxInFlight
+	}
+	r.sloFac = cfg.SLO.Factor
+	if needsCalibration(cfg, w) {
+		b1, err := r.calibrate(ctx, models)
+		if err != nil {
+			if ctx.Err() != nil {
+				sum.Status = StatusInterrupted
+				sum.Started, sum.Ended = time.Now(), time.Now()
+				return sum, ctx.Err()
+			}
+			return fail(err)
+		}
+		r.b1 = b1
+		sum.Calibration = b1
+	}
+	r.resPool.New = func() any { return new(Result) }
+	r.work = make(chan Arrival)
+	r.completions = make(chan completion, 1024)
+	r.reqCtx, r.reqCancel = context.WithCancel(context.Background())
+	defer r.reqCancel()
+
+	r.start = time.Now()
+	r.rec = NewRecorder(r.start, cfg.Interval.D(), LLMSLO{TTFT: cfg.SLO.TTFT.D(), TPOT: cfg.SLO.TPOT.D(), E2EL: cfg.SLO.E2EL.D()}, opts.OnSnapshot)
+	sum.Started = r.start
+
+	flushDone := make(chan struct{})
+	flushStop := make(chan struct{})
+	go r.background(flushStop, flushDone)
+
+	end, interrupted := r.pace(ctx)
+
+	// Drain: let in-flight requests finish, then cancel the rest.
+	drain := cfg.Drain.D()
+	if drain <= 0 {
+		drain = DefaultDrain
+	}
+	if cfg.Duration.D() <= 0 {
+		drain = r.timeout // a finite workload waits for every answer
+	}
+	if drain > r.timeout {
+		drain = r.timeout
+	}
+	if interrupted {
+		drain = 0
+	}
+	r.waitInflight(drain)
+	r.stopping.Store(true) // workers that still have not sent: dropped
+	r.reqCancel()
+	close(r.work) // idle workers exit; busy ones finish their request first
+	r.wg.Wait()
+	close(flushStop)
+	<-flushDone
+	r.rec.Flush(end, true, end)
+
+	sum.Ended = time.Now()
+	sum.Total, sum.Classes, sum.Steps = r.rec.Totals(end)
+	sum.Status = StatusCompleted
+	if interrupted {
+		sum.Status = StatusInterrupted
+		return sum, ctx.Err()
+	}
+	return sum, nil
+}
+
+func finiteOpen(w *Workload) bool {
+	for _, o := range w.Open {
+		if o.Stop <= 0 && o.Max <= 0 {
+			if _, ok := o.Proc.(*Offsets); !ok {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func needsCalibration(cfg *Config, w *Workload) bool {
+	if cfg.SLO.Factor > 0 {
+		return true
+	}
+	for _, o := range w.Open {
+		if o.SLOFactor > 0 {
+			return true
+		}
+	}
+	for _, c := range w.Closed {
+		if c.SLOFactor > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// background flushes finished intervals and reports progress.
+func (r *runner) background(stop, done chan struct{}) {
+	defer close(done)
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	lastProg := time.Now()
+	var lastDone int64
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		r.rec.Flush(time.Duration(r.upTo.Load()), false, 0)
+		if r.opts.OnProgress != nil && time.Since(lastProg) >= time.Second {
+			off, comp, failed, p99 := r.rec.Progress()
+			el := time.Since(lastProg)
+			lastProg = time.Now()
+			r.opts.OnProgress(Progress{
+				Elapsed: r.clock(), Total: r.cfg.Duration.D(), Offered: off, Completed: comp, Failed: failed,
+				Rate: float64(comp-lastDone) / el.Seconds(), P99: p99,
+			})
+			lastDone = comp
+		}
+	}
+}
+
+// pace is the single sender loop: it waits until each arrival's intended
+// time (start + offset, never a relative gap) and hands the arrival to a
+// worker. It returns the offset at which the schedule ended.
+func (r *runner) pace(ctx context.Context) (end time.Duration, interrupted bool) {
+	s := NewScheduler(r.w)
+	r.sched = s
+	dur := r.cfg.Duration.D()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	closed := len(r.w.Closed) > 0
+	for {
+		// Fold in closed-loop completions that have arrived.
+		for drained := false; !drained; {
+			select {
+			case c := <-r.completions:
+				s.Complete(c.a, c.at)
+			default:
+				drained = true
+			}
+		}
+		if ctx.Err() != nil {
+			return r.clock(), true
+		}
+		if s.Ended() {
+			if dur > 0 {
+				return min(dur, r.clock()), false
+			}
+			return r.clock(), false
+		}
+		at, ok := s.Next()
+		if !ok || (dur > 0 && at >= dur) {
+			// Nothing due within the run. Only a closed-loop completion can
+			// still bring an arrival; without one, the run lasts its duration.
+			if s.Outstanding() == 0 {
+				if dur <= 0 {
+					return r.clock(), false
+				}
+				if r.sleepUntil(ctx, dur, timer, false) {
+					return r.clock(), true
+				}
+				return dur, false
+			}
+			now := r.clock()
+			r.upTo.Store(int64(now)) // later arrivals come after a completion, so after now
+			wait := time.Hour
+			if dur > 0 {
+				if wait = dur - now; wait <= 0 {
+					return dur, false
+				}
+			}
+			timer.Reset(wait)
+			select {
+			case c := <-r.completions:
+				timer.Stop()
+				s.Complete(c.a, c.at)
+			case <-timer.C:
+			case <-ctx.Done():
+				return r.clock(), true
+			}
+			continue
+		}
+		r.upTo.Store(int64(at))
+		if at > r.clock() && r.sleepUntil(ctx, at, timer, closed) {
+			continue // interrupted, or a completion came in: re-evaluate
+		}
+		a, isArrival := s.Pop()
+		if !isArrival {
+			continue
+		}
+		r.dispatch(a)
+	}
+}
+
+// sleepUntil waits until offset at. Go's timers wake up to ~1 ms late, so
+// the last 2 ms are slept with nanosleep(2), which is accurate to tens of
+// microseconds. With watch it folds closed-loop completions into the
+// scheduler and returns true so the caller re-evaluates; it also returns
+// true when ctx is done.
+func (r *runner) sleepUntil(ctx context.Context, at time.Duration, timer *time.Timer, watch bool) bool {
+	for {
+		left := at - r.clock()
+		if left <= 0 {
+			return false
+		}
+		if left > 2*time.Millisecond {
+			timer.Reset(left - 1500*time.Microsecond)
+			var comp <-chan completion
+			if watch {
+				comp = r.completions
+			}
+			select {
+			case <-timer.C:
+			case c := <-comp:
+				timer.Stop()
+				r.sched.Complete(c.a, c.at)
+				return true
+			case <-ctx.Done():
+				timer.Stop()
+				return true
+			}
+			continue
+		}
+		if watch && len(r.completions) > 0 {
+			return true
+		}
+		if ctx.Err() != nil {
+			return true
+		}
+		chunk := left
+		if watch && chunk > 250*time.Microsecond {
+			chunk = 250 * time.Microsecond
+		}
+		ts := syscall.NsecToTimespec(int64(chunk))
+		_ = syscall.Nanosleep(&ts, nil)
+	}
+}
+
+func (r *runner) dispatch(a Arrival) {
+	r.rec.Offered(a)
+	if r.inflight.Load() >= r.maxInFlight {
+		res := &Result{Arrival: a, Outcome: OutcomeDropped, Done: r.clock(), Err: errInFlightCap}
+		r.rec.Record(res)
+		r.complete(a, res.Done)
+		return
+	}
+	r.inflight.Add(1)
+	select {
+	case r.work <- a:
+	default:
+		r.wg.Add(1)
+		go r.worker(a)
+	}
+}
+
+var errInFlightCap = errors.New("in-flight cap reached; request not sent")
+
+func (r *runner) complete(a Arrival, at time.Duration) {
+	if a.closed != 0 {
+		select {
+		case r.completions <- completion{a, at}:
+		default:
+			// The pacer folds completions in continuously; a full channel
+			// only happens at the very end, when nobody reads it any more.
+			go func() {
+				select {
+				case r.completions <- completion{a, at}:
+				case <-r.reqCtx.Done():
+				}
+			}()
+		}
+	}
+}
+
+func (r *runner) worker(a Arrival) {
+	defer r.wg.Done()
+	for {
+		r.do(a)
+		var ok bool
+		if a, ok = <-r.work; !ok {
+			return
+		}
+	}
+}
+
+func (r *runner) deadline(a Arrival) time.Duration {
+	f := a.SLOFactor
+	if f == 0 {
+		f = r.sloFac
+	}
+	if f > 0 {
+		if b1, ok := r.b1[a.Model]; ok {
+			return a.At + time.Duration(f*float64(b1))
+		}
+	}
+	if d := r.cfg.SLO.Deadline.D(); d > 0 {
+		return a.At + d
+	}
+	if r.w.DefaultSLO > 0 {
+		return a.At + r.w.DefaultSLO
+	}
+	return 0
+}
+
+func (r *runner) do(a Arrival) {
+	defer r.inflight.Add(-1)
+	res := r.resPool.Get().(*Result)
+	chunks := res.Chunks[:0]
+	*res = Result{Arrival: a, Chunks: chunks, Deadline: r.deadline(a)}
+	if r.stopping.Load() {
+		res.Outcome, res.Done = OutcomeDropped, r.clock()
+	} else {
+		ctx, cancel := context.WithTimeout(r.reqCtx, r.timeout)
+		res.Sent = r.clock()
+		err := r.target.Do(ctx, res, r.clock)
+		timedOut := ctx.Err() == context.DeadlineExceeded
+		cancel()
+		if err != nil {
+			switch {
+			case r.reqCtx.Err() != nil:
+				res.Outcome = OutcomeCancelled
+			case timedOut:
+				res.Outcome = OutcomeTimeout
+			default:
+				res.Outcome = OutcomeError
+			}
+		}
+		if res.Done == 0 {
+			res.Done = r.clock()
+		}
+	}
+	r.rec.Record(res)
+	if r.opts.OnResult != nil {
+		r.opts.OnResult(res)
+	}
+	r.complete(a, res.Done)
+	if len(res.Chunks) > 1024 {
+		res.Chunks = nil // don't pin large buffers in the pool
+	}
+	res.Err = nil
+	r.resPool.Put(res)
+}
+
+func (r *runner) waitInflight(d time.Duration) {
+	deadline := time.Now().Add(d)
+	for r.inflight.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// calibrate measures each model's batch-1 latency: CalibrationRequests
+// sequential requests per model (after one warm-up), median service time.
+// Models are measured a few at a time.
+func (r *runner) calibrate(ctx context.Context, models []string) (map[string]time.Duration, error) {
+	n := r.cfg.SLO.CalibrationRequests
+	if n <= 0 {
+		n = DefaultCalibrationRequests
+	}
+	out := map[string]time.Duration{}
+	var todo []string
+	for _, m := range models {
+		if d, ok := r.opts.Calibration[m]; ok && d > 0 {
+			out[m] = d
+		} else {
+			todo = append(todo, m)
+		}
+	}
+	if len(todo) == 0 {
+		return out, nil
+	}
+	r.log.Info("calibrating batch-1 latency", "models", len(todo), "requests_each", n)
+	start := time.Now()
+	clock := func() time.Duration { return time.Since(start) }
+	var mu sync.Mutex
+	var firstErr error
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	for _, m := range todo {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(m string) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			var samples []time.Duration
+			for i := 0; i <= n && ctx.Err() == nil; i++ {
+				res := &Result{Arrival: Arrival{Model: m}}
+				cctx, cancel := context.WithTimeout(ctx, r.timeout)
+				res.Sent = clock()
+				err := r.target.Do(cctx, res, clock)
+				cancel()
+				if err == nil && res.Outcome == OutcomeOK && i > 0 {
+					samples = append(samples, res.Done-res.Sent)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(samples) == 0 {
+				if firstErr == nil {
+					firstErr = fmt.Errorf("calibrating model %q: no successful request out of %d", m, n)
+				}
+				return
+			}
+			sort.Slice(samples, func(i, j int) bool { return samples[i] < samples[j] })
+			out[m] = samples[len(samples)/2]
+		}(m)
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return out, firstErr
+}

@@ -1,0 +1,346 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Target sends requests to a server. Implementations are safe for
+// concurrent use.
+type Target interface {
+	// Ready checks, before a run, that the target answers. An error means the
+	// run cannot start (the CLI exits with code 3).
+	Ready(ctx context.Context) error
+	// Do sends the request for res.Arrival and fills in res: Status, Outcome
+	// (OK, Error or Dropped), Done and, for LLM targets, the streamed chunks
+	// and token counts. res.Sent is already set; clock reads the run's clock.
+	// A transport error is returned as well as stored in res.Err; the caller
+	// decides whether it was a timeout or the end of the run.
+	Do(ctx context.Context, res *Result, clock func() time.Duration) error
+}
+
+// ErrUnreachable wraps readiness failures: the target could not be reached
+// or said it is not ready.
+var ErrUnreachable = errors.New("target unreachable")
+
+// DeadlineHeader carries the time left until a request's SLO deadline, in
+// milliseconds as a decimal, so a server may drop what it cannot finish.
+const DeadlineHeader = "X-Request-Deadline-Ms"
+
+// DroppedHeader on a 503 answer says the server shed the request
+// (value "deadline": it could not have met the deadline).
+const DroppedHeader = "X-Dropped"
+
+// Protocols lists the supported target protocols.
+var Protocols = []string{"http", "kserve", "openai", "openai-chat"}
+
+// NewTarget builds the target a configuration describes.
+func NewTarget(tc TargetConfig) (Target, error) {
+	u, err := url.Parse(tc.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("bad target URL %q: want http://host:port[/path]", tc.URL)
+	}
+	headers := http.Header{}
+	for k, v := range tc.Headers {
+		headers.Set(k, v)
+	}
+	if tc.CredentialEnv != "" {
+		tok := os.Getenv(tc.CredentialEnv)
+		if tok == "" {
+			return nil, fmt.Errorf("credential_env names %s, but that environment variable is empty", tc.CredentialEnv)
+		}
+		headers.Set("Authorization", "Bearer "+tok)
+	}
+	timeout := tc.Timeout.D()
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	base := strings.TrimRight(tc.URL, "/")
+	h := &httpTarget{client: newHTTPClient(), headers: headers, timeout: timeout, byModel: map[string]*reqTemplate{}}
+	switch tc.Protocol {
+	case "", "http":
+		m := tc.Method
+		if m == "" {
+			m = http.MethodGet
+		}
+		h.fixed = h.withHeader(&reqTemplate{method: strings.ToUpper(m), url: tc.URL, body: []byte(tc.Body)})
+		h.readyURL = tc.URL
+		h.anyStatusReady = true
+	case "kserve":
+		h.build = func(model string) *reqTemplate {
+			return &reqTemplate{method: http.MethodPost, url: base + "/v2/models/" + url.PathEscape(model) + "/infer",
+				body: kserveBody, contentType: "application/json"}
+		}
+		h.readyURL = base + "/v2/health/ready"
+	case "openai", "openai-chat":
+		h.llm = true
+		h.stream = !tc.NoStream
+		in, out := tc.InputTokens, tc.OutputTokens
+		if in <= 0 {
+			in = 128
+		}
+		if out <= 0 {
+			out = 32
+		}
+		h.inTokens = in
+		chat := tc.Protocol == "openai-chat"
+		path := "/v1/completions"
+		if chat {
+			path = "/v1/chat/completions"
+		}
+		h.build = func(model string) *reqTemplate {
+			return &reqTemplate{method: http.MethodPost, url: base + path,
+				body: openAIBody(model, chat, in, out, h.stream), contentType: "application/json"}
+		}
+		h.readyURL = base + "/v1/models"
+	default:
+		return nil, fmt.Errorf("unknown protocol %q (want one of %s)", tc.Protocol, strings.Join(Protocols, ", "))
+	}
+	return h, nil
+}
+
+func newHTTPClient() *http.Client {
+	tr := &http.Transport{
+		Proxy:               nil, // load generation must not go through a proxy
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        0,
+		MaxIdleConnsPerHost: 4096,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+		ForceAttemptHTTP2:   false,
+	}
+	return &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// kserveBody is a small valid KServe v2 inference request: one FP32 tensor.
+var kserveBody = []byte(`{"inputs":[{"name":"input-0","shape":[1,4],"datatype":"FP32","data":[0.1,0.2,0.3,0.4]}]}`)
+
+func openAIBody(model string, chat bool, in, out int, stream bool) []byte {
+	prompt := strings.TrimSpace(strings.Repeat("hello ", in))
+	var b bytes.Buffer
+	b.WriteString(`{"model":`)
+	b.WriteString(strconv.Quote(model))
+	if chat {
+		b.WriteString(`,"messages":[{"role":"user","content":`)
+		b.WriteString(strconv.Quote(prompt))
+		b.WriteString(`}]`)
+	} else {
+		b.WriteString(`,"prompt":`)
+		b.WriteString(strconv.Quote(prompt))
+	}
+	fmt.Fprintf(&b, `,"max_tokens":%d,"min_tokens":%d,"ignore_eos":true`, out, out)
+	if stream {
+		b.WriteString(`,"stream":true,"stream_options":{"include_usage":true}`)
+	}
+	b.WriteString(`}`)
+	return b.Bytes()
+}
+
+type reqTemplate struct {
+	method, url, contentType string
+	body                     []byte
+	header                   http.Header // shared, read-only: target headers + content type
+}
+
+type httpTarget struct {
+	client         *http.Client
+	headers        http.Header
+	timeout        time.Duration
+	fixed          *reqTemplate
+	build          func(model string) *reqTemplate
+	byModel        map[string]*reqTemplate // filled by Prepare before the run; read-only after
+	readyURL       string
+	anyStatusReady bool
+	llm, stream    bool
+	inTokens       int
+}
+
+// Prepare builds the request templates of the given models up front so that
+// Do only reads shared state.
+func (h *httpTarget) Prepare(models []string) {
+	if h.build == nil {
+		return
+	}
+	for _, m := range models {
+		if h.byModel[m] == nil {
+			h.byModel[m] = h.withHeader(h.build(m))
+		}
+	}
+}
+
+func (h *httpTarget) Ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	try := func(u string) (int, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return 0, err
+		}
+		for k, v := range h.headers {
+			req.Header[k] = v
+		}
+		resp, err := h.client.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	code, err := try(h.readyURL)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrUnreachable, h.readyURL, unwrapURLError(err))
+	}
+	if h.anyStatusReady || code/100 == 2 {
+		return nil
+	}
+	if h.llm { // some OpenAI-compatible servers have /health but no /v1/models
+		alt := strings.TrimSuffix(h.readyURL, "/v1/models") + "/health"
+		if c2, err := try(alt); err == nil && c2/100 == 2 {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s answered %d, not ready", ErrUnreachable, h.readyURL, code)
+}
+
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+func (h *httpTarget) template(model string) *reqTemplate {
+	if h.fixed != nil {
+		return h.fixed
+	}
+	if t := h.byModel[model]; t != nil {
+		return t
+	}
+	return h.withHeader(h.build(model))
+}
+
+func (h *httpTarget) withHeader(t *reqTemplate) *reqTemplate {
+	t.header = h.headers.Clone()
+	if t.contentType != "" {
+		t.header.Set("Content-Type", t.contentType)
+	}
+	return t
+}
+
+func (h *httpTarget) Do(ctx context.Context, res *Result, clock func() time.Duration) error {
+	t := h.template(res.Arrival.Model)
+	var body io.Reader
+	if len(t.body) > 0 {
+		body = bytes.NewReader(t.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, t.method, t.url, body)
+	if err != nil {
+		res.Outcome, res.Err, res.Done = OutcomeError, err, clock()
+		return err
+	}
+	hdr := t.header
+	if res.Deadline > 0 {
+		// Copy-on-write: the template's header is shared by all requests.
+		hdr = make(http.Header, len(t.header)+1)
+		for k, v := range t.header {
+			hdr[k] = v
+		}
+		left := float64(res.Deadline-clock()) / 1e6
+		hdr[DeadlineHeader] = []string{strconv.FormatFloat(left, 'f', 3, 64)}
+	}
+	req.Header = hdr
+	resp, err := h.client.Do(req)
+	if err != nil {
+		res.Outcome, res.Err, res.Done = OutcomeError, err, clock()
+		return err
+	}
+	defer resp.Body.Close()
+	res.Status = resp.StatusCode
+	if h.llm && resp.StatusCode/100 == 2 {
+		err = h.readLLM(resp, res, clock)
+	} else {
+		_, err = io.Copy(io.Discard, resp.Body)
+	}
+	res.Done = clock()
+	switch {
+	case err != nil:
+		res.Outcome, res.Err = OutcomeError, err
+		return err
+	case resp.StatusCode/100 == 2:
+		res.Outcome = OutcomeOK
+	case resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get(DroppedHeader) != "":
+		res.Outcome = OutcomeDropped
+	default:
+		res.Outcome = OutcomeError
+		res.Err = fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	return nil
+}
+
+func (h *httpTarget) readLLM(resp *http.Response, res *Result, clock func() time.Duration) error {
+	res.Streamed = true
+	ct := resp.Header.Get("Content-Type")
+	if !h.stream || !strings.HasPrefix(ct, "text/event-stream") {
+		// One JSON answer: the whole response is one chunk.
+		b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+		if err != nil {
+			return err
+		}
+		c, err := parseChunk(b)
+		if err != nil {
+			return err
+		}
+		n := 1
+		if c.usage != nil {
+			n = c.usage.CompletionTokens
+			res.InputTokens = c.usage.PromptTokens
+		} else {
+			res.InputTokens = h.inTokens
+		}
+		res.OutputTokens = n
+		res.Chunks = append(res.Chunks, Chunk{At: clock() - res.Sent, Tokens: n})
+		return nil
+	}
+	var usage *chunkUsage
+	err := ReadSSE(resp.Body, func(data []byte) error {
+		at := clock() - res.Sent
+		if string(data) == "[DONE]" {
+			return errSSEDone
+		}
+		c, err := parseChunk(data)
+		if err != nil {
+			return err
+		}
+		if c.usage != nil {
+			usage = c.usage
+		}
+		if c.content {
+			res.Chunks = append(res.Chunks, Chunk{At: at, Tokens: 1})
+		}
+		return nil
+	})
+	if err != nil && err != errSSEDone {
+		return err
+	}
+	if usage != nil {
+		res.InputTokens, res.OutputTokens = usage.PromptTokens, usage.CompletionTokens
+	} else {
+		res.InputTokens, res.OutputTokens = h.inTokens, len(res.Chunks)
+	}
+	if len(res.Chunks) == 0 {
+		return errors.New("stream ended without any content chunk")
+	}
+	return nil
+}
