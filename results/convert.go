@@ -157,6 +157,7 @@ func snapshotFields(s loadgen.Snapshot) map[string]any {
 	f["errors"] = s.Errors
 	f["timeouts"] = s.Timeouts
 	f["dropped"] = s.Dropped
+	f["cancelled"] = s.Cancelled
 	f["slo_met"] = s.SLOMet
 	f["offered_rate"] = s.OfferedRate
 	f["achieved_rate"] = s.AchievedRate

@@ -27,7 +27,7 @@ func fullSnapshot() loadgen.Snapshot {
 	return loadgen.Snapshot{
 		Interval: 7, Start: t0.Add(7 * time.Second), End: t0.Add(8 * time.Second),
 		Class: "fg", Model: "resnet50-1", SLOFactor: 4,
-		Offered: 100, Sent: 99, Completed: 90, Errors: 3, Timeouts: 2, Dropped: 1, SLOMet: 80,
+		Offered: 100, Sent: 99, Completed: 90, Errors: 3, Timeouts: 2, Dropped: 1, Cancelled: 4, SLOMet: 80,
 		OfferedRate: 100.5, AchievedRate: 90.25, Goodput: 80.125,
 		Latency: quant(90, 10*time.Millisecond), Service: quant(91, 9*time.Millisecond),
 		Lateness: quant(99, 50*time.Microsecond),
@@ -81,7 +81,7 @@ func TestSnapshotPointsEveryField(t *testing.T) {
 	want := map[string]any{
 		"interval": int64(7), "interval_s": 1.0, "slo_factor": 4.0,
 		"offered": int64(100), "sent": int64(99), "completed": int64(90), "errors": int64(3),
-		"timeouts": int64(2), "dropped": int64(1), "slo_met": int64(80),
+		"timeouts": int64(2), "dropped": int64(1), "cancelled": int64(4), "slo_met": int64(80),
 		"offered_rate": 100.5, "achieved_rate": 90.25, "goodput": 80.125,
 		"slo_attainment": 0.8,
 		"input_tokens":   int64(12345),
@@ -126,7 +126,7 @@ func TestSnapshotPointsCoverContract(t *testing.T) {
 	stored := map[string]string{ // Snapshot field → point field or tag
 		"Interval": "interval", "Start": "(time)", "End": "interval_s", "Class": "tag:class",
 		"Model": "tag:model", "SLOFactor": "slo_factor", "Offered": "offered", "Sent": "sent",
-		"Completed": "completed", "Errors": "errors", "Timeouts": "timeouts", "Dropped": "dropped",
+		"Completed": "completed", "Errors": "errors", "Timeouts": "timeouts", "Dropped": "dropped", "Cancelled": "cancelled",
 		"SLOMet": "slo_met", "OfferedRate": "offered_rate", "AchievedRate": "achieved_rate",
 		"Goodput": "goodput", "Latency": "latency_p99", "Service": "service_p99",
 		"Lateness": "lateness_p99", "TTFT": "ttft_p99", "TPOT": "tpot_p99", "ITL": "itl_p99",
