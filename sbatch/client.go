@@ -38,6 +38,9 @@ func (e *Error) Error() string {
 	if msg == "" {
 		msg = fmt.Sprintf("exit status %d", e.ExitCode)
 	}
+	if strings.HasPrefix(msg, e.Args[0]+":") {
+		return msg // Slurm's tools prefix their own name
+	}
 	return fmt.Sprintf("%s: %s", e.Args[0], msg)
 }
 
