@@ -95,6 +95,7 @@ func (l *Local) Submit(ctx context.Context, exp *Experiment, indices []int) erro
 		"SLURM_SUBMIT_DIR="+dir,
 		"GPUORCH_EXPERIMENT_DIR="+dir,
 	)
+	base = append(base, exp.Plan.TaskEnv()...)
 	if err := exp.Update(func(s *State) error {
 		s.State = ExpRunning
 		if n := len(s.Submissions); n > 0 {

@@ -90,7 +90,7 @@ func formatValue(v any) string {
 // into a loadgen.Config, so any manifest field can be swept. Task i gets seed
 // run.seed + i unless the sweep sets seed.
 func (s *Spec) Plan() (*Plan, error) {
-	d := &decoder{file: s.File, pos: s.pos, overridden: map[string]string{}}
+	d := &decoder{file: s.File, pos: sweepPositions(s), overridden: map[string]string{}}
 	p := &Plan{
 		Experiment: s.Experiment,
 		Run:        s.Run,
@@ -170,7 +170,6 @@ func (s *Spec) Plan() (*Plan, error) {
 				}
 				return strings.Split(key, ".")
 			}
-			d.pos = sweepPositions(s)
 			if err := d.validateTarget(cfg.Target, at); err != nil {
 				return nil, err
 			}
@@ -289,4 +288,25 @@ func (p *Plan) HomeDir() string {
 		return p.Output.Dir
 	}
 	return Home()
+}
+
+// TaskEnv is the environment, beyond the Slurm array variables, that every
+// task of the plan gets: [output.influxdb] as GPUORCH_INFLUX_* (read by the
+// task's metrics sinks). Executors append it; the Slurm executor adds
+// [slurm] env itself.
+func (p *Plan) TaskEnv() []string {
+	var env []string
+	if in := p.Output.InfluxDB; in != nil {
+		env = append(env, "GPUORCH_INFLUX_URL="+in.URL)
+		if in.Bucket != "" {
+			env = append(env, "GPUORCH_INFLUX_BUCKET="+in.Bucket)
+		}
+		if in.Org != "" {
+			env = append(env, "GPUORCH_INFLUX_ORG="+in.Org)
+		}
+		if in.TokenFile != "" {
+			env = append(env, "GPUORCH_INFLUX_TOKEN_FILE="+in.TokenFile)
+		}
+	}
+	return env
 }

@@ -82,15 +82,15 @@ type OutputSpec struct {
 }
 
 // InfluxDBSpec is [output.influxdb]: an InfluxDB that tasks write to besides
-// the local line-protocol files.
+// the local line-protocol files. Its keys mirror the [influxdb] table of the
+// gpuorch config file (results.InfluxConfig); executors hand them to tasks
+// as GPUORCH_INFLUX_* environment variables (see Plan.TaskEnv). The token is
+// never in a spec: it comes from GPUORCH_INFLUX_TOKEN or a 0600 token_file.
 type InfluxDBSpec struct {
-	URL      string `toml:"url" json:"url"`
-	Database string `toml:"database" json:"database,omitempty"` // InfluxDB 1.x
-	Org      string `toml:"org" json:"org,omitempty"`           // InfluxDB 2.x
-	Bucket   string `toml:"bucket" json:"bucket,omitempty"`     // InfluxDB 2.x
-	// TokenEnv names the environment variable holding the token (2.x) or
-	// "user:password" (1.x); the secret itself is never stored.
-	TokenEnv string `toml:"token_env" json:"token_env,omitempty"`
+	URL       string `toml:"url" json:"url"`
+	Bucket    string `toml:"bucket" json:"bucket,omitempty"` // "db" or "db/rp" on InfluxDB 1.8
+	Org       string `toml:"org" json:"org,omitempty"`
+	TokenFile string `toml:"token_file" json:"token_file,omitempty"`
 }
 
 // SweepParam is one [sweep] entry: a spec key and the values it takes.
