@@ -19,16 +19,18 @@ import (
 // InfluxSink writes points to InfluxDB in batches, never losing one:
 //
 //   - Write encodes points into the current batch and hands full batches to
-//     a bounded queue; it never waits for the network. When the queue is
-//     full the batch goes to the on-disk spool instead, so memory stays
-//     bounded and nothing is dropped.
-//   - One sender goroutine writes batches with the client's blocking writer,
+//     a bounded queue; it never waits for the network, only for room in the
+//     queue, and at most EnqueueWait (1 s): then the batch goes to the
+//     on-disk spool instead, so memory stays bounded and nothing is dropped.
+//   - Concurrency sender goroutines write batches with the client's
+//     blocking writer,
 //     which reports every HTTP error (the async writer silently drops 400
 //     partial writes).
 //   - A batch that fails for a transient reason (server down, timeout, 429,
-//     5xx) goes to the spool; once anything is spooled, later batches follow
-//     it there so the order is kept, and the sender replays the spool with
-//     backoff until it is empty.
+//     5xx) goes to the spool, and so do later batches while the sink backs
+//     off; the spool is replayed, oldest first, with backoff until it is
+//     empty. Every point carries its timestamp, so the order in which
+//     spooled and direct batches arrive does not matter.
 //   - A 400 (unparsable point, partial write, type conflict) is never
 //     retried: the batch is kept in <spool>/rejected-*.lp and the server's
 //     message is returned by Flush and Close and logged.
@@ -44,16 +46,24 @@ type InfluxSink struct {
 	w      api.WriteAPIBlocking
 	spool  *Spool
 
-	mu    sync.Mutex
-	buf   []byte
-	bufN  int
-	close bool
+	mu     sync.Mutex // guards buf, bufN, closed
+	buf    []byte
+	bufN   int
+	closed bool
 
-	qclosed bool
+	qmu      sync.RWMutex // held for reading while sending on queue; Close takes it to close queue
+	qclosed  bool
+	queue    chan sinkBatch
+	inflight atomic.Int64 // batches enqueued and not yet written or spooled
+	senders  sync.WaitGroup
+	stopTick chan struct{}
+	tickDone chan struct{}
 
-	qmu   sync.RWMutex // held for reading while sending on queue; Close takes it to close queue
-	queue chan sinkBatch
-	done  chan struct{}
+	replayMu  sync.Mutex // one replay at a time
+	stateMu   sync.Mutex // guards backoff, nextRetry, paused
+	backoff   time.Duration
+	nextRetry time.Time // zero: replay at once
+	paused    bool      // auth or database problem: no automatic replay
 
 	errMu sync.Mutex
 	errs  []error
@@ -62,9 +72,8 @@ type InfluxSink struct {
 }
 
 type sinkBatch struct {
-	data  []byte
-	n     int
-	flush chan struct{} // a flush marker when non-nil
+	data []byte
+	n    int
 }
 
 // SinkStats counts points by fate.
@@ -101,20 +110,26 @@ func NewInfluxSink(cfg InfluxConfig, spoolDir string) (*InfluxSink, error) {
 	c := NewInfluxClient(cfg)
 	s := &InfluxSink{
 		cfg: cfg, client: c, w: c.WriteAPIBlocking(cfg.Org, cfg.Bucket), spool: sp,
-		queue: make(chan sinkBatch, cfg.QueueBatches),
-		done:  make(chan struct{}),
+		queue:    make(chan sinkBatch, cfg.QueueBatches),
+		stopTick: make(chan struct{}),
+		tickDone: make(chan struct{}),
 	}
-	go s.run()
+	for i := 0; i < cfg.Concurrency; i++ {
+		s.senders.Add(1)
+		go s.sender()
+	}
+	go s.ticker()
 	return s, nil
 }
 
-// Write adds points to the current batch. It does not wait for InfluxDB; it
-// returns an error only for points that cannot be encoded or a spool that
-// cannot be written.
+// Write adds points to the current batch. It does not wait for InfluxDB
+// (at most EnqueueWait for room in the queue, then the batch is spooled);
+// it returns an error only for points that cannot be encoded or a spool
+// that cannot be written.
 func (s *InfluxSink) Write(ctx context.Context, pts ...Point) error {
 	var full []sinkBatch
 	s.mu.Lock()
-	if s.close {
+	if s.closed {
 		s.mu.Unlock()
 		return errors.New("influxdb sink: write after close")
 	}
@@ -150,103 +165,90 @@ func (s *InfluxSink) takeLocked() sinkBatch {
 	return b
 }
 
-// enqueue hands a batch to the sender, or to the spool when the queue is
-// full, so the caller never waits on the network.
+func (s *InfluxSink) takePartial() sinkBatch {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.bufN == 0 {
+		return sinkBatch{}
+	}
+	return s.takeLocked()
+}
+
+// enqueue hands a batch to the senders, waiting at most EnqueueWait for
+// room; past that (server down or slower than the producer) the batch goes
+// to the spool, so memory stays bounded and the caller is not held up.
 func (s *InfluxSink) enqueue(b sinkBatch) error {
+	if b.n == 0 {
+		return nil
+	}
 	s.qmu.RLock()
 	defer s.qmu.RUnlock()
-	if s.queueClosed() {
+	if s.qclosed {
 		return s.spoolBatch(b)
 	}
+	s.inflight.Add(1)
 	select {
 	case s.queue <- b:
 		return nil
 	default:
 	}
+	t := time.NewTimer(s.cfg.EnqueueWait)
+	defer t.Stop()
+	select {
+	case s.queue <- b:
+		return nil
+	case <-t.C:
+	}
+	s.inflight.Add(-1)
 	return s.spoolBatch(b)
 }
 
 func (s *InfluxSink) spoolBatch(b sinkBatch) error {
 	if err := s.spool.Append(b.data, b.n); err != nil {
-		return fmt.Errorf("influxdb sink: %w", err)
+		err = fmt.Errorf("influxdb sink: %w", err)
+		s.addErr(err)
+		return err
 	}
 	s.spooled.Add(int64(b.n))
 	return nil
 }
 
-// queueClosed is called with qmu held.
-func (s *InfluxSink) queueClosed() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return s.qclosed
-	}
-}
-
 // Flush writes or spools everything written so far, and returns the
 // InfluxDB errors (4xx) seen since the last Flush.
 func (s *InfluxSink) Flush(ctx context.Context) error {
-	s.mu.Lock()
-	if s.close {
-		s.mu.Unlock()
-		return s.takeErrs()
+	if err := s.enqueue(s.takePartial()); err != nil {
+		return err
 	}
-	var pending sinkBatch
-	if s.bufN > 0 {
-		pending = s.takeLocked()
-	}
-	s.mu.Unlock()
-	marker := sinkBatch{flush: make(chan struct{})}
-	s.qmu.RLock()
-	if s.queueClosed() {
-		s.qmu.RUnlock()
-		return errors.Join(s.spoolBatch(pending), s.takeErrs())
-	}
-	for _, b := range []sinkBatch{pending, marker} {
-		if b.n == 0 && b.flush == nil {
-			continue
-		}
+	for s.inflight.Load() > 0 {
 		select {
-		case s.queue <- b:
 		case <-ctx.Done():
-			s.qmu.RUnlock()
-			if b.n > 0 { // keep it rather than lose it
-				if err := s.spoolBatch(b); err != nil {
-					return err
-				}
-			}
 			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
 		}
-	}
-	s.qmu.RUnlock()
-	select {
-	case <-marker.flush:
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 	return s.takeErrs()
 }
 
-// Close flushes, tries once more to empty the spool, and stops the sender.
+// Close flushes, tries once more to empty the spool, and stops the sink.
 // Points still spooled stay on disk for the next run or `results push`; a
 // warning says so. It returns the 4xx errors not yet returned.
 func (s *InfluxSink) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*s.cfg.Timeout+5*time.Second)
-	defer cancel()
-	err := s.Flush(ctx)
 	s.mu.Lock()
-	if s.close {
+	if s.closed {
 		s.mu.Unlock()
 		return nil
 	}
-	s.close = true
+	s.closed = true
 	s.mu.Unlock()
+	close(s.stopTick)
+	<-s.tickDone
+	err := s.enqueue(s.takePartial())
 	s.qmu.Lock()
 	s.qclosed = true
 	close(s.queue)
 	s.qmu.Unlock()
-	<-s.done
+	s.senders.Wait()
+	s.replay(true)
 	if n := s.spool.Pending(); n > 0 {
 		slog.Warn("influxdb: points left in the spool; they are replayed by the next run or `gpuorch results push`",
 			"points", n, "spool", s.spool.Dir(), "url", s.cfg.URL)
@@ -277,114 +279,126 @@ func (s *InfluxSink) takeErrs() error {
 	return err
 }
 
-// run is the sender goroutine.
-func (s *InfluxSink) run() {
-	defer close(s.done)
-	tick := time.NewTicker(s.cfg.FlushInterval)
-	defer tick.Stop()
-	var (
-		backoff   time.Duration
-		nextRetry time.Time // zero: replay at once
-		paused    bool      // auth or database problem: no automatic replay
-	)
-	replay := func(final bool) {
-		if s.spool.Pending() == 0 || paused || (!final && time.Now().Before(nextRetry)) {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		_, err := s.spool.Replay(ctx, s.cfg.BatchSize, func(ctx context.Context, b []byte, n int) error {
-			err := s.send(ctx, b, n)
-			var we *writeError
-			if errors.As(err, &we) && we.kind == failRejected {
-				s.addErr(err) // kept in a rejected-*.lp file; replay goes on
-				return nil
-			}
-			if err == nil {
-				s.written.Add(int64(n))
-			}
-			return err
-		})
-		cancel()
-		if err == nil {
-			backoff, nextRetry = 0, time.Time{}
-			return
-		}
-		var we *writeError
-		if errors.As(err, &we) && we.kind == failConfig {
-			paused = true
-			s.addErr(err)
-			return
-		}
-		backoff = min(max(2*backoff, 250*time.Millisecond), s.cfg.RetryMax)
-		nextRetry = time.Now().Add(backoff)
-	}
-	handle := func(b sinkBatch) {
-		if b.n == 0 {
-			return
-		}
-		if s.spool.Pending() > 0 {
-			if err := s.spool.Append(b.data, b.n); err != nil {
-				s.addErr(err) // disk full: nothing else can keep the batch
-				return
-			}
-			s.spooled.Add(int64(b.n))
-			replay(false)
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
-		err := s.send(ctx, b.data, b.n)
-		cancel()
-		if err == nil {
-			s.written.Add(int64(b.n))
-			return
-		}
-		var we *writeError
-		if errors.As(err, &we) && we.kind == failRejected {
-			s.addErr(err)
-			return
-		}
-		if errors.As(err, &we) && we.kind == failConfig {
-			paused = true
-			s.addErr(err)
-		} else {
-			slog.Warn("influxdb unavailable; spooling points", "err", err, "spool", s.spool.Dir())
-			backoff = min(max(2*backoff, 250*time.Millisecond), s.cfg.RetryMax)
-			nextRetry = time.Now().Add(backoff)
-		}
-		if err := s.spool.Append(b.data, b.n); err != nil {
-			s.addErr(err)
-			return
-		}
-		s.spooled.Add(int64(b.n))
-	}
-	flushPartial := func() {
-		s.mu.Lock()
-		var b sinkBatch
-		if s.bufN > 0 {
-			b = s.takeLocked()
-		}
-		s.mu.Unlock()
-		handle(b)
-	}
+func (s *InfluxSink) ticker() {
+	defer close(s.tickDone)
+	t := time.NewTicker(s.cfg.FlushInterval)
+	defer t.Stop()
 	for {
 		select {
-		case b, ok := <-s.queue:
-			if !ok {
-				flushPartial()
-				replay(true)
-				return
+		case <-s.stopTick:
+			return
+		case <-t.C:
+			if err := s.enqueue(s.takePartial()); err != nil {
+				s.addErr(err)
 			}
-			if b.flush != nil {
-				replay(false)
-				close(b.flush)
-				continue
-			}
-			handle(b)
-		case <-tick.C:
-			flushPartial()
-			replay(false)
+			s.replay(false)
 		}
 	}
+}
+
+func (s *InfluxSink) sender() {
+	defer s.senders.Done()
+	for b := range s.queue {
+		s.handle(b)
+		s.inflight.Add(-1)
+		s.replay(false)
+	}
+}
+
+func (s *InfluxSink) failed(kind failKind) {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	if kind == failConfig {
+		s.paused = true
+		return
+	}
+	s.backoff = min(max(2*s.backoff, 250*time.Millisecond), s.cfg.RetryMax)
+	s.nextRetry = time.Now().Add(s.backoff)
+}
+
+// replay sends the spool when it is due. final ignores the backoff (Close).
+func (s *InfluxSink) replay(final bool) {
+	if s.spool.Pending() == 0 {
+		return
+	}
+	s.stateMu.Lock()
+	due := !s.paused && (final || !time.Now().Before(s.nextRetry))
+	s.stateMu.Unlock()
+	if !due || !s.replayMu.TryLock() {
+		return
+	}
+	defer s.replayMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	_, err := s.spool.Replay(ctx, s.cfg.BatchSize, func(ctx context.Context, b []byte, n int) error {
+		wctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+		defer cancel()
+		err := s.send(wctx, b, n)
+		var we *writeError
+		if errors.As(err, &we) && we.kind == failRejected {
+			s.addErr(err) // kept in a rejected-*.lp file; replay goes on
+			return nil
+		}
+		if err == nil {
+			s.written.Add(int64(n))
+		}
+		return err
+	})
+	if err == nil {
+		s.stateMu.Lock()
+		s.backoff, s.nextRetry = 0, time.Time{}
+		s.stateMu.Unlock()
+		return
+	}
+	var we *writeError
+	if errors.As(err, &we) {
+		if we.kind == failConfig {
+			s.addErr(err)
+		}
+		s.failed(we.kind)
+		return
+	}
+	s.failed(failTransient)
+}
+
+// handle writes one batch, or spools it.
+func (s *InfluxSink) handle(b sinkBatch) {
+	if b.n == 0 {
+		return
+	}
+	// While the server is failing (backing off, or paused on an auth or
+	// database error), do not wait for another timeout: spool at once.
+	// Order between spooled and direct batches does not matter: every
+	// point carries its timestamp.
+	s.stateMu.Lock()
+	open := s.paused || time.Now().Before(s.nextRetry)
+	s.stateMu.Unlock()
+	if open {
+		s.spoolBatch(b)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
+	err := s.send(ctx, b.data, b.n)
+	cancel()
+	if err == nil {
+		s.written.Add(int64(b.n))
+		return
+	}
+	var we *writeError
+	if !errors.As(err, &we) {
+		we = &writeError{kind: failTransient, msg: err.Error(), points: b.n, err: err}
+	}
+	switch we.kind {
+	case failRejected:
+		s.addErr(err)
+		return
+	case failConfig:
+		s.addErr(err)
+	default:
+		slog.Warn("influxdb unavailable; spooling points", "err", err, "spool", s.spool.Dir())
+	}
+	s.failed(we.kind)
+	s.spoolBatch(b)
 }
 
 type failKind int

@@ -41,6 +41,8 @@ type InfluxConfig struct {
 	QueueBatches  int           `json:"queue_batches"`  // batches held in memory before overflowing to the spool
 	Timeout       time.Duration `json:"timeout"`        // per HTTP request
 	RetryMax      time.Duration `json:"retry_max"`      // longest wait between replay attempts
+	Concurrency   int           `json:"concurrency"`    // write requests in flight
+	EnqueueWait   time.Duration `json:"enqueue_wait"`   // longest a Write waits for queue room before spooling
 
 	Source string `json:"source,omitempty"` // where the config came from, for messages
 }
@@ -53,6 +55,8 @@ const (
 	DefaultQueueBatches   = 16
 	DefaultInfluxTimeout  = 10 * time.Second
 	DefaultRetryMax       = 10 * time.Second
+	DefaultConcurrency    = 2
+	DefaultEnqueueWait    = time.Second
 	influxConfigEnv       = "GPUORCH_CONFIG"
 	influxTokenEnv        = "GPUORCH_INFLUX_TOKEN"
 	influxTokenFileEnv    = "GPUORCH_INFLUX_TOKEN_FILE"
@@ -91,6 +95,12 @@ func (c InfluxConfig) withDefaults() InfluxConfig {
 	}
 	if c.RetryMax <= 0 {
 		c.RetryMax = DefaultRetryMax
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.EnqueueWait <= 0 {
+		c.EnqueueWait = DefaultEnqueueWait
 	}
 	return c
 }
@@ -131,6 +141,8 @@ type influxFileConfig struct {
 	QueueBatches  int      `toml:"queue_batches"`
 	Timeout       duration `toml:"timeout"`
 	RetryMax      duration `toml:"retry_max"`
+	Concurrency   int      `toml:"concurrency"`
+	EnqueueWait   duration `toml:"enqueue_wait"`
 }
 
 type duration time.Duration
@@ -180,6 +192,7 @@ func LoadInfluxConfig(getenv func(string) string) (InfluxConfig, error) {
 				URL: fc.URL, Bucket: fc.Bucket, Org: fc.Org, TokenFile: expandHome(fc.TokenFile, getenv),
 				BatchSize: fc.BatchSize, FlushInterval: time.Duration(fc.FlushInterval), QueueBatches: fc.QueueBatches,
 				Timeout: time.Duration(fc.Timeout), RetryMax: time.Duration(fc.RetryMax), Source: path,
+				Concurrency: fc.Concurrency, EnqueueWait: time.Duration(fc.EnqueueWait),
 			}
 		}
 	}
@@ -261,7 +274,7 @@ func readInfluxFile(path string, mustExist bool) (influxFileConfig, bool, error)
 			if k[1] == "token" {
 				return influxFileConfig{}, false, fmt.Errorf("config %s: [influxdb] token is not allowed in the config file; put the token in %s or in a 0600 file named by token_file", path, influxTokenEnv)
 			}
-			return influxFileConfig{}, false, fmt.Errorf("config %s: unknown key %q in [influxdb] (known: url, bucket, org, token_file, batch_size, flush_interval, queue_batches, timeout, retry_max)", path, k.String())
+			return influxFileConfig{}, false, fmt.Errorf("config %s: unknown key %q in [influxdb] (known: url, bucket, org, token_file, batch_size, flush_interval, queue_batches, timeout, retry_max, concurrency, enqueue_wait)", path, k.String())
 		}
 	}
 	if doc.InfluxDB == nil {
