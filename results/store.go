@@ -1,0 +1,163 @@
+package results
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+)
+
+// MetricsFile is the name of a task's local store file in its directory.
+const MetricsFile = "metrics.lp"
+
+// LineError is a line of a metrics file that could not be parsed.
+type LineError struct {
+	File string
+	Line int
+	Err  error
+}
+
+func (e *LineError) Error() string { return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err) }
+func (e *LineError) Unwrap() error { return e.Err }
+
+// LocalStore reads the local line-protocol store: every metrics.lp file
+// under its directories (an experiment directory holds tasks/<i>/metrics.lp).
+// It implements Source.
+type LocalStore struct {
+	Dirs []string
+	// OnMalformed, when set, is called for each line that cannot be parsed,
+	// and the line is skipped: a task killed mid-write leaves one torn line,
+	// which must not hide everything else. When nil, the first malformed line
+	// fails the query with a *LineError naming file and line.
+	OnMalformed func(*LineError)
+}
+
+// NewLocalStore returns a LocalStore over the given experiment directories.
+func NewLocalStore(dirs ...string) *LocalStore { return &LocalStore{Dirs: dirs} }
+
+// Files lists every metrics file under the store's directories, in natural
+// order (tasks/2 before tasks/10).
+func (s *LocalStore) Files() ([]string, error) {
+	var files []string
+	for _, dir := range s.Dirs {
+		st, err := os.Stat(dir)
+		if err != nil {
+			return nil, fmt.Errorf("results directory: %w", err)
+		}
+		if !st.IsDir() {
+			return nil, fmt.Errorf("results directory %s: not a directory", dir)
+		}
+		var found []string
+		err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if !d.IsDir() && d.Name() == MetricsFile {
+				found = append(found, path)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list metrics under %s: %w", dir, err)
+		}
+		sort.Slice(found, func(i, j int) bool { return NaturalLess(found[i], found[j]) })
+		files = append(files, found...)
+	}
+	return files, nil
+}
+
+// Query reads every metrics file and returns the points matching q, in file
+// order (tasks in natural order, points in the order they were written).
+func (s *LocalStore) Query(ctx context.Context, q Query) ([]Point, error) {
+	files, err := s.Files()
+	if err != nil {
+		return nil, err
+	}
+	var pts []Point
+	for _, f := range files {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		err := ReadLineFile(f, q.Measurement, func(p Point) {
+			if q.Match(p) {
+				pts = append(pts, p)
+			}
+		}, s.OnMalformed)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return pts, nil
+}
+
+// ReadLineFile parses the line-protocol file at path, calling fn for each
+// point. Blank lines and '#' comments are skipped. If measurement is set,
+// lines of other measurements are skipped before parsing. A malformed line
+// goes to onMalformed when it is set; otherwise it ends the read with a
+// *LineError.
+func ReadLineFile(path, measurement string, fn func(Point), onMalformed func(*LineError)) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("read metrics: %w", err)
+	}
+	defer f.Close()
+	return readLines(f, path, measurement, fn, onMalformed)
+}
+
+func readLines(r io.Reader, name, measurement string, fn func(Point), onMalformed func(*LineError)) error {
+	var prefix []byte
+	if measurement != "" {
+		prefix = appendElem(nil, measurement, ", ")
+	}
+	br := bufio.NewReaderSize(r, 64<<10)
+	var long []byte
+	for n := 1; ; n++ {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// A line longer than the buffer: collect it whole.
+			long = append(long[:0], line...)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				line, err = br.ReadSlice('\n')
+				long = append(long, line...)
+			}
+			line = long
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read %s: %w", name, err)
+		}
+		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' && wantMeasurement(line, prefix) {
+			p, perr := ParseLine(line)
+			if perr != nil {
+				le := &LineError{File: name, Line: n, Err: perr}
+				if onMalformed == nil {
+					return le
+				}
+				onMalformed(le)
+			} else {
+				fn(p)
+			}
+		}
+		if err != nil { // io.EOF
+			return nil
+		}
+	}
+}
+
+// wantMeasurement reports whether line may belong to the measurement whose
+// escaped name is prefix (nil: any). Lines that do not start with it are
+// skipped unparsed — also malformed ones, which belong to no measurement we
+// can name.
+func wantMeasurement(line, prefix []byte) bool {
+	if prefix == nil {
+		return true
+	}
+	return len(line) > len(prefix) && bytes.HasPrefix(line, prefix) && (line[len(prefix)] == ',' || line[len(prefix)] == ' ')
+}
+
+var _ Source = (*LocalStore)(nil)

@@ -1,0 +1,223 @@
+package results
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gpuorch/gpuorch/loadgen"
+)
+
+// writeTask writes a task's points the way a load run does: interval
+// snapshots, then (if sum.Status is set) the summary.
+func writeTask(t *testing.T, expDir string, idx int, sum loadgen.Summary, snaps []loadgen.Snapshot) string {
+	t.Helper()
+	path := filepath.Join(expDir, "tasks", fmt.Sprint(idx), MetricsFile)
+	lf, err := OpenLineFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, s := range snaps {
+		if err := lf.Write(ctx, SnapshotPoints(sum, s)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if sum.Status != "" {
+		if err := lf.Write(ctx, SummaryPoints(sum)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := lf.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestLineFileAppendsFlushesAndRepairsTornLine(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a", "b", MetricsFile)
+	lf, err := OpenLineFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	p := Point{Measurement: "m", Tags: map[string]string{"t": "1"}, Fields: map[string]any{"v": 1.0}, Time: t0}
+	if err := lf.Write(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); len(b) != 0 {
+		t.Errorf("unflushed write reached the file: %q", b)
+	}
+	if err := lf.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "m,t=1 v=1 "+fmt.Sprint(t0.UnixNano())+"\n" {
+		t.Errorf("after Flush: %q", b)
+	}
+	// A bad point is reported, the good ones still land.
+	bad := Point{Measurement: "m", Fields: map[string]any{}}
+	if err := lf.Write(ctx, bad, p); err == nil {
+		t.Error("want error for a point without fields")
+	}
+	if err := lf.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := lf.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if err := lf.Write(ctx, p); err == nil {
+		t.Error("write after Close must fail")
+	}
+	// Simulate a writer killed mid-line, then reopen and append.
+	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("m,t=1 v=")
+	f.Close()
+	lf, err = OpenLineFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lf.Write(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	lf.Close()
+	var got []Point
+	var bad2 []*LineError
+	if err := ReadLineFile(path, "", func(p Point) { got = append(got, p) }, func(e *LineError) { bad2 = append(bad2, e) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || len(bad2) != 1 || bad2[0].Line != 3 {
+		t.Fatalf("got %d points and malformed %v; want 3 points and line 3 torn", len(got), bad2)
+	}
+}
+
+func TestLineFileConcurrentWriters(t *testing.T) {
+	path := filepath.Join(t.TempDir(), MetricsFile)
+	lf, err := OpenLineFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	for g := 0; g < 4; g++ {
+		go func(g int) {
+			defer func() { done <- struct{}{} }()
+			for i := 0; i < 500; i++ {
+				lf.Write(context.Background(), Point{Measurement: "m", Tags: map[string]string{"g": fmt.Sprint(g)}, Fields: map[string]any{"i": int64(i)}, Time: t0.Add(time.Duration(i))})
+			}
+		}(g)
+	}
+	for g := 0; g < 4; g++ {
+		<-done
+	}
+	if err := lf.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	if err := ReadLineFile(path, "", func(Point) { n++ }, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2000 {
+		t.Errorf("read %d points, want 2000", n)
+	}
+}
+
+func TestLocalStoreReadsEveryTask(t *testing.T) {
+	exp := t.TempDir()
+	for i := 0; i < 12; i++ { // 12 > 10 checks natural ordering of tasks/2 vs tasks/10
+		meta := loadgen.Summary{Experiment: "e1", Task: fmt.Sprintf("t%d", i), Workload: "poisson", Status: loadgen.StatusCompleted, Started: t0}
+		snaps := []loadgen.Snapshot{
+			{Interval: 0, Start: t0, End: t0.Add(time.Second), Offered: int64(i)},
+			{Interval: 1, Start: t0.Add(time.Second), End: t0.Add(2 * time.Second), Offered: int64(i)},
+		}
+		meta.Total = loadgen.Snapshot{Interval: -1, Offered: int64(2 * i)}
+		writeTask(t, exp, i, meta, snaps)
+	}
+	// Another file that is not a metrics file is ignored.
+	os.WriteFile(filepath.Join(exp, "tasks", "0", "log.txt"), []byte("garbage\n"), 0o644)
+
+	st := NewLocalStore(exp)
+	files, err := st.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 12 || !strings.HasSuffix(files[2], filepath.Join("tasks", "2", MetricsFile)) || !strings.HasSuffix(files[11], filepath.Join("tasks", "11", MetricsFile)) {
+		t.Fatalf("files in wrong order or count: %v", files)
+	}
+	ctx := context.Background()
+	all, err := st.Query(ctx, Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 12*3 {
+		t.Errorf("all points: %d, want 36", len(all))
+	}
+	ivl, _ := st.Query(ctx, Query{Measurement: MeasServing})
+	if len(ivl) != 24 || ivl[0].Tags["task"] != "t0" || ivl[23].Tags["task"] != "t11" {
+		t.Errorf("serving points: %d, first %v last %v", len(ivl), ivl[0].Tags, ivl[len(ivl)-1].Tags)
+	}
+	one, _ := st.Query(ctx, Query{Measurement: MeasServing, Tags: map[string]string{"task": "t7"}, Start: t0.Add(time.Second)})
+	if len(one) != 1 || one[0].Fields["offered"] != int64(7) || one[0].Fields["interval"] != int64(1) {
+		t.Errorf("filtered query: %v", one)
+	}
+	none, _ := st.Query(ctx, Query{Experiments: []string{"other"}})
+	if len(none) != 0 {
+		t.Errorf("experiment filter let through %d points", len(none))
+	}
+	ended, _ := st.Query(ctx, Query{Measurement: MeasServing, End: t0.Add(time.Second)})
+	if len(ended) != 12 {
+		t.Errorf("End is exclusive: got %d points, want 12", len(ended))
+	}
+}
+
+func TestLocalStoreMalformedLines(t *testing.T) {
+	exp := t.TempDir()
+	path := filepath.Join(exp, "tasks", "3", MetricsFile)
+	os.MkdirAll(filepath.Dir(path), 0o755)
+	content := "# a comment\n\nserving,task=t3 offered=1i 1\nserving,task=t3 offered=oops 2\nserving,task=t3 offered=3i 3\nserving,task=t3 offe"
+	os.WriteFile(path, []byte(content), 0o644)
+
+	st := NewLocalStore(exp)
+	_, err := st.Query(context.Background(), Query{})
+	var le *LineError
+	if !errors.As(err, &le) || le.Line != 4 || le.File != path || !strings.Contains(err.Error(), path+":4:") {
+		t.Fatalf("strict query: err %v, want %s:4", err, path)
+	}
+	var warned []string
+	st.OnMalformed = func(e *LineError) { warned = append(warned, fmt.Sprintf("%d", e.Line)) }
+	pts, err := st.Query(context.Background(), Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pts) != 2 || strings.Join(warned, ",") != "4,6" {
+		t.Errorf("lenient query: %d points, warned about lines %v; want 2 points, lines 4,6", len(pts), warned)
+	}
+	if _, err := NewLocalStore(filepath.Join(exp, "missing")).Query(context.Background(), Query{}); err == nil {
+		t.Error("missing directory must be an error")
+	}
+}
+
+func TestReadLongLine(t *testing.T) {
+	long := strings.Repeat("x", 200<<10)
+	p := Point{Measurement: "m", Fields: map[string]any{"s": long, "n": 1.0}, Time: t0}
+	line, _ := AppendLine(nil, p)
+	var got []Point
+	if err := readLines(strings.NewReader(string(line)+string(line)), "mem", "", func(p Point) { got = append(got, p) }, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[1].Fields["s"] != long {
+		t.Fatalf("long lines: got %d points", len(got))
+	}
+}
+
+func TestNaturalLess(t *testing.T) {
+	for _, c := range [][2]string{{"t2", "t10"}, {"a", "b"}, {"t1", "t1x"}, {"tasks/9/m", "tasks/10/m"}, {"t01", "t001"}, {"x9y", "x10a"}, {"", "a"}} {
+		if !NaturalLess(c[0], c[1]) || NaturalLess(c[1], c[0]) {
+			t.Errorf("want %q < %q", c[0], c[1])
+		}
+	}
+}
