@@ -1,0 +1,271 @@
+package trainlog_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gpuorch/gpuorch/results"
+	"github.com/gpuorch/gpuorch/results/trainlog"
+)
+
+const sample = `{"epoch": 1, "loss": "15.864", "ppl": "59660.5", "wps": "739601", "ups": "0.71", "wpb": "1.04858e+06", "bsz": "512", "num_updates": "2", "lr": "5.60224e-07", "gnorm": null, "wall": "75"}`
+
+func TestParseLine(t *testing.T) {
+	ts := time.Date(2022, 11, 11, 14, 5, 29, 0, time.UTC)
+	tests := []struct {
+		name    string
+		line    string
+		ok      bool
+		wantErr string
+		prefix  string
+		tag     string
+	}{
+		{"plain", "2022-11-11 14:05:29 | INFO | train_inner | " + sample, true, "", "", "train_inner"},
+		{"legacy prefix", "slurm_procid 0 : 2022-11-11 14:05:29 | INFO | train_inner | " + sample, true, "", "slurm_procid 0 :", "train_inner"},
+		{"srun label", "0: 2022-11-11 14:05:29 | INFO | train_inner | " + sample + "\r\n", true, "", "0:", "train_inner"},
+		{"valid tag", "2022-11-11 14:05:29 | INFO | valid/dummy | " + sample, true, "", "", "valid/dummy"},
+		{"not stats", "2022-11-11 14:05:29 | INFO | metaseq_cli.train | training on 8 devices (GPUs/TPUs)", false, "", "", ""},
+		{"empty", "", false, "", "", ""},
+		{"broken json", `2022-11-11 14:05:29 | INFO | train_inner | {"loss": "1", }`, true, "bad JSON", "", ""},
+		{"bad time", "2022-13-45 14:05:29 | INFO | train_inner | " + sample, true, "bad timestamp", "", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rec, ok, err := trainlog.ParseLine(tc.line)
+			if ok != tc.ok {
+				t.Fatalf("ok = %v, want %v", ok, tc.ok)
+			}
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok {
+				return
+			}
+			if rec.Prefix != tc.prefix || rec.Tag != tc.tag || !rec.Time.Equal(ts) || rec.Level != "INFO" {
+				t.Errorf("record = %+v", rec)
+			}
+			want := map[string]float64{"epoch": 1, "loss": 15.864, "ppl": 59660.5, "wps": 739601, "ups": 0.71,
+				"wpb": 1.04858e6, "bsz": 512, "num_updates": 2, "lr": 5.60224e-07, "wall": 75}
+			if len(rec.Values) != len(want) {
+				t.Errorf("values = %v", rec.Values)
+			}
+			for k, v := range want {
+				if rec.Values[k] != v {
+					t.Errorf("%s = %v, want %v", k, rec.Values[k], v)
+				}
+			}
+			if len(rec.Nulls) != 1 || rec.Nulls[0] != "gnorm" {
+				t.Errorf("nulls = %v", rec.Nulls)
+			}
+		})
+	}
+}
+
+func TestPointSchema(t *testing.T) {
+	rec, _, err := trainlog.ParseLine("2022-11-11 14:05:29 | INFO | train_inner | " + sample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := rec.Point(map[string]string{"experiment": "e1", "job": "42", "task": ""})
+	if p.Measurement != "training" || p.Tags["experiment"] != "e1" || p.Tags["job"] != "42" || p.Tags["tag"] != "train_inner" {
+		t.Errorf("point = %+v", p)
+	}
+	if _, ok := p.Tags["task"]; ok {
+		t.Error("empty tag kept")
+	}
+	if p.Fields["num_updates"] != int64(2) || p.Fields["bsz"] != int64(512) || p.Fields["wps"] != 739601.0 {
+		t.Errorf("fields = %#v", p.Fields)
+	}
+	if _, ok := p.Fields["gnorm"]; ok {
+		t.Error("null value stored as a field")
+	}
+	if _, err := results.AppendLine(nil, p); err != nil {
+		t.Fatalf("point does not encode as line protocol: %v", err)
+	}
+}
+
+func TestParseFileAndSummary(t *testing.T) {
+	f, err := os.Open("testdata/metaseq-prs507.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c := &trainlog.Collector{Tags: map[string]string{"experiment": "opt125m"}}
+	errs, err := trainlog.Parse(f, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "line 7:") {
+		t.Errorf("errs = %v, want one for line 7", errs)
+	}
+	if n := len(c.Records()); n != 3 {
+		t.Fatalf("records = %d, want 3 train_inner", n)
+	}
+	s := c.Summary()
+	if s.Intervals != 3 || s.SteadyIntervals != 2 || !s.HasSteadyState {
+		t.Errorf("summary = %+v", s)
+	}
+	if got, want := s.MeanWPS, (739601.0+712727.0)/2; got != want {
+		t.Errorf("mean wps = %v, want %v (first interval excluded)", got, want)
+	}
+	if s.LastWPS != 712727 || s.FinalLoss != 12.291 || s.FinalPPL != 5012.42 || s.FirstUpdate != 1 || s.LastUpdate != 85 {
+		t.Errorf("summary = %+v", s)
+	}
+	if got, want := s.SecondsPerUpdate, (358.0-73.0)/84.0; math.Abs(got-want) > 1e-12 {
+		t.Errorf("seconds/update = %v, want %v", got, want)
+	}
+	if s.MaxCUDAGB != 22.4 {
+		t.Errorf("max cuda = %v", s.MaxCUDAGB)
+	}
+}
+
+func TestCollectorUniqueTimes(t *testing.T) {
+	var c trainlog.Collector
+	ts := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var prev time.Time
+	for i := 0; i < 5; i++ {
+		p, ok := c.Add(trainlog.Record{Time: ts, Tag: "train_inner", Values: map[string]float64{"num_updates": float64(i)}})
+		if !ok {
+			t.Fatal("train_inner not collected")
+		}
+		if !p.Time.After(prev) {
+			t.Fatalf("point %d time %v not after %v", i, p.Time, prev)
+		}
+		prev = p.Time
+	}
+	if _, ok := c.Add(trainlog.Record{Time: ts, Tag: "valid/dummy"}); ok {
+		t.Error("valid line collected by default")
+	}
+}
+
+func TestSummarizePointsRoundTrip(t *testing.T) {
+	f, _ := os.Open("testdata/metaseq-prs507.log")
+	defer f.Close()
+	c := &trainlog.Collector{}
+	trainlog.Parse(f, c)
+	var pts []results.Point
+	for _, r := range c.Records() {
+		pts = append(pts, r.Point(nil))
+	}
+	if got, want := trainlog.SummarizePoints(pts), c.Summary(); got != want {
+		t.Errorf("from points %+v\nfrom log %+v", got, want)
+	}
+}
+
+// TestFollow writes a log line by line (with a line split across writes)
+// while Follow tails it into a real local line-protocol file.
+func TestFollow(t *testing.T) {
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "train.log")
+	sink, err := results.OpenLineFile(filepath.Join(dir, "metrics.lp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	type out struct {
+		res trainlog.Result
+		err error
+	}
+	done := make(chan out, 1)
+	go func() {
+		r, err := trainlog.Follow(ctx, logPath, trainlog.FollowOptions{
+			Sink: sink, Poll: 10 * time.Millisecond, StopAtDone: true,
+			Collector: &trainlog.Collector{Tags: map[string]string{"experiment": "follow", "job": "7"}},
+		})
+		done <- out{r, err}
+	}()
+	time.Sleep(50 * time.Millisecond) // the log does not exist yet
+	lf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	countPoints := func() int {
+		sink.Flush(ctx)
+		n := 0
+		results.ReadLineFile(filepath.Join(dir, "metrics.lp"), "training", func(results.Point) { n++ }, nil)
+		return n
+	}
+	for i := 1; i <= 10; i++ {
+		line := fmt.Sprintf(`0: 2026-01-01 00:00:%02d | INFO | train_inner | {"loss": "%g", "wps": "%d", "ups": "1", "num_updates": "%d", "wall": "%d"}`+"\n",
+			i, 10-float64(i)/10, 1000*i*min(i-1, 1), 5*i, 10+5*i)
+		half := len(line) / 2
+		lf.WriteString(line[:half])
+		time.Sleep(15 * time.Millisecond)
+		lf.WriteString(line[half:])
+		if i == 5 {
+			// Points reach the sink while the job runs.
+			deadline := time.Now().Add(5 * time.Second)
+			for countPoints() < 5 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if n := countPoints(); n != 5 {
+				t.Fatalf("after 5 lines the sink has %d points", n)
+			}
+		}
+	}
+	lf.WriteString("0: 2026-01-01 00:01:00 | INFO | metaseq_cli.train | done training in 60.0 seconds\n")
+	lf.Close()
+	var o out
+	select {
+	case o = <-done:
+	case <-ctx.Done():
+		t.Fatal("Follow did not stop at the done line")
+	}
+	if o.err != nil || !o.res.Finished || o.res.Points != 10 {
+		t.Fatalf("result = %+v, err %v", o.res, o.err)
+	}
+	if o.res.Summary.LastUpdate != 50 || o.res.Summary.SecondsPerUpdate != 1 || o.res.Summary.FinalLoss != 9 {
+		t.Errorf("summary = %+v", o.res.Summary)
+	}
+	sink.Close()
+	var got []results.Point
+	results.ReadLineFile(filepath.Join(dir, "metrics.lp"), "training", func(p results.Point) { got = append(got, p) }, nil)
+	if len(got) != 10 || got[0].Tags["job"] != "7" || got[9].Fields["num_updates"] != int64(50) {
+		t.Errorf("stored %d points, first %+v", len(got), got)
+	}
+}
+
+func TestFollowCancel(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := trainlog.Follow(ctx, filepath.Join(t.TempDir(), "never.log"), trainlog.FollowOptions{Poll: 10 * time.Millisecond})
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
+		t.Fatalf("err = %v after %v", err, time.Since(start))
+	}
+}
+
+func FuzzParseLine(f *testing.F) {
+	f.Add("slurm_procid 0 : 2022-11-11 14:05:29 | INFO | train_inner | " + sample)
+	f.Add(`0: 2022-11-11 14:05:29 | INFO | train_inner | {"a": null, "b": "1e309", "c": "nan", "d": 3}`)
+	f.Add("2022-11-11 14:05:29 | INFO | x | {}")
+	f.Fuzz(func(t *testing.T, line string) {
+		rec, ok, err := trainlog.ParseLine(line)
+		if !ok || err != nil {
+			return
+		}
+		p := rec.Point(map[string]string{"experiment": "fuzz"})
+		for k, v := range p.Fields {
+			if x, isF := v.(float64); isF && (math.IsNaN(x) || math.IsInf(x, 0)) {
+				t.Fatalf("field %s = %v", k, x)
+			}
+		}
+		if _, err := results.AppendLine(nil, p); err != nil && len(p.Fields) > 0 {
+			t.Fatalf("parsed point does not encode: %v (%+v)", err, p)
+		}
+	})
+}
