@@ -1,0 +1,266 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gpuorch/gpuorch/orchestrator"
+)
+
+// TestRunMainHelper is not a test: run as a subprocess with
+// GPUORCH_TEST_MAIN_ARGS set, it is the gpuorch binary (so the CLI's real
+// exit codes and signal handling are exercised).
+func TestRunMainHelper(t *testing.T) {
+	raw := os.Getenv("GPUORCH_TEST_MAIN_ARGS")
+	if raw == "" {
+		t.Skip("subprocess helper")
+	}
+	var args []string
+	if err := json.Unmarshal([]byte(raw), &args); err != nil {
+		panic(err)
+	}
+	os.Args = append([]string{"gpuorch"}, args...)
+	main()
+	os.Exit(0)
+}
+
+// fakeTaskScript stands in for `gpuorch loadgen run --manifest M`: it exits
+// with $FAKE_EXIT_<task index> (default 0), sleeps $FAKE_SLEEP seconds if
+// set, and on SIGINT writes an interrupted summary and exits 130.
+const fakeTaskScript = `#!/bin/sh
+d=$(dirname "$4")
+echo "fake task $SLURM_ARRAY_TASK_ID: $*"
+eval code=\${FAKE_EXIT_$SLURM_ARRAY_TASK_ID:-0}
+if [ -n "$FAKE_SLEEP" ]; then
+  trap 'echo "{\"status\":\"interrupted\"}" > "$d/summary.json"; exit 130' INT
+  sleep "$FAKE_SLEEP" & wait $!
+fi
+echo '{"status":"completed"}' > "$d/summary.json"
+exit $code
+`
+
+const cliSpec = `[experiment]
+name = "cli-test"
+[target]
+url = "http://127.0.0.1:9"
+protocol = "kserve"
+models = ["m"]
+[[workload]]
+arrival = "poisson"
+rate = 10
+[sweep]
+"workload.rate" = [1, 2, 3]
+[run]
+duration = "1s"
+`
+
+type cliEnv struct {
+	t    *testing.T
+	home string
+	spec string
+	fake string
+	env  []string
+}
+
+func newCLIEnv(t *testing.T) *cliEnv {
+	dir := t.TempDir()
+	e := &cliEnv{t: t, home: filepath.Join(dir, "runs"), spec: filepath.Join(dir, "spec.toml"), fake: filepath.Join(dir, "fake-gpuorch")}
+	if err := os.WriteFile(e.spec, []byte(cliSpec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.fake, []byte(fakeTaskScript), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *cliEnv) command(extraEnv []string, args ...string) *exec.Cmd {
+	b, _ := json.Marshal(args)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestRunMainHelper$")
+	cmd.Env = append(os.Environ(), "GPUORCH_TEST_MAIN_ARGS="+string(b), "GPUORCH_HOME="+e.home)
+	cmd.Env = append(cmd.Env, e.env...)
+	cmd.Env = append(cmd.Env, extraEnv...)
+	return cmd
+}
+
+func (e *cliEnv) run(extraEnv []string, args ...string) (stdout, stderr string, code int) {
+	cmd := e.command(extraEnv, args...)
+	var o, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &se
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatal(err)
+	}
+	return o.String(), se.String(), code
+}
+
+func (e *cliEnv) state(id string) orchestrator.State {
+	e.t.Helper()
+	exp, err := orchestrator.Open(e.home, id)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return exp.Snapshot()
+}
+
+func TestRunCLIDryRun(t *testing.T) {
+	e := newCLIEnv(t)
+	out, errOut, code := e.run(nil, "run", "--dry-run", e.spec)
+	if code != 0 || !strings.Contains(out, "t002-rate=3") || !strings.Contains(out, "3 tasks") {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	out, _, code = e.run(nil, "run", "--dry-run", "--json", "--set", "sweep.seed=[5, 6]", e.spec)
+	var p orchestrator.Plan
+	if err := json.Unmarshal([]byte(out), &p); err != nil || code != 0 {
+		t.Fatalf("exit %d, %v: %s", code, err, out)
+	}
+	if len(p.Tasks) != 6 || p.Tasks[5].Config.Seed != 6 || p.Overrides[0] != "sweep.seed=[5, 6]" {
+		t.Errorf("plan %+v", p)
+	}
+	if _, err := os.Stat(e.home); !os.IsNotExist(err) {
+		t.Errorf("dry run created %s", e.home)
+	}
+}
+
+func TestRunCLIBadInput(t *testing.T) {
+	e := newCLIEnv(t)
+	bad := filepath.Join(t.TempDir(), "bad.toml")
+	os.WriteFile(bad, []byte(strings.Replace(cliSpec, "rate = 10", "rte = 10", 1)), 0o644)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", bad}, bad + `:9: unknown key "workload.rte" (did you mean "rate"?)`},
+		{[]string{"run", "--set", "target.url=ftp://x", e.spec}, `target.url "ftp://x": want an http:// or https:// URL`},
+		{[]string{"run", "--executor", "k8s", e.spec}, `unknown executor "k8s"`},
+		{[]string{"run"}, "want one SPEC.toml argument"},
+		{[]string{"run", "--resume", "nope"}, `open experiment "nope"`},
+	} {
+		_, errOut, code := e.run(nil, c.args...)
+		if code != exitUsage || !strings.Contains(errOut, c.want) {
+			t.Errorf("%q: exit %d, stderr %q; want exit 2 and %q", c.args, code, errOut, c.want)
+		}
+	}
+	if _, err := os.Stat(e.home); !os.IsNotExist(err) {
+		t.Errorf("bad input created %s", e.home)
+	}
+}
+
+func TestRunCLIOutcomes(t *testing.T) {
+	e := newCLIEnv(t)
+	// All complete: exit 0, the id on stdout.
+	out, errOut, code := e.run(nil, "run", "--binary", e.fake, e.spec)
+	id := strings.TrimSpace(out)
+	if code != 0 || !orchestrator.NameRE.MatchString(id) {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if st := e.state(id); st.State != orchestrator.ExpCompleted {
+		t.Errorf("state %s", st.State)
+	}
+	log, _ := os.ReadFile(filepath.Join(e.home, id, "tasks", "1", "log"))
+	if !strings.Contains(string(log), "fake task 1: loadgen run --manifest tasks/1/manifest.json") {
+		t.Errorf("task log %q", log)
+	}
+
+	// --json, one task failing: exit 1 and the JSON says which.
+	out, errOut, code = e.run([]string{"FAKE_EXIT_1=1"}, "run", "--json", "--binary", e.fake, "--parallel", "3", e.spec)
+	var res struct {
+		ID    string                    `json:"id"`
+		Dir   string                    `json:"dir"`
+		State string                    `json:"state"`
+		Tasks []orchestrator.TaskStatus `json:"tasks"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("%v: %q", err, out)
+	}
+	if code != exitFailure || res.State != "failed" || res.Tasks[1].State != orchestrator.TaskFailed || *res.Tasks[1].ExitCode != 1 || res.Tasks[0].State != orchestrator.TaskCompleted {
+		t.Errorf("exit %d, result %+v", code, res)
+	}
+	if _, err := os.Stat(filepath.Join(res.Dir, "state.json")); err != nil {
+		t.Errorf("dir in JSON: %v", err)
+	}
+
+	// Every task finds the target unreachable: exit 3.
+	_, errOut, code = e.run([]string{"FAKE_EXIT_0=3", "FAKE_EXIT_1=3", "FAKE_EXIT_2=3"}, "run", "--binary", e.fake, e.spec)
+	if code != exitUnavailable || !strings.Contains(errOut, "target unreachable") {
+		t.Errorf("unreachable: exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestRunCLIInterruptAndResume(t *testing.T) {
+	e := newCLIEnv(t)
+	cmd := e.command([]string{"FAKE_SLEEP=30"}, "run", "--binary", e.fake, e.spec)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the first task to run.
+	deadline := time.Now().Add(20 * time.Second)
+	var id string
+	for time.Now().Before(deadline) {
+		if list, _ := orchestrator.List(e.home); len(list) == 1 && list[0].Counts[orchestrator.TaskRunning] == 1 {
+			id = list[0].ID
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if id == "" {
+		cmd.Process.Kill()
+		t.Fatalf("task never started: %s", errOut.String())
+	}
+	time.Sleep(300 * time.Millisecond) // let the fake install its trap
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitInterrupted {
+		t.Fatalf("exit %v, want 130; stderr %s", err, errOut.String())
+	}
+	st := e.state(id)
+	if st.State != orchestrator.ExpInterrupted || st.Tasks[0].State != orchestrator.TaskInterrupted || st.Tasks[1].State != orchestrator.TaskPending {
+		t.Fatalf("after interrupt: %s %s %s", st.State, st.Tasks[0].State, st.Tasks[1].State)
+	}
+	if b, _ := os.ReadFile(filepath.Join(e.home, id, "tasks", "0", "summary.json")); !strings.Contains(string(b), "interrupted") {
+		t.Errorf("partial summary %q", b)
+	}
+	if !strings.Contains(errOut.String(), "resume with: gpuorch run --resume "+id) {
+		t.Errorf("no resume hint: %s", errOut.String())
+	}
+
+	// Resume by name (its latest run): the rest runs and completes.
+	_, stderr, code := e.run(nil, "run", "--binary", e.fake, "--resume", "cli-test")
+	if code != 0 {
+		t.Fatalf("resume: exit %d: %s", code, stderr)
+	}
+	st = e.state(id)
+	if st.State != orchestrator.ExpCompleted || st.Tasks[0].Attempts != 2 || st.Tasks[2].Attempts != 1 {
+		t.Errorf("after resume: %s, attempts %d %d", st.State, st.Tasks[0].Attempts, st.Tasks[2].Attempts)
+	}
+}
+
+func TestExperimentsList(t *testing.T) {
+	e := newCLIEnv(t)
+	if _, _, code := e.run(nil, "run", "--binary", e.fake, e.spec); code != 0 {
+		t.Fatal("run failed")
+	}
+	out, _, code := e.run(nil, "experiments", "list", "--json")
+	var list []orchestrator.Summary
+	if err := json.Unmarshal([]byte(out), &list); err != nil || code != 0 || len(list) != 1 || list[0].Counts[orchestrator.TaskCompleted] != 3 {
+		t.Errorf("exit %d, %v, %s", code, err, out)
+	}
+	out, _, _ = e.run(nil, "experiments", "list")
+	if !strings.Contains(out, "3/3 completed") {
+		t.Errorf("table %q", out)
+	}
+}
