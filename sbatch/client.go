@@ -252,6 +252,19 @@ func (c *Client) Cancel(ctx context.Context, jobID string, indices ...int) error
 	return err
 }
 
+// CancelJobs cancels whole jobs with one scancel call.
+func (c *Client) CancelJobs(ctx context.Context, jobIDs ...string) error {
+	if len(jobIDs) == 0 {
+		return nil
+	}
+	_, err := c.call(ctx, nil, retryAlways, "scancel", jobIDs...)
+	var e *Error
+	if errors.As(err, &e) && (strings.Contains(e.Stderr, "already completed") || strings.Contains(e.Stderr, "Invalid job id")) {
+		return nil
+	}
+	return err
+}
+
 // ShowJob returns `scontrol show job -o ID` as key → value for each record
 // (one per array task still known to slurmctld).
 func (c *Client) ShowJob(ctx context.Context, jobID string) ([]map[string]string, error) {
