@@ -431,11 +431,20 @@ func (p *ProcFS) root() string {
 
 // startTime is field 22 of /proc/PID/stat (after the parenthesised comm).
 func (p *ProcFS) startTime(pid int) (string, bool) {
-	b, err := os.ReadFile(p.root() + "/" + strconv.Itoa(pid) + "/stat")
+	// Raw syscalls into a stack buffer: this runs for every GPU process at
+	// every poll, and os.ReadFile's fstat, poller and finalizer cost more
+	// than the read.
+	fd, err := syscall.Open(p.root()+"/"+strconv.Itoa(pid)+"/stat", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return "", false
 	}
-	s := string(b)
+	var buf [1024]byte
+	n, err := syscall.Read(fd, buf[:])
+	syscall.Close(fd)
+	if err != nil || n <= 0 {
+		return "", false
+	}
+	s := string(buf[:n])
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
 		return "", false

@@ -88,6 +88,14 @@ type child struct {
 
 func spawn(t *testing.T, job string, ignoreTERM bool) *child {
 	t.Helper()
+	c := start(t, job, ignoreTERM)
+	t.Cleanup(func() { c.cmd.Process.Kill(); <-c.done })
+	return c
+}
+
+func spawnNoCleanup(t *testing.T, job string) *child { return start(t, job, false) }
+
+func start(t *testing.T, job string, ignoreTERM bool) *child {
 	args := []string{"sleep", "300"}
 	if ignoreTERM {
 		args = []string{"sh", "-c", `trap "" TERM; exec sleep 300`}
@@ -108,7 +116,6 @@ func spawn(t *testing.T, job string, ignoreTERM bool) *child {
 		}
 		close(c.done)
 	}()
-	t.Cleanup(func() { cmd.Process.Kill(); <-c.done })
 	// Wait until the exec'd program's environment is visible in /proc.
 	for i := 0; i < 200; i++ {
 		if j, ok := (&gpuslice.ProcFS{}).JobOf(cmd.Process.Pid); (ok && j == job) || job == "" {
