@@ -1,0 +1,187 @@
+package simserver
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// childEnv makes the test binary act as a sim-server process, so the
+// benchmark can measure the server's CPU apart from its own client's.
+const childEnv = "GPUORCH_SIMSERVER_BENCH_CHILD"
+
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(childEnv); spec != "" {
+		os.Exit(benchChild(spec))
+	}
+	os.Exit(m.Run())
+}
+
+// benchChild serves a --dnn style spec until stdin closes, printing its
+// address on stdout.
+// The spec "baseline" serves a minimal net/http handler instead: read the
+// body, sleep 3 ms, answer a fixed body (the floor for any HTTP server).
+func benchChild(spec string) int {
+	var h http.Handler
+	if spec == "baseline" {
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			time.Sleep(3 * time.Millisecond)
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"model_name":"m","outputs":[]}`))
+		})
+	} else {
+		d, _, err := ParseModelFlag("dnn", spec)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		srv, err := New(Config{DNN: []DNNModel{*d}})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		h = srv.Handler()
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if path := os.Getenv(childEnv + "_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			defer pprof.StopCPUProfile()
+		}
+	}
+	fmt.Println(ln.Addr())
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { io.Copy(io.Discard, os.Stdin); cancel() }()
+	hs := &http.Server{Handler: h}
+	go func() { <-ctx.Done(); hs.Close() }()
+	if err := hs.Serve(ln); err != nil && err != http.ErrServerClosed {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// cpuTime is a process's user+system CPU time from /proc/PID/stat.
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * (time.Second / 100), nil // USER_HZ = 100 on Linux
+}
+
+// BenchmarkManyModels is issue 3's setting: 4,000 model copies (azure,
+// memory_load_factor 4) at 1,000 requests/s in total, spread round-robin,
+// against a sim-server in its own process. It reports the server's CPU,
+// beside a minimal net/http server's under the same load.
+//
+//	go test -run '^$' -bench ManyModels -benchtime 1x ./loadgen/simserver/
+func BenchmarkManyModels(b *testing.B) {
+	const models = 4000
+	b.Run("sim-server", func(b *testing.B) {
+		benchLoad(b, "resnet50_v2:copies="+strconv.Itoa(models)+":b1=3ms", models)
+	})
+	b.Run("minimal-net-http", func(b *testing.B) { benchLoad(b, "baseline", models) })
+}
+
+func benchLoad(b *testing.B, spec string, models int) {
+	const (
+		rate = 1000
+		dur  = 10 * time.Second
+	)
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < b.N; i++ {
+		cmd := exec.Command(exe)
+		cmd.Env = append(os.Environ(), childEnv+"="+spec)
+		stdin, _ := cmd.StdinPipe()
+		stdout, _ := cmd.StdoutPipe()
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		addr, err := bufio.NewReader(stdout).ReadString('\n')
+		if err != nil {
+			b.Fatal(err)
+		}
+		url := "http://" + strings.TrimSpace(addr)
+		hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512}, Timeout: 5 * time.Second}
+		var okN, errN atomic.Int64
+		var wg sync.WaitGroup
+		cpu0, _ := cpuTime(cmd.Process.Pid)
+		start := time.Now()
+		gap := time.Second / rate
+		n := int(dur / gap)
+		for k := 0; k < n; k++ {
+			time.Sleep(time.Until(start.Add(time.Duration(k) * gap)))
+			wg.Add(1)
+			go func(k int) {
+				defer wg.Done()
+				resp, err := hc.Post(fmt.Sprintf("%s/v2/models/resnet50_v2-%d/infer", url, k%models), "application/json", strings.NewReader(smallInfer))
+				if err != nil {
+					errN.Add(1)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					okN.Add(1)
+				} else {
+					errN.Add(1)
+				}
+			}(k)
+		}
+		wg.Wait()
+		elapsed := time.Since(start)
+		cpu1, _ := cpuTime(cmd.Process.Pid)
+		rss := rssMB(cmd.Process.Pid)
+		stdin.Close()
+		cmd.Wait()
+		cpu := cpu1 - cpu0
+		b.ReportMetric(float64(cpu)/float64(elapsed)*100, "server-cpu-%")
+		b.ReportMetric(float64(cpu.Microseconds())/float64(okN.Load()), "server-cpu-µs/req")
+		b.ReportMetric(float64(okN.Load())/elapsed.Seconds(), "ok-req/s")
+		b.ReportMetric(rss, "server-rss-MB")
+		if errN.Load() > 0 {
+			b.Errorf("%d requests failed", errN.Load())
+		}
+	}
+}
+
+// rssMB is a process's resident set size from /proc/PID/status.
+func rssMB(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
