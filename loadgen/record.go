@@ -1,8 +1,12 @@
 package loadgen
 
 import (
+	"errors"
+	"fmt"
+	"io"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
@@ -234,6 +238,7 @@ type Recorder struct {
 	base    int
 	spare   []*acc
 	itlBuf  []time.Duration
+	kinds   map[string]int64
 }
 
 // NewRecorder returns a recorder whose interval snapshots (interval ≤ 0
@@ -245,7 +250,7 @@ func NewRecorder(wall time.Time, interval time.Duration, llm LLMSLO, emit func(S
 	}
 	return &Recorder{
 		wall: wall, interval: interval, emit: emit, llm: llm,
-		total: newAcc(), classes: map[string]*acc{}, steps: map[float64]*acc{},
+		total: newAcc(), classes: map[string]*acc{}, steps: map[float64]*acc{}, kinds: map[string]int64{},
 	}
 }
 
@@ -324,6 +329,13 @@ func (r *Recorder) Record(res *Result) {
 	if res.Streamed {
 		r.itlBuf = res.ITLs(r.itlBuf[:0])
 		itl = r.itlBuf
+	}
+	if res.Outcome != OutcomeOK {
+		k := errorKind(res)
+		if _, ok := r.kinds[k]; !ok && len(r.kinds) >= 32 {
+			k = "other"
+		}
+		r.kinds[k]++
 	}
 	r.ival(res.Arrival.At).record(res, met, itl)
 	r.total.record(res, met, itl)
@@ -421,4 +433,68 @@ func (r *Recorder) Totals(end time.Duration) (total Snapshot, classes, steps []S
 		steps = append(steps, snap)
 	}
 	return total, classes, steps
+}
+
+// ErrorKinds returns the failed requests counted by cause.
+func (r *Recorder) ErrorKinds() map[string]int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.kinds) == 0 {
+		return nil
+	}
+	out := make(map[string]int64, len(r.kinds))
+	for k, v := range r.kinds {
+		out[k] = v
+	}
+	return out
+}
+
+// errorKind names the cause of a failed request with a short, bounded
+// string (no addresses or request-specific text).
+func errorKind(res *Result) string {
+	switch res.Outcome {
+	case OutcomeTimeout:
+		return "timeout"
+	case OutcomeCancelled:
+		return "cancelled at end of run"
+	case OutcomeDropped:
+		if res.Status != 0 {
+			return fmt.Sprintf("HTTP %d dropped by server", res.Status)
+		}
+		if errors.Is(res.Err, errInFlightCap) {
+			return "in-flight cap"
+		}
+		return "not sent before end of run"
+	}
+	if res.Status != 0 && res.Status/100 != 2 {
+		return fmt.Sprintf("HTTP %d", res.Status)
+	}
+	var errno syscall.Errno
+	switch {
+	case res.Err == nil:
+		return "error"
+	case errors.As(res.Err, &errno):
+		return errnoName(errno)
+	case errors.Is(res.Err, io.ErrUnexpectedEOF), errors.Is(res.Err, io.EOF):
+		return "connection closed early (EOF)"
+	case res.Status/100 == 2:
+		return "bad response body"
+	}
+	return "transport error"
+}
+
+func errnoName(e syscall.Errno) string {
+	switch e {
+	case syscall.ECONNREFUSED:
+		return "ECONNREFUSED"
+	case syscall.ECONNRESET:
+		return "ECONNRESET"
+	case syscall.EPIPE:
+		return "EPIPE"
+	case syscall.EADDRNOTAVAIL:
+		return "EADDRNOTAVAIL (out of local ports)"
+	case syscall.EMFILE:
+		return "EMFILE (too many open files)"
+	}
+	return "errno " + e.Error()
 }

@@ -191,6 +191,7 @@ func Run(ctx context.Context, cfg *Config, w *Workload, opts RunOptions) (*Summa
 
 	sum.Ended = time.Now()
 	sum.Total, sum.Classes, sum.Steps = r.rec.Totals(end)
+	sum.ErrorKinds = r.rec.ErrorKinds()
 	sum.Status = StatusCompleted
 	if interrupted {
 		sum.Status = StatusInterrupted

@@ -77,6 +77,9 @@ type Summary struct {
 	// Calibration holds each model's measured batch-1 latency when SLOs are
 	// given as factors.
 	Calibration map[string]time.Duration `json:"calibration,omitempty"`
+	// ErrorKinds counts failed requests by cause ("HTTP 500", "timeout",
+	// "ECONNRESET", "in-flight cap", ...), at most 32 kinds ("other" beyond).
+	ErrorKinds map[string]int64 `json:"error_kinds,omitempty"`
 	// Deviations lists where a workload knowingly differs from the original
 	// Clockwork client (see docs/workloads.md).
 	Deviations []string `json:"deviations,omitempty"`

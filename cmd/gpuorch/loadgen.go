@@ -1,0 +1,416 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gpuorch/gpuorch/loadgen"
+	"github.com/gpuorch/gpuorch/results"
+	"github.com/urfave/cli/v2"
+)
+
+// loadgenCmd is the `gpuorch loadgen` group; other files add subcommands
+// (plan, workloads) to it from their init functions.
+var loadgenCmd = &cli.Command{
+	Name:  "loadgen",
+	Usage: "generate load against model servers and measure latency, throughput and SLO attainment",
+	Description: `Open-loop arrivals (fixed, Poisson, gamma) run on an absolute, seeded timeline
+and latency is measured from each request's intended send time, so a slow
+server cannot hide its queueing (no coordinated omission). See docs/loadgen.md.`,
+}
+
+func init() {
+	loadgenCmd.Subcommands = append(loadgenCmd.Subcommands, loadgenRunCmd)
+	register(loadgenCmd)
+}
+
+var loadgenRunCmd = &cli.Command{
+	Name:      "run",
+	Usage:     "run one load test: from a task manifest, or from flags",
+	ArgsUsage: "[WORKLOAD [PARAMS...]]",
+	Description: `Two forms:
+
+  gpuorch loadgen run --manifest tasks/0/manifest.json
+      Runs one task of an experiment (what the executors call). Outputs go next
+      to the manifest: summary.json, snapshots.jsonl (one line per interval) and
+      metrics.lp (InfluxDB line protocol; also InfluxDB when configured).
+
+  gpuorch loadgen run --target http://127.0.0.1:8000 --protocol kserve \
+      --model resnet50 --arrival poisson --rate 500 --duration 30s
+      An ad-hoc run from flags. Add --out DIR to keep the same files, --json to
+      print the summary as JSON.
+
+A named workload may also be given positionally, with its parameters after it
+(Clockwork's form): gpuorch loadgen run --target URL WORKLOAD PARAMS...
+
+Arrivals: poisson (exponential gaps), fixed (constant rate), gamma (--burstiness
+= shape; 1 is Poisson, < 1 burstier), closed (--concurrency clients, each sending
+the next request when the previous answers, after --think-time).
+
+Exit codes: 0 completed, 1 failed, 2 bad flags or manifest, 3 target
+unreachable, 130 interrupted (what was measured so far is still written).`,
+	Flags: []cli.Flag{
+		&cli.StringFlag{Name: "manifest", Usage: "task manifest (JSON `FILE`, a loadgen.Config); outputs default to its directory"},
+		&cli.StringFlag{Name: "out", Usage: "write summary.json, snapshots.jsonl and metrics.lp into `DIR`"},
+		&cli.BoolFlag{Name: "json", Usage: "print the summary as JSON on stdout"},
+		&cli.BoolFlag{Name: "no-progress", Usage: "no live progress line even on a terminal"},
+		&cli.StringFlag{Name: "target", Usage: "target `URL` (base URL for kserve/openai; the full URL for http)"},
+		&cli.StringFlag{Name: "protocol", Value: "http", Usage: "http, kserve, openai (/v1/completions) or openai-chat (/v1/chat/completions)"},
+		&cli.StringSliceFlag{Name: "model", Usage: "model `NAME` (repeat for several; the rate is split evenly)"},
+		&cli.StringFlag{Name: "arrival", Usage: "poisson, fixed, gamma, closed, or a named workload (default poisson)"},
+		&cli.Float64Flag{Name: "rate", Usage: "total requests/s (open loop)"},
+		&cli.Float64Flag{Name: "burstiness", Usage: "gamma shape (1 = Poisson)"},
+		&cli.IntFlag{Name: "concurrency", Usage: "closed-loop clients"},
+		&cli.DurationFlag{Name: "think-time", Usage: "closed loop: pause between an answer and the next request"},
+		&cli.Int64Flag{Name: "max-requests", Usage: "stop after this many requests"},
+		&cli.DurationFlag{Name: "duration", Usage: "length of the schedule (e.g. 30s)"},
+		&cli.DurationFlag{Name: "interval", Value: time.Second, Usage: "snapshot interval"},
+		&cli.Int64Flag{Name: "seed", Usage: "random seed of the arrival schedule"},
+		&cli.DurationFlag{Name: "timeout", Value: loadgen.DefaultTimeout, Usage: "per-request timeout"},
+		&cli.DurationFlag{Name: "drain", Usage: "after the schedule, wait this long for answers before cancelling (default 5s)"},
+		&cli.IntFlag{Name: "max-in-flight", Usage: "cap on outstanding requests; arrivals beyond it are counted as dropped (default 20000)"},
+		&cli.StringFlag{Name: "method", Usage: "HTTP method for --protocol http (default GET)"},
+		&cli.StringFlag{Name: "body", Usage: "request body for --protocol http"},
+		&cli.StringSliceFlag{Name: "header", Usage: "extra request header `\"Name: value\"` (repeatable)"},
+		&cli.StringFlag{Name: "credential-env", Usage: "environment variable holding a bearer token (the token is never logged)"},
+		&cli.IntFlag{Name: "input-tokens", Usage: "LLM prompt length in tokens (default 128)"},
+		&cli.IntFlag{Name: "output-tokens", Usage: "LLM answer length in tokens (default 32)"},
+		&cli.BoolFlag{Name: "no-stream", Usage: "LLM: ask for a non-streamed answer"},
+		&cli.DurationFlag{Name: "slo", Usage: "deadline per request, from its intended send time"},
+		&cli.Float64Flag{Name: "slo-factor", Usage: "deadline = factor × the model's batch-1 latency (measured first)"},
+		&cli.DurationFlag{Name: "ttft-slo", Usage: "LLM goodput: time-to-first-token limit"},
+		&cli.DurationFlag{Name: "tpot-slo", Usage: "LLM goodput: time-per-output-token limit"},
+		&cli.DurationFlag{Name: "e2el-slo", Usage: "LLM goodput: end-to-end latency limit"},
+	},
+	Action: loadgenRun,
+}
+
+// loadgenFlagsToConfig builds a Config from ad-hoc flags.
+func loadgenFlagsToConfig(c *cli.Context) (*loadgen.Config, error) {
+	if c.String("target") == "" {
+		return nil, errors.New("give --manifest FILE, or --target URL with the workload flags")
+	}
+	cfg := &loadgen.Config{
+		Seed:        c.Int64("seed"),
+		Duration:    loadgen.Duration(c.Duration("duration")),
+		Interval:    loadgen.Duration(c.Duration("interval")),
+		Drain:       loadgen.Duration(c.Duration("drain")),
+		MaxInFlight: c.Int("max-in-flight"),
+		Target: loadgen.TargetConfig{
+			URL: c.String("target"), Protocol: c.String("protocol"), Models: c.StringSlice("model"),
+			Method: c.String("method"), Body: c.String("body"), Timeout: loadgen.Duration(c.Duration("timeout")),
+			InputTokens: c.Int("input-tokens"), OutputTokens: c.Int("output-tokens"), NoStream: c.Bool("no-stream"),
+			CredentialEnv: c.String("credential-env"),
+		},
+		Workload: loadgen.WorkloadConfig{
+			Arrival: c.String("arrival"), Rate: c.Float64("rate"), Burstiness: c.Float64("burstiness"),
+			Concurrency: c.Int("concurrency"), ThinkTime: loadgen.Duration(c.Duration("think-time")),
+			MaxRequests: c.Int64("max-requests"),
+		},
+		SLO: loadgen.SLOConfig{
+			Deadline: loadgen.Duration(c.Duration("slo")), Factor: c.Float64("slo-factor"),
+			TTFT: loadgen.Duration(c.Duration("ttft-slo")), TPOT: loadgen.Duration(c.Duration("tpot-slo")),
+			E2EL: loadgen.Duration(c.Duration("e2el-slo")),
+		},
+	}
+	for _, h := range c.StringSlice("header") {
+		k, v, ok := strings.Cut(h, ":")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, fmt.Errorf("bad --header %q: want \"Name: value\"", h)
+		}
+		if cfg.Target.Headers == nil {
+			cfg.Target.Headers = map[string]string{}
+		}
+		cfg.Target.Headers[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	if args := c.Args().Slice(); len(args) > 0 {
+		if cfg.Workload.Arrival != "" {
+			return nil, fmt.Errorf("both --arrival %s and a positional workload %q given", cfg.Workload.Arrival, args[0])
+		}
+		cfg.Workload.Arrival, cfg.Workload.Args = args[0], args[1:]
+	}
+	if cfg.Workload.Arrival == "" {
+		if cfg.Workload.Concurrency > 0 && cfg.Workload.Rate == 0 {
+			cfg.Workload.Arrival = "closed"
+		} else {
+			cfg.Workload.Arrival = "poisson"
+		}
+	}
+	return cfg, nil
+}
+
+// readManifest decodes a task manifest strictly: an unknown key is an error.
+func readManifest(path string) (*loadgen.Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var cfg loadgen.Config
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", path, err)
+	}
+	return &cfg, nil
+}
+
+func loadgenRun(c *cli.Context) error {
+	var cfg *loadgen.Config
+	outDir := c.String("out")
+	if m := c.String("manifest"); m != "" {
+		if c.IsSet("target") || c.Args().Len() > 0 {
+			return cli.Exit("--manifest runs the manifest as written; don't combine it with --target or a positional workload", exitUsage)
+		}
+		var err error
+		if cfg, err = readManifest(m); err != nil {
+			return cli.Exit(err.Error(), exitUsage)
+		}
+		if outDir == "" {
+			outDir = filepath.Dir(m)
+		}
+	} else {
+		var err error
+		if cfg, err = loadgenFlagsToConfig(c); err != nil {
+			return cli.Exit(err.Error(), exitUsage)
+		}
+	}
+	if _, err := loadgen.NewTarget(cfg.Target); err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	w, err := loadgen.BuildWorkload(cfg)
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+
+	jsonOut := c.Bool("json")
+	out := &loadOutputs{dir: outDir}
+	meta := loadgen.Summary{
+		Experiment: cfg.Experiment, Task: cfg.Task, Workload: w.Name, Target: cfg.Target.URL,
+		Protocol: cfg.Target.Protocol, Tags: cfg.Tags, Started: time.Now(),
+	}
+	if err := out.open(meta); err != nil {
+		return cli.Exit(err.Error(), exitFailure)
+	}
+	defer out.close()
+
+	var prog *loadProgress
+	if !jsonOut && !c.Bool("no-progress") && isTerminal(os.Stderr) {
+		prog = &loadProgress{w: os.Stderr}
+	}
+	opts := loadgen.RunOptions{
+		OnSnapshot: func(s loadgen.Snapshot) {
+			out.snapshot(s)
+			if prog == nil {
+				slog.Info("interval", "i", s.Interval, "offered", s.Offered, "completed", s.Completed,
+					"errors", s.Errors, "timeouts", s.Timeouts, "dropped", s.Dropped,
+					"p99", s.Latency.P99, "lateness_p99", s.Lateness.P99)
+			}
+		},
+	}
+	if prog != nil {
+		opts.OnProgress = prog.update
+	}
+	sum, runErr := loadgen.Run(c.Context, cfg, w, opts)
+	if prog != nil {
+		prog.clear()
+	}
+	if sum != nil {
+		if err := out.summary(sum); err != nil {
+			slog.Error("write results", "err", err)
+			if runErr == nil {
+				runErr = err
+			}
+		}
+		if jsonOut {
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "  ")
+			_ = enc.Encode(sum)
+		} else {
+			printLoadSummary(os.Stdout, sum)
+		}
+	}
+	switch {
+	case runErr == nil:
+		return nil
+	case errors.Is(runErr, loadgen.ErrUnreachable):
+		return cli.Exit(runErr.Error(), exitUnavailable)
+	case sum != nil && sum.Status == loadgen.StatusInterrupted:
+		return cli.Exit("interrupted; partial results written", exitInterrupted)
+	}
+	return cli.Exit(runErr.Error(), exitFailure)
+}
+
+// loadOutputs writes a run's files: snapshots.jsonl as intervals finish,
+// metrics through the task sink, summary.json at the end. With no directory
+// it writes nothing.
+type loadOutputs struct {
+	dir   string
+	meta  loadgen.Summary
+	snaps *os.File
+	bw    *bufio.Writer
+	sink  results.Sink
+	mu    sync.Mutex
+	err   error
+}
+
+func (o *loadOutputs) open(meta loadgen.Summary) error {
+	o.meta = meta
+	if o.dir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(o.dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(o.dir, "snapshots.jsonl"))
+	if err != nil {
+		return err
+	}
+	o.snaps, o.bw = f, bufio.NewWriter(f)
+	sink, err := openTaskSink(o.dir)
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("open metrics sink: %w", err)
+	}
+	o.sink = sink
+	return nil
+}
+
+func (o *loadOutputs) fail(err error) {
+	if err != nil && o.err == nil {
+		o.err = err
+		slog.Error("write results", "err", err)
+	}
+}
+
+func (o *loadOutputs) snapshot(s loadgen.Snapshot) {
+	if o.dir == "" {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	b, _ := json.Marshal(s)
+	b = append(b, '\n')
+	_, err := o.bw.Write(b)
+	o.fail(err)
+	o.fail(o.sink.Write(context.Background(), results.SnapshotPoints(o.meta, s)...))
+}
+
+func (o *loadOutputs) summary(sum *loadgen.Summary) error {
+	if o.dir == "" {
+		return nil
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.fail(o.sink.Write(context.Background(), results.SummaryPoints(*sum)...))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	o.fail(o.sink.Flush(ctx))
+	o.fail(o.bw.Flush())
+	b, _ := json.MarshalIndent(sum, "", "  ")
+	o.fail(loadgenWriteFile(filepath.Join(o.dir, "summary.json"), append(b, '\n')))
+	return o.err
+}
+
+func (o *loadOutputs) close() {
+	if o.snaps != nil {
+		_ = o.bw.Flush()
+		o.fail(o.snaps.Close())
+	}
+	if o.sink != nil {
+		o.fail(o.sink.Close())
+	}
+}
+
+func loadgenWriteFile(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// loadProgress redraws one status line on a terminal.
+type loadProgress struct {
+	w    io.Writer
+	mu   sync.Mutex
+	last int
+}
+
+func (p *loadProgress) update(pr loadgen.Progress) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	el := pr.Elapsed.Truncate(100 * time.Millisecond)
+	total := "∞"
+	if pr.Total > 0 {
+		total = pr.Total.String()
+	}
+	line := fmt.Sprintf("  %v/%s  %.0f req/s  p99 %v  sent %d  failed %d", el, total, pr.Rate, pr.P99, pr.Offered, pr.Failed)
+	pad := ""
+	if n := len(line); n < p.last {
+		pad = strings.Repeat(" ", p.last-n)
+	}
+	p.last = len(line)
+	fmt.Fprint(p.w, "\r"+line+pad)
+}
+
+func (p *loadProgress) clear() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.last > 0 {
+		fmt.Fprint(p.w, "\r"+strings.Repeat(" ", p.last)+"\r")
+	}
+}
+
+func printLoadSummary(w io.Writer, s *loadgen.Summary) {
+	t := s.Total
+	dur := s.Ended.Sub(s.Started).Truncate(time.Millisecond)
+	fmt.Fprintf(w, "%s  %s %s  workload %s  (%v)\n", s.Status, s.Protocol, s.Target, s.Workload, dur)
+	if s.Error != "" {
+		fmt.Fprintf(w, "error: %s\n", s.Error)
+	}
+	fmt.Fprintf(w, "requests  offered %d (%.1f/s)  completed %d (%.1f/s)  errors %d  timeouts %d  dropped %d  cancelled %d\n",
+		t.Offered, t.OfferedRate, t.Completed, t.AchievedRate, t.Errors, t.Timeouts, t.Dropped, t.Cancelled)
+	if len(s.ErrorKinds) > 0 {
+		kinds := make([]string, 0, len(s.ErrorKinds))
+		for k, n := range s.ErrorKinds {
+			kinds = append(kinds, fmt.Sprintf("%s: %d", k, n))
+		}
+		sort.Strings(kinds)
+		fmt.Fprintf(w, "failures  %s\n", strings.Join(kinds, ", "))
+	}
+	if t.Completed > 0 {
+		fmt.Fprintf(w, "SLO met   %d of %d (%.1f%%)  goodput %.1f/s\n", t.SLOMet, t.Completed,
+			100*float64(t.SLOMet)/float64(t.Completed), t.Goodput)
+	}
+	row := func(name string, q loadgen.Quantiles) {
+		if q.Count == 0 {
+			return
+		}
+		fmt.Fprintf(w, "%-9s p50 %-9v p90 %-9v p99 %-9v p99.9 %-9v max %v\n", name, q.P50, q.P90, q.P99, q.P999, q.Max)
+	}
+	row("latency", t.Latency)
+	row("service", t.Service)
+	row("lateness", t.Lateness)
+	row("ttft", t.TTFT)
+	row("tpot", t.TPOT)
+	row("itl", t.ITL)
+	row("e2el", t.E2EL)
+	for _, c := range s.Classes {
+		fmt.Fprintf(w, "class %-4s offered %d completed %d slo met %d p99 %v\n", c.Class, c.Offered, c.Completed, c.SLOMet, c.Latency.P99)
+	}
+	for _, st := range s.Steps {
+		fmt.Fprintf(w, "slo ×%-6g offered %d completed %d slo met %d p99 %v\n", st.SLOFactor, st.Offered, st.Completed, st.SLOMet, st.Latency.P99)
+	}
+}
