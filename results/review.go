@@ -402,3 +402,53 @@ func leadingDigits(s string) (string, string) {
 	}
 	return s[:i], s[i:]
 }
+
+// TaskInfo is what the executor knows about a task, for tasks that have
+// written no summary (or nothing at all) yet.
+type TaskInfo struct {
+	Experiment string
+	Task       string
+	Workload   string
+	Params     map[string]string
+	State      string // executor state: pending, running, failed, …
+	Error      string
+}
+
+// AddTaskStates completes the model with the executor's view: a task with no
+// points at all gets a row with its state (so a task that failed before
+// measuring anything is not silently missing), and an "incomplete" row takes
+// the executor's state when it says more (running, failed, timeout, …).
+func (r *Results) AddTaskStates(tasks []TaskInfo) {
+	// Matched by task name: Results hold one experiment here, and its
+	// points may carry an id the executor spells differently (a copied
+	// directory).
+	have := map[string]int{}
+	for i, row := range r.Tasks {
+		have[row.Task] = i
+	}
+	keys := map[string]bool{}
+	for _, k := range r.ParamKeys {
+		keys[k] = true
+	}
+	for _, t := range tasks {
+		if i, ok := have[t.Task]; ok {
+			row := &r.Tasks[i]
+			if row.Status == StatusIncomplete && t.State != "" && t.State != "completed" {
+				row.Status = t.State
+				if row.Error == "" {
+					row.Error = t.Error
+				}
+			}
+			continue
+		}
+		r.Tasks = append(r.Tasks, Row{
+			Experiment: t.Experiment, Task: t.Task, Workload: t.Workload, Params: t.Params,
+			Breakdown: BreakdownTotal, Step: -1, Status: t.State, Error: t.Error,
+		})
+		for k := range t.Params {
+			keys[k] = true
+		}
+	}
+	sortRows(r.Tasks)
+	r.ParamKeys = sortedKeys(keys)
+}

@@ -227,3 +227,27 @@ func TestLLMColumns(t *testing.T) {
 		t.Errorf("LLM cells: %s", row)
 	}
 }
+
+func TestAddTaskStates(t *testing.T) {
+	res, err := Load(context.Background(), NewLocalStore(sloExperiment(t, "e1", 1)), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.AddTaskStates([]TaskInfo{
+		{Experiment: "e1", Task: "t0-rate=100", State: "completed"},
+		{Experiment: "e1", Task: "t2-rate=400", State: "failed", Error: "exit status 1"},
+		{Experiment: "e1", Task: "t10-rate=800", State: "pending", Params: map[string]string{"rate": "800", "burst": "2"}},
+		{Experiment: "e1", Task: "t3-rate=600", State: "failed", Error: "target unreachable"},
+	})
+	var got []string
+	for _, r := range res.Tasks {
+		got = append(got, r.Task+":"+r.Status+":"+r.Error)
+	}
+	want := "t0-rate=100:completed:|t1-rate=200:completed:|t2-rate=400:failed:exit status 1|t3-rate=600:failed:target unreachable|t10-rate=800:pending:"
+	if strings.Join(got, "|") != want {
+		t.Errorf("rows\n got %s\nwant %s", strings.Join(got, "|"), want)
+	}
+	if fmt.Sprint(res.ParamKeys) != "[burst rate]" || res.Tasks[4].Params["rate"] != "800" || res.Tasks[4].Latency != nil {
+		t.Errorf("params %v, row %+v", res.ParamKeys, res.Tasks[4])
+	}
+}
