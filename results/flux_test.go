@@ -31,7 +31,7 @@ func syntheticRun(exp string, task int, rate float64, start time.Time, seconds i
 	for i := 0; i < seconds; i++ {
 		n := int64(rate)
 		factor := 2 + float64(i%5)
-		met := int64(float64(n) * math.Min(1, 0.5+factor/10))
+		met := int64(float64(n) * math.Min(1, 0.5+factor/10) * (1 - rate/2000))
 		st := start.Add(time.Duration(i) * time.Second)
 		s := loadgen.Snapshot{Interval: i, Start: st, End: st.Add(time.Second), SLOFactor: factor,
 			Offered: n, Sent: n, Completed: n - 1, Errors: 1, SLOMet: met,
@@ -51,12 +51,13 @@ func syntheticRun(exp string, task int, rate float64, start time.Time, seconds i
 		total.SLOMet += s.SLOMet
 	}
 	total.OfferedRate, total.AchievedRate = rate, rate-1
+	total.Goodput = float64(total.SLOMet) / float64(seconds)
 	total.Latency, total.Service, total.Lateness = q(base, total.Completed), q(base*9/10, total.Completed), q(20*time.Microsecond, total.Sent)
 	meta.Total = total
 	for f := 2; f <= 6; f++ {
 		st := total
 		st.SLOFactor = float64(f)
-		st.SLOMet = int64(float64(total.Offered) * math.Min(1, 0.5+float64(f)/10))
+		st.SLOMet = int64(float64(total.Offered) * math.Min(1, 0.5+float64(f)/10) * (1 - rate/2000))
 		meta.Steps = append(meta.Steps, st)
 	}
 	return meta, snaps
