@@ -32,7 +32,14 @@ type Action struct {
 func (a Action) String() string {
 	s := fmt.Sprintf("%-13s %-16s %s", a.Kind, a.Target, a.Detail)
 	if len(a.Cmd) > 0 {
-		s += "\n" + strings.Repeat(" ", 31) + "$ " + strings.Join(a.Cmd, " ")
+		words := make([]string, len(a.Cmd))
+		for i, w := range a.Cmd {
+			words[i] = w
+			if strings.ContainsAny(w, " \t'\"\\$`;&|<>()*?[]#~") {
+				words[i] = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+			}
+		}
+		s += "\n" + strings.Repeat(" ", 31) + "$ " + strings.Join(words, " ")
 	}
 	return s
 }

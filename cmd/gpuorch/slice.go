@@ -1,0 +1,251 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/gpuorch/gpuorch/gpuslice"
+	"github.com/gpuorch/gpuorch/gpuslice/nvmlx"
+	"github.com/gpuorch/gpuorch/results"
+	"github.com/gpuorch/gpuorch/sbatch"
+)
+
+func init() {
+	register(&cli.Command{
+		Name:  "slice",
+		Usage: "fractional GPUs: map a (tflops, vram) request to Slurm shards and MPS limits, and enforce it",
+		Description: `A slice is a share of one GPU: TFLOPS (of the model's peak dense FP16) and
+VRAM, each with a request (what scheduling reserves) and a limit (what the
+job may use). 'slice plan' shows how a request becomes a partition, QOS,
+--gres=shard:N and the MPS environment; 'slice enforce' watches the GPUs
+through NVML and stops jobs over their VRAM limit. See docs/gpu-slicing.md.`,
+		Subcommands: []*cli.Command{
+			{
+				Name:  "plan",
+				Usage: "show the shards, QOS and MPS env of a slice request",
+				Description: `  gpuorch slice plan --pools examples/pools.toml --profile small-infer
+  gpuorch slice plan --pools examples/pools.toml --pool h100 --tflops-request 100 --tflops-limit 200 --vram-limit 20Gi
+  gpuorch slice plan --pools examples/pools.toml --profile small-infer --script -- python serve.py
+
+Explicit flags override the profile's values (like TensorFusion annotations
+over a WorkloadProfile). A request that cannot fit on one GPU of the pool is
+rejected with the numbers (exit 2).`,
+				ArgsUsage: "[-- COMMAND ARGS… (with --script)]",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "pools", Required: true, Usage: "pools `FILE` (see examples/pools.toml)"},
+					&cli.StringFlag{Name: "profile", Usage: "workload profile `NAME` from the pools file"},
+					&cli.StringFlag{Name: "pool", Usage: "pool `NAME` (overrides the profile)"},
+					&cli.StringFlag{Name: "qos", Usage: "QoS level: low, medium, high, critical (default: high if requests == limits, else the pool's default, else medium)"},
+					&cli.Float64Flag{Name: "tflops-request", Usage: "requested FP16 `TFLOPS`"},
+					&cli.Float64Flag{Name: "tflops-limit", Usage: "FP16 `TFLOPS` limit (MPS active thread %)"},
+					&cli.StringFlag{Name: "vram-request", Usage: "requested VRAM, e.g. 4Gi"},
+					&cli.StringFlag{Name: "vram-limit", Usage: "VRAM limit, e.g. 4Gi (MPS pinned memory limit, enforcer)"},
+					&cli.BoolFlag{Name: "json", Usage: "print the slice as JSON"},
+					&cli.BoolFlag{Name: "script", Usage: "print an sbatch script running COMMAND in the slice, with the enforcer beside it"},
+				},
+				Action: slicePlan,
+			},
+			{
+				Name:  "enforce",
+				Usage: "poll NVML and act on jobs over their VRAM limit (per job, or as a node daemon)",
+				Description: `Per job (the default; what 'slice plan --script' starts in the background):
+the job id is $SLURM_JOB_ID and the limits come from the GPUORCH_SLICE_*
+variables of the rendered script. Only that job's processes are ever acted on.
+
+Node daemon: --limits-dir DIR serves every job on the node that registered its
+limits with 'gpuorch slice enforce --register DIR' from inside the job.
+
+Each poll (default 500 ms) lists every GPU's compute processes, maps each PID
+to its job (/proc/PID/cgroup job_N, else SLURM_JOB_ID in /proc/PID/environ)
+and sums the job's VRAM. Over the limit, by the QoS's on_vram_overrun:
+  requeue    scontrol requeue JOB; processes still on the GPU after the grace
+             time are killed (a job Slurm cannot requeue is terminated)
+  terminate  SIGTERM to the job's GPU processes, SIGKILL after the grace time
+  report     only record it
+SM utilisation above the compute limit for --compute-sustain is reported, not
+throttled (MPS's thread percentage caps it at context creation).
+Events go to stdout and, with --metrics, as slice_violation points to a
+line-protocol file. --dry-run acts on nothing.`,
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "job", Usage: "job `ID` to watch (default $SLURM_JOB_ID)"},
+					&cli.StringFlag{Name: "limits-dir", Usage: "daemon mode: read each job's limits from `DIR`/<jobid>"},
+					&cli.StringFlag{Name: "register", Usage: "write this job's limits to `DIR`/<jobid> for a node daemon, then exit"},
+					&cli.DurationFlag{Name: "interval", Value: 500 * time.Millisecond, Usage: "poll period"},
+					&cli.DurationFlag{Name: "compute-sustain", Value: 10 * time.Second, Usage: "how long SM use must stay over the compute limit before it is reported"},
+					&cli.StringFlag{Name: "metrics", Usage: "append slice_violation points to `FILE` (line protocol)"},
+					&cli.BoolFlag{Name: "dry-run", Usage: "report what would be done; signal nothing, requeue nothing"},
+					&cli.BoolFlag{Name: "once", Usage: "poll once and exit (a read-only check with --dry-run)"},
+				},
+				Action: sliceEnforce,
+			},
+		},
+	})
+}
+
+func sliceOverride(c *cli.Context) (gpuslice.Override, error) {
+	o := gpuslice.Override{Profile: c.String("profile"), Pool: c.String("pool"), QoS: c.String("qos"),
+		TFLOPSRequest: c.Float64("tflops-request"), TFLOPSLimit: c.Float64("tflops-limit")}
+	for _, f := range []struct {
+		flag string
+		dst  *gpuslice.Bytes
+	}{{"vram-request", &o.VRAMRequest}, {"vram-limit", &o.VRAMLimit}} {
+		if v := c.String(f.flag); v != "" {
+			b, err := gpuslice.ParseBytes(v)
+			if err != nil {
+				return o, fmt.Errorf("--%s: %w", f.flag, err)
+			}
+			*f.dst = b
+		}
+	}
+	return o, nil
+}
+
+func slicePlan(c *cli.Context) error {
+	m, err := gpuslice.LoadModel(c.String("pools"))
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	o, err := sliceOverride(c)
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	s, err := m.PlanOverride(o)
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	if c.Bool("script") {
+		if c.NArg() == 0 {
+			return cli.Exit("--script needs the command to run: gpuorch slice plan … --script -- COMMAND ARGS…", exitUsage)
+		}
+		script, err := SliceJob(s, "gpuorch", c.Args().Slice()).Render()
+		if err != nil {
+			return cli.Exit(err.Error(), exitUsage)
+		}
+		fmt.Print(script)
+		return nil
+	}
+	if c.Bool("json") {
+		return gsPrintJSON(s)
+	}
+	w := s.Workload
+	fmt.Printf("workload   pool %s, qos %s (%s)", w.Pool, w.QoS, w.QoSFrom)
+	if w.Profile != "" {
+		fmt.Printf(", profile %s", w.Profile)
+	}
+	fmt.Printf(", replicas %d, local GPU %v\n", w.Replicas, w.IsLocalGPU)
+	fmt.Printf("request    %g TFLOPS, %s VRAM\n", w.Requests.TFLOPS, w.Requests.VRAM)
+	fmt.Printf("limit      %g TFLOPS, %s VRAM\n", w.Limits.TFLOPS, w.Limits.VRAM)
+	fmt.Printf("gpu        %s: %g TFLOPS peak FP16, %s (%s)\n", s.GPU.Name, s.GPU.PeakFP16, s.GPU.Memory, s.GPU.MatchedBy)
+	fmt.Printf("shards     %d of %d per GPU (compute %d, vram %d)\n", s.Shards, s.ShardsPerGPU, s.ComputeShards, s.VRAMShards)
+	fmt.Printf("sbatch    ")
+	for _, kv := range s.SbatchOptions() {
+		if kv[1] == "" {
+			fmt.Printf(" --%s", kv[0])
+		} else {
+			fmt.Printf(" --%s=%s", kv[0], kv[1])
+		}
+	}
+	fmt.Println()
+	for _, k := range s.EnvNames() {
+		fmt.Printf("env        %s=%s\n", k, s.Env[k])
+	}
+	fmt.Printf("overrun    %s (grace %s)\n", s.OnOverrun, s.Grace)
+	return nil
+}
+
+// SliceJob renders a job running argv in slice s with the per-job enforcer
+// started beside it: the pattern the orchestrator follows for slice
+// experiments (options and env from the Slice, enforcer in the background).
+func SliceJob(s gpuslice.Slice, gpuorchBin string, argv []string) *sbatch.Job {
+	j := &sbatch.Job{Name: "slice-" + s.Workload.Pool, Partition: s.Partition, QOS: s.SlurmQoS, GRES: []string{s.Gres}, Requeue: sbatch.Bool(s.Requeue)}
+	for _, k := range s.EnvNames() {
+		j.Env = append(j.Env, sbatch.Env(k, s.Env[k]))
+	}
+	j.Body = []sbatch.Line{
+		sbatch.Raw(sbatch.Quote(gpuorchBin) + " slice enforce & enforcer=$!"),
+		sbatch.CommandArgv(argv...),
+		sbatch.Raw("rc=$?; kill \"$enforcer\" 2>/dev/null; exit $rc"),
+	}
+	return j
+}
+
+func sliceEnforce(c *cli.Context) error {
+	job := c.String("job")
+	if job == "" {
+		job = os.Getenv("SLURM_JOB_ID")
+	}
+	if dir := c.String("register"); dir != "" {
+		if err := gpuslice.RegisterLimits(dir, job, os.Getenv); err != nil {
+			return cli.Exit("register: "+err.Error(), exitUsage)
+		}
+		fmt.Printf("registered job %s limits in %s/%s\n", job, dir, job)
+		return nil
+	}
+	var limits gpuslice.Limits
+	if dir := c.String("limits-dir"); dir != "" {
+		limits = &gpuslice.DirLimits{Dir: dir}
+	} else {
+		if job == "" {
+			return cli.Exit("no job: run inside a Slurm job, or give --job ID, or --limits-dir DIR for daemon mode", exitUsage)
+		}
+		lim, err := gpuslice.LimitFromEnv(os.Getenv)
+		if err != nil {
+			return cli.Exit(err.Error(), exitUsage)
+		}
+		limits = gpuslice.StaticLimits{job: lim}
+	}
+	sess, err := nvmlx.Open(nvmlx.Default())
+	if err != nil {
+		if errors.Is(err, nvmlx.ErrNoNVML) {
+			return cli.Exit("no NVIDIA GPU on this node, nothing to enforce: "+err.Error(), exitUnavailable)
+		}
+		return cli.Exit(err.Error(), exitFailure)
+	}
+	defer sess.Close()
+	var sink results.Sink
+	if p := c.String("metrics"); p != "" {
+		lf, err := results.OpenLineFile(p)
+		if err != nil {
+			return cli.Exit(err.Error(), exitUsage)
+		}
+		defer lf.Close()
+		sink = lf
+	}
+	host, _ := os.Hostname()
+	if n := os.Getenv("SLURMD_NODENAME"); n != "" {
+		host = n
+	}
+	e := &gpuslice.Enforcer{GPU: sess, Procs: &gpuslice.ProcFS{}, Sig: gpuslice.OSSignaller{}, Limits: limits, Sink: sink,
+		Config: gpuslice.EnforcerConfig{Node: host, Interval: c.Duration("interval"), ComputeSustain: c.Duration("compute-sustain"), DryRun: c.Bool("dry-run")}}
+	print := func(ev gpuslice.Event) {
+		fmt.Printf("%s job %s qos %s %s over limit (%d > %d): %s pids %v", ev.Time.Format(time.RFC3339Nano), ev.Job, ev.QoS, ev.Kind, ev.Used, ev.Limit, ev.Action, ev.PIDs)
+		if ev.Err != "" {
+			fmt.Printf(" (%s)", ev.Err)
+		}
+		fmt.Println()
+	}
+	if c.Bool("once") {
+		evs, err := e.Poll(c.Context)
+		for _, ev := range evs {
+			print(ev)
+		}
+		if err != nil {
+			return cli.Exit(err.Error(), exitFailure)
+		}
+		fmt.Printf("polled %d GPU(s); %d event(s)\n", sess.Count(), len(evs))
+		if sink != nil {
+			return sink.Flush(c.Context)
+		}
+		return nil
+	}
+	// The job script kills the enforcer with SIGTERM when the work ends.
+	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	return e.Run(ctx, print)
+}
