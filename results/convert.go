@@ -78,12 +78,31 @@ func TargetTag(target string) string {
 	return target
 }
 
+// sweepKeys returns the task's sweep keys that carry information: a sweep
+// key that repeats an identity tag with the same value (a "workload" tag
+// equal to the workload name) is left out rather than written twice.
+func sweepKeys(meta loadgen.Summary) []string {
+	ident := map[string]string{
+		TagExperiment: meta.Experiment, TagTask: meta.Task, TagWorkload: meta.Workload,
+		TagTarget: TargetTag(meta.Target), TagProtocol: meta.Protocol,
+	}
+	keys := make([]string, 0, len(meta.Tags))
+	for k, v := range meta.Tags {
+		if iv, ok := ident[k]; ok && iv == v {
+			continue
+		}
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
 // baseTags are the tags every point of a load run carries: identity tags and
 // the task's sweep tags.
 func baseTags(meta loadgen.Summary) map[string]string {
 	tags := make(map[string]string, 6+len(meta.Tags))
-	for k, v := range meta.Tags {
-		tags[SweepTagKey(k)] = v
+	for _, k := range sweepKeys(meta) {
+		tags[SweepTagKey(k)] = meta.Tags[k]
 	}
 	tags[TagExperiment] = meta.Experiment
 	tags[TagTask] = meta.Task
@@ -225,14 +244,9 @@ func SummaryPoints(s loadgen.Summary) []Point {
 		if !s.Started.IsZero() && s.Ended.After(s.Started) {
 			f["duration_s"] = s.Ended.Sub(s.Started).Seconds()
 		}
-		if len(s.Tags) > 0 {
+		if keys := sweepKeys(s); len(keys) > 0 {
 			// Records which tags are sweep parameters, so that a reader can
 			// tell them from identity tags without the plan.
-			keys := make([]string, 0, len(s.Tags))
-			for k := range s.Tags {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
 			f["sweep_tags"] = strings.Join(keys, ",")
 		}
 		return f

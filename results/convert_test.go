@@ -41,7 +41,7 @@ func testMeta() loadgen.Summary {
 	return loadgen.Summary{
 		Experiment: "exp1", Task: "t001-rate=100", Workload: "poisson",
 		Target: "http://user:secret@127.0.0.1:8080/v2/models/x/infer?q=1", Protocol: "kserve",
-		Tags:    map[string]string{"rate": "100", "task": "clash"},
+		Tags:    map[string]string{"rate": "100", "task": "clash", "workload": "poisson"},
 		Started: t0,
 	}
 }

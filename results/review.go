@@ -441,6 +441,17 @@ func (r *Results) AddTaskStates(tasks []TaskInfo) {
 			}
 			continue
 		}
+		params := map[string]string{}
+		for k, v := range t.Params {
+			if k == TagWorkload && v == t.Workload { // as sweepKeys does
+				continue
+			}
+			params[k] = v
+		}
+		if len(params) == 0 {
+			params = nil
+		}
+		t.Params = params
 		r.Tasks = append(r.Tasks, Row{
 			Experiment: t.Experiment, Task: t.Task, Workload: t.Workload, Params: t.Params,
 			Breakdown: BreakdownTotal, Step: -1, Status: t.State, Error: t.Error,

@@ -236,7 +236,7 @@ func TestAddTaskStates(t *testing.T) {
 	res.AddTaskStates([]TaskInfo{
 		{Experiment: "e1", Task: "t0-rate=100", State: "completed"},
 		{Experiment: "e1", Task: "t2-rate=400", State: "failed", Error: "exit status 1"},
-		{Experiment: "e1", Task: "t10-rate=800", State: "pending", Params: map[string]string{"rate": "800", "burst": "2"}},
+		{Experiment: "e1", Task: "t10-rate=800", State: "pending", Workload: "w", Params: map[string]string{"rate": "800", "burst": "2", "workload": "w"}},
 		{Experiment: "e1", Task: "t3-rate=600", State: "failed", Error: "target unreachable"},
 	})
 	var got []string
