@@ -136,6 +136,9 @@ func (s *Spec) Plan() (*Plan, error) {
 			if s.Run.Interval > 0 {
 				tree["interval"] = s.Run.Interval.D().String()
 			}
+			for k, v := range s.Run.Load {
+				tree[k] = deepCopy(v)
+			}
 			if w < len(rawWorkloads) {
 				tree["workload"] = deepCopy(rawWorkloads[w])
 			} else {

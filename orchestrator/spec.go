@@ -95,6 +95,13 @@ func ParseSpec(file string, src []byte, overrides []string) (*Spec, error) {
 		d.overridden[joinPath(stripIndices(path))] = o
 	}
 
+	if ws, ok := raw["workload"].([]map[string]any); ok {
+		for _, w := range ws {
+			if a, ok := w["args"].([]any); ok {
+				normalizeArgs(a)
+			}
+		}
+	}
 	if sw, ok := raw["sweep"]; ok {
 		params, err := d.sweep(sw)
 		if err != nil {
@@ -223,6 +230,12 @@ func (d *decoder) decodeSection(raw map[string]any, k string, fields map[string]
 		if !ok {
 			return d.errAt([]string{k}, "%q must be a table: write [%s] and its keys below it", k, k)
 		}
+		if k == "run" {
+			var err error
+			if tbl, err = d.splitRun(tbl, rv.Addr().Interface().(*Spec)); err != nil {
+				return err
+			}
+		}
 		target := fv
 		if fv.Kind() == reflect.Pointer {
 			fv.Set(reflect.New(fv.Type().Elem()))
@@ -256,10 +269,36 @@ func (d *decoder) decodeTable(prefix []string, tbl map[string]any, out any) erro
 			}
 		}
 		known := knownKeys(reflect.TypeOf(out).Elem(), stripIndices(best[len(prefix):]))
+		if len(prefix) == 1 && prefix[0] == "run" && len(best) == 2 {
+			known = append(known, manifestRunKeys()...)
+		}
 		last := best[len(best)-1]
 		return d.errAt(best, "unknown key %q%s", dotted(stripIndices(best)), suggest(last, known))
 	}
 	return nil
+}
+
+// splitRun moves the manifest settings of [run] that RunSpec does not hold
+// itself (drain, max_in_flight, …) into Run.Load, checking each against
+// loadgen.Config, and returns the rest of the table for RunSpec.
+func (d *decoder) splitRun(tbl map[string]any, spec *Spec) (map[string]any, error) {
+	own := knownKeys(reflect.TypeFor[RunSpec](), []string{"x"})
+	rest := map[string]any{}
+	for k, v := range tbl {
+		if contains(own, k) || !contains(manifestRunKeys(), k) {
+			rest[k] = v
+			continue
+		}
+		var cfg loadgen.Config
+		if _, err := decodeTree(map[string]any{k: v}, &cfg); err != nil {
+			return nil, d.errAt([]string{"run", k}, "run.%s: %s", k, cleanTOMLError(err))
+		}
+		if spec.Run.Load == nil {
+			spec.Run.Load = map[string]any{}
+		}
+		spec.Run.Load[k] = v
+	}
+	return rest, nil
 }
 
 // resolveUndecoded maps an undecoded key (no element indices) back onto the
@@ -577,11 +616,27 @@ func overrideValue(v string, old any) any {
 	return v
 }
 
-// sweepAliases map [run] keys onto the manifest's own keys.
-var sweepAliases = map[string]string{
-	"run.duration": "duration",
-	"run.interval": "interval",
-	"run.seed":     "seed",
+// manifestRunKeys are the top-level settings of a task manifest
+// (loadgen.Config) that are not tables: seed, duration, interval, drain,
+// max_in_flight, and whatever loadgen adds. They are set in [run] and can be
+// swept as "KEY" or "run.KEY".
+func manifestRunKeys() []string {
+	var out []string
+	t := reflect.TypeFor[loadgen.Config]()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name := tomlName(f)
+		switch name {
+		case "", "-", "experiment", "task", "tags":
+			continue
+		}
+		ft := f.Type
+		if ft.Kind() == reflect.Struct || ft.Kind() == reflect.Map {
+			continue
+		}
+		out = append(out, name)
+	}
+	return out
 }
 
 // sweepRoots are the spec tables whose keys can be swept.
@@ -624,11 +679,11 @@ func (d *decoder) sweep(sw any) ([]SweepParam, error) {
 	var out []SweepParam
 	for _, e := range ents {
 		key := strings.Join(e.key, ".")
-		if a, ok := sweepAliases[key]; ok {
-			key = a
+		if k, ok := strings.CutPrefix(key, "run."); ok && contains(manifestRunKeys(), k) {
+			key = k
 		}
 		if !sweepable(key) {
-			return nil, d.errAt(e.file, "sweep key %q: only target.*, workload.*, slo.*, seed, duration and interval (run.seed, run.duration, run.interval) can be swept", key)
+			return nil, d.errAt(e.file, "sweep key %q: only keys of target, workload and slo, and the manifest settings of [run] (%s) can be swept", key, strings.Join(manifestRunKeys(), ", "))
 		}
 		if seen[key] {
 			return nil, d.errAt(e.file, "sweep key %q appears twice", key)
@@ -640,6 +695,13 @@ func (d *decoder) sweep(sw any) ([]SweepParam, error) {
 		}
 		if len(vals) == 0 {
 			return nil, d.errAt(e.file, "sweep %q: empty list (it would give no tasks)", key)
+		}
+		if key == "workload.args" {
+			for _, v := range vals {
+				if a, ok := v.([]any); ok {
+					normalizeArgs(a)
+				}
+			}
 		}
 		p := SweepParam{Key: key, Values: vals, Line: d.pos.line(e.file)}
 		// Check each value against the manifest type now, so a bad key or
@@ -662,8 +724,7 @@ func (d *decoder) sweep(sw any) ([]SweepParam, error) {
 }
 
 func sweepable(key string) bool {
-	switch key {
-	case "seed", "duration", "interval":
+	if contains(manifestRunKeys(), key) {
 		return true
 	}
 	root, _, ok := strings.Cut(key, ".")
@@ -831,4 +892,20 @@ func defaultWorkloadName(arrival string, i, n int) string {
 		name += "-" + strconv.Itoa(i)
 	}
 	return name
+}
+
+// normalizeArgs turns numbers and booleans in a workload's positional args
+// into the strings the Clockwork client would have seen, so that
+// args = ["resnet50_v2", 4, "poisson", 100] works as written.
+func normalizeArgs(a []any) {
+	for i, v := range a {
+		switch x := v.(type) {
+		case int64:
+			a[i] = strconv.FormatInt(x, 10)
+		case float64:
+			a[i] = strconv.FormatFloat(x, 'g', -1, 64)
+		case bool:
+			a[i] = strconv.FormatBool(x)
+		}
+	}
 }

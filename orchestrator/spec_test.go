@@ -162,7 +162,7 @@ func TestSpecErrors(t *testing.T) {
 		{"sweep bad value", baseSpec + "[sweep]\n\"workload.rate\" = [\n  1,\n  \"fast\",\n]\n", nil, `s.toml:18: sweep "workload.rate" value #2 (fast): incompatible types: TOML value has type string; destination has type float`},
 		{"sweep not a list", baseSpec + "[sweep]\nseed = 5\n", nil, `s.toml:16: sweep "seed": want a list of values, e.g. "seed" = [1, 2, 4]`},
 		{"sweep empty", baseSpec + "[sweep]\nseed = []\n", nil, `s.toml:16: sweep "seed": empty list (it would give no tasks)`},
-		{"sweep not sweepable", baseSpec + "[sweep]\n\"run.parallel\" = [1, 2]\n", nil, `s.toml:16: sweep key "run.parallel": only target.*, workload.*, slo.*, seed, duration and interval (run.seed, run.duration, run.interval) can be swept`},
+		{"sweep not sweepable", baseSpec + "[sweep]\n\"run.parallel\" = [1, 2]\n", nil, `s.toml:16: sweep key "run.parallel": only keys of target, workload and slo, and the manifest settings of [run] (` + strings.Join(manifestRunKeys(), ", ") + `) can be swept`},
 		{"sweep twice", baseSpec + "[sweep]\nseed = [1]\n\"run.seed\" = [2]\n", nil, `s.toml:17: sweep key "seed" appears twice`},
 		{"set unknown key", baseSpec, []string{"target.ur=http://x"}, `--set target.ur=http://x: unknown key "target.ur" (did you mean "url"?)`},
 		{"set wrong type", baseSpec, []string{"workload[1].concurrency=lots"}, `--set workload[1].concurrency=lots: workload.concurrency: incompatible types: TOML value has type string; destination has type integer`},
@@ -434,4 +434,35 @@ func FuzzParseSpec(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestRunManifestSettingsAndArgs(t *testing.T) {
+	src := strings.Replace(baseSpec, "rate = 10\n", "rate = 10\nargs = [\"resnet50_v2\", 4, \"poisson\", 2.5, true]\n", 1) +
+		"[run]\nduration = \"2s\"\ndrain = \"1s\"\nmax_in_flight = 100\nparallel = 2\n[sweep]\n\"run.max_in_flight\" = [10, 20]\n\"workload.args\" = [[\"m\", 1], [\"m\", 2]]\n"
+	s, err := ParseSpec("s.toml", []byte(src), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(s.Workloads[0].Args, []string{"resnet50_v2", "4", "poisson", "2.5", "true"}) {
+		t.Errorf("args %q", s.Workloads[0].Args)
+	}
+	p, err := s.Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Tasks) != 8 {
+		t.Fatalf("%d tasks", len(p.Tasks))
+	}
+	c := p.Tasks[3].Config
+	if c.Drain.D().Seconds() != 1 || c.MaxInFlight != 20 || !reflect.DeepEqual(c.Workload.Args, []string{"m", "2"}) || p.Run.Parallel != 2 {
+		t.Errorf("task 3: drain %s max_in_flight %d args %q", c.Drain.D(), c.MaxInFlight, c.Workload.Args)
+	}
+	for _, c := range []struct{ src, want string }{
+		{baseSpec + "[run]\ndrain = 5\n", `s.toml:16: run.drain: invalid duration "5" (want e.g. "500ms", "30s", "2m")`},
+		{baseSpec + "[run]\nmax_inflight = 5\n", `s.toml:16: unknown key "run.max_inflight" (did you mean "max_in_flight"?)`},
+	} {
+		if _, err := ParseSpec("s.toml", []byte(c.src), nil); err == nil || err.Error() != c.want {
+			t.Errorf("got  %v\nwant %s", err, c.want)
+		}
+	}
 }

@@ -49,6 +49,10 @@ type RunSpec struct {
 	// (0 = none). The task is interrupted, then killed after a grace period,
 	// and marked "timeout".
 	TaskTimeout loadgen.Duration `toml:"task_timeout" json:"task_timeout,omitempty"`
+	// Load holds the other manifest settings given in [run] (drain,
+	// max_in_flight, … — every non-table key of loadgen.Config), copied into
+	// each task's manifest.
+	Load map[string]any `toml:"-" json:"load,omitempty"`
 }
 
 // SlurmSpec is the [slurm] table, read by the Slurm executor. Every value is

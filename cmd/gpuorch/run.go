@@ -200,14 +200,15 @@ func isTerminal(f *os.File) bool {
 func attachProgress(w io.Writer, exp *orchestrator.Experiment) {
 	n := len(exp.Plan.Tasks)
 	var mu sync.Mutex
-	ended := 0
+	st := exp.Snapshot()
+	ended := st.Counts()[orchestrator.TaskCompleted] // a resume skips these
 	exp.OnTaskUpdate = func(t orchestrator.TaskStatus) {
 		mu.Lock()
 		defer mu.Unlock()
 		ts := time.Now().Format("15:04:05")
 		switch {
 		case t.State == orchestrator.TaskRunning:
-			fmt.Fprintf(w, "%s  start  %s  (%d/%d done)\n", ts, t.Name, ended, n)
+			fmt.Fprintf(w, "%s  %-11s %s  (%d/%d done)\n", ts, t.State, t.Name, ended, n)
 		case t.State.Terminal():
 			ended++
 			took := ""
@@ -218,7 +219,7 @@ func attachProgress(w io.Writer, exp *orchestrator.Experiment) {
 			if t.Error != "" {
 				msg = ": " + t.Error
 			}
-			fmt.Fprintf(w, "%s  %-9s %s%s%s  (%d/%d done)\n", ts, t.State, t.Name, took, msg, ended, n)
+			fmt.Fprintf(w, "%s  %-11s %s%s%s  (%d/%d done)\n", ts, t.State, t.Name, took, msg, ended, n)
 		}
 	}
 }
