@@ -208,6 +208,22 @@ func sloAttainment(d *ReportData) *charts.Line {
 			}
 		}
 	}
+	if len(tasks) == 0 {
+		// No SLO factor (an absolute deadline, or none): attainment per task
+		// against offered rate says the same thing for this experiment.
+		c.SetGlobalOptions(baseOpts("SLO attainment vs offered rate", "this experiment has no SLO factor (absolute deadline or none): one point per task",
+			"offered rate (req/s)", "value", "SLO attainment (%)")...)
+		rows := append([]Row(nil), d.Results.Tasks...)
+		sort.SliceStable(rows, func(i, j int) bool { return rows[i].OfferedRate < rows[j].OfferedRate })
+		var data []opts.LineData
+		for _, r := range rows {
+			if r.SLOAttainment != nil {
+				data = append(data, xy(r.OfferedRate, *r.SLOAttainment*100))
+			}
+		}
+		c.AddSeries("SLO attainment", data, lineOpts())
+		return c
+	}
 	sort.Slice(tasks, func(i, j int) bool { return NaturalLess(tasks[i], tasks[j]) })
 	for _, t := range tasks {
 		s := series[t]

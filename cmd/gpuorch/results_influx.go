@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -15,7 +17,109 @@ import (
 )
 
 func init() {
-	resultsCmd.Subcommands = append(resultsCmd.Subcommands, resultsPingCmd, resultsPushCmd)
+	resultsCmd.Subcommands = append(resultsCmd.Subcommands, resultsPingCmd, resultsPushCmd, resultsReportCmd)
+	// show, compare and report read from InfluxDB when it is configured
+	// (same points, same output), unless GPUORCH_RESULTS_SOURCE=local.
+	local := reviewSource
+	reviewSource = func(ctx context.Context, e reviewExp, warn io.Writer) (results.Source, string, error) {
+		switch os.Getenv("GPUORCH_RESULTS_SOURCE") {
+		case "", "auto", "influxdb":
+		case "local":
+			return local(ctx, e, warn)
+		default:
+			return nil, "", fmt.Errorf("GPUORCH_RESULTS_SOURCE=%q: want local, influxdb or auto", os.Getenv("GPUORCH_RESULTS_SOURCE"))
+		}
+		cfg, err := results.LoadInfluxConfig(os.Getenv)
+		if err != nil {
+			return nil, "", fmt.Errorf("influxdb configuration: %w", err)
+		}
+		if !cfg.Configured() || e.ID == "" { // a bare directory has no experiment id to query by
+			if os.Getenv("GPUORCH_RESULTS_SOURCE") == "influxdb" {
+				return nil, "", fmt.Errorf("GPUORCH_RESULTS_SOURCE=influxdb but InfluxDB is not configured or %s has no experiment id", e.Label)
+			}
+			return local(ctx, e, warn)
+		}
+		if err := results.Check(ctx, cfg); err != nil {
+			return nil, "", fmt.Errorf("%w (set GPUORCH_RESULTS_SOURCE=local to read the local store)", err)
+		}
+		return results.NewInfluxSource(cfg), e.ID, nil
+	}
+}
+
+func sourceName(src results.Source, e reviewExp) string {
+	if is, ok := src.(*results.InfluxSource); ok {
+		return fmt.Sprintf("InfluxDB %s, bucket %s", is.Cfg.URL, is.Cfg.Bucket)
+	}
+	return "local store " + e.Dir
+}
+
+var resultsReportCmd = &cli.Command{
+	Name:      "report",
+	Usage:     "write a self-contained HTML report with charts for an experiment",
+	ArgsUsage: "EXP",
+	Description: `Writes one HTML page (no network needed: the charting library is inlined)
+with the experiment's task table and five charts:
+
+   latency percentiles (p50, p90, p99, p99.9) against offered rate
+   throughput over time, per task
+   p99 latency over time, per task
+   SLO attainment against SLO factor, per task
+   latency CDF per task (from the recorded percentiles)
+
+Points come from InfluxDB when it is configured (GPUORCH_INFLUX_URL), else
+from the experiment's local store; GPUORCH_RESULTS_SOURCE=local forces the
+local store. EXP is resolved as for ` + "`gpuorch results show`" + `.
+
+Example:
+   gpuorch results report -o report.html quickstart
+   xdg-open report.html`,
+	Flags: []cli.Flag{
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "report.html", Usage: "where to write the HTML page (- for stdout)"},
+		&cli.StringFlag{Name: "home", Usage: "directory holding experiment directories", EnvVars: []string{"GPUORCH_HOME"}, Value: "gpuorch-runs"},
+	},
+	Action: func(c *cli.Context) error {
+		if c.NArg() != 1 {
+			return cli.Exit("usage: gpuorch results report [-o report.html] EXP", exitUsage)
+		}
+		e, err := resolveExperiment(c.String("home"), c.Args().First())
+		if err != nil {
+			return err
+		}
+		src, id, err := reviewSource(c.Context, e, c.App.ErrWriter)
+		if err != nil {
+			if results.IsUnreachable(err) {
+				return cli.Exit(fmt.Sprintf("results of %s: %v", e.Label, err), exitUnavailable)
+			}
+			return cli.Exit(fmt.Sprintf("results of %s: %v", e.Label, err), exitFailure)
+		}
+		d, err := results.LoadReport(c.Context, src, id, sourceName(src, e))
+		if err != nil {
+			return cli.Exit(fmt.Sprintf("results of %s: %v", e.Label, err), exitFailure)
+		}
+		d.Experiment = e.Label
+		out := c.String("output")
+		if out == "-" {
+			return results.WriteReport(c.App.Writer, d)
+		}
+		tmp := out + ".tmp"
+		f, err := os.Create(tmp)
+		if err != nil {
+			return cli.Exit(err.Error(), exitFailure)
+		}
+		if err := results.WriteReport(f, d); err != nil {
+			f.Close()
+			os.Remove(tmp)
+			return cli.Exit(fmt.Sprintf("report of %s: %v", e.Label, err), exitFailure)
+		}
+		if err := f.Close(); err != nil {
+			return cli.Exit(err.Error(), exitFailure)
+		}
+		if err := os.Rename(tmp, out); err != nil {
+			return cli.Exit(err.Error(), exitFailure)
+		}
+		fmt.Fprintf(c.App.ErrWriter, "wrote %s (%d tasks, from %s)\n", out, len(d.Results.Tasks), d.Source)
+		return nil
+	},
 }
 
 const influxConfigHelp = `InfluxDB is configured by environment variables or the [influxdb] table of
