@@ -12,9 +12,10 @@ import (
 )
 
 // LineFile is the local store's Sink: it appends points in line protocol to
-// one file (a task's metrics.lp). Writes are buffered; Flush writes the
-// buffer and fsyncs, so a crash loses at most what was written since the
-// last Flush. It is safe for concurrent use.
+// one file (a task's metrics.lp). Each Write call hands its points to the
+// operating system in one write(2), so a killed process loses nothing it
+// has written; Flush also fsyncs, so that a machine crash loses nothing
+// written before the last Flush. It is safe for concurrent use.
 type LineFile struct {
 	mu   sync.Mutex
 	path string
@@ -59,8 +60,9 @@ func endsMidLine(f *os.File) (bool, error) {
 // Path is the file's path.
 func (l *LineFile) Path() string { return l.path }
 
-// Write encodes and buffers pts. A point that cannot be encoded (no fields,
-// a NaN) is skipped and reported; the others are still written.
+// Write encodes pts and writes them to the file (without fsync). A point
+// that cannot be encoded (no fields, a NaN) is skipped and reported; the
+// others are still written.
 func (l *LineFile) Write(ctx context.Context, pts ...Point) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -81,6 +83,9 @@ func (l *LineFile) Write(ctx context.Context, pts ...Point) error {
 		if _, err := l.w.Write(b); err != nil {
 			return fmt.Errorf("write %s: %w", l.path, err)
 		}
+	}
+	if err := l.w.Flush(); err != nil {
+		return fmt.Errorf("write %s: %w", l.path, err)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("write %s: %d point(s) skipped: %w", l.path, len(errs), errors.Join(errs...))
