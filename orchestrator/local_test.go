@@ -75,6 +75,10 @@ func fakeTask(args []string) int {
 	if mode == "hang" {
 		signal.Ignore(os.Interrupt)
 	}
+	// Tell the test that SIGINT is handled from now on.
+	if err := os.WriteFile(filepath.Join(dir, "ready"), nil, 0o644); err != nil {
+		return 1
+	}
 	sleep := cfg.Duration.D()
 	if s := os.Getenv(fakeSleepEnv); s != "" {
 		sleep, _ = time.ParseDuration(s)
@@ -152,7 +156,7 @@ func fakeExecutor(t *testing.T, parallel int) Executor {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ex, err := NewExecutor("local", ExecutorOptions{Binary: exe, Parallel: parallel, Grace: 2 * time.Second})
+	ex, err := NewExecutor("local", ExecutorOptions{Binary: exe, Parallel: parallel, Grace: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +266,7 @@ func TestLocalParallelism(t *testing.T) {
 	for _, par := range []int{1, 3} {
 		t.Run(fmt.Sprint("parallel=", par), func(t *testing.T) {
 			modes := []string{"ok", "ok", "ok", "ok", "ok", "ok"}
-			exp := newTestExperiment(t, testSpec(t, modes, "300ms", 1, ""))
+			exp := newTestExperiment(t, testSpec(t, modes, "150ms", 1, ""))
 			if err := Execute(context.Background(), exp, fakeExecutor(t, par), nil); err != nil {
 				t.Fatal(err)
 			}
@@ -316,7 +320,7 @@ func TestLocalInterruptAndResume(t *testing.T) {
 			t.Fatal("tasks did not start")
 		}
 	}
-	time.Sleep(200 * time.Millisecond) // let the fakes install their handlers
+	waitFiles(t, filepath.Join(exp.TaskDir(0), "ready"), filepath.Join(exp.TaskDir(1), "ready"))
 	started := time.Now()
 	cancel()
 	if err := <-done; err != nil {
@@ -387,7 +391,7 @@ func TestLocalTimeoutKillsStuckTask(t *testing.T) {
 	if err := Execute(context.Background(), exp, fakeExecutor(t, 0), nil); err != nil {
 		t.Fatal(err)
 	}
-	// The hanging task ignores SIGINT: it is killed after the 2 s grace.
+	// The hanging task ignores SIGINT: it is killed after the 1 s grace.
 	if d := time.Since(t0); d > 10*time.Second {
 		t.Errorf("took %s", d)
 	}
@@ -451,4 +455,21 @@ func startAndReap(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return p.Pid
+}
+
+// waitFiles waits until every path exists.
+func waitFiles(t *testing.T, paths ...string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, p := range paths {
+		for {
+			if _, err := os.Stat(p); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not appear", p)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 }

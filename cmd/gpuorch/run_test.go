@@ -37,10 +37,10 @@ func TestRunMainHelper(t *testing.T) {
 // set, and on SIGINT writes an interrupted summary and exits 130.
 const fakeTaskScript = `#!/bin/sh
 d=$(dirname "$4")
+trap 'echo "{\"status\":\"interrupted\"}" > "$d/summary.json"; exit 130' INT
 echo "fake task $SLURM_ARRAY_TASK_ID: $*"
 eval code=\${FAKE_EXIT_$SLURM_ARRAY_TASK_ID:-0}
 if [ -n "$FAKE_SLEEP" ]; then
-  trap 'echo "{\"status\":\"interrupted\"}" > "$d/summary.json"; exit 130' INT
   sleep "$FAKE_SLEEP" & wait $!
 fi
 echo '{"status":"completed"}' > "$d/summary.json"
@@ -220,7 +220,14 @@ func TestRunCLIInterruptAndResume(t *testing.T) {
 		cmd.Process.Kill()
 		t.Fatalf("task never started: %s", errOut.String())
 	}
-	time.Sleep(300 * time.Millisecond) // let the fake install its trap
+	// The fake prints its first line once its trap is set.
+	for !strings.Contains(readFile(filepath.Join(e.home, id, "tasks", "0", "log")), "fake task 0") {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("task 0 never said it was ready")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	cmd.Process.Signal(syscall.SIGINT)
 	err := cmd.Wait()
 	var ee *exec.ExitError
@@ -263,4 +270,9 @@ func TestExperimentsList(t *testing.T) {
 	if !strings.Contains(out, "3/3 completed") {
 		t.Errorf("table %q", out)
 	}
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
 }
