@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -393,5 +395,90 @@ func within(t *testing.T, what string, got, want time.Duration, tol float64) {
 		t.Errorf("%s = %v, want %v ±%.0f%%", what, got, want, tol*100)
 	} else {
 		t.Logf("%s = %v (configured %v)", what, got, want)
+	}
+}
+
+// TestLLMBatchSlowdown: with three requests generating together, every
+// decode step takes tpot × (1 + batch_slowdown × 2).
+func TestLLMBatchSlowdown(t *testing.T) {
+	const tpot = 10 * time.Millisecond
+	url, _ := start(t, Config{LLM: []LLMModel{{Name: "m", PrefillPerToken: Duration(time.Microsecond), TPOT: Duration(tpot), BatchSlowdown: 0.5}}})
+	body := `{"model":"m","prompt":"a","max_tokens":30,"stream":true}`
+	var wg sync.WaitGroup
+	tpots := make([]time.Duration, 3)
+	for i := range tpots {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, ev, _ := stream(t, url+"/v1/completions", body)
+			// Steps 5..25: all three are surely running then.
+			tpots[i] = ev[25].at.Sub(ev[5].at) / 20
+		}()
+	}
+	wg.Wait()
+	within(t, "TPOT with 3 running", mean(tpots), 2*tpot, 0.15)
+}
+
+// Idle models cost no goroutine, and neither do used ones once idle.
+func TestNoGoroutinePerModel(t *testing.T) {
+	srv, err := New(Config{DNN: []DNNModel{{Name: "r", Copies: 4000, B1: Duration(time.Microsecond)}}, LLM: []LLMModel{{Name: "l", Copies: 100, TPOT: Duration(time.Microsecond)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	before := runtime.NumGoroutine()
+	h := srv.Handler()
+	for i := 0; i < 4000; i++ {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("POST", fmt.Sprintf("/v2/models/r-%d/infer", i), strings.NewReader(smallInfer)))
+		if w.Code != 200 {
+			t.Fatalf("r-%d: %d %s", i, w.Code, w.Body)
+		}
+	}
+	for i := 0; i < 100; i++ {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("POST", "/v1/completions", strings.NewReader(fmt.Sprintf(`{"model":"l-%d","prompt":"x","max_tokens":2,"stream":true}`, i))))
+		if w.Code != 200 {
+			t.Fatalf("l-%d: %d %s", i, w.Code, w.Body)
+		}
+	}
+	time.Sleep(10 * time.Millisecond)
+	if after := runtime.NumGoroutine(); after > before+10 {
+		t.Errorf("goroutines %d → %d after using 4,100 models", before, after)
+	}
+	if st := srv.Stats(false); st.ModelsActive != 4100 || st.Total.Completed != 4100 {
+		t.Errorf("active %d, completed %d", st.ModelsActive, st.Total.Completed)
+	}
+}
+
+// Close ends requests that are streaming or queued, so shutdown is prompt.
+func TestCloseEndsStreams(t *testing.T) {
+	url, srv := start(t, Config{LLM: []LLMModel{{Name: "m", TPOT: Duration(time.Second), Concurrency: 1}}})
+	results := make(chan error, 2)
+	for i := 0; i < 2; i++ { // one streaming, one queued behind it
+		go func() {
+			resp, err := client.Post(url+"/v1/completions", "application/json", strings.NewReader(`{"model":"m","prompt":"a","max_tokens":100,"stream":true}`))
+			if err == nil {
+				_, err = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			results <- err
+		}()
+	}
+	waitFor(t, srv, func(st Stats) bool { return st.Total.Active == 1 && st.Total.Queued == 1 })
+	t0 := time.Now()
+	srv.Close()
+	for i := 0; i < 2; i++ {
+		select {
+		case <-results:
+		case <-time.After(5 * time.Second):
+			t.Fatal("a request was still open 5s after Close")
+		}
+	}
+	if d := time.Since(t0); d > 2*time.Second {
+		t.Errorf("requests ended %v after Close", d)
+	}
+	if st := srv.Stats(false); st.Total.Cancelled != 2 || st.Total.Active != 0 || st.Total.Queued != 0 {
+		t.Errorf("after Close: %+v", st.Total)
 	}
 }
