@@ -1,6 +1,10 @@
 package simserver
 
 import (
+	"bytes"
+	"reflect"
+
+	"github.com/BurntSushi/toml"
 	"os"
 	"path/filepath"
 	"strings"
@@ -134,5 +138,27 @@ func TestCountElements(t *testing.T) {
 		if _, err := countElements([]byte(raw)); err == nil {
 			t.Errorf("countElements(%s): want an error", raw)
 		}
+	}
+}
+
+// What `sim-server --print-config` prints reads back as the same config.
+func TestConfigRoundTrip(t *testing.T) {
+	c, err := LoadFile("../../examples/sim-models.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := toml.NewEncoder(&buf).Encode(c); err != nil {
+		t.Fatal(err)
+	}
+	back, err := Parse(buf.Bytes())
+	if err != nil {
+		t.Fatalf("%v\n%s", err, buf.String())
+	}
+	if !reflect.DeepEqual(back, c) {
+		t.Errorf("round trip changed the config:\n%+v\n%+v", back, c)
 	}
 }
