@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// benchChild serves a --dnn style spec until stdin closes, printing its
+// benchChild serves a --dnn style spec (--llm style after "llm=") until stdin closes, printing its
 // address on stdout.
 // The spec "baseline" serves a minimal net/http handler instead: read the
 // body, sleep 3 ms, answer a fixed body (the floor for any HTTP server).
@@ -43,12 +43,22 @@ func benchChild(spec string) int {
 			w.Write([]byte(`{"model_name":"m","outputs":[]}`))
 		})
 	} else {
-		d, _, err := ParseModelFlag("dnn", spec)
+		kind := "dnn"
+		if rest, ok := strings.CutPrefix(spec, "llm="); ok {
+			kind, spec = "llm", rest
+		}
+		d, l, err := ParseModelFlag(kind, spec)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 2
 		}
-		srv, err := New(Config{DNN: []DNNModel{*d}})
+		var cfg Config
+		if d != nil {
+			cfg.DNN = []DNNModel{*d}
+		} else {
+			cfg.LLM = []LLMModel{*l}
+		}
+		srv, err := New(cfg)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 2
@@ -184,4 +194,83 @@ func rssMB(pid int) float64 {
 		}
 	}
 	return 0
+}
+
+// BenchmarkLLMStreaming: 128 concurrent streams at 10 ms per token
+// (12,800 chunks/s) against a sim-server in its own process; reports the
+// server's CPU per streamed token and the TPOT clients see.
+//
+//	go test -run '^$' -bench LLMStreaming -benchtime 1x ./loadgen/simserver/
+func BenchmarkLLMStreaming(b *testing.B) {
+	const (
+		conc   = 128
+		tokens = 200
+	)
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < b.N; i++ {
+		cmd := exec.Command(exe)
+		cmd.Env = append(os.Environ(), childEnv+"=llm=m:prefill_per_token=100us:tpot=10ms:concurrency="+strconv.Itoa(conc))
+		stdin, _ := cmd.StdinPipe()
+		stdout, _ := cmd.StdoutPipe()
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		addr, err := bufio.NewReader(stdout).ReadString('\n')
+		if err != nil {
+			b.Fatal(err)
+		}
+		url := "http://" + strings.TrimSpace(addr) + "/v1/completions"
+		body := fmt.Sprintf(`{"model":"m","prompt":%q,"max_tokens":%d,"stream":true}`, strings.Repeat("w ", 100), tokens)
+		hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc}}
+		var mu sync.Mutex
+		var tpots []time.Duration
+		var wg sync.WaitGroup
+		cpu0, _ := cpuTime(cmd.Process.Pid)
+		start := time.Now()
+		for c := 0; c < conc; c++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := hc.Post(url, "application/json", strings.NewReader(body))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				defer resp.Body.Close()
+				sc := bufio.NewScanner(resp.Body)
+				var first, last time.Time
+				n := 0
+				for sc.Scan() {
+					if !strings.HasPrefix(sc.Text(), "data: {") {
+						continue
+					}
+					last = time.Now()
+					if n == 0 {
+						first = last
+					}
+					n++
+				}
+				if n != tokens {
+					b.Errorf("%d chunks, want %d", n, tokens)
+					return
+				}
+				mu.Lock()
+				tpots = append(tpots, last.Sub(first)/(tokens-1))
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		elapsed := time.Since(start)
+		cpu1, _ := cpuTime(cmd.Process.Pid)
+		stdin.Close()
+		cmd.Wait()
+		cpu := cpu1 - cpu0
+		b.ReportMetric(float64(cpu)/float64(elapsed)*100, "server-cpu-%")
+		b.ReportMetric(float64(cpu.Nanoseconds())/1e3/float64(conc*tokens), "server-cpu-µs/token")
+		b.ReportMetric(float64(mean(tpots))/1e6, "mean-tpot-ms")
+	}
 }
