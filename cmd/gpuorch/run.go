@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/gpuorch/gpuorch/loadgen"
 	"github.com/gpuorch/gpuorch/orchestrator"
 )
 
@@ -137,10 +141,14 @@ func runAction(c *cli.Context) error {
 	if !jsonOut {
 		fmt.Fprintln(out, exp.ID())
 	}
+	var prog *progress
 	if tty {
-		attachProgress(out, exp)
+		prog = startProgress(out, exp)
 	}
 	execErr := orchestrator.Execute(ctx, exp, ex, nil)
+	if prog != nil {
+		prog.Stop()
+	}
 	st := exp.Snapshot()
 	if jsonOut {
 		if err := printRunJSON(out, exp, st); err != nil {
@@ -196,32 +204,173 @@ func isTerminal(f *os.File) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-// attachProgress prints a line as each task starts and ends.
-func attachProgress(w io.Writer, exp *orchestrator.Experiment) {
-	n := len(exp.Plan.Tasks)
-	var mu sync.Mutex
+// progress prints a line as each task starts and ends and, while tasks run,
+// keeps one live status line at the bottom (elapsed/total, achieved rate,
+// p99 latency, errors) from the tasks' snapshots.jsonl.
+type progress struct {
+	w       io.Writer
+	exp     *orchestrator.Experiment
+	mu      sync.Mutex
+	n       int
+	ended   int
+	running map[int]time.Time // task → start
+	drawn   bool              // a status line is on screen
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+func newProgress(w io.Writer, exp *orchestrator.Experiment) *progress {
 	st := exp.Snapshot()
-	ended := st.Counts()[orchestrator.TaskCompleted] // a resume skips these
-	exp.OnTaskUpdate = func(t orchestrator.TaskStatus) {
-		mu.Lock()
-		defer mu.Unlock()
-		ts := time.Now().Format("15:04:05")
-		switch {
-		case t.State == orchestrator.TaskRunning:
-			fmt.Fprintf(w, "%s  %-11s %s  (%d/%d done)\n", ts, t.State, t.Name, ended, n)
-		case t.State.Terminal():
-			ended++
-			took := ""
-			if t.Start != nil && t.End != nil {
-				took = " in " + t.End.Sub(*t.Start).Round(100*time.Millisecond).String()
-			}
-			msg := ""
-			if t.Error != "" {
-				msg = ": " + t.Error
-			}
-			fmt.Fprintf(w, "%s  %-11s %s%s%s  (%d/%d done)\n", ts, t.State, t.Name, took, msg, ended, n)
+	return &progress{
+		w: w, exp: exp, n: len(exp.Plan.Tasks),
+		ended:   st.Counts()[orchestrator.TaskCompleted], // a resume skips these
+		running: map[int]time.Time{},
+	}
+}
+
+// startProgress prints task events and the live status line until Stop.
+func startProgress(w io.Writer, exp *orchestrator.Experiment) *progress {
+	p := newProgress(w, exp)
+	p.stop = make(chan struct{})
+	p.done = make(chan struct{})
+	exp.OnTaskUpdate = p.event
+	go p.loop()
+	return p
+}
+
+// attachProgress prints a line as each task starts and ends, without the
+// live status line (nothing to stop afterwards).
+func attachProgress(w io.Writer, exp *orchestrator.Experiment) {
+	exp.OnTaskUpdate = newProgress(w, exp).event
+}
+
+func (p *progress) Stop() {
+	close(p.stop)
+	<-p.done
+	p.mu.Lock()
+	p.clear()
+	p.mu.Unlock()
+}
+
+func (p *progress) clear() {
+	if p.drawn {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.drawn = false
+	}
+}
+
+func (p *progress) event(t orchestrator.TaskStatus) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.clear()
+	ts := time.Now().Format("15:04:05")
+	switch {
+	case t.State == orchestrator.TaskRunning:
+		start := time.Now()
+		if t.Start != nil {
+			start = *t.Start
+		}
+		p.running[t.Index] = start
+		fmt.Fprintf(p.w, "%s  %-11s %s  (%d/%d done)\n", ts, t.State, t.Name, p.ended, p.n)
+	case t.State.Terminal():
+		delete(p.running, t.Index)
+		p.ended++
+		took := ""
+		if t.Start != nil && t.End != nil {
+			took = " in " + t.End.Sub(*t.Start).Round(100*time.Millisecond).String()
+		}
+		msg := ""
+		if t.Error != "" {
+			msg = ": " + t.Error
+		}
+		fmt.Fprintf(p.w, "%s  %-11s %s%s%s  (%d/%d done)\n", ts, t.State, t.Name, took, msg, p.ended, p.n)
+	}
+	if p.stop != nil {
+		p.draw()
+	}
+}
+
+func (p *progress) loop() {
+	defer close(p.done)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-tick.C:
+			p.mu.Lock()
+			p.clear()
+			p.draw()
+			p.mu.Unlock()
 		}
 	}
+}
+
+// draw writes the status line for the running tasks (at most three).
+func (p *progress) draw() {
+	if len(p.running) == 0 {
+		return
+	}
+	idx := make([]int, 0, len(p.running))
+	for i := range p.running {
+		idx = append(idx, i)
+	}
+	sort.Ints(idx)
+	var parts []string
+	for k, i := range idx {
+		if k == 3 {
+			parts = append(parts, fmt.Sprintf("+%d more", len(idx)-3))
+			break
+		}
+		parts = append(parts, p.taskStatus(i))
+	}
+	line := strings.Join(parts, " | ")
+	if len(line) > 160 {
+		line = line[:157] + "..."
+	}
+	fmt.Fprint(p.w, line)
+	p.drawn = true
+}
+
+func (p *progress) taskStatus(i int) string {
+	t := &p.exp.Plan.Tasks[i]
+	elapsed := time.Since(p.running[i]).Truncate(time.Second)
+	s := fmt.Sprintf("%s %s/%s", t.Name, elapsed, t.Config.Duration.D())
+	snap, ok := lastSnapshot(filepath.Join(p.exp.TaskDir(i), "snapshots.jsonl"))
+	if !ok {
+		return s
+	}
+	return s + fmt.Sprintf(" %.1f/s p99 %s err %d", snap.AchievedRate, snap.Latency.P99.Round(100*time.Microsecond), snap.Errors+snap.Timeouts)
+}
+
+// lastSnapshot reads the last complete line of a task's snapshots.jsonl.
+func lastSnapshot(path string) (loadgen.Snapshot, bool) {
+	var snap loadgen.Snapshot
+	f, err := os.Open(path)
+	if err != nil {
+		return snap, false
+	}
+	defer f.Close()
+	const tail = 16 << 10
+	fi, err := f.Stat()
+	if err != nil {
+		return snap, false
+	}
+	off := max(fi.Size()-tail, 0)
+	buf := make([]byte, fi.Size()-off)
+	if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+		return snap, false
+	}
+	buf = bytes.TrimRight(buf[:bytes.LastIndexByte(buf, '\n')+1], "\n")
+	if len(buf) == 0 {
+		return snap, false
+	}
+	line := buf[bytes.LastIndexByte(buf, '\n')+1:]
+	if json.Unmarshal(line, &snap) != nil {
+		return snap, false
+	}
+	return snap, true
 }
 
 // printOutcome says how the run ended; failures always (to stderr), the
