@@ -1,0 +1,289 @@
+// Package dashboards holds gpuorch's Grafana dashboards (serving.json,
+// training.json) and their provisioning files; this test runs every panel
+// and variable query against a real InfluxDB holding data from real runs.
+package dashboards
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gpuorch/gpuorch/loadgen"
+	"github.com/gpuorch/gpuorch/loadgen/simserver"
+	"github.com/gpuorch/gpuorch/results"
+	"github.com/gpuorch/gpuorch/results/trainlog"
+)
+
+type dashboard struct {
+	UID        string `json:"uid"`
+	Templating struct {
+		List []struct {
+			Name       string          `json:"name"`
+			Query      string          `json:"query"`
+			Datasource json.RawMessage `json:"datasource"`
+		} `json:"list"`
+	} `json:"templating"`
+	Panels []struct {
+		ID      int    `json:"id"`
+		Title   string `json:"title"`
+		Targets []struct {
+			RefID      string `json:"refId"`
+			Query      string `json:"query"`
+			RawQuery   bool   `json:"rawQuery"`
+			Datasource struct {
+				Type string `json:"type"`
+				UID  string `json:"uid"`
+			} `json:"datasource"`
+		} `json:"targets"`
+	} `json:"panels"`
+}
+
+func loadDashboard(t *testing.T, name string) dashboard {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d dashboard
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return d
+}
+
+// The dashboards are well formed even without InfluxDB: every panel has a
+// raw InfluxQL query on the provisioned datasource, using the template
+// variables.
+func TestDashboardsWellFormed(t *testing.T) {
+	for _, name := range []string{"serving.json", "training.json"} {
+		d := loadDashboard(t, name)
+		if len(d.Panels) < 6 {
+			t.Errorf("%s: %d panels", name, len(d.Panels))
+		}
+		vars := map[string]bool{}
+		for _, v := range d.Templating.List {
+			vars[v.Name] = true
+		}
+		if !vars["experiment"] || !vars["task"] {
+			t.Errorf("%s: template variables %v, want experiment and task", name, vars)
+		}
+		ids := map[int]bool{}
+		for _, p := range d.Panels {
+			if ids[p.ID] {
+				t.Errorf("%s: duplicate panel id %d", name, p.ID)
+			}
+			ids[p.ID] = true
+			if len(p.Targets) == 0 {
+				t.Errorf("%s: panel %q has no query", name, p.Title)
+			}
+			for _, tg := range p.Targets {
+				if !tg.RawQuery || tg.Datasource.UID != "gpuorch-influxdb" || tg.Datasource.Type != "influxdb" {
+					t.Errorf("%s: panel %q target %s: raw=%v datasource=%+v", name, p.Title, tg.RefID, tg.RawQuery, tg.Datasource)
+				}
+				if !strings.Contains(tg.Query, "$experiment") || !strings.Contains(tg.Query, "$task") || !strings.Contains(tg.Query, "$timeFilter") {
+					t.Errorf("%s: panel %q does not filter by $experiment, $task and $timeFilter: %s", name, p.Title, tg.Query)
+				}
+			}
+		}
+	}
+}
+
+// expand substitutes Grafana's variables as Grafana does for InfluxQL:
+// regex-escaped values inside /^…$/, the time filter and the interval.
+func expand(q, exp, task string, from, to time.Time, interval string) string {
+	r := strings.NewReplacer(
+		"$experiment", regexp.QuoteMeta(exp),
+		"$task", task,
+		"$timeFilter", fmt.Sprintf("time >= %dms AND time <= %dms", from.UnixMilli(), to.UnixMilli()),
+		"$__interval", interval,
+	)
+	return r.Replace(q)
+}
+
+func influxQL(t *testing.T, base, db, q string) (int, error) {
+	t.Helper()
+	form := url.Values{"q": {q}, "db": {db}}
+	resp, err := http.PostForm(strings.TrimRight(base, "/")+"/query", form)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Results []struct {
+			Error  string `json:"error"`
+			Series []struct {
+				Values [][]any `json:"values"`
+			} `json:"series"`
+		} `json:"results"`
+		Error string `json:"error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return 0, err
+	}
+	if out.Error != "" {
+		return 0, fmt.Errorf("%s", out.Error)
+	}
+	rows := 0
+	for _, r := range out.Results {
+		if r.Error != "" {
+			return 0, fmt.Errorf("%s", r.Error)
+		}
+		for _, s := range r.Series {
+			rows += len(s.Values)
+		}
+	}
+	return rows, nil
+}
+
+// TestPanelQueriesReturnRows writes the points of real load runs (the
+// simulated model server, a DNN over KServe v2 and an LLM over the
+// OpenAI API, driven by loadgen) and of a real Metaseq training log through
+// gpuorch's InfluxDB sink, then runs every panel and variable query of both
+// dashboards and checks each returns rows.
+func TestPanelQueriesReturnRows(t *testing.T) {
+	base := os.Getenv("GPUORCH_TEST_INFLUX_URL")
+	if base == "" {
+		t.Skip("no InfluxDB: run test/influxdb/build.sh && eval \"$(test/influxdb/up.sh --env)\" (sets GPUORCH_TEST_INFLUX_URL)")
+	}
+	db := fmt.Sprintf("gpuorch_dash_%d", os.Getpid())
+	if _, err := influxQL(t, base, "", "CREATE DATABASE "+db); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { influxQL(t, base, "", "DROP DATABASE "+db) })
+	cfg := results.InfluxConfig{URL: base, Bucket: db}
+	sink, err := results.NewInfluxSink(cfg, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A real model server and real load runs.
+	srv, err := simserver.New(simserver.DefaultModels())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: srv.Handler()}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
+	target := "http://" + ln.Addr().String()
+	const exp = "dash-test"
+	runs := []loadgen.Config{
+		{Task: "t000-rate=50", Tags: map[string]string{"rate": "50"},
+			Target:   loadgen.TargetConfig{URL: target, Protocol: "kserve", Models: []string{"resnet50_v2"}},
+			Workload: loadgen.WorkloadConfig{Name: "poisson", Arrival: "poisson", Rate: 50}},
+		{Task: "t001-rate=150", Tags: map[string]string{"rate": "150"},
+			Target:   loadgen.TargetConfig{URL: target, Protocol: "kserve", Models: []string{"resnet50_v2"}},
+			Workload: loadgen.WorkloadConfig{Name: "poisson", Arrival: "poisson", Rate: 150}},
+		{Task: "t002-llm", Tags: map[string]string{"rate": "10"},
+			Target:   loadgen.TargetConfig{URL: target, Protocol: "openai", Models: []string{"sim-llm"}, InputTokens: 32, OutputTokens: 16},
+			Workload: loadgen.WorkloadConfig{Name: "poisson", Arrival: "poisson", Rate: 10}},
+	}
+	runs = append(runs, loadgen.Config{Task: "t003-classes", Tags: map[string]string{"rate": "60"},
+		Target:   loadgen.TargetConfig{URL: target, Protocol: "kserve", Models: []string{"resnet50_v2"}},
+		Workload: loadgen.WorkloadConfig{Name: "fg-bg", Arrival: "fixed", Rate: 60}})
+	start := time.Now()
+	ctx := context.Background()
+	for i := range runs {
+		c := &runs[i]
+		c.Experiment, c.Seed = exp, int64(i+1)
+		c.Duration = loadgen.Duration(3 * time.Second)
+		c.SLO = loadgen.SLOConfig{Deadline: loadgen.Duration(50 * time.Millisecond)}
+		w, err := loadgen.BuildWorkload(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Workload.Name == "fg-bg" { // two request classes, as in Clockwork's slo-exp-2
+			w = &loadgen.Workload{Name: "fg-bg", Open: []*loadgen.OpenLoop{
+				{Model: "resnet50_v2", Class: "fg", Proc: loadgen.NewFixed(40)},
+				{Model: "resnet50_v2", Class: "bg", Proc: loadgen.NewFixed(20)},
+			}}
+		}
+		meta := loadgen.Summary{Experiment: c.Experiment, Task: c.Task, Workload: w.Name, Target: c.Target.URL, Protocol: c.Target.Protocol, Tags: c.Tags}
+		sum, err := loadgen.Run(ctx, c, w, loadgen.RunOptions{OnSnapshot: func(s loadgen.Snapshot) {
+			if err := sink.Write(ctx, results.SnapshotPoints(meta, s)...); err != nil {
+				t.Error(err)
+			}
+		}})
+		if err != nil {
+			t.Fatalf("load run %s: %v", c.Task, err)
+		}
+		if err := sink.Write(ctx, results.SummaryPoints(*sum)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A real Metaseq training log.
+	f, err := os.Open(filepath.Join("..", "results", "trainlog", "testdata", "metaseq-prs507.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := &trainlog.Collector{Tags: map[string]string{"experiment": "train-test", "task": "t000"}}
+	if _, err := trainlog.Parse(f, col); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	var trainFrom, trainTo time.Time
+	for _, r := range col.Records() {
+		if err := sink.Write(ctx, r.Point(col.Tags)); err != nil {
+			t.Fatal(err)
+		}
+		if trainFrom.IsZero() || r.Time.Before(trainFrom) {
+			trainFrom = r.Time
+		}
+		if r.Time.After(trainTo) {
+			trainTo = r.Time
+		}
+	}
+	if len(col.Records()) < 2 {
+		t.Fatalf("training log gave %d records", len(col.Records()))
+	}
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	cases := []struct {
+		file, exp, interval string
+		from, to            time.Time
+	}{
+		{"serving.json", exp, "1s", start.Add(-time.Minute), time.Now().Add(time.Minute)},
+		{"training.json", "train-test", "1s", trainFrom.Add(-time.Minute), trainTo.Add(time.Minute)},
+	}
+	for _, c := range cases {
+		d := loadDashboard(t, c.file)
+		for _, v := range d.Templating.List {
+			q := expand(v.Query, c.exp, ".*", c.from, c.to, c.interval)
+			n, err := influxQL(t, base, db, q)
+			if err != nil || n == 0 {
+				t.Errorf("%s: variable %s: %d rows, err %v\n%s", c.file, v.Name, n, err, q)
+			}
+		}
+		for _, p := range d.Panels {
+			for _, tg := range p.Targets {
+				q := expand(tg.Query, c.exp, ".*", c.from, c.to, c.interval)
+				n, err := influxQL(t, base, db, q)
+				if err != nil || n == 0 {
+					t.Errorf("%s: panel %q (%s): %d rows, err %v\n%s", c.file, p.Title, tg.RefID, n, err, q)
+				}
+				// Filtering on one task must narrow, not break, the query.
+				if c.file == "serving.json" {
+					q1 := expand(tg.Query, c.exp, regexp.QuoteMeta("t001-rate=150"), c.from, c.to, c.interval)
+					if _, err := influxQL(t, base, db, q1); err != nil {
+						t.Errorf("%s: panel %q with one task: %v", c.file, p.Title, err)
+					}
+				}
+			}
+		}
+	}
+}

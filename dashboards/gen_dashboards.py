@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+# Generates serving.json and training.json (Grafana dashboards, InfluxQL on
+# InfluxDB 1.8) next to this script. Edit here, run it, commit both outputs;
+# dashboards_test.go runs every panel query against a real InfluxDB.
+import os
+import json
+DS = {"type": "influxdb", "uid": "gpuorch-influxdb"}
+def target(q, ref="A", fmt="time_series", alias=None):
+    t = {"refId": ref, "datasource": DS, "rawQuery": True, "query": q, "resultFormat": fmt}
+    if alias: t["alias"] = alias
+    return t
+def ts(pid, title, desc, targets, unit, x, y, w=12, h=8, extra=None):
+    p = {"id": pid, "type": "timeseries", "title": title, "description": desc, "datasource": DS,
+         "gridPos": {"x": x, "y": y, "w": w, "h": h}, "targets": targets,
+         "fieldConfig": {"defaults": {"unit": unit, "custom": {"spanNulls": True, "showPoints": "auto"}}, "overrides": []},
+         "options": {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True}, "tooltip": {"mode": "multi", "sort": "desc"}}}
+    if extra: p.update(extra)
+    return p
+def var(name, label, query, multi=True, include_all=True, regex=""):
+    return {"name": name, "label": label, "type": "query", "datasource": DS, "query": query, "definition": query,
+            "refresh": 2, "multi": multi, "includeAll": include_all, "allValue": ".*" if include_all else None,
+            "sort": 3, "regex": regex, "current": {}, "options": [], "hide": 0}
+def dashboard(uid, title, desc, tags, variables, panels, rng="now-1h"):
+    return {"uid": uid, "title": title, "description": desc, "tags": tags, "editable": True, "schemaVersion": 39,
+            "version": 1, "time": {"from": rng, "to": "now"}, "refresh": "10s", "timezone": "utc",
+            "graphTooltip": 1, "templating": {"list": variables}, "annotations": {"list": []}, "panels": panels,
+            "links": [], "fiscalYearStartMonth": 0, "liveNow": False}
+
+W = '"experiment" =~ /^$experiment$/ AND "task" =~ /^$task$/'
+WA = W + " AND \"class\" = ''"   # the all-requests series (per-class series carry a class tag)
+G = 'GROUP BY time($__interval), "task" fill(none)'
+def sel(fields, meas="serving", where=WA, group=G):
+    return f'SELECT {fields} FROM "{meas}" WHERE {where} AND $timeFilter {group}'
+
+serving_vars = [
+    var("experiment", "Experiment", 'SHOW TAG VALUES FROM "serving_summary" WITH KEY = "experiment"', multi=False, include_all=False),
+    var("task", "Task", 'SHOW TAG VALUES FROM "serving" WITH KEY = "task" WHERE "experiment" =~ /^$experiment$/'),
+]
+sp = []
+y = 0
+sp.append({"id": 1, "type": "table", "title": "Tasks (whole-run summary)", "datasource": DS,
+           "description": "One row per task from serving_summary (breakdown=total): offered and achieved rate, corrected latency percentiles (ms), SLO attainment and goodput.",
+           "gridPos": {"x": 0, "y": y, "w": 24, "h": 7},
+           "targets": [target('SELECT last("offered_rate") AS "offered/s", last("achieved_rate") AS "achieved/s", last("latency_p50") AS "p50 ms", last("latency_p99") AS "p99 ms", last("latency_p999") AS "p99.9 ms", last("slo_attainment") AS "SLO attainment", last("goodput") AS "goodput/s", last("errors") AS "errors", last("dropped") AS "dropped" FROM "serving_summary" WHERE ' + W + " AND \"breakdown\" = 'total' AND $timeFilter GROUP BY \"task\"", fmt="table")],
+           "transformations": [{"id": "merge", "options": {}}],
+           "fieldConfig": {"defaults": {"decimals": 2}, "overrides": []}, "options": {"showHeader": True}})
+y += 7
+sp.append(ts(2, "Throughput (completed req/s)", "achieved_rate per interval, per task (all requests).",
+             [target(sel('mean("achieved_rate")'), alias="$tag_task")], "reqps", 0, y))
+sp.append(ts(3, "Offered vs achieved rate", "Scheduled (offered) against completed (achieved) requests/s: a gap means the server (or the load generator) fell behind.",
+             [target(sel('mean("offered_rate") AS "offered", mean("achieved_rate") AS "achieved"'), alias="$tag_task $col")], "reqps", 12, y))
+y += 8
+sp.append(ts(4, "Corrected latency p50 / p99 / p99.9", "Latency from each request's intended send time (coordinated-omission-correct), per interval.",
+             [target(sel('mean("latency_p50") AS "p50", mean("latency_p99") AS "p99", mean("latency_p999") AS "p99.9"'), alias="$tag_task $col")], "ms", 0, y))
+sp.append(ts(5, "p99: corrected vs uncorrected", "Corrected (from intended send) against uncorrected (from actual send) p99. The difference is queueing the uncorrected number hides.",
+             [target(sel('mean("latency_p99") AS "corrected", mean("service_p99") AS "uncorrected"'), alias="$tag_task $col")], "ms", 12, y))
+y += 8
+sp.append(ts(6, "SLO attainment", "slo_met / offered per interval: drops, errors and timeouts count as misses.",
+             [target(sel('mean("slo_attainment")'), alias="$tag_task")], "percentunit", 0, y,
+             extra={"fieldConfig": {"defaults": {"unit": "percentunit", "min": 0, "max": 1, "custom": {"spanNulls": True}}, "overrides": []}}))
+sp.append(ts(7, "Goodput (req/s within SLO)", "Completed-within-deadline requests/s per interval.",
+             [target(sel('mean("goodput")'), alias="$tag_task")], "reqps", 12, y))
+y += 8
+sp.append(ts(8, "Errors, timeouts and drops", "Per interval, summed over the selected tasks.",
+             [target(sel('sum("errors") AS "errors", sum("timeouts") AS "timeouts", sum("dropped") AS "dropped"', group='GROUP BY time($__interval) fill(none)'), alias="$col")], "short", 0, y))
+sp.append(ts(9, "Load generator lateness p99", "Actual send − intended send: how far the load generator itself fell behind its schedule.",
+             [target(sel('mean("lateness_p99")'), alias="$tag_task")], "ms", 12, y))
+y += 8
+sp.append({"id": 10, "type": "table", "title": "Per class (whole run)", "datasource": DS,
+           "description": "Workloads with request classes (e.g. Clockwork slo-exp-2 fg/bg): serving_summary breakdown=class, one row per task and class.",
+           "gridPos": {"x": 0, "y": y, "w": 12, "h": 8},
+           "targets": [target('SELECT last("offered_rate") AS "offered/s", last("latency_p50") AS "p50 ms", last("latency_p99") AS "p99 ms", last("slo_attainment") AS "SLO attainment" FROM "serving_summary" WHERE ' + W + " AND \"breakdown\" = 'class' AND $timeFilter GROUP BY \"task\", \"class\"", fmt="table")],
+           "transformations": [{"id": "merge", "options": {}}],
+           "fieldConfig": {"defaults": {"decimals": 2}, "overrides": []}, "options": {"showHeader": True}})
+sp.append(ts(11, "LLM: TTFT and TPOT p99", "Streaming LLM targets only (OpenAI-compatible): time to first token and time per output token, vLLM definitions.",
+             [target(sel('mean("ttft_p99") AS "TTFT p99", mean("tpot_p99") AS "TPOT p99"'), alias="$tag_task $col")], "ms", 12, y))
+y += 8
+sp.append(ts(12, "LLM: output tokens/s", "Output tokens per second per interval (streaming LLM targets).",
+             [target(sel('sum("output_tokens") / sum("interval_s")'), alias="$tag_task")], "short", 0, y))
+sp.append(ts(13, "LLM: ITL p99 and E2EL p99", "Inter-token latency and end-to-end latency, streaming LLM targets.",
+             [target(sel('mean("itl_p99") AS "ITL p99", mean("e2el_p99") AS "E2EL p99"'), alias="$tag_task $col")], "ms", 12, y))
+
+serving = dashboard("gpuorch-serving", "gpuorch — serving experiments",
+                    "gpuorch serving metrics (docs/metrics.md) from InfluxDB 1.8 via InfluxQL. Pick an experiment and tasks.",
+                    ["gpuorch", "serving"], serving_vars, sp)
+
+TW = '"experiment" =~ /^$experiment$/ AND "task" =~ /^$task$/ AND "tag" = \'train_inner\''
+TG = 'GROUP BY time($__interval), "task" fill(none)'
+def tsel(fields, group=TG):
+    return f'SELECT {fields} FROM "training" WHERE {TW} AND $timeFilter {group}'
+training_vars = [
+    var("experiment", "Experiment", 'SHOW TAG VALUES FROM "training" WITH KEY = "experiment"', multi=False, include_all=False),
+    var("task", "Task", 'SHOW TAG VALUES FROM "training" WITH KEY = "task" WHERE "experiment" =~ /^$experiment$/'),
+]
+tp = []
+tp.append(ts(1, "Throughput (tokens/s, wps)", "Metaseq train_inner wps: words (tokens) per second across all GPUs.",
+             [target(tsel('mean("wps")'), alias="$tag_task")], "short", 0, 0))
+tp.append(ts(2, "Updates/s (ups)", "Optimizer updates per second.", [target(tsel('mean("ups")'), alias="$tag_task")], "short", 12, 0))
+tp.append(ts(3, "Loss (bits/token)", "Training loss from train_inner lines.", [target(tsel('mean("loss")'), alias="$tag_task")], "short", 0, 8))
+tp.append(ts(4, "Perplexity", "ppl from train_inner lines.", [target(tsel('mean("ppl")'), alias="$tag_task")], "short", 12, 8))
+tp.append(ts(5, "Learning rate", "lr schedule.", [target(tsel('mean("lr")'), alias="$tag_task")], "sci", 0, 16))
+tp.append(ts(6, "Gradient norm", "gnorm before clipping.", [target(tsel('mean("gnorm")'), alias="$tag_task")], "short", 12, 16))
+tp.append(ts(7, "GPU memory (GB)", "CUDA memory allocated and reserved per rank 0.",
+             [target(tsel('max("cuda_gb_allocated") AS "allocated", max("cuda_gb_reserved") AS "reserved"'), alias="$tag_task $col")], "decgbytes", 0, 24))
+tp.append(ts(8, "Progress (num_updates)", "Optimizer steps done.", [target(tsel('last("num_updates")'), alias="$tag_task")], "short", 12, 24))
+training = dashboard("gpuorch-training", "gpuorch — training runs",
+                     "Metaseq training metrics parsed from the training log (measurement training, tag=train_inner).",
+                     ["gpuorch", "training"], training_vars, tp, rng="now-24h")
+
+for name, d in [("serving.json", serving), ("training.json", training)]:
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), name), "w") as f:
+        json.dump(d, f, indent=2)
+        f.write("\n")
