@@ -147,66 +147,83 @@ func sortedKeys[V any](m map[string]V) []string {
 // and blank lines are errors here; line readers skip them first.
 func ParseLine(line []byte) (Point, error) {
 	line = trimEOL(line)
+	p, i, err := parseHead(line)
+	if err != nil {
+		return p, err
+	}
+	return p, parseBody(line, i, &p)
+}
+
+// parseHead parses the measurement and tags of a line (without its end of
+// line) and returns the index of the space before the fields. Readers that
+// filter on tags call it first and parse the fields only of lines they keep.
+func parseHead(line []byte) (Point, int, error) {
 	var p Point
 	if len(line) == 0 {
-		return p, fmt.Errorf("empty line")
+		return p, 0, fmt.Errorf("empty line")
 	}
 	if line[0] == '#' {
-		return p, fmt.Errorf("comment line")
+		return p, 0, fmt.Errorf("comment line")
 	}
 	if i := bytes.IndexAny(line, "\r\n"); i >= 0 {
-		return p, fmt.Errorf("line break at byte %d inside a line", i)
+		return p, 0, fmt.Errorf("line break at byte %d inside a line", i)
 	}
 	// Measurement: up to an unescaped ',' or ' '.
 	meas, i := scanElem(line, 0, ", ", ", ")
 	if meas == "" {
-		return p, fmt.Errorf("missing measurement")
+		return p, 0, fmt.Errorf("missing measurement")
 	}
 	p.Measurement = meas
 	if i >= len(line) {
-		return p, fmt.Errorf("no fields")
+		return p, 0, fmt.Errorf("no fields")
 	}
 	// Tags.
 	for line[i] == ',' {
 		var k, v string
 		if k, i = scanElem(line, i+1, ",= ", ",= "); i >= len(line) || line[i] != '=' {
-			return p, fmt.Errorf("tag at byte %d: want key=value", i)
+			return p, 0, fmt.Errorf("tag at byte %d: want key=value", i)
 		}
 		v, i = scanElem(line, i+1, ",= ", ", ")
 		if k == "" || v == "" {
-			return p, fmt.Errorf("tag at byte %d: empty key or value", i)
+			return p, 0, fmt.Errorf("tag at byte %d: empty key or value", i)
 		}
 		if p.Tags == nil {
-			p.Tags = make(map[string]string, 8)
+			p.Tags = make(map[string]string, 10)
 		}
 		if _, dup := p.Tags[k]; dup {
-			return p, fmt.Errorf("duplicate tag %q", k)
+			return p, 0, fmt.Errorf("duplicate tag %q", k)
 		}
 		p.Tags[k] = v
 		if i >= len(line) {
-			return p, fmt.Errorf("no fields")
+			return p, 0, fmt.Errorf("no fields")
 		}
 	}
 	if line[i] != ' ' {
-		return p, fmt.Errorf("byte %d: want ' ' before fields", i)
+		return p, 0, fmt.Errorf("byte %d: want ' ' before fields", i)
 	}
-	// Fields.
-	p.Fields = make(map[string]any, 16)
+	return p, i, nil
+}
+
+// parseBody parses the fields and timestamp of a line into p, starting at
+// the space that parseHead stopped at.
+func parseBody(line []byte, i int, p *Point) error {
+	// Sized for the common case (every '=' a field) so the map never grows.
+	p.Fields = make(map[string]any, bytes.Count(line[i:], []byte{'='}))
 	for {
 		var k string
 		var err error
 		if k, i = scanElem(line, i+1, ",= ", ",= "); i >= len(line) || line[i] != '=' {
-			return p, fmt.Errorf("field at byte %d: want key=value", i)
+			return fmt.Errorf("field at byte %d: want key=value", i)
 		}
 		if k == "" {
-			return p, fmt.Errorf("field at byte %d: empty key", i)
+			return fmt.Errorf("field at byte %d: empty key", i)
 		}
 		var v any
 		if v, i, err = scanFieldValue(line, i+1); err != nil {
-			return p, fmt.Errorf("field %q: %w", k, err)
+			return fmt.Errorf("field %q: %w", k, err)
 		}
 		if _, dup := p.Fields[k]; dup {
-			return p, fmt.Errorf("duplicate field %q", k)
+			return fmt.Errorf("duplicate field %q", k)
 		}
 		p.Fields[k] = v
 		if i >= len(line) || line[i] == ' ' {
@@ -218,11 +235,11 @@ func ParseLine(line []byte) (Point, error) {
 		ts := line[i+1:]
 		n, err := strconv.ParseInt(string(ts), 10, 64)
 		if err != nil {
-			return p, fmt.Errorf("timestamp %q: want integer nanoseconds", ts)
+			return fmt.Errorf("timestamp %q: want integer nanoseconds", ts)
 		}
 		p.Time = time.Unix(0, n).UTC()
 	}
-	return p, nil
+	return nil
 }
 
 func trimEOL(line []byte) []byte {

@@ -106,12 +106,33 @@ func Load(ctx context.Context, src Source, experiment string) (*Results, error) 
 	if err != nil {
 		return nil, fmt.Errorf("read %s points: %w", MeasServingSummary, err)
 	}
+	// Interval points are only needed for tasks without a summary (task
+	// names are unique within one experiment, which is what this reads).
 	q.Measurement = MeasServing
+	if oneExperiment(sum) {
+		for _, p := range sum {
+			if t := p.Tags[TagTask]; p.Tags[TagBreakdown] == BreakdownTotal && t != "" {
+				if q.Exclude == nil {
+					q.Exclude = map[string][]string{}
+				}
+				q.Exclude[TagTask] = append(q.Exclude[TagTask], t)
+			}
+		}
+	}
 	ivl, err := src.Query(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("read %s points: %w", MeasServing, err)
 	}
 	return Build(sum, ivl), nil
+}
+
+func oneExperiment(pts []Point) bool {
+	for _, p := range pts {
+		if p.Tags[TagExperiment] != pts[0].Tags[TagExperiment] {
+			return false
+		}
+	}
+	return true
 }
 
 type taskKey struct{ experiment, task string }

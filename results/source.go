@@ -16,12 +16,23 @@ type Query struct {
 	Tags map[string]string
 	// Start and End bound the point time to [Start, End); zero is unbounded.
 	Start, End time.Time
+	// Exclude is a hint: points whose tag k has one of the values in
+	// Exclude[k] are not needed. Sources may use it to read less (the local
+	// store skips those lines before parsing their fields) or ignore it, so
+	// callers must still cope with excluded points.
+	Exclude map[string][]string
 }
 
 // Match reports whether p satisfies q. Sources that cannot filter natively
 // (the local store) apply it point by point; others use it in tests to
 // check their native filtering agrees.
 func (q Query) Match(p Point) bool {
+	return q.matchHead(p) && q.matchTime(p)
+}
+
+// matchHead checks what a point's measurement and tags decide, Exclude
+// included.
+func (q Query) matchHead(p Point) bool {
 	if q.Measurement != "" && p.Measurement != q.Measurement {
 		return false
 	}
@@ -42,6 +53,19 @@ func (q Query) Match(p Point) bool {
 			return false
 		}
 	}
+	for k, vs := range q.Exclude {
+		if v, ok := p.Tags[k]; ok {
+			for _, x := range vs {
+				if v == x {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+func (q Query) matchTime(p Point) bool {
 	if !q.Start.IsZero() && p.Time.Before(q.Start) {
 		return false
 	}

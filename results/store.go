@@ -84,11 +84,7 @@ func (s *LocalStore) Query(ctx context.Context, q Query) ([]Point, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		err := ReadLineFile(f, q.Measurement, func(p Point) {
-			if q.Match(p) {
-				pts = append(pts, p)
-			}
-		}, s.OnMalformed)
+		err := readFile(f, &q, func(p Point) { pts = append(pts, p) }, s.OnMalformed)
 		if err != nil {
 			return nil, err
 		}
@@ -102,18 +98,25 @@ func (s *LocalStore) Query(ctx context.Context, q Query) ([]Point, error) {
 // goes to onMalformed when it is set; otherwise it ends the read with a
 // *LineError.
 func ReadLineFile(path, measurement string, fn func(Point), onMalformed func(*LineError)) error {
+	return readFile(path, &Query{Measurement: measurement}, fn, onMalformed)
+}
+
+func readFile(path string, q *Query, fn func(Point), onMalformed func(*LineError)) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("read metrics: %w", err)
 	}
 	defer f.Close()
-	return readLines(f, path, measurement, fn, onMalformed)
+	return readLines(f, path, q, fn, onMalformed)
 }
 
-func readLines(r io.Reader, name, measurement string, fn func(Point), onMalformed func(*LineError)) error {
+// readLines calls fn for every point of r that matches q. Lines of other
+// measurements are skipped unparsed, and lines whose tags do not match
+// before their fields are parsed (the expensive part).
+func readLines(r io.Reader, name string, q *Query, fn func(Point), onMalformed func(*LineError)) error {
 	var prefix []byte
-	if measurement != "" {
-		prefix = appendElem(nil, measurement, ", ")
+	if q.Measurement != "" {
+		prefix = appendElem(nil, q.Measurement, ", ")
 	}
 	br := bufio.NewReaderSize(r, 64<<10)
 	var long []byte
@@ -132,15 +135,20 @@ func readLines(r io.Reader, name, measurement string, fn func(Point), onMalforme
 			return fmt.Errorf("read %s: %w", name, err)
 		}
 		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' && wantMeasurement(line, prefix) {
-			p, perr := ParseLine(line)
+			body := trimEOL(line)
+			p, i, perr := parseHead(body)
+			if perr == nil && q.matchHead(p) {
+				perr = parseBody(body, i, &p)
+				if perr == nil && q.matchTime(p) {
+					fn(p)
+				}
+			}
 			if perr != nil {
 				le := &LineError{File: name, Line: n, Err: perr}
 				if onMalformed == nil {
 					return le
 				}
 				onMalformed(le)
-			} else {
-				fn(p)
 			}
 		}
 		if err != nil { // io.EOF

@@ -166,6 +166,15 @@ func TestLocalStoreReadsEveryTask(t *testing.T) {
 	if len(none) != 0 {
 		t.Errorf("experiment filter let through %d points", len(none))
 	}
+	excl, _ := st.Query(ctx, Query{Measurement: MeasServing, Exclude: map[string][]string{"task": {"t1", "t5"}, "nokey": {"x"}}})
+	if len(excl) != 20 {
+		t.Errorf("Exclude: got %d points, want 20", len(excl))
+	}
+	for _, p := range excl {
+		if p.Tags["task"] == "t1" || p.Tags["task"] == "t5" {
+			t.Errorf("excluded task %s returned", p.Tags["task"])
+		}
+	}
 	ended, _ := st.Query(ctx, Query{Measurement: MeasServing, End: t0.Add(time.Second)})
 	if len(ended) != 12 {
 		t.Errorf("End is exclusive: got %d points, want 12", len(ended))
@@ -204,7 +213,7 @@ func TestReadLongLine(t *testing.T) {
 	p := Point{Measurement: "m", Fields: map[string]any{"s": long, "n": 1.0}, Time: t0}
 	line, _ := AppendLine(nil, p)
 	var got []Point
-	if err := readLines(strings.NewReader(string(line)+string(line)), "mem", "", func(p Point) { got = append(got, p) }, nil); err != nil {
+	if err := readLines(strings.NewReader(string(line)+string(line)), "mem", &Query{}, func(p Point) { got = append(got, p) }, nil); err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 2 || got[1].Fields["s"] != long {
