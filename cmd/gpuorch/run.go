@@ -39,7 +39,7 @@ func init() {
 	register(&cli.Command{
 		Name:      "run",
 		Usage:     "run a serving experiment: plan a spec's sweep into tasks and execute them",
-		ArgsUsage: "SPEC.toml",
+		ArgsUsage: "SPEC.toml (or - for stdin)",
 		Description: `Reads an experiment spec (see docs/spec.md), expands its [sweep] into
 one task per workload and sweep point, creates the experiment directory
 $GPUORCH_HOME/<id> (default ./gpuorch-runs/<id>) and runs the tasks with the
@@ -82,20 +82,46 @@ func runAction(c *cli.Context) error {
 		if c.NArg() > 0 {
 			return cli.Exit("run: give either SPEC or --resume EXP, not both", exitUsage)
 		}
+		if len(*c.Generic("set").(*kvList)) > 0 {
+			return cli.Exit("run: --set changes a spec; a resumed experiment runs its saved plan (plan.json) unchanged", exitUsage)
+		}
 		var err error
 		exp, err = orchestrator.Open(orchestrator.Home(), id)
 		if err != nil {
 			return cli.Exit(err.Error(), exitUsage)
 		}
 		if c.IsSet("parallel") {
+			if c.Int("parallel") < 1 {
+				return cli.Exit("run: --parallel must be at least 1", exitUsage)
+			}
 			exp.Plan.Run.Parallel = c.Int("parallel")
+		}
+		if c.Bool("dry-run") {
+			// What a resume would run.
+			st := exp.Snapshot()
+			p := *exp.Plan
+			p.Tasks = nil
+			for _, i := range st.Incomplete() {
+				p.Tasks = append(p.Tasks, exp.Plan.Tasks[i])
+			}
+			return printPlan(out, &p, jsonOut)
 		}
 	} else {
 		if c.NArg() != 1 {
 			return cli.Exit("run: want one SPEC.toml argument (see gpuorch run --help)", exitUsage)
 		}
 		sets := *c.Generic("set").(*kvList)
-		spec, err := orchestrator.LoadSpec(c.Args().First(), sets)
+		var spec *orchestrator.Spec
+		var err error
+		if path := c.Args().First(); path == "-" {
+			src, rerr := io.ReadAll(os.Stdin)
+			if rerr != nil {
+				return cli.Exit("run: read spec from stdin: "+rerr.Error(), exitUsage)
+			}
+			spec, err = orchestrator.ParseSpec("<stdin>", src, sets)
+		} else {
+			spec, err = orchestrator.LoadSpec(path, sets)
+		}
 		if err != nil {
 			return cli.Exit(err.Error(), exitUsage)
 		}
@@ -392,6 +418,8 @@ func printOutcome(w io.Writer, tty bool, exp *orchestrator.Experiment, st orches
 		if tty {
 			fmt.Fprintf(w, "results: gpuorch results show %s\n", st.ID)
 		}
+	case orchestrator.ExpSubmitted, orchestrator.ExpRunning:
+		fmt.Fprintf(w, "follow it with: gpuorch status --watch %s\n", st.ID)
 	}
 }
 

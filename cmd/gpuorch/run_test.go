@@ -245,14 +245,51 @@ func TestRunCLIInterruptAndResume(t *testing.T) {
 		t.Errorf("no resume hint: %s", errOut.String())
 	}
 
+	// What a resume would run; --set does not apply to a saved plan.
+	out2, _, code := e.run(nil, "run", "--dry-run", "--json", "--resume", id)
+	var p orchestrator.Plan
+	if err := json.Unmarshal([]byte(out2), &p); err != nil || code != 0 || len(p.Tasks) != 3 || p.Tasks[0].Index != 0 {
+		t.Errorf("resume dry run: exit %d, %v, %d tasks", code, err, len(p.Tasks))
+	}
+	if _, errOut, code := e.run(nil, "run", "--set", "run.seed=1", "--resume", id); code != exitUsage || !strings.Contains(errOut, "saved plan") {
+		t.Errorf("--set with --resume: exit %d, %q", code, errOut)
+	}
+
 	// Resume by name (its latest run): the rest runs and completes.
-	_, stderr, code := e.run(nil, "run", "--binary", e.fake, "--resume", "cli-test")
-	if code != 0 {
-		t.Fatalf("resume: exit %d: %s", code, stderr)
+	_, stderr, code2 := e.run(nil, "run", "--binary", e.fake, "--resume", "cli-test")
+	if code2 != 0 {
+		t.Fatalf("resume: exit %d: %s", code2, stderr)
 	}
 	st = e.state(id)
 	if st.State != orchestrator.ExpCompleted || st.Tasks[0].Attempts != 2 || st.Tasks[2].Attempts != 1 {
 		t.Errorf("after resume: %s, attempts %d %d", st.State, st.Tasks[0].Attempts, st.Tasks[2].Attempts)
+	}
+}
+
+func TestRunCLISpecFromStdin(t *testing.T) {
+	e := newCLIEnv(t)
+	cmd := e.command(nil, "run", "--dry-run", "-")
+	cmd.Stdin = strings.NewReader(strings.Replace(cliSpec, "rate = 10", "rte = 10", 1))
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitUsage || !strings.Contains(string(out), `<stdin>:9: unknown key "workload.rte"`) {
+		t.Errorf("%v: %s", err, out)
+	}
+}
+
+func TestLastSnapshot(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "snapshots.jsonl")
+	if _, ok := lastSnapshot(path); ok {
+		t.Error("snapshot from a missing file")
+	}
+	os.WriteFile(path, []byte(`{"interval":0,"achieved_rate":5}`+"\n"+`{"interval":1,"achieved_rate":7,"latency":{"p99":2000000}}`+"\n"+`{"interval":2,"achie`), 0o644)
+	s, ok := lastSnapshot(path)
+	if !ok || s.Interval != 1 || s.AchievedRate != 7 || s.Latency.P99 != 2*time.Millisecond {
+		t.Errorf("got %+v %v, want interval 1 (the last complete line)", s, ok)
+	}
+	os.WriteFile(path, []byte(`{"interval":0`), 0o644)
+	if _, ok := lastSnapshot(path); ok {
+		t.Error("snapshot from a partial line")
 	}
 }
 
