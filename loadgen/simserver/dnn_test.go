@@ -18,6 +18,7 @@ type inferOutcome struct {
 	batch   int
 	latency time.Duration
 	exec    time.Duration
+	queue   time.Duration
 	dropped string
 }
 
@@ -37,6 +38,11 @@ func infer(t *testing.T, url, model string, hdr ...string) inferOutcome {
 			t.Fatalf("no %s header: %v", ExecHeader, err)
 		}
 		o.exec = time.Duration(e * float64(time.Millisecond)).Round(time.Microsecond)
+		q, err := strconv.ParseFloat(resp.Header.Get(QueueHeader), 64)
+		if err != nil {
+			t.Fatalf("no %s header: %v", QueueHeader, err)
+		}
+		o.queue = time.Duration(q * float64(time.Millisecond))
 	}
 	return o
 }
@@ -321,5 +327,38 @@ func TestHandlerInProcess(t *testing.T) {
 	}
 	if _, err := New(Config{}); err == nil {
 		t.Error("New with no models: want an error")
+	}
+}
+
+// A shared GPU serves the model whose oldest queued request is oldest, and
+// instances > 1 lets one model run batches side by side.
+func TestSchedulingOrderAndInstances(t *testing.T) {
+	const b1 = 40 * time.Millisecond
+	url, srv := start(t, Config{Server: ServerConfig{Workers: 1}, DNN: []DNNModel{{Name: "a", B1: Duration(b1)}, {Name: "b", B1: Duration(b1)}}})
+	done := make(chan string, 3)
+	send := func(model string) {
+		go func() { infer(t, url, model); done <- model }()
+	}
+	send("a") // runs at once, occupies the GPU for 40 ms
+	waitFor(t, srv, func(st Stats) bool { return st.Total.Requests == 1 })
+	send("b") // queued first
+	waitFor(t, srv, func(st Stats) bool { return st.Total.Queued == 1 })
+	send("a") // queued second
+	waitFor(t, srv, func(st Stats) bool { return st.Total.Queued == 2 || st.Total.Batches > 0 })
+	order := []string{<-done, <-done, <-done}
+	if strings.Join(order, ",") != "a,b,a" {
+		t.Errorf("completion order %v, want a,b,a (oldest queued request first)", order)
+	}
+
+	url2, _ := start(t, Config{DNN: []DNNModel{{Name: "m", B1: Duration(b1), MaxBatch: 1, Instances: 2}}})
+	var wg sync.WaitGroup
+	queued := make([]time.Duration, 2)
+	for i := range queued {
+		wg.Add(1)
+		go func() { defer wg.Done(); queued[i] = infer(t, url2, "m").queue }()
+	}
+	wg.Wait()
+	if max(queued[0], queued[1]) > b1/2 {
+		t.Errorf("two requests on 2 instances queued %v and %v: they did not run side by side", queued[0], queued[1])
 	}
 }
