@@ -58,6 +58,10 @@ type TargetConfig struct {
 	InputTokens  int  `json:"input_tokens,omitempty" toml:"input_tokens"`
 	OutputTokens int  `json:"output_tokens,omitempty" toml:"output_tokens"`
 	NoStream     bool `json:"no_stream,omitempty" toml:"no_stream"`
+	// MaxConnections caps open connections (plain HTTP and KServe); beyond it
+	// requests wait for a free connection, which shows as send lateness.
+	// Default 1024, or more for closed loops with a larger concurrency.
+	MaxConnections int `json:"max_connections,omitempty" toml:"max_connections"`
 	// CredentialEnv names the environment variable that holds a bearer token.
 	// The token itself is never stored in a spec or manifest.
 	CredentialEnv string `json:"credential_env,omitempty" toml:"credential_env"`

@@ -47,11 +47,17 @@ const (
 	DefaultTimeout             = 30 * time.Second
 	DefaultDrain               = 5 * time.Second
 	DefaultMaxInFlight         = 20000
+	DefaultMaxConnections      = 1024
 	DefaultCalibrationRequests = 10
 )
 
-// preparer is implemented by targets that can precompute per-model state.
-type preparer interface{ Prepare(models []string) }
+// Optional target capabilities.
+type (
+	preparer  interface{ Prepare(models []string) } // precompute per-model state
+	connCap   interface{ SetMaxConns(n int) }       // cap on connections
+	aborter   interface{ Abort() }                  // fail everything in flight now
+	selfTimer interface{ SelfTimed() bool }         // enforces the request timeout itself
+)
 
 type completion struct {
 	a  Arrival
@@ -66,10 +72,11 @@ type runner struct {
 	rec    *Recorder
 	log    *slog.Logger
 
-	start   time.Time
-	timeout time.Duration
-	b1      map[string]time.Duration
-	sloFac  float64
+	start     time.Time
+	timeout   time.Duration
+	selfTimed bool
+	b1        map[string]time.Duration
+	sloFac    float64
 
 	sched     *Scheduler      // owned by the pacer goroutine
 	reqCtx    context.Context // cancelled when in-flight requests must stop
@@ -124,10 +131,26 @@ func Run(ctx context.Context, cfg *Config, w *Workload, opts RunOptions) (*Summa
 	if p, ok := tgt.(preparer); ok {
 		p.Prepare(models)
 	}
+	if c, ok := tgt.(connCap); ok {
+		n := cfg.Target.MaxConnections
+		if n <= 0 {
+			// Closed loops keep their whole concurrency at the server.
+			n = DefaultMaxConnections
+			total := 0
+			for _, cl := range w.Closed {
+				total += cl.Concurrency
+			}
+			n = max(n, total+64)
+		}
+		c.SetMaxConns(n)
+	}
 	if err := tgt.Ready(ctx); err != nil {
 		return fail(err)
 	}
 	r := &runner{cfg: cfg, w: w, opts: opts, target: tgt, log: log}
+	if st, ok := tgt.(selfTimer); ok {
+		r.selfTimed = st.SelfTimed()
+	}
 	r.timeout = cfg.Target.Timeout.D()
 	if r.timeout <= 0 {
 		r.timeout = DefaultTimeout
@@ -183,6 +206,9 @@ func Run(ctx context.Context, cfg *Config, w *Workload, opts RunOptions) (*Summa
 	r.waitInflight(drain)
 	r.stopping.Store(true) // workers that still have not sent: dropped
 	r.reqCancel()
+	if a, ok := r.target.(aborter); ok {
+		a.Abort()
+	}
 	close(r.work) // idle workers exit; busy ones finish their request first
 	r.wg.Wait()
 	close(flushStop)
@@ -446,11 +472,16 @@ func (r *runner) do(a Arrival) {
 	if r.stopping.Load() {
 		res.Outcome, res.Done = OutcomeDropped, r.clock()
 	} else {
-		ctx, cancel := context.WithTimeout(r.reqCtx, r.timeout)
+		ctx, cancel := r.reqCtx, context.CancelFunc(nil)
+		if !r.selfTimed {
+			ctx, cancel = context.WithTimeout(r.reqCtx, r.timeout)
+		}
 		res.Sent = r.clock()
 		err := r.target.Do(ctx, res, r.clock)
-		timedOut := ctx.Err() == context.DeadlineExceeded
-		cancel()
+		timedOut := ctx.Err() == context.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded)
+		if cancel != nil {
+			cancel()
+		}
 		if err != nil {
 			switch {
 			case r.reqCtx.Err() != nil:

@@ -23,7 +23,9 @@ type Target interface {
 	Ready(ctx context.Context) error
 	// Do sends the request for res.Arrival and fills in res: Status, Outcome
 	// (OK, Error or Dropped), Done and, for LLM targets, the streamed chunks
-	// and token counts. res.Sent is already set; clock reads the run's clock.
+	// and token counts. res.Sent is already set; a target that first waits
+	// for a free connection moves it to when the request really went out.
+	// clock reads the run's clock.
 	// A transport error is returned as well as stored in res.Err; the caller
 	// decides whether it was a timeout or the end of the run.
 	Do(ctx context.Context, res *Result, clock func() time.Duration) error
@@ -67,6 +69,9 @@ func NewTarget(tc TargetConfig) (Target, error) {
 	}
 	base := strings.TrimRight(tc.URL, "/")
 	h := &httpTarget{client: newHTTPClient(), headers: headers, timeout: timeout, byModel: map[string]*reqTemplate{}}
+	if u.Scheme == "http" && (tc.Protocol == "" || tc.Protocol == "http" || tc.Protocol == "kserve") {
+		h.h1 = newH1Client(u, timeout)
+	}
 	switch tc.Protocol {
 	case "", "http":
 		m := tc.Method
@@ -150,6 +155,7 @@ type reqTemplate struct {
 	method, url, contentType string
 	body                     []byte
 	header                   http.Header // shared, read-only: target headers + content type
+	h1                       []byte      // the request rendered for h1Client (nil: net/http)
 }
 
 type httpTarget struct {
@@ -163,7 +169,27 @@ type httpTarget struct {
 	anyStatusReady bool
 	llm, stream    bool
 	inTokens       int
+	h1             *h1Client // request/response protocols over plain HTTP
 }
+
+// Abort fails every request in flight at once (end of run).
+func (h *httpTarget) Abort() {
+	if h.h1 != nil {
+		h.h1.abort()
+	}
+	h.client.CloseIdleConnections()
+}
+
+// SetMaxConns caps the connections of the plain-HTTP/KServe client.
+func (h *httpTarget) SetMaxConns(n int) {
+	if h.h1 != nil {
+		h.h1.setMaxConns(n)
+	}
+}
+
+// SelfTimed reports that Do enforces the request timeout itself, so the
+// caller need not wrap each request in a context with a timeout.
+func (h *httpTarget) SelfTimed() bool { return h.h1 != nil }
 
 // Prepare builds the request templates of the given models up front so that
 // Do only reads shared state.
@@ -236,11 +262,19 @@ func (h *httpTarget) withHeader(t *reqTemplate) *reqTemplate {
 	if t.contentType != "" {
 		t.header.Set("Content-Type", t.contentType)
 	}
+	if h.h1 != nil {
+		if u, err := url.Parse(t.url); err == nil {
+			t.h1 = renderH1(t.method, u, t.header, t.body)
+		}
+	}
 	return t
 }
 
 func (h *httpTarget) Do(ctx context.Context, res *Result, clock func() time.Duration) error {
 	t := h.template(res.Arrival.Model)
+	if t.h1 != nil {
+		return h.doH1(ctx, t, res, clock)
+	}
 	var body io.Reader
 	if len(t.body) > 0 {
 		body = bytes.NewReader(t.body)
@@ -342,6 +376,38 @@ func (h *httpTarget) readLLM(resp *http.Response, res *Result, clock func() time
 	}
 	if len(res.Chunks) == 0 {
 		return errors.New("stream ended without any content chunk")
+	}
+	return nil
+}
+
+func (h *httpTarget) doH1(ctx context.Context, t *reqTemplate, res *Result, clock func() time.Duration) error {
+	var buf [64]byte
+	resp, err := h.h1.do(ctx, t, func() []byte {
+		// The request goes out now that it has a connection: that is the
+		// actual send time, and the deadline header is computed from it.
+		res.Sent = clock()
+		if res.Deadline > 0 {
+			left := max(float64(res.Deadline-res.Sent)/1e6, 0)
+			extra := append(buf[:0], DeadlineHeader...)
+			extra = append(extra, ':', ' ')
+			extra = strconv.AppendFloat(extra, left, 'f', 3, 64)
+			extra = append(extra, '\r', '\n')
+			return extra
+		}
+		return nil
+	})
+	res.Done = clock()
+	res.Status = resp.status
+	switch {
+	case err != nil:
+		res.Outcome, res.Err = OutcomeError, err
+		return err
+	case resp.status/100 == 2:
+		res.Outcome = OutcomeOK
+	case resp.status == http.StatusServiceUnavailable && resp.dropped:
+		res.Outcome = OutcomeDropped
+	default:
+		res.Outcome = OutcomeError
 	}
 	return nil
 }

@@ -1,0 +1,395 @@
+package loadgen
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// h1Client is a minimal HTTP/1.1 keep-alive client for the load generator's
+// request/response protocols (plain HTTP, KServe v2). net/http's client
+// costs two goroutines and several channel hand-offs per connection and
+// request; here the worker goroutine writes the pre-rendered request with
+// one syscall and reads the answer itself, which is what lets one process
+// offer tens of thousands of requests per second on two cores. It does not
+// follow redirects, speak TLS or HTTP/2; those targets use net/http.
+type h1Client struct {
+	addr    string
+	timeout time.Duration
+	dialer  net.Dialer
+
+	slots chan struct{} // one per connection in use or being dialled
+
+	mu      sync.Mutex
+	idle    []*h1Conn
+	all     map[*h1Conn]struct{}
+	aborted bool
+}
+
+type h1Conn struct {
+	c   net.Conn
+	br  *bufio.Reader
+	buf []byte // request scratch
+}
+
+var (
+	errConnReset  error = syscall.ECONNRESET
+	errBrokenPipe error = syscall.EPIPE
+)
+
+func newH1Client(u *url.URL, timeout time.Duration) *h1Client {
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "80")
+	}
+	return &h1Client{addr: host, timeout: timeout, dialer: net.Dialer{Timeout: 5 * time.Second},
+		all: map[*h1Conn]struct{}{}, slots: make(chan struct{}, DefaultMaxConnections)}
+}
+
+// setMaxConns sets the connection cap; call before the first request.
+func (h *h1Client) setMaxConns(n int) {
+	if n > 0 {
+		h.slots = make(chan struct{}, n)
+	}
+}
+
+// renderH1 renders a request for method and target URL u up to, not
+// including, the blank line that ends the headers; per-request headers are
+// appended after it.
+func renderH1(method string, u *url.URL, hdr http.Header, body []byte) []byte {
+	var b bytes.Buffer
+	uri := u.RequestURI()
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, uri, u.Host)
+	for k, vs := range hdr {
+		for _, v := range vs {
+			fmt.Fprintf(&b, "%s: %s\r\n", k, v)
+		}
+	}
+	if hdr.Get("User-Agent") == "" {
+		b.WriteString("User-Agent: gpuorch-loadgen\r\n")
+	}
+	if len(body) > 0 || (method != http.MethodGet && method != http.MethodHead) {
+		fmt.Fprintf(&b, "Content-Length: %d\r\n", len(body))
+	}
+	return b.Bytes()
+}
+
+var errAborted = errors.New("request aborted at end of run")
+
+// get returns a connection, waiting while all of them are busy: beyond the
+// cap requests queue in the client (that wait shows as send lateness)
+// rather than opening ever more connections into an overloaded server.
+func (h *h1Client) get(ctx context.Context, deadline time.Time) (*h1Conn, bool, error) {
+	select {
+	case h.slots <- struct{}{}:
+	default:
+		t := time.NewTimer(time.Until(deadline))
+		select {
+		case h.slots <- struct{}{}:
+			t.Stop()
+		case <-ctx.Done():
+			t.Stop()
+			return nil, false, ctx.Err()
+		case <-t.C:
+			return nil, false, context.DeadlineExceeded
+		}
+	}
+	c, reused, err := h.getSlot(ctx)
+	if err != nil {
+		<-h.slots
+	}
+	return c, reused, err
+}
+
+func (h *h1Client) getSlot(ctx context.Context) (*h1Conn, bool, error) {
+	h.mu.Lock()
+	if h.aborted {
+		h.mu.Unlock()
+		return nil, false, errAborted
+	}
+	if n := len(h.idle); n > 0 {
+		c := h.idle[n-1]
+		h.idle = h.idle[:n-1]
+		h.mu.Unlock()
+		return c, true, nil
+	}
+	h.mu.Unlock()
+	nc, err := h.dialer.DialContext(ctx, "tcp", h.addr)
+	if err != nil {
+		return nil, false, err
+	}
+	c := &h1Conn{c: nc, br: bufio.NewReaderSize(nc, 4096), buf: make([]byte, 0, 1024)}
+	h.mu.Lock()
+	if h.aborted {
+		h.mu.Unlock()
+		nc.Close()
+		return nil, false, errAborted
+	}
+	h.all[c] = struct{}{}
+	h.mu.Unlock()
+	return c, false, nil
+}
+
+func (h *h1Client) put(c *h1Conn, keep bool) {
+	h.mu.Lock()
+	if keep && !h.aborted {
+		h.idle = append(h.idle, c)
+		h.mu.Unlock()
+		<-h.slots
+		return
+	}
+	delete(h.all, c)
+	h.mu.Unlock()
+	c.c.Close()
+	<-h.slots
+}
+
+// abort makes every request in flight fail at once and closes all
+// connections (end of run).
+func (h *h1Client) abort() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.aborted = true
+	past := time.Unix(1, 0)
+	for c := range h.all {
+		_ = c.c.SetDeadline(past)
+	}
+	for _, c := range h.idle {
+		c.c.Close()
+		delete(h.all, c)
+	}
+	h.idle = nil
+}
+
+func (h *h1Client) closeIdle() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, c := range h.idle {
+		c.c.Close()
+		delete(h.all, c)
+	}
+	h.idle = nil
+}
+
+// h1Response is what the load generator needs from an answer.
+type h1Response struct {
+	status  int
+	dropped bool // X-Dropped header present
+}
+
+// do sends one request and reads the whole answer. sent is called once,
+// when a connection is ready and the request is about to be written; it
+// returns extra header lines (e.g. the deadline header) to append. A reused connection that turns out to
+// be closed by the server before any answer byte is retried once on a new
+// connection.
+func (h *h1Client) do(ctx context.Context, req *reqTemplate, sent func() []byte) (h1Response, error) {
+	var extra []byte
+	deadline := time.Now().Add(h.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	for attempt := 0; ; attempt++ {
+		c, reused, err := h.get(ctx, deadline)
+		if err != nil {
+			return h1Response{}, err
+		}
+		if attempt == 0 {
+			extra = sent()
+		}
+		_ = c.c.SetDeadline(deadline)
+		b := append(c.buf[:0], req.h1...)
+		b = append(b, extra...)
+		b = append(b, '\r', '\n')
+		b = append(b, req.body...)
+		c.buf = b[:0]
+		_, err = c.c.Write(b)
+		var resp h1Response
+		var keep, gotAny bool
+		if err == nil {
+			resp, keep, gotAny, err = readH1Response(c.br, req.method == http.MethodHead)
+		}
+		if err != nil {
+			h.put(c, false)
+			if reused && !gotAny && attempt == 0 && isStaleConnErr(err) {
+				continue
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				h.mu.Lock()
+				ab := h.aborted
+				h.mu.Unlock()
+				if ab {
+					return resp, errAborted
+				}
+				return resp, context.DeadlineExceeded
+			}
+			return resp, err
+		}
+		h.put(c, keep)
+		return resp, nil
+	}
+}
+
+func isStaleConnErr(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, errConnReset) || errors.Is(err, errBrokenPipe)
+}
+
+// readH1Response parses a status line, headers and body (Content-Length,
+// chunked, or until close), discarding the body. keep says whether the
+// connection may be reused; gotAny whether any byte of the answer arrived.
+func readH1Response(br *bufio.Reader, head bool) (resp h1Response, keep, gotAny bool, err error) {
+	for {
+		line, err := readH1Line(br)
+		if err != nil {
+			return resp, false, len(line) > 0, err
+		}
+		gotAny = true
+		// "HTTP/1.1 200 OK"
+		if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
+			return resp, false, true, fmt.Errorf("malformed status line %.40q", line)
+		}
+		code := 0
+		for _, d := range line[9:12] {
+			if d < '0' || d > '9' {
+				return resp, false, true, fmt.Errorf("malformed status line %.40q", line)
+			}
+			code = code*10 + int(d-'0')
+		}
+		if code < 100 || (len(line) > 12 && line[12] != ' ') {
+			return resp, false, true, fmt.Errorf("malformed status line %.40q", line)
+		}
+		http10 := line[7] == '0'
+		resp.status = code
+		keep = !http10
+		clen := int64(-1)
+		chunked := false
+		for {
+			hl, err := readH1Line(br)
+			if err != nil {
+				return resp, false, true, err
+			}
+			if len(hl) == 0 {
+				break
+			}
+			i := bytes.IndexByte(hl, ':')
+			if i <= 0 {
+				continue
+			}
+			k, v := hl[:i], bytes.TrimSpace(hl[i+1:])
+			switch {
+			case asciiEqualFold(k, "content-length"):
+				n, err := strconv.ParseInt(string(v), 10, 64)
+				if err != nil || n < 0 {
+					return resp, false, true, fmt.Errorf("bad Content-Length %q", v)
+				}
+				clen = n
+			case asciiEqualFold(k, "transfer-encoding"):
+				chunked = bytes.Contains(bytes.ToLower(v), []byte("chunked"))
+			case asciiEqualFold(k, "connection"):
+				lv := bytes.ToLower(v)
+				if bytes.Contains(lv, []byte("close")) {
+					keep = false
+				} else if bytes.Contains(lv, []byte("keep-alive")) {
+					keep = true
+				}
+			case asciiEqualFold(k, DroppedHeader):
+				resp.dropped = true
+			}
+		}
+		if code >= 100 && code < 200 {
+			continue // interim answer; the real one follows
+		}
+		switch {
+		case head || code == 204 || code == 304:
+		case chunked:
+			err = discardChunked(br)
+		case clen >= 0:
+			_, err = br.Discard(int(clen))
+		default:
+			_, err = io.Copy(io.Discard, br)
+			keep = false
+		}
+		return resp, keep && err == nil, true, err
+	}
+}
+
+func readH1Line(br *bufio.Reader) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		return line, errors.New("header line too long")
+	}
+	if err != nil {
+		return line, err
+	}
+	line = line[:len(line)-1]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line, nil
+}
+
+func discardChunked(br *bufio.Reader) error {
+	for {
+		line, err := readH1Line(br)
+		if err != nil {
+			return err
+		}
+		if i := bytes.IndexByte(line, ';'); i >= 0 {
+			line = line[:i]
+		}
+		n, err := strconv.ParseInt(string(bytes.TrimSpace(line)), 16, 64)
+		if err != nil || n < 0 {
+			return fmt.Errorf("bad chunk size %.20q", line)
+		}
+		if n == 0 {
+			for { // trailers up to the blank line
+				l, err := readH1Line(br)
+				if err != nil {
+					return err
+				}
+				if len(l) == 0 {
+					return nil
+				}
+			}
+		}
+		if _, err := br.Discard(int(n)); err != nil {
+			return err
+		}
+		if l, err := readH1Line(br); err != nil || len(l) != 0 {
+			if err == nil {
+				err = errors.New("missing CRLF after chunk")
+			}
+			return err
+		}
+	}
+}
+
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		c, d := b[i], s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if 'A' <= d && d <= 'Z' {
+			d += 'a' - 'A'
+		}
+		if c != d {
+			return false
+		}
+	}
+	return true
+}
