@@ -107,17 +107,17 @@ func main() {
 }
 
 type result struct {
-	tool                  string
-	rate                  int
-	offered, sent, done   int64
-	errors                int64
-	achieved              float64
-	lateP99, latP99       time.Duration
-	cpu                   time.Duration
-	rssKB                 int64
-	load                  string
-	ratio                 float64 // completed ÷ scheduled
-	lateKnown             bool
+	tool                string
+	rate                int
+	offered, sent, done int64
+	errors              int64
+	achieved            float64
+	lateP99, latP99     time.Duration
+	cpu                 time.Duration
+	rssKB               int64
+	load                string
+	ratio               float64 // completed ÷ scheduled
+	lateKnown           bool
 }
 
 func (r result) sustained(checkLateness bool) bool {
