@@ -299,3 +299,26 @@ func TestSlurmCancel(t *testing.T) {
 		}
 	}
 }
+
+// TestSlurmTimeout lets a task hit its Slurm time limit (one minute, Slurm's
+// granularity; about 70 s in all), so it runs only with
+// GPUORCH_TEST_SLURM_SLOW=1.
+func TestSlurmTimeout(t *testing.T) {
+	if os.Getenv("GPUORCH_TEST_SLURM_SLOW") != "1" {
+		t.Skip("takes over a minute: set GPUORCH_TEST_SLURM_SLOW=1 to run it")
+	}
+	ex := slurmTestExecutor(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	exp := newSlurmExperiment(t, testSpec(t, []string{"ok"}, "300s", 1, "[slurm]\ntime = \"1\"\n"))
+	if err := Execute(ctx, exp, ex, nil); err != nil {
+		t.Fatal(err)
+	}
+	st := waitSlurm(t, ctx, ex, exp)
+	if ts := st.Tasks[0]; ts.State != TaskTimeout || !strings.Contains(ts.Error, "time limit") {
+		t.Errorf("task: %s %q", ts.State, ts.Error)
+	}
+	if idx := RetryIndices(&st); len(idx) != 1 {
+		t.Errorf("retry indices %v", idx)
+	}
+}
