@@ -233,6 +233,13 @@ func params(p Point) map[string]string {
 			out[k] = v
 		}
 	}
+	// A sweep key that only repeats an identity tag (as points written
+	// before sweepKeys dropped them do) is no parameter.
+	for k, v := range out {
+		if identityTags[k] && p.Tags[k] == v {
+			delete(out, k)
+		}
+	}
 	if len(out) == 0 {
 		return nil
 	}

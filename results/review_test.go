@@ -251,3 +251,18 @@ func TestAddTaskStates(t *testing.T) {
 		t.Errorf("params %v, row %+v", res.ParamKeys, res.Tasks[4])
 	}
 }
+
+func TestParamsFromTags(t *testing.T) {
+	tags := map[string]string{"experiment": "e", "task": "t1", "workload": "poisson", "sweep_workload": "poisson", "rate": "5", "sweep_task": "x", "model": "m"}
+	// With sweep_tags: exactly the listed keys, under their sweep_ names;
+	// a key repeating an identity tag's value is dropped.
+	p := Point{Measurement: MeasServingSummary, Tags: tags, Fields: map[string]any{"sweep_tags": "rate,task,workload,model"}}
+	if got := fmt.Sprint(params(p)); got != "map[model:m rate:5 task:x]" {
+		t.Errorf("with sweep_tags: %s", got)
+	}
+	// Without (interval points): every non-identity tag.
+	p.Fields = map[string]any{}
+	if got := fmt.Sprint(params(p)); got != "map[rate:5 task:x]" {
+		t.Errorf("without sweep_tags: %s", got)
+	}
+}
