@@ -317,8 +317,15 @@ func (s *Slurm) Refresh(ctx context.Context, exp *Experiment) error {
 		}
 	}
 	return exp.Update(func(s *State) error {
+		live := false
 		for i, t := range seen {
 			applySlurmTask(&s.Tasks[i], t)
+			live = live || t.InQueue
+		}
+		// A refused or failed resubmission left the experiment marked
+		// not-submitted, but its earlier job is still in the queue.
+		if live && s.State == ExpNotSubmitted {
+			s.State, s.Error = ExpSubmitted, ""
 		}
 		s.State = Derive(s.State, s.Tasks)
 		return nil

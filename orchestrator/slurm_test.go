@@ -263,9 +263,16 @@ func TestSlurmCancel(t *testing.T) {
 	if err := Execute(ctx, exp, ex, nil); err != nil {
 		t.Fatal(err)
 	}
-	// A second submission of the same tasks is refused while they live.
-	if err := ex.Submit(ctx, exp, []int{0, 1}); err == nil || !strings.Contains(err.Error(), "still queued or running") {
+	// A resume of the same tasks is refused while they live, and the next
+	// refresh finds them again.
+	if err := Execute(ctx, exp, ex, nil); err == nil || !strings.Contains(err.Error(), "still queued or running") {
 		t.Errorf("duplicate submission: err = %v", err)
+	}
+	if err := ex.Refresh(ctx, exp); err != nil {
+		t.Fatal(err)
+	}
+	if st := exp.Snapshot(); (st.State != ExpSubmitted && st.State != ExpRunning) || st.Tasks[0].JobID == "" || len(st.Submissions) != 2 {
+		t.Errorf("after refused resume and refresh: %s %+v", st.State, st.Tasks)
 	}
 	for {
 		if err := ex.Refresh(ctx, exp); err != nil {

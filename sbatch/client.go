@@ -349,7 +349,7 @@ func parseSqueue(out string) ([]Task, error) {
 }
 
 func nonNone(s string) string {
-	if s == "None" || s == "(null)" {
+	if s == "None" || s == "(null)" || s == "None assigned" {
 		return ""
 	}
 	return s

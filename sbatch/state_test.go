@@ -139,6 +139,9 @@ func TestParseSacctAndMerge(t *testing.T) {
 			t.Errorf("task %d = %+v (done %v), want %+v", i, g, g.Done(), w)
 		}
 	}
+	if tasks[5].Nodes != "" {
+		t.Errorf("pending task nodes %q, want empty", tasks[5].Nodes)
+	}
 	if tasks[4].Reason != "JobArrayTaskLimit" || tasks[1].ID() != "2_3" {
 		t.Errorf("reason/id wrong: %+v", tasks[4])
 	}
