@@ -36,6 +36,9 @@ func TestDirectiveQuotingOnSlurm(t *testing.T) {
 	slurmtest.Require(t)
 	c := &sbatch.Client{}
 	ctx := ctxT(t, 30*time.Second)
+	if err := c.Ping(ctx); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
 	for _, v := range []string{`a b " c # d 'e' \ f $x`, `x"; touch pwned; #`, "plain-name", "é ü 漢字", `\\"'`} {
 		j := sbatch.Job{Name: v, Comment: v, Hold: true, Output: "/dev/null",
 			Body: []sbatch.Line{sbatch.CommandArgv("true")}}
@@ -48,6 +51,10 @@ func TestDirectiveQuotingOnSlurm(t *testing.T) {
 			t.Fatalf("submit %q: %v", v, err)
 		}
 		name, comment := squeueField(t, id, "%j"), squeueField(t, id, "%k")
+		recs, err := c.ShowJob(ctx, id)
+		if err != nil || len(recs) != 1 || recs[0]["JobId"] != id || recs[0]["JobState"] != "PENDING" || recs[0]["Reason"] != "JobHeldUser" {
+			t.Errorf("scontrol show job %s: %v %v", id, recs, err)
+		}
 		if err := c.Cancel(ctx, id); err != nil {
 			t.Fatal(err)
 		}
