@@ -483,3 +483,21 @@ func TestCloseEndsStreams(t *testing.T) {
 		t.Errorf("after Close: %+v", st.Total)
 	}
 }
+
+// Hugging Face style names ("org/model") work on both APIs.
+func TestSlashNames(t *testing.T) {
+	url, _ := start(t, Config{
+		LLM: []LLMModel{{Name: "meta-llama/Llama-3.1-8B", TPOT: Duration(time.Microsecond)}},
+		DNN: []DNNModel{{Name: "org/resnet", Copies: 2, B1: Duration(time.Microsecond)}},
+	})
+	for _, c := range []struct{ method, path, body string }{
+		{"POST", "/v1/completions", `{"model":"meta-llama/Llama-3.1-8B","prompt":"x","max_tokens":1}`},
+		{"GET", "/v1/models/meta-llama/Llama-3.1-8B", ""},
+		{"GET", "/v2/models/org/resnet-1/ready", ""},
+		{"POST", "/v2/models/org/resnet-1/infer", smallInfer},
+	} {
+		if resp, body := do(t, c.method, url+c.path, c.body); resp.StatusCode != 200 {
+			t.Errorf("%s %s: %d %s", c.method, c.path, resp.StatusCode, body)
+		}
+	}
+}
