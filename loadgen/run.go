@@ -238,7 +238,7 @@ func finiteOpen(w *Workload) bool {
 }
 
 func needsCalibration(cfg *Config, w *Workload) bool {
-	if cfg.SLO.Factor > 0 {
+	if cfg.SLO.Factor > 0 || w.Calibrate {
 		return true
 	}
 	for _, o := range w.Open {

@@ -82,6 +82,9 @@ type Workload struct {
 	// DefaultSLO is the deadline used for requests without an SLO factor when
 	// the workload reports SLOs (Clockwork's 100 ms default_slo); 0 = none.
 	DefaultSLO time.Duration
+	// Calibrate forces the batch-1 calibration even when no source has an
+	// SLO factor at the start (a timer sets factors later).
+	Calibrate bool
 	// Deviations lists where the workload knowingly differs from the
 	// original it imitates; copied into the Summary.
 	Deviations []string
