@@ -213,17 +213,14 @@ const MaxTasks = 100000
 // sweepPositions is the spec's position index, with a sweep key's canonical
 // name ("workload.rate") resolving to the line it was written on.
 func sweepPositions(s *Spec) *positions {
-	ps := &positions{lines: map[string]int{}}
+	ps := &positions{lines: map[string]int{}, first: map[string]int{}}
 	if s.pos != nil {
-		for k, v := range s.pos.lines {
-			ps.lines[k] = v
+		for _, k := range s.pos.order {
+			ps.add(strings.Split(k, pathSep), s.pos.lines[k])
 		}
-		ps.order = append(ps.order, s.pos.order...)
 	}
 	for _, sp := range s.Sweep {
-		k := joinPath([]string{"sweep", sp.Key})
-		ps.lines[k] = sp.Line
-		ps.order = append(ps.order, k)
+		ps.add([]string{"sweep", sp.Key}, sp.Line)
 	}
 	return ps
 }

@@ -14,6 +14,7 @@ import (
 type positions struct {
 	lines map[string]int // joined path → line
 	order []string       // joined paths in file order
+	first map[string]int // joined path without indices → line of its first occurrence
 }
 
 const pathSep = "\x1f"
@@ -32,11 +33,8 @@ func (ps *positions) line(path []string) int {
 		if l, ok := ps.lines[joinPath(p)]; ok {
 			return l
 		}
-		want := joinPath(stripIndices(p))
-		for _, k := range ps.order {
-			if joinPath(stripIndices(strings.Split(k, pathSep))) == want {
-				return ps.lines[k]
-			}
+		if l, ok := ps.first[joinPath(stripIndices(p))]; ok {
+			return l
 		}
 	}
 	return 0
@@ -82,11 +80,21 @@ type scanner struct {
 }
 
 func (s *scanner) record(path []string, line int) {
+	s.ps.add(path, line)
+}
+
+func (ps *positions) add(path []string, line int) {
 	k := joinPath(path)
-	if _, ok := s.ps.lines[k]; !ok {
-		s.ps.order = append(s.ps.order, k)
+	if _, ok := ps.lines[k]; !ok {
+		ps.order = append(ps.order, k)
 	}
-	s.ps.lines[k] = line
+	ps.lines[k] = line
+	if ps.first == nil {
+		ps.first = map[string]int{}
+	}
+	if sk := joinPath(stripIndices(path)); ps.first[sk] == 0 {
+		ps.first[sk] = line
+	}
 }
 
 func (s *scanner) eof() bool { return s.i >= len(s.src) }

@@ -466,3 +466,11 @@ func TestRunManifestSettingsAndArgs(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkParseSpec(b *testing.B) {
+	for b.Loop() {
+		if _, err := ParseSpec("good.toml", []byte(goodSpec), nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
