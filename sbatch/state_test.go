@@ -165,3 +165,27 @@ func TestParseParsable(t *testing.T) {
 		t.Error("non-parsable output accepted")
 	}
 }
+
+// FuzzParseAccounting feeds arbitrary text to the squeue and sacct parsers:
+// they return an error or well-formed rows, never panic.
+func FuzzParseAccounting(f *testing.F) {
+	f.Add("2_0|COMPLETED|0:0|node1|2026-11-22T07:12:42|2026-11-22T07:12:43\n2_[6-7%2]|PENDING|0:0|None assigned|Unknown|Unknown\n")
+	f.Add("5|CANCELLED by 0|0:15|node[1-2]|None|2026-11-22T07:26:11\n")
+	f.Add("2_5|RUNNING|None|node1\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, parse := range []func(string) ([]Task, error){parseSacct, parseSqueue} {
+			tasks, err := parse(s)
+			if err != nil {
+				continue
+			}
+			for _, task := range tasks {
+				if task.JobID == "" || task.Index < -1 {
+					t.Fatalf("bad row %+v from %q", task, s)
+				}
+				if task.Done() && !task.State.Terminal() {
+					t.Fatalf("done but not terminal: %+v", task)
+				}
+			}
+		}
+	})
+}
