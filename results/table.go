@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"unicode/utf8"
 )
 
 // Table is rendered output: a header and rows of cells, written as aligned
@@ -26,18 +27,47 @@ func (t *Table) WriteText(w io.Writer) error {
 		}
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, strings.Join(t.Columns, "\t"))
+	hdr := make([]string, len(t.Columns))
+	for i, c := range t.Columns {
+		hdr[i] = textCell(c)
+	}
+	fmt.Fprintln(tw, strings.Join(hdr, "\t"))
 	for _, r := range t.Rows {
 		cells := make([]string, len(r))
 		for i, c := range r {
 			if c == "" {
 				c = "-"
 			}
-			cells[i] = c
+			cells[i] = textCell(c)
 		}
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	return tw.Flush()
+}
+
+// textCell makes a cell safe for an aligned terminal table: tabs and line
+// breaks would break the layout and control characters (escape sequences in
+// a free-text sweep value) could drive the terminal, so they become '?';
+// spaces stay.
+func textCell(s string) string {
+	ok := true
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == utf8.RuneError {
+			ok = false
+			break
+		}
+	}
+	if ok {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == utf8.RuneError {
+			r = '?'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // WriteCSV writes t as CSV with a header line. Empty cells stay empty.
