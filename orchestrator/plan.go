@@ -99,7 +99,7 @@ func (s *Spec) Plan() (*Plan, error) {
 		Overrides:  s.Overrides,
 	}
 	for _, sp := range s.Sweep {
-		p.SweepKeys = append(p.SweepKeys, sp.Key)
+		p.SweepKeys = append(p.SweepKeys, sp.Parts()...)
 	}
 	points := 1
 	for _, sp := range s.Sweep {
@@ -146,8 +146,11 @@ func (s *Spec) Plan() (*Plan, error) {
 			}
 			tree["workload"].(map[string]any)["name"] = wl.Name
 			for k, sp := range s.Sweep {
-				if err := setPath(tree, strings.Split(sp.Key, "."), func(any) any { return deepCopy(vals[k]) }); err != nil {
-					return nil, &SpecError{File: s.File, Line: sp.Line, Key: sp.Key, Msg: fmt.Sprintf("sweep %q: %v", sp.Key, err)}
+				for j, key := range sp.Parts() {
+					v := sp.component(vals[k], j)
+					if err := setPath(tree, strings.Split(key, "."), func(any) any { return deepCopy(v) }); err != nil {
+						return nil, &SpecError{File: s.File, Line: sp.Line, Key: key, Msg: fmt.Sprintf("sweep %q: %v", key, err)}
+					}
 				}
 			}
 			for k, v := range tree {
@@ -167,8 +170,10 @@ func (s *Spec) Plan() (*Plan, error) {
 			// the [sweep] line when the offending key was swept.
 			at := func(key string) []string {
 				for _, sp := range s.Sweep {
-					if sp.Key == key || strings.HasPrefix(key, sp.Key+".") || strings.HasPrefix(sp.Key, key+".") {
-						return []string{"sweep", sp.Key}
+					for _, sk := range sp.Parts() {
+						if sk == key || strings.HasPrefix(key, sk+".") || strings.HasPrefix(sk, key+".") {
+							return []string{"sweep", sp.Key}
+						}
 					}
 				}
 				return strings.Split(key, ".")
@@ -192,10 +197,13 @@ func (s *Spec) Plan() (*Plan, error) {
 			}
 			cfg.Tags = map[string]string{"workload": wl.Name}
 			for k, sp := range s.Sweep {
-				t.Params[sp.Key] = vals[k]
-				v := formatValue(vals[k])
-				name += "-" + tags[sp.Key] + "=" + v
-				cfg.Tags[tags[sp.Key]] = v
+				for j, key := range sp.Parts() {
+					cv := sp.component(vals[k], j)
+					t.Params[key] = cv
+					v := formatValue(cv)
+					name += "-" + tags[key] + "=" + v
+					cfg.Tags[tags[key]] = v
+				}
 			}
 			t.Name = taskName(name)
 			cfg.Experiment = s.Experiment.Name

@@ -679,16 +679,23 @@ func (d *decoder) sweep(sw any) ([]SweepParam, error) {
 	var out []SweepParam
 	for _, e := range ents {
 		key := strings.Join(e.key, ".")
-		if k, ok := strings.CutPrefix(key, "run."); ok && contains(manifestRunKeys(), k) {
-			key = k
+		// "a,b" = [[a1, b1], [a2, b2]] sweeps keys together (zipped).
+		parts := strings.Split(key, ",")
+		for j, k := range parts {
+			k = strings.TrimSpace(k)
+			if r, ok := strings.CutPrefix(k, "run."); ok && contains(manifestRunKeys(), r) {
+				k = r
+			}
+			if !sweepable(k) {
+				return nil, d.errAt(e.file, "sweep key %q: only keys of target, workload and slo, and the manifest settings of [run] (%s) can be swept", k, strings.Join(manifestRunKeys(), ", "))
+			}
+			if seen[k] {
+				return nil, d.errAt(e.file, "sweep key %q appears twice", k)
+			}
+			seen[k] = true
+			parts[j] = k
 		}
-		if !sweepable(key) {
-			return nil, d.errAt(e.file, "sweep key %q: only keys of target, workload and slo, and the manifest settings of [run] (%s) can be swept", key, strings.Join(manifestRunKeys(), ", "))
-		}
-		if seen[key] {
-			return nil, d.errAt(e.file, "sweep key %q appears twice", key)
-		}
-		seen[key] = true
+		key = strings.Join(parts, ",")
 		vals, ok := asList(e.val)
 		if !ok {
 			return nil, d.errAt(e.file, "sweep %q: want a list of values, e.g. %s = [1, 2, 4]", key, strconv.Quote(key))
@@ -696,26 +703,35 @@ func (d *decoder) sweep(sw any) ([]SweepParam, error) {
 		if len(vals) == 0 {
 			return nil, d.errAt(e.file, "sweep %q: empty list (it would give no tasks)", key)
 		}
-		if key == "workload.args" {
-			for _, v := range vals {
-				if a, ok := v.([]any); ok {
-					normalizeArgs(a)
+		p := SweepParam{Key: key, Values: vals, Line: d.pos.line(e.file)}
+		if len(parts) > 1 {
+			p.Keys = parts
+		}
+		for i, v := range vals {
+			if len(parts) > 1 {
+				if tuple, ok := v.([]any); !ok || len(tuple) != len(parts) {
+					return nil, d.errAt(append(append([]string(nil), e.file...), indexSeg(i)), "sweep %q value #%d (%s): want a list of %d values, one per key", key, i+1, formatValue(v), len(parts))
 				}
 			}
-		}
-		p := SweepParam{Key: key, Values: vals, Line: d.pos.line(e.file)}
-		// Check each value against the manifest type now, so a bad key or
-		// value is reported at its [sweep] line.
-		path := strings.Split(key, ".")
-		for i, v := range vals {
-			var cfg loadgen.Config
-			md, err := decodeTree(buildTree(path, v), &cfg)
-			if err != nil {
-				return nil, d.errAt(append(append([]string(nil), e.file...), indexSeg(i)), "sweep %q value #%d (%s): %s", key, i+1, formatValue(v), cleanTOMLError(err))
-			}
-			if und := md.Undecoded(); len(und) > 0 {
-				known := knownKeys(reflect.TypeFor[loadgen.Config](), path)
-				return nil, d.errAt(e.file, "sweep key %q: unknown key %q%s", key, key, suggest(path[len(path)-1], known))
+			for j, k := range parts {
+				cv := p.component(v, j)
+				if k == "workload.args" {
+					if a, ok := cv.([]any); ok {
+						normalizeArgs(a)
+					}
+				}
+				// Check each value against the manifest type now, so a bad
+				// key or value is reported at its [sweep] line.
+				path := strings.Split(k, ".")
+				var cfg loadgen.Config
+				md, err := decodeTree(buildTree(path, cv), &cfg)
+				if err != nil {
+					return nil, d.errAt(append(append([]string(nil), e.file...), indexSeg(i)), "sweep %q value #%d (%s): %s", k, i+1, formatValue(cv), cleanTOMLError(err))
+				}
+				if und := md.Undecoded(); len(und) > 0 {
+					known := knownKeys(reflect.TypeFor[loadgen.Config](), path)
+					return nil, d.errAt(e.file, "sweep key %q: unknown key %q%s", k, k, suggest(path[len(path)-1], known))
+				}
 			}
 		}
 		out = append(out, p)

@@ -408,6 +408,7 @@ func FuzzParseSpec(f *testing.F) {
 	f.Add([]byte(baseSpec+"[sweep]\n\"workload.rate\" = [1, \"x\"]\n"), "")
 	f.Add([]byte("[[a]]\n[[a.b]]\nc = {d = [1, {e = 2}]}\n"), "a.b=1")
 	f.Add([]byte("x = \"\"\"\n\\\"\"\"\"\"\n"), "")
+	f.Add([]byte(baseSpec+"[sweep]\n\"workload.rate,slo.factor\" = [[1, 2], [3, 4]]\n"), "")
 	f.Fuzz(func(t *testing.T, src []byte, set string) {
 		var sets []string
 		if set != "" {
@@ -471,6 +472,34 @@ func BenchmarkParseSpec(b *testing.B) {
 	for b.Loop() {
 		if _, err := ParseSpec("good.toml", []byte(goodSpec), nil); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestZippedSweep(t *testing.T) {
+	src := baseSpec + "[sweep]\n\"workload.rate, run.max_in_flight\" = [[50, 5], [100, 10]]\nseed = [1, 2]\n"
+	s, err := ParseSpec("s.toml", []byte(src), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Tasks) != 8 || !reflect.DeepEqual(p.SweepKeys, []string{"workload.rate", "max_in_flight", "seed"}) {
+		t.Fatalf("%d tasks, keys %v", len(p.Tasks), p.SweepKeys)
+	}
+	c := p.Tasks[3].Config
+	if c.Workload.Rate != 100 || c.MaxInFlight != 10 || c.Seed != 2 || p.Tasks[3].Name != "t003-poisson-rate=100-max_in_flight=10-seed=2" {
+		t.Errorf("task 3: %s rate %v max_in_flight %d seed %d", p.Tasks[3].Name, c.Workload.Rate, c.MaxInFlight, c.Seed)
+	}
+	for _, c := range []struct{ sweep, want string }{
+		{"\"workload.rate,slo.factor\" = [[1, 2], [3]]\n", `s.toml:16: sweep "workload.rate,slo.factor" value #2 (3): want a list of 2 values, one per key`},
+		{"\"workload.rate,slo.factor\" = [[1, \"x\"]]\n", `s.toml:16: sweep "slo.factor" value #1 (x): incompatible types: TOML value has type string; destination has type float`},
+		{"\"workload.rate,workload.rate\" = [[1, 2]]\n", `s.toml:16: sweep key "workload.rate" appears twice`},
+	} {
+		if _, err := ParseSpec("s.toml", []byte(baseSpec+"[sweep]\n"+c.sweep), nil); err == nil || err.Error() != c.want {
+			t.Errorf("got  %v\nwant %s", err, c.want)
 		}
 	}
 }

@@ -97,9 +97,28 @@ type InfluxDBSpec struct {
 	TokenFile string `toml:"token_file" json:"token_file,omitempty"`
 }
 
-// SweepParam is one [sweep] entry: a spec key and the values it takes.
+// SweepParam is one [sweep] entry: a spec key and the values it takes, or
+// several keys swept together ("workload.rate,slo.factor" = [[50, 2], …]),
+// each value then a list with one element per key.
 type SweepParam struct {
-	Key    string `json:"key"` // e.g. "workload.rate"
-	Values []any  `json:"values"`
-	Line   int    `json:"line,omitempty"`
+	Key    string   `json:"key"`            // e.g. "workload.rate", or "workload.rate,slo.factor"
+	Keys   []string `json:"keys,omitempty"` // the keys of a zipped entry
+	Values []any    `json:"values"`
+	Line   int      `json:"line,omitempty"`
+}
+
+// Parts are the keys the entry sets.
+func (sp *SweepParam) Parts() []string {
+	if len(sp.Keys) > 0 {
+		return sp.Keys
+	}
+	return []string{sp.Key}
+}
+
+// component is what value v (one of Values) sets key j of Parts to.
+func (sp *SweepParam) component(v any, j int) any {
+	if len(sp.Keys) == 0 {
+		return v
+	}
+	return v.([]any)[j]
 }
