@@ -83,6 +83,10 @@ type DNNModel struct {
 	// Drop enables deadline-based dropping for requests that carry
 	// X-Request-Deadline-Ms (default true).
 	Drop *bool `toml:"drop"`
+	// Jitter spreads execution times uniformly over ×(1 ± Jitter), from a
+	// seeded RNG (default 0: every batch of b takes exactly its latency).
+	// Deadline decisions use the nominal latency.
+	Jitter float64 `toml:"jitter"`
 	// OutputShape is the per-item output tensor shape (default [10]); the
 	// response's shape is [batch dimension of the input, OutputShape...].
 	OutputShape []int `toml:"output_shape"`
@@ -208,6 +212,9 @@ func (c *Config) Validate() error {
 		if *m.BatchAlpha < 0 {
 			errs = append(errs, fmt.Errorf("dnn %q: batch_alpha = %g: must be ≥ 0", m.Name, *m.BatchAlpha))
 		}
+		if m.Jitter < 0 || m.Jitter >= 1 {
+			errs = append(errs, fmt.Errorf("dnn %q: jitter = %g: must be in [0, 1)", m.Name, m.Jitter))
+		}
 		if m.Instances < 1 {
 			errs = append(errs, fmt.Errorf("dnn %q: instances = %d: must be ≥ 1", m.Name, m.Instances))
 		}
@@ -274,7 +281,7 @@ func Parse(data []byte) (Config, error) {
 	}
 	if und := md.Undecoded(); len(und) > 0 {
 		k := und[0]
-		return Config{}, fmt.Errorf("%d: unknown key %q (known: server.{listen,workers,fail_rate,hang_rate,seed}; dnn.{name,copies,b1,max_batch,batch_alpha,instances,drop,output_shape}; llm.{name,copies,prefill_per_token,ttft_base,tpot,concurrency,batch_slowdown,max_tokens,eos_after})",
+		return Config{}, fmt.Errorf("%d: unknown key %q (known: server.{listen,workers,fail_rate,hang_rate,seed}; dnn.{name,copies,b1,max_batch,batch_alpha,instances,jitter,drop,output_shape}; llm.{name,copies,prefill_per_token,ttft_base,tpot,concurrency,batch_slowdown,max_tokens,eos_after})",
 			keyLine(data, k), k.String())
 	}
 	return c, nil
@@ -390,6 +397,8 @@ func setDNN(m *DNNModel, k, v string) error {
 		m.BatchAlpha = &f
 	case "instances":
 		return parseInt(v, &m.Instances)
+	case "jitter":
+		return parseFloat(v, &m.Jitter)
 	case "drop":
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -406,7 +415,7 @@ func setDNN(m *DNNModel, k, v string) error {
 			m.OutputShape = append(m.OutputShape, n)
 		}
 	default:
-		return fmt.Errorf("unknown key (known: copies, b1, max_batch, batch_alpha, instances, drop, output_shape)")
+		return fmt.Errorf("unknown key (known: copies, b1, max_batch, batch_alpha, instances, jitter, drop, output_shape)")
 	}
 	return nil
 }

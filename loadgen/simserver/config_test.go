@@ -69,6 +69,7 @@ func TestValidate(t *testing.T) {
 		{"max batch", Config{DNN: []DNNModel{{Name: "m", MaxBatch: -2}}}, "max_batch"},
 		{"alpha", Config{DNN: []DNNModel{{Name: "m", BatchAlpha: f64(-1)}}}, "batch_alpha"},
 		{"output shape", Config{DNN: []DNNModel{{Name: "m", OutputShape: []int{0}}}}, "output_shape"},
+		{"jitter", Config{DNN: []DNNModel{{Name: "m", Jitter: 1}}}, "jitter"},
 		{"concurrency", Config{LLM: []LLMModel{{Name: "m", Concurrency: -1}}}, "concurrency"},
 		{"duplicate", Config{DNN: []DNNModel{{Name: "m"}}, LLM: []LLMModel{{Name: "m"}}}, "twice"},
 		{"copy collision", Config{DNN: []DNNModel{{Name: "m", Copies: 3}, {Name: "m-2"}}}, "collides"},
@@ -88,12 +89,12 @@ func TestValidate(t *testing.T) {
 }
 
 func TestParseModelFlag(t *testing.T) {
-	d, _, err := ParseModelFlag("dnn", "resnet50_v2:copies=4000:b1=2.5ms,max_batch=8:batch_alpha=0.1:drop=false:output_shape=3x4:instances=2")
+	d, _, err := ParseModelFlag("dnn", "resnet50_v2:copies=4000:b1=2.5ms,max_batch=8:batch_alpha=0.1:drop=false:output_shape=3x4:instances=2:jitter=0.2")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if d.Name != "resnet50_v2" || d.Copies != 4000 || d.B1.D() != 2500*time.Microsecond || d.MaxBatch != 8 ||
-		*d.BatchAlpha != 0.1 || *d.Drop || len(d.OutputShape) != 2 || d.OutputShape[1] != 4 || d.Instances != 2 {
+		*d.BatchAlpha != 0.1 || *d.Drop || len(d.OutputShape) != 2 || d.OutputShape[1] != 4 || d.Instances != 2 || d.Jitter != 0.2 {
 		t.Errorf("parsed %+v", d)
 	}
 	_, l, err := ParseModelFlag("llm", "sim-llm:prefill_per_token=1ms:tpot=10ms:concurrency=8:batch_slowdown=0.05:max_tokens=128:eos_after=32:ttft_base=5ms:copies=2")

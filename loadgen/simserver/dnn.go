@@ -3,6 +3,7 @@ package simserver
 import (
 	"container/heap"
 	"context"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,10 +41,25 @@ type pool struct {
 	free  int
 	ends  []time.Time // completion times of running batches
 	ready modelHeap   // models with queued requests, oldest head first
+	seed  uint64
+	rng   *rand.Rand // created on first use, only for models with jitter
 	mu    sync.Mutex
 }
 
-func newPool(workers int) *pool { return &pool{free: workers} }
+func newPool(workers int, seed uint64) *pool { return &pool{free: workers, seed: seed} }
+
+// jittered applies the model's jitter to a nominal execution time (pool
+// locked): × (1 + jitter × u), u uniform in [−1, 1), from the pool's seeded RNG.
+func (p *pool) jittered(m *model, d time.Duration) time.Duration {
+	j := m.sp.dnn.Jitter
+	if j == 0 {
+		return d
+	}
+	if p.rng == nil {
+		p.rng = rand.New(rand.NewPCG(p.seed, 0x6a177e5))
+	}
+	return time.Duration(float64(d) * (1 + j*(2*p.rng.Float64()-1)))
+}
 
 // latency is the execution time of a batch of b: B1 × (1 + α(b−1)).
 func (m *model) latency(b int) time.Duration {
@@ -128,7 +144,7 @@ func (p *pool) dispatch(now time.Time) {
 			continue
 		}
 		p.free--
-		lat := m.latency(len(batch))
+		lat := p.jittered(m, m.latency(len(batch)))
 		end := now.Add(lat)
 		p.ends = append(p.ends, end)
 		for _, r := range batch {

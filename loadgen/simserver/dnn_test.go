@@ -362,3 +362,25 @@ func TestSchedulingOrderAndInstances(t *testing.T) {
 		t.Errorf("two requests on 2 instances queued %v and %v: they did not run side by side", queued[0], queued[1])
 	}
 }
+
+func TestJitter(t *testing.T) {
+	const b1 = 10 * time.Millisecond
+	url, _ := start(t, Config{Server: ServerConfig{Seed: 3}, DNN: []DNNModel{{Name: "m", B1: Duration(b1), Jitter: 0.5}}})
+	var execs []time.Duration
+	distinct := map[time.Duration]bool{}
+	for i := 0; i < 40; i++ {
+		o := infer(t, url, "m")
+		if o.code != 200 {
+			t.Fatalf("%+v", o)
+		}
+		if o.exec < b1/2 || o.exec > b1*3/2 {
+			t.Errorf("exec %v outside b1 × (1 ± 0.5)", o.exec)
+		}
+		execs = append(execs, o.exec)
+		distinct[o.exec] = true
+	}
+	if len(distinct) < 30 {
+		t.Errorf("only %d distinct execution times in 40", len(distinct))
+	}
+	within(t, "mean jittered exec", mean(execs), b1, 0.15)
+}

@@ -55,7 +55,7 @@ func New(cfg Config) (*Server, error) {
 		rng:     rand.New(rand.NewPCG(cfg.Server.Seed, 0x5eed)),
 	}
 	if cfg.Server.Workers > 0 {
-		s.shared = newPool(cfg.Server.Workers)
+		s.shared = newPool(cfg.Server.Workers, cfg.Server.Seed)
 	}
 	reg, err := newRegistry(&s.cfg, s.newModel)
 	if err != nil {
@@ -72,7 +72,7 @@ func (s *Server) newModel(name string, sp *spec) *model {
 		if s.shared != nil {
 			m.pool = s.shared
 		} else {
-			m.pool = newPool(sp.dnn.Instances)
+			m.pool = newPool(sp.dnn.Instances, s.cfg.Server.Seed^fnv64(name))
 		}
 	}
 	return m
@@ -137,4 +137,14 @@ func (s *Server) fault() int {
 		return 2
 	}
 	return 0
+}
+
+// fnv64 is FNV-1a, to give each model copy its own repeatable RNG stream.
+func fnv64(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
 }
