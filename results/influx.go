@@ -64,6 +64,7 @@ type InfluxSink struct {
 	backoff   time.Duration
 	nextRetry time.Time // zero: replay at once
 	paused    bool      // auth or database problem: no automatic replay
+	failing   bool      // a transient failure was logged; cleared (and logged) on recovery
 
 	errMu sync.Mutex
 	errs  []error
@@ -347,6 +348,10 @@ func (s *InfluxSink) replay(final bool) {
 	if err == nil {
 		s.stateMu.Lock()
 		s.backoff, s.nextRetry = 0, time.Time{}
+		if s.failing {
+			s.failing = false
+			slog.Info("influxdb reachable again; spool delivered", "url", s.cfg.URL)
+		}
 		s.stateMu.Unlock()
 		return
 	}
@@ -382,6 +387,12 @@ func (s *InfluxSink) handle(b sinkBatch) {
 	cancel()
 	if err == nil {
 		s.written.Add(int64(b.n))
+		s.stateMu.Lock()
+		if s.failing && s.spool.Pending() == 0 {
+			s.failing = false
+			slog.Info("influxdb reachable again", "url", s.cfg.URL)
+		}
+		s.stateMu.Unlock()
 		return
 	}
 	var we *writeError
@@ -395,7 +406,13 @@ func (s *InfluxSink) handle(b sinkBatch) {
 	case failConfig:
 		s.addErr(err)
 	default:
-		slog.Warn("influxdb unavailable; spooling points", "err", err, "spool", s.spool.Dir())
+		s.stateMu.Lock()
+		first := !s.failing
+		s.failing = true
+		s.stateMu.Unlock()
+		if first { // once per outage, not once per batch
+			slog.Warn("influxdb unavailable; spooling points until it is back", "err", err, "spool", s.spool.Dir())
+		}
 	}
 	s.failed(we.kind)
 	s.spoolBatch(b)

@@ -214,18 +214,13 @@ func (d *privateInfluxd) Start() {
 	d.t.Fatalf("private influxd did not start: %s", log)
 }
 
+// Stop kills influxd with SIGKILL: the harshest stop (a crash or an OOM
+// kill), and fast. Writes it acknowledged are in its fsync'd WAL.
 func (d *privateInfluxd) Stop() {
 	if d.cmd == nil {
 		return
 	}
-	d.cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { d.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		d.cmd.Process.Kill()
-		<-done
-	}
+	d.cmd.Process.Kill()
+	d.cmd.Wait()
 	d.cmd = nil
 }
