@@ -41,7 +41,7 @@ turns the training log into metrics (measurement "training").`,
 				Usage:     "print the sbatch script a spec's [training] table renders to",
 				ArgsUsage: "SPEC.toml",
 				Description: `Examples:
-  gpuorch train render examples/training-opt125m.toml
+  gpuorch train render opt125m.toml
   gpuorch train render --preflight --set training.nodes=4 spec.toml > train.sbatch`,
 				Flags: append(specFlags(),
 					&cli.StringFlag{Name: "run-dir", Usage: "run directory the script writes to (default: a new one under $GPUORCH_HOME, not created)"},
@@ -61,7 +61,7 @@ writes spec.toml and train.sbatch there, and submits with sbatch. With
 prints the summary; Ctrl-C stops following, not the job.
 
 Examples:
-  gpuorch train submit --preflight examples/training-opt125m.toml
+  gpuorch train submit --preflight opt125m.toml
   gpuorch train submit --follow --set training.hosts='["gpu01","gpu02"]' spec.toml
 
 Exit codes: 0 submitted (and, with --follow, completed), 1 the image check
