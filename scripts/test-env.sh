@@ -23,5 +23,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 bash test/influxdb/build.sh
-bash test/influxdb/up.sh
 bash test/slurm/up.sh
+# up.sh is idempotent; with --test-env it prints the variables the tests read.
+influx_env=$(bash test/influxdb/up.sh --test-env)
+{
+  echo "# Written by scripts/test-env.sh: the services the integration tests use."
+  echo "export GPUORCH_TEST_SLURM=1"
+  echo "$influx_env"
+} >test/env.sh.tmp
+mv test/env.sh.tmp test/env.sh
+echo "test-env: InfluxDB and the Slurm test cluster are up; variables in test/env.sh"
