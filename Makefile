@@ -7,7 +7,7 @@ export CGO_ENABLED := 1
 export CGO_CFLAGS  ?= -O2 -g -Wno-deprecated-declarations
 GOTEST_FLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all build test test-env test-unit demo bench lint fmt clean
+.PHONY: all build test test-env test-unit test-slurm-e2e demo bench lint fmt clean
 
 all: lint build test
 
@@ -33,6 +33,10 @@ test-unit:
 # simulated model server, local results store), then its results table.
 demo: build
 	bash scripts/demo.sh $(BIN)
+
+# The quickstart as one Slurm array job on the test cluster (make test-env first).
+test-slurm-e2e: build
+	GPUORCH_TEST_SLURM=1 bash test/slurm/e2e.sh $(BIN)
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
