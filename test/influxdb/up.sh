@@ -4,7 +4,8 @@
 # answering on the port, it only (re)creates the databases.
 #
 #   test/influxdb/build.sh && test/influxdb/up.sh
-#   eval "$(test/influxdb/up.sh --env)"     # exports the variables below
+#   eval "$(test/influxdb/up.sh --env)"       # gpuorch writes to it (GPUORCH_INFLUX_*) and tests use it
+#   eval "$(test/influxdb/up.sh --test-env)"  # only the tests use it (GPUORCH_TEST_INFLUX_URL)
 #
 # Environment:
 #   INFLUXD_PORT   HTTP port (default 8086)
@@ -16,7 +17,8 @@ port=${INFLUXD_PORT:-8086}
 dir=${INFLUXD_DIR:-/tmp/gpuorch-influxdb-$port}
 url=http://127.0.0.1:$port
 quiet=false
-[[ ${1:-} == --env ]] && quiet=true
+mode=${1:-}
+[[ $mode == --env || $mode == --test-env ]] && quiet=true
 say() { $quiet || echo "$@" >&2; }
 
 bin=${INFLUXD:-}
@@ -79,9 +81,9 @@ for db in gpuorch gpuorch_test; do
 	curl -fsS -o /dev/null --max-time 10 -XPOST "$url/query" --data-urlencode "q=CREATE DATABASE $db"
 done
 say "databases gpuorch and gpuorch_test ready"
-cat <<ENV
-export GPUORCH_INFLUX_URL=$url
-export GPUORCH_INFLUX_BUCKET=gpuorch
-export GPUORCH_TEST_INFLUX_URL=$url
-export GPUORCH_TEST_INFLUXD_DIR=$dir
-ENV
+if [[ $mode != --test-env ]]; then
+	echo "export GPUORCH_INFLUX_URL=$url"
+	echo "export GPUORCH_INFLUX_BUCKET=gpuorch"
+fi
+echo "export GPUORCH_TEST_INFLUX_URL=$url"
+echo "export GPUORCH_TEST_INFLUXD=$bin"
