@@ -44,13 +44,14 @@ func init() {
 one task per workload and sweep point, creates the experiment directory
 $GPUORCH_HOME/<id> (default ./gpuorch-runs/<id>) and runs the tasks with the
 chosen executor. It prints the experiment id; on a terminal it also prints a
-line as each task starts and ends.
+line as each task starts and ends, and a live status line (elapsed, rate, p99,
+errors) while tasks run.
 
 Examples:
   gpuorch run --dry-run examples/serving-quickstart.toml       # show the tasks, run nothing
   gpuorch run examples/serving-quickstart.toml
   gpuorch run --set target.url=http://127.0.0.1:9000 --parallel 2 spec.toml
-  gpuorch run --set 'workload.rate=[10, 20]' spec.toml          # values are TOML
+  gpuorch run --set 'sweep.seed=[1, 2, 3]' spec.toml            # values are TOML: repeat with 3 seeds
   gpuorch run --resume serving-quickstart-20261122-070415-3fa9  # finish what did not complete
 
 Ctrl-C interrupts the running tasks, which write what they measured so far;
@@ -60,8 +61,8 @@ Exit codes: 0 every task completed (or was submitted, for slurm), 1 a task
 failed, 2 bad spec or arguments, 3 the target or a service was unreachable,
 130 interrupted.`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "executor", Usage: "where tasks run: local or slurm (default: the spec's run.executor, else local)"},
-			&cli.IntFlag{Name: "parallel", Usage: "local executor: tasks run at a time (default: the spec's run.parallel, else 1)"},
+			&cli.StringFlag{Name: "executor", Usage: "where tasks run: local or slurm", DefaultText: "the spec's run.executor, else local"},
+			&cli.IntFlag{Name: "parallel", Usage: "local executor: tasks run at a time", DefaultText: "the spec's run.parallel, else 1"},
 			&cli.GenericFlag{Name: "set", Value: &kvList{}, Usage: "override a spec key, e.g. --set target.url=http://127.0.0.1:9000 (repeatable; workload[1].rate=… for one workload)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan (tasks and their parameters) without running anything"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON: the plan with --dry-run, else {id, dir, state, tasks} when done"},
@@ -445,8 +446,8 @@ func printPlan(w io.Writer, p *orchestrator.Plan, jsonOut bool) error {
 	n := len(p.Tasks)
 	par := max(p.Run.Parallel, 1)
 	waves := (n + par - 1) / par
-	fmt.Fprintf(w, "experiment %s: %d tasks (%d workloads × %d sweep points), executor %s, %s each",
-		p.Experiment.Name, n, len(p.Workloads), n/max(len(p.Workloads), 1), p.Run.Executor, p.Run.Duration.D())
+	fmt.Fprintf(w, "experiment %s: %s (%s × %s), executor %s, %s each",
+		p.Experiment.Name, plural(n, "task"), plural(len(p.Workloads), "workload"), plural(n/max(len(p.Workloads), 1), "sweep point"), p.Run.Executor, p.Run.Duration.D())
 	if p.Run.Executor == "local" {
 		fmt.Fprintf(w, ", %d at a time: about %s of load", par, time.Duration(waves)*p.Run.Duration.D())
 	}
@@ -462,4 +463,11 @@ func printPlan(w io.Writer, p *orchestrator.Plan, jsonOut bool) error {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\n", t.Index, t.Name, t.Workload, t.Config.Seed, params)
 	}
 	return tw.Flush()
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
