@@ -356,17 +356,20 @@ func Open(home, idOrPath string) (*Experiment, error) {
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, err
 		}
+		// An experiment name means its latest run (List sorts newest first).
+		for _, s := range all {
+			if s.Name == idOrPath {
+				return load(s.Dir)
+			}
+		}
 		var match []Summary
-		sameName := true
 		for _, s := range all {
 			if strings.HasPrefix(s.ID, idOrPath) {
 				match = append(match, s)
-				sameName = sameName && s.Name == idOrPath
 			}
 		}
 		switch {
-		case len(match) == 1 || (len(match) > 1 && sameName):
-			// List sorts newest first.
+		case len(match) == 1:
 			return load(match[0].Dir)
 		case len(match) > 1:
 			ids := make([]string, len(match))

@@ -91,6 +91,15 @@ func TestCreateOpenList(t *testing.T) {
 	if _, err := Open(home, "exp"); err == nil || !strings.Contains(err.Error(), "ambiguous") {
 		t.Errorf("Open(exp): %v", err)
 	}
+	// A name that is also a prefix of another name's ids still means itself.
+	s.Experiment.Name, p.Experiment.Name = "exp", "exp"
+	expShort, err := Create(home, s, p, "local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Open(home, "exp"); err != nil || got.ID() != expShort.ID() {
+		t.Errorf("Open(exp) with an experiment named exp: %v", err)
+	}
 
 	if err := exp.UpdateTask(2, func(ts *TaskStatus) { ts.State = TaskCompleted }); err != nil {
 		t.Fatal(err)
@@ -100,7 +109,7 @@ func TestCreateOpenList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(list) != 2 || list[0].ID != exp2.ID() || list[1].Counts[TaskCompleted] != 1 || list[1].Tasks != 12 || len(list[1].Tags) != 2 {
+	if len(list) != 3 || list[1].ID != exp2.ID() || list[2].Counts[TaskCompleted] != 1 || list[2].Tasks != 12 || len(list[2].Tags) != 2 {
 		t.Errorf("list %+v", list)
 	}
 }
