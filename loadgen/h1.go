@@ -188,13 +188,12 @@ type h1Response struct {
 	dropped bool // X-Dropped header present
 }
 
-// do sends one request and reads the whole answer. sent is called once,
-// when a connection is ready and the request is about to be written; it
-// returns extra header lines (e.g. the deadline header) to append. A reused connection that turns out to
+// do sends one request and reads the whole answer. When a connection is
+// ready and the request is about to be written, it sets res.Sent and, when
+// res has a deadline, adds the deadline header with the time left. A reused connection that turns out to
 // be closed by the server before any answer byte is retried once on a new
 // connection.
-func (h *h1Client) do(ctx context.Context, req *reqTemplate, sent func() []byte) (h1Response, error) {
-	var extra []byte
+func (h *h1Client) do(ctx context.Context, req *reqTemplate, res *Result, clock func() time.Duration) (h1Response, error) {
 	deadline := time.Now().Add(h.timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -205,11 +204,17 @@ func (h *h1Client) do(ctx context.Context, req *reqTemplate, sent func() []byte)
 			return h1Response{}, err
 		}
 		if attempt == 0 {
-			extra = sent()
+			res.Sent = clock()
 		}
 		_ = c.c.SetDeadline(deadline)
 		b := append(c.buf[:0], req.h1...)
-		b = append(b, extra...)
+		if res.Deadline > 0 {
+			left := max(float64(res.Deadline-res.Sent)/1e6, 0)
+			b = append(b, DeadlineHeader...)
+			b = append(b, ':', ' ')
+			b = strconv.AppendFloat(b, left, 'f', 3, 64)
+			b = append(b, '\r', '\n')
+		}
 		b = append(b, '\r', '\n')
 		b = append(b, req.body...)
 		c.buf = b[:0]

@@ -99,6 +99,7 @@ func TestRenderH1(t *testing.T) {
 // A keep-alive connection the server closed while idle is retried once on a
 // new connection instead of failing the request.
 func TestH1RetriesStaleConnection(t *testing.T) {
+	t.Parallel()
 	var conns atomic.Int64
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -132,7 +133,7 @@ func TestH1RetriesStaleConnection(t *testing.T) {
 	h := newH1Client(u, 2*time.Second)
 	tmpl := &reqTemplate{method: "GET", h1: renderH1("GET", u, http.Header{}, nil)}
 	for i := 0; i < 3; i++ {
-		resp, err := h.do(context.Background(), tmpl, func() []byte { return nil })
+		resp, err := h.do(context.Background(), tmpl, &Result{}, func() time.Duration { return 0 })
 		if err != nil || resp.status != 200 {
 			t.Fatalf("request %d: %v (status %d)", i, err, resp.status)
 		}
@@ -146,6 +147,7 @@ func TestH1RetriesStaleConnection(t *testing.T) {
 // With a connection cap, requests beyond it wait for a free connection and
 // the wait shows as lateness, not as service time.
 func TestH1ConnectionCap(t *testing.T) {
+	t.Parallel()
 	var cur, peak atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {

@@ -197,8 +197,8 @@ func Run(ctx context.Context, cfg *Config, w *Workload, opts RunOptions) (*Summa
 	if cfg.Duration.D() <= 0 {
 		drain = r.timeout // a finite workload waits for every answer
 	}
-	if drain > r.timeout {
-		drain = r.timeout
+	if drain > r.timeout+time.Second {
+		drain = r.timeout + time.Second // no answer can take longer than that
 	}
 	if interrupted {
 		drain = 0

@@ -33,6 +33,7 @@ func mustRun(t *testing.T, cfg *Config, opts RunOptions) *Summary {
 
 // The run ends on time and the achieved count equals the schedule.
 func TestRunFixedRateCounts(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer srv.Close()
 	var snaps []Snapshot
@@ -66,6 +67,7 @@ func TestRunFixedRateCounts(t *testing.T) {
 // uncorrected one (from the actual send), and the server's delay shows in
 // both.
 func TestRunCorrectedVsUncorrected(t *testing.T) {
+	t.Parallel()
 	const delay = 20 * time.Millisecond
 	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { time.Sleep(delay) }))
 	defer srv.Close()
@@ -129,6 +131,7 @@ func TestRecorderHoldsIntervalUntilFinished(t *testing.T) {
 }
 
 func TestRunCountsErrorsTimeoutsDrops(t *testing.T) {
+	t.Parallel()
 	var n atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch n.Add(1) % 4 {
@@ -159,6 +162,7 @@ func TestRunCountsErrorsTimeoutsDrops(t *testing.T) {
 // A target that hangs: requests are cancelled at the end of the drain and
 // counted; the run ends on time.
 func TestRunHangingTargetEndsOnTime(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet && r.URL.Path == "/ready" {
@@ -185,6 +189,7 @@ func TestRunHangingTargetEndsOnTime(t *testing.T) {
 }
 
 func TestRunUnreachable(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -214,6 +219,7 @@ func TestRunBadTarget(t *testing.T) {
 }
 
 func TestRunInterrupted(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer srv.Close()
 	cfg := runCfg(srv.URL, WorkloadConfig{Arrival: "fixed", Rate: 100}, time.Minute)
@@ -231,6 +237,7 @@ func TestRunInterrupted(t *testing.T) {
 }
 
 func TestRunClosedLoopConcurrencyBound(t *testing.T) {
+	t.Parallel()
 	var cur, peak atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
@@ -255,17 +262,18 @@ func TestRunClosedLoopConcurrencyBound(t *testing.T) {
 }
 
 func TestRunSLODeadlineHeaderAndAttainment(t *testing.T) {
+	t.Parallel()
 	var bad atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			return
 		}
 		v, err := strconv.ParseFloat(r.Header.Get(DeadlineHeader), 64)
-		if err != nil || v < 0 || v > 50 {
+		if err != nil || v < 0 || v > 150 {
 			bad.Add(1)
 		}
 		if r.URL.Query().Get("slow") != "" {
-			time.Sleep(80 * time.Millisecond)
+			time.Sleep(300 * time.Millisecond)
 		}
 	}))
 	defer srv.Close()
@@ -276,11 +284,11 @@ func TestRunSLODeadlineHeaderAndAttainment(t *testing.T) {
 		}
 		cfg := runCfg(u, WorkloadConfig{Arrival: "fixed", Rate: 50}, time.Second)
 		cfg.Target.Method = "POST"
-		cfg.SLO.Deadline = Duration(50 * time.Millisecond)
+		cfg.SLO.Deadline = Duration(150 * time.Millisecond)
 		sum := mustRun(t, cfg, RunOptions{})
 		tot := sum.Total
-		if !slow && tot.SLOMet < 35 { // slack for a loaded CI machine
-			t.Errorf("fast server: %d of %d met a 50 ms SLO", tot.SLOMet, tot.Completed)
+		if !slow && tot.SLOMet < 25 { // slack for a heavily loaded machine
+			t.Errorf("fast server: %d of %d met a 150 ms SLO", tot.SLOMet, tot.Completed)
 		}
 		if slow && (tot.SLOMet != 0 || tot.Goodput != 0 || tot.Completed != 50) {
 			t.Errorf("slow server: slo_met %d goodput %v completed %d", tot.SLOMet, tot.Goodput, tot.Completed)
@@ -292,6 +300,7 @@ func TestRunSLODeadlineHeaderAndAttainment(t *testing.T) {
 }
 
 func TestRunSLOFactorCalibration(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/v2/health/ready" {
 			return
@@ -302,7 +311,7 @@ func TestRunSLOFactorCalibration(t *testing.T) {
 	defer srv.Close()
 	src := &OpenLoop{Model: "resnet", Proc: NewFixed(50), SLOFactor: 100}
 	w := &Workload{Name: "steps", Open: []*OpenLoop{src}, Timers: []*Timer{{At: 500 * time.Millisecond, Fire: func(time.Duration) TimerAction {
-		src.SLOFactor = 0.5 // impossible: below the batch-1 latency
+		src.SLOFactor = 0.01 // impossible: far below the batch-1 latency
 		return TimerStop
 	}}}}
 	cfg := &Config{Duration: Duration(time.Second), Target: TargetConfig{URL: srv.URL, Protocol: "kserve"},
@@ -315,18 +324,19 @@ func TestRunSLOFactorCalibration(t *testing.T) {
 	if b1 < 4*time.Millisecond || b1 > 200*time.Millisecond {
 		t.Fatalf("calibrated batch-1 latency %v, want ≥ 4ms", b1)
 	}
-	if len(sum.Steps) != 2 || sum.Steps[0].SLOFactor != 100 || sum.Steps[1].SLOFactor != 0.5 {
+	if len(sum.Steps) != 2 || sum.Steps[0].SLOFactor != 100 || sum.Steps[1].SLOFactor != 0.01 {
 		t.Fatalf("steps %+v", sum.Steps)
 	}
 	if s := sum.Steps[0]; s.SLOMet < s.Completed*9/10 || s.Offered != 25 {
 		t.Errorf("factor 100: met %d of %d (offered %d)", s.SLOMet, s.Completed, s.Offered)
 	}
 	if s := sum.Steps[1]; s.SLOMet != 0 || s.Offered != 25 {
-		t.Errorf("factor 0.5: met %d of %d (offered %d)", s.SLOMet, s.Completed, s.Offered)
+		t.Errorf("factor 0.01: met %d of %d (offered %d)", s.SLOMet, s.Completed, s.Offered)
 	}
 }
 
 func TestRunClassesBreakdown(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer srv.Close()
 	w := &Workload{Open: []*OpenLoop{

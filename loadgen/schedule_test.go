@@ -25,6 +25,7 @@ func openWorkload(t *testing.T, arrival string, rate, burst float64, seed int64)
 }
 
 func TestScheduleRatesAndCounts(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		arrival string
@@ -100,6 +101,7 @@ func gapsOf(as []Arrival) []float64 {
 }
 
 func TestPoissonInterArrivalsKS(t *testing.T) {
+	t.Parallel()
 	// Critical value at α = 0.01 is 1.63/sqrt(n).
 	for _, seed := range []int64{1, 2, 3} {
 		as := planTimes(t, openWorkload(t, "poisson", 1000, 0, seed), 30*time.Second)
@@ -118,6 +120,7 @@ func TestPoissonInterArrivalsKS(t *testing.T) {
 }
 
 func TestGammaCV(t *testing.T) {
+	t.Parallel()
 	for _, shape := range []float64{0.25, 0.5, 1, 2, 4} {
 		as := planTimes(t, openWorkload(t, "gamma", 1000, shape, 3), 60*time.Second)
 		g := gapsOf(as)
@@ -143,6 +146,7 @@ func TestGammaCV(t *testing.T) {
 // Arrival n of a fixed-rate source is at exactly n/rate however long the
 // run: the schedule is computed from the count, not accumulated gaps.
 func TestFixedNoDrift(t *testing.T) {
+	t.Parallel()
 	f := NewFixed(3000) // 333333.33… ns gaps: accumulating rounded gaps would drift
 	var prev time.Duration
 	for n := int64(0); n <= 3_000_000; n++ {

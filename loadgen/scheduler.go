@@ -5,6 +5,9 @@ import (
 	"time"
 )
 
+// The event heap is hand-written rather than container/heap so that pushes
+// and pops do not box events into interfaces (an allocation per arrival).
+
 // Scheduler merges a workload's sources and timers into one time-ordered
 // stream of events with a single min-heap: each open-loop source and each
 // eligible closed-loop slot holds exactly one entry (its next arrival), so
@@ -39,20 +42,51 @@ type event struct {
 
 type evHeap []event
 
-func (h evHeap) Len() int { return len(h) }
-func (h evHeap) Less(i, j int) bool {
-	if h[i].at != h[j].at {
-		return h[i].at < h[j].at
+func (e event) before(o event) bool {
+	if e.at != o.at {
+		return e.at < o.at
 	}
-	return h[i].seq < h[j].seq
+	return e.seq < o.seq
 }
-func (h evHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *evHeap) Push(x any)   { *h = append(*h, x.(event)) }
-func (h *evHeap) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return e
+
+func (h *evHeap) push(e event) {
+	*h = append(*h, e)
+	s := *h
+	i := len(s) - 1
+	for i > 0 {
+		p := (i - 1) / 2
+		if !s[i].before(s[p]) {
+			break
+		}
+		s[i], s[p] = s[p], s[i]
+		i = p
+	}
+}
+
+func (h *evHeap) pop() event {
+	s := *h
+	top := s[0]
+	n := len(s) - 1
+	s[0] = s[n]
+	s = s[:n]
+	i := 0
+	for {
+		l := 2*i + 1
+		if l >= n {
+			break
+		}
+		m := l
+		if r := l + 1; r < n && s[r].before(s[l]) {
+			m = r
+		}
+		if !s[m].before(s[i]) {
+			break
+		}
+		s[i], s[m] = s[m], s[i]
+		i = m
+	}
+	*h = s
+	return top
 }
 
 // NewScheduler primes the heap with every source's first arrival and every
@@ -89,7 +123,7 @@ func (s *Scheduler) push(at time.Duration, k evKind, idx int32) {
 		s.pending++
 	}
 	s.seq++
-	heap.Push(&s.h, event{at: at, seq: s.seq, kind: k, idx: idx})
+	s.h.push(event{at: at, seq: s.seq, kind: k, idx: idx})
 }
 
 func (s *Scheduler) armOpen(i int32, prev time.Duration) {
@@ -121,7 +155,7 @@ func (s *Scheduler) Pop() (a Arrival, ok bool) {
 	if s.ended || len(s.h) == 0 {
 		return Arrival{}, false
 	}
-	e := heap.Pop(&s.h).(event)
+	e := s.h.pop()
 	switch e.kind {
 	case evTimer:
 		t := s.w.Timers[e.idx]

@@ -381,21 +381,7 @@ func (h *httpTarget) readLLM(resp *http.Response, res *Result, clock func() time
 }
 
 func (h *httpTarget) doH1(ctx context.Context, t *reqTemplate, res *Result, clock func() time.Duration) error {
-	var buf [64]byte
-	resp, err := h.h1.do(ctx, t, func() []byte {
-		// The request goes out now that it has a connection: that is the
-		// actual send time, and the deadline header is computed from it.
-		res.Sent = clock()
-		if res.Deadline > 0 {
-			left := max(float64(res.Deadline-res.Sent)/1e6, 0)
-			extra := append(buf[:0], DeadlineHeader...)
-			extra = append(extra, ':', ' ')
-			extra = strconv.AppendFloat(extra, left, 'f', 3, 64)
-			extra = append(extra, '\r', '\n')
-			return extra
-		}
-		return nil
-	})
+	resp, err := h.h1.do(ctx, t, res, clock)
 	res.Done = clock()
 	res.Status = resp.status
 	switch {
