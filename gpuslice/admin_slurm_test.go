@@ -70,9 +70,11 @@ description = "preempts medium and low"
 		if _, err := a.run(ctx, "scontrol", "reconfigure"); err != nil {
 			t.Errorf("cleanup reconfigure: %v", err)
 		}
-		for _, l := range append(QoSLevels, "x") {
-			a.run(ctx, "sacctmgr", "-i", "delete", "qos", prefix+l) //nolint:errcheck // may not exist
+		var names []string
+		for _, l := range QoSLevels {
+			names = append(names, prefix+l)
 		}
+		a.run(ctx, "sacctmgr", "-i", "delete", "qos", "where", "name="+strings.Join(names, ",")) //nolint:errcheck // some may not exist
 		st, err := (ExecRunner{}).Run(ctx, "sacctmgr", "-n", "-P", "show", "qos", "format=name")
 		if err == nil && strings.Contains(string(st), prefix) {
 			t.Errorf("QOS with prefix %s left behind: %s", prefix, st)
