@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -471,5 +472,74 @@ func waitFiles(t *testing.T, paths ...string) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
+	}
+}
+
+func TestLocalCancelRunning(t *testing.T) {
+	exp := newTestExperiment(t, testSpec(t, []string{"ok", "ok"}, "20s", 2, ""))
+	ex := fakeExecutor(t, 0)
+	done := make(chan error, 1)
+	go func() { done <- Execute(context.Background(), exp, ex, nil) }()
+	waitFiles(t, filepath.Join(exp.TaskDir(0), "ready"), filepath.Join(exp.TaskDir(1), "ready"))
+	if err := ex.Cancel(context.Background(), exp, nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("cancelled tasks kept running")
+	}
+	st := exp.Snapshot()
+	for i, ts := range st.Tasks {
+		if ts.State != TaskCancelled {
+			t.Errorf("task %d: %s, want cancelled", i, ts.State)
+		}
+		// Cancelled tasks still write their partial results.
+		if s := readSummary(t, exp, i); s.Status != loadgen.StatusInterrupted {
+			t.Errorf("task %d summary %q", i, s.Status)
+		}
+	}
+	if st.State != ExpFailed {
+		t.Errorf("experiment %s", st.State)
+	}
+}
+
+// unavailableExecutor refuses every submission the way the Slurm executor
+// does when slurmctld cannot be reached; it tests Execute's bookkeeping.
+type unavailableExecutor struct{ calls int }
+
+func (u *unavailableExecutor) Name() string { return "unavailable" }
+func (u *unavailableExecutor) Submit(ctx context.Context, exp *Experiment, indices []int) error {
+	u.calls++
+	return fmt.Errorf("%w: cannot reach the batch system", ErrUnavailable)
+}
+func (u *unavailableExecutor) Refresh(ctx context.Context, exp *Experiment) error { return nil }
+func (u *unavailableExecutor) Cancel(ctx context.Context, exp *Experiment, indices []int) error {
+	return nil
+}
+
+func TestExecuteSubmitFailureIsResumable(t *testing.T) {
+	exp := newTestExperiment(t, testSpec(t, []string{"ok", "ok"}, "50ms", 1, ""))
+	err := Execute(context.Background(), exp, &unavailableExecutor{}, nil)
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err %v", err)
+	}
+	st := exp.Snapshot()
+	if st.State != ExpNotSubmitted || !strings.Contains(st.Error, "cannot reach") || st.Executor != "unavailable" || len(st.Submissions) != 1 {
+		t.Fatalf("state %+v", st)
+	}
+	// Later, from disk, with a working executor.
+	again, err := Open(filepath.Dir(exp.Dir), exp.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Execute(context.Background(), again, fakeExecutor(t, 0), nil); err != nil {
+		t.Fatal(err)
+	}
+	if st := again.Snapshot(); st.State != ExpCompleted || len(st.Submissions) != 2 || st.Executor != "local" {
+		t.Errorf("after resume: %s, %d submissions, executor %s", st.State, len(st.Submissions), st.Executor)
 	}
 }
