@@ -233,11 +233,14 @@ func Follow(ctx context.Context, path string, o FollowOptions) (Result, error) {
 			}
 			return finish(fmt.Errorf("write training points: %w", err))
 		}
-		if st, err := f.Stat(); err == nil && st.Size() < off {
-			f.Close()
-			f = nil // truncated: start over
-			pending.Reset()
-			continue
+		if st, err := f.Stat(); err == nil {
+			cur, cerr := os.Stat(path)
+			if st.Size() < off || (cerr == nil && !os.SameFile(st, cur)) {
+				f.Close()
+				f = nil // truncated or replaced: start over
+				pending.Reset()
+				continue
+			}
 		}
 		if o.Done != nil && o.Done() {
 			// One more read: lines written just before the end.

@@ -239,6 +239,35 @@ func TestFollow(t *testing.T) {
 	}
 }
 
+func TestFollowReplacedLog(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "train.log")
+	line := func(u int) string {
+		return fmt.Sprintf(`2026-01-01 00:00:%02d | INFO | train_inner | {"num_updates": "%d", "wps": "1", "ups": "1"}`+"\n", u, u)
+	}
+	os.WriteFile(p, []byte(line(1)+line(2)+line(3)), 0o644)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan trainlog.Result, 1)
+	go func() {
+		r, _ := trainlog.Follow(ctx, p, trainlog.FollowOptions{Poll: 10 * time.Millisecond, StopAtDone: true})
+		done <- r
+	}()
+	time.Sleep(100 * time.Millisecond)
+	// A new log replaces the old one (a restarted job writing afresh).
+	tmp := filepath.Join(dir, "new.log")
+	os.WriteFile(tmp, []byte(line(4)+"2026-01-01 00:00:09 | INFO | metaseq_cli.train | done training in 9 seconds\n"), 0o644)
+	os.Rename(tmp, p)
+	select {
+	case r := <-done:
+		if r.Points != 4 || !r.Finished || r.Summary.LastUpdate != 4 {
+			t.Fatalf("result = %+v", r)
+		}
+	case <-ctx.Done():
+		t.Fatal("follow did not notice the replaced log")
+	}
+}
+
 func TestFollowCancel(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
