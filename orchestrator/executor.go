@@ -58,7 +58,10 @@ type ExecutorOptions struct {
 	Parallel int
 	// Grace is how long an interrupted task may take to write its partial
 	// results before it is killed (0 = 30s).
-	Grace  time.Duration
+	Grace time.Duration
+	// Force, when closed, ends the grace period at once: interrupted tasks
+	// still running are killed (the CLI closes it on a second Ctrl-C).
+	Force  <-chan struct{}
 	Logger *slog.Logger
 }
 

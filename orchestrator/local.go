@@ -25,6 +25,7 @@ type Local struct {
 	binary   string
 	parallel int
 	grace    time.Duration
+	force    <-chan struct{}
 	log      *slog.Logger
 
 	mu      sync.Mutex
@@ -54,7 +55,7 @@ func NewLocal(o ExecutorOptions) (*Local, error) {
 	if lg == nil {
 		lg = slog.Default()
 	}
-	return &Local{binary: bin, parallel: o.Parallel, grace: g, log: lg, cancels: map[string]map[int]context.CancelCauseFunc{}}, nil
+	return &Local{binary: bin, parallel: o.Parallel, grace: g, force: o.Force, log: lg, cancels: map[string]map[int]context.CancelCauseFunc{}}, nil
 }
 
 func (l *Local) Name() string { return "local" }
@@ -205,10 +206,15 @@ func (l *Local) runTask(ctx context.Context, exp *Experiment, dir string, i int,
 	case <-tctx.Done():
 		pgid := cmd.Process.Pid
 		_ = syscall.Kill(-pgid, syscall.SIGINT)
+		grace := time.NewTimer(l.grace)
+		defer grace.Stop()
 		select {
 		case waitErr = <-done:
-		case <-time.After(l.grace):
+		case <-grace.C:
 			l.log.Warn("task did not stop after SIGINT; killing it", "experiment", exp.ID(), "task", i, "grace", l.grace)
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			waitErr = <-done
+		case <-l.force:
 			_ = syscall.Kill(-pgid, syscall.SIGKILL)
 			waitErr = <-done
 		}

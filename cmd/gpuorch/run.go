@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -159,10 +161,14 @@ func runAction(c *cli.Context) error {
 	} else if st := exp.Snapshot(); st.Executor != "" {
 		name = st.Executor
 	}
-	ex, err := newExecutor(c, name)
+	force := make(chan struct{})
+	ex, err := newExecutorForce(c, name, force)
 	if err != nil {
 		return err
 	}
+	finished := make(chan struct{})
+	defer close(finished)
+	go watchInterrupts(ctx, c.App.ErrWriter, force, finished)
 
 	tty := !jsonOut && isTerminal(os.Stdout)
 	if !jsonOut {
@@ -187,10 +193,35 @@ func runAction(c *cli.Context) error {
 	return runExit(ctx, st, execErr)
 }
 
+// watchInterrupts tells the user what the first Ctrl-C does and turns a
+// second one into "kill the tasks now" (closing force).
+func watchInterrupts(ctx context.Context, w io.Writer, force chan struct{}, finished <-chan struct{}) {
+	select {
+	case <-ctx.Done():
+	case <-finished:
+		return
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	fmt.Fprintln(w, "\ninterrupting: running tasks are writing what they measured so far (Ctrl-C again to kill them)")
+	select {
+	case <-sig:
+		fmt.Fprintln(w, "killing the running tasks")
+		close(force)
+	case <-finished:
+	}
+}
+
 func newExecutor(c *cli.Context, name string) (orchestrator.Executor, error) {
+	return newExecutorForce(c, name, nil)
+}
+
+func newExecutorForce(c *cli.Context, name string, force <-chan struct{}) (orchestrator.Executor, error) {
 	ex, err := orchestrator.NewExecutor(name, orchestrator.ExecutorOptions{
 		Binary:   c.String("binary"),
 		Parallel: c.Int("parallel"),
+		Force:    force,
 	})
 	if err != nil {
 		return nil, cli.Exit("run: "+err.Error(), exitUsage)

@@ -38,6 +38,7 @@ func TestRunMainHelper(t *testing.T) {
 const fakeTaskScript = `#!/bin/sh
 d=$(dirname "$4")
 trap 'echo "{\"status\":\"interrupted\"}" > "$d/summary.json"; exit 130' INT
+[ -n "$FAKE_IGNORE_INT" ] && trap '' INT
 echo "fake task $SLURM_ARRAY_TASK_ID: $*"
 eval code=\${FAKE_EXIT_$SLURM_ARRAY_TASK_ID:-0}
 if [ -n "$FAKE_SLEEP" ]; then
@@ -263,6 +264,48 @@ func TestRunCLIInterruptAndResume(t *testing.T) {
 	st = e.state(id)
 	if st.State != orchestrator.ExpCompleted || st.Tasks[0].Attempts != 2 || st.Tasks[2].Attempts != 1 {
 		t.Errorf("after resume: %s, attempts %d %d", st.State, st.Tasks[0].Attempts, st.Tasks[2].Attempts)
+	}
+}
+
+// A task that ignores SIGINT would hold gpuorch for the 30 s grace period; a
+// second Ctrl-C kills it at once.
+func TestRunCLISecondInterruptKills(t *testing.T) {
+	e := newCLIEnv(t)
+	cmd := e.command([]string{"FAKE_SLEEP=60", "FAKE_IGNORE_INT=1"}, "run", "--binary", e.fake, e.spec)
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	var id string
+	for id == "" || !strings.Contains(readFile(filepath.Join(e.home, id, "tasks", "0", "log")), "fake task 0") {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("task never started: %s", errOut.String())
+		}
+		if list, _ := orchestrator.List(e.home); len(list) == 1 {
+			id = list[0].ID
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	time.Sleep(500 * time.Millisecond)
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitInterrupted {
+		t.Fatalf("exit %v, want 130; stderr %s", err, errOut.String())
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("second Ctrl-C took %s to end the run", d)
+	}
+	if !strings.Contains(errOut.String(), "Ctrl-C again to kill them") || !strings.Contains(errOut.String(), "killing the running tasks") {
+		t.Errorf("stderr %q", errOut.String())
+	}
+	if st := e.state(id); st.State != orchestrator.ExpInterrupted || st.Tasks[0].State != orchestrator.TaskInterrupted {
+		t.Errorf("state %s, task 0 %s", st.State, st.Tasks[0].State)
 	}
 }
 
