@@ -17,6 +17,7 @@ work=$(mktemp -d /tmp/gpuorch-bench-images.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 go build -o "$work/gpuorch" ./cmd/gpuorch
 go build -o "$work/mkimage" ./bench/images/mkimage
+go build -o "$work/exectime" ./bench/images/exectime
 img="$work/metaseq_f7ffa5f_2306.sif"
 
 t0=$(date +%s.%N)
@@ -24,23 +25,15 @@ t0=$(date +%s.%N)
 bytes=$(stat -c %s "$img")
 echo "built $img: $bytes bytes in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s"
 
-# "median wall ms / median CPU (user+sys) ms" of RUNS runs of a command,
-# after one warm-up run. CPU time is reported too because on a busy machine
-# wall time mostly measures waiting for a core.
-median_ms() {
-  "$@" >/dev/null 2>&1 || true
-  local i
-  : >"$work/times"
-  for ((i = 0; i < runs; i++)); do
-    /usr/bin/time -f '%e %U %S' -a -o "$work/times" "$@" >/dev/null 2>&1 || true
-  done
-  awk '{w[NR]=$1*1000; c[NR]=($2+$3)*1000} END{
-    n=asort(w); asort(c); m=(n%2)?(n+1)/2:n/2;
-    printf "%7.1f / %5.1f", w[m], c[m] }' "$work/times"
-}
+# "median wall ms / median CPU (user+sys) ms" over RUNS runs of a command
+# after a warm-up run, measured by exectime (no shell fork per sample).
+# CPU time is given too: on a busy machine wall time is mostly waiting for
+# a core (compare the /bin/true baseline).
+median_ms() { "$work/exectime" -n "$runs" "$@"; }
 
 echo
 echo "== inspect ($runs runs each; median wall ms / median CPU ms, process start included)"
+printf '%-42s %s\n' "/bin/true (machine load baseline)" "$(median_ms /bin/true)"
 printf '%-42s %s\n' "gpuorch --version (process start only)" "$(median_ms "$work/gpuorch" --version)"
 printf '%-42s %s\n' "gpuorch image inspect --headers-only" "$(median_ms "$work/gpuorch" image inspect --headers-only "$img")"
 printf '%-42s %s\n' "gpuorch image inspect (with metadata)" "$(median_ms "$work/gpuorch" image inspect "$img")"
@@ -73,4 +66,4 @@ awk -v b="$bytes" -v v="$sv" -v s="$ss" 'BEGIN{
   printf "%-45s %8.3f s  %7.0f MB/s\n", "sha256sum", s, b/s/1e6
   printf "verify throughput = %.0f%% of sha256sum\n", 100*s/v }'
 echo
-echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), sha_ni: $(grep -qw sha_ni /proc/cpuinfo && echo yes || echo no)"
+echo "machine: $(nproc) CPUs, load $(cut -d" " -f1-3 /proc/loadavg), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), sha_ni: $(grep -qw sha_ni /proc/cpuinfo && echo yes || echo no)"
