@@ -53,10 +53,13 @@ const (
 
 // Optional target capabilities.
 type (
-	preparer  interface{ Prepare(models []string) } // precompute per-model state
-	connCap   interface{ SetMaxConns(n int) }       // cap on connections
-	aborter   interface{ Abort() }                  // fail everything in flight now
-	selfTimer interface{ SelfTimed() bool }         // enforces the request timeout itself
+	preparer interface{ Prepare(models []string) } // precompute per-model state
+	connCap  interface{ SetMaxConns(n int) }       // cap on connections
+	warmer   interface {
+		Warm(ctx context.Context, n int) // open connections ahead of the run
+	}
+	aborter   interface{ Abort() }          // fail everything in flight now
+	selfTimer interface{ SelfTimed() bool } // enforces the request timeout itself
 )
 
 type completion struct {
@@ -173,14 +176,29 @@ func Run(ctx context.Context, cfg *Config, w *Workload, opts RunOptions) (*Summa
 		r.b1 = b1
 		sum.Calibration = b1
 	}
+	// Warm up: connections and idle workers ready before the first arrival,
+	// so the first second is not spent dialling and growing stacks.
+	warm := 64
+	for _, cl := range w.Closed {
+		warm += cl.Concurrency
+	}
+	warm = min(warm, 1024)
+	if wm, ok := tgt.(warmer); ok {
+		wm.Warm(ctx, warm)
+	}
 	r.resPool.New = func() any { return new(Result) }
 	r.work = make(chan Arrival)
+	for i := 0; i < warm; i++ {
+		r.wg.Add(1)
+		go r.idleWorker()
+	}
 	r.completions = make(chan completion, 1024)
 	r.reqCtx, r.reqCancel = context.WithCancel(context.Background())
 	defer r.reqCancel()
 
 	r.start = time.Now()
 	r.rec = NewRecorder(r.start, cfg.Interval.D(), LLMSLO{TTFT: cfg.SLO.TTFT.D(), TPOT: cfg.SLO.TPOT.D(), E2EL: cfg.SLO.E2EL.D()}, opts.OnSnapshot)
+	r.rec.SweptClass = w.SweptClass
 	sum.Started = r.start
 
 	flushDone := make(chan struct{})
@@ -431,6 +449,13 @@ func (r *runner) complete(a Arrival, at time.Duration) {
 				}
 			}()
 		}
+	}
+}
+
+func (r *runner) idleWorker() {
+	defer r.wg.Done()
+	for a := range r.work {
+		r.do(a)
 	}
 }
 

@@ -180,6 +180,13 @@ func (h *httpTarget) Abort() {
 	h.client.CloseIdleConnections()
 }
 
+// Warm opens n connections ahead of the run (plain HTTP and KServe).
+func (h *httpTarget) Warm(ctx context.Context, n int) {
+	if h.h1 != nil {
+		h.h1.warm(ctx, n)
+	}
+}
+
 // SetMaxConns caps the connections of the plain-HTTP/KServe client.
 func (h *httpTarget) SetMaxConns(n int) {
 	if h.h1 != nil {
