@@ -133,3 +133,56 @@ func TestFluxString(t *testing.T) {
 		}
 	}
 }
+
+// unquoteFlux reverses fluxString the way Flux reads a string literal.
+func unquoteFlux(s string) (string, bool) {
+	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
+		return "", false
+	}
+	var b strings.Builder
+	in := s[1 : len(s)-1]
+	for i := 0; i < len(in); i++ {
+		c := in[i]
+		switch {
+		case c == '"':
+			return "", false // an unescaped quote would end the literal
+		case c == '$' && i+1 < len(in) && in[i+1] == '{':
+			return "", false // an unescaped ${ would start an interpolation
+		case c == '\\':
+			i++
+			if i == len(in) {
+				return "", false
+			}
+			switch in[i] {
+			case 'n':
+				b.WriteByte('\n')
+			case 'r':
+				b.WriteByte('\r')
+			case 't':
+				b.WriteByte('\t')
+			case '"', '\\', '$':
+				b.WriteByte(in[i])
+			default:
+				return "", false
+			}
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String(), true
+}
+
+// Any experiment, task or bucket name stays one Flux string literal that
+// reads back as itself: no user value can change a query.
+func FuzzFluxString(f *testing.F) {
+	for _, s := range []string{"", "plain", `a"b`, `\`, "${x}", "$", `") or true or ("`, "nl\n\r\t"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		q := fluxString(s)
+		got, ok := unquoteFlux(q)
+		if !ok || got != s {
+			t.Fatalf("fluxString(%q) = %s, reads back as %q (ok=%v)", s, q, got, ok)
+		}
+	})
+}
