@@ -239,6 +239,10 @@ type Recorder struct {
 	spare   []*acc
 	itlBuf  []time.Duration
 	kinds   map[string]int64
+
+	// SweptClass, when set, restricts SLO steps and the interval factor to
+	// that class's arrivals (Workload.SweptClass). Set before the run.
+	SweptClass string
 }
 
 // NewRecorder returns a recorder whose interval snapshots (interval ≤ 0
@@ -284,7 +288,7 @@ func (r *Recorder) groups(a Arrival) (cls, step *acc) {
 			r.classes[a.Class] = cls
 		}
 	}
-	if a.SLOFactor > 0 {
+	if a.SLOFactor > 0 && (r.SweptClass == "" || a.Class == r.SweptClass) {
 		if step = r.steps[a.SLOFactor]; step == nil {
 			step = newAcc()
 			step.factor, step.first = a.SLOFactor, a.At
@@ -298,7 +302,11 @@ func (r *Recorder) groups(a Arrival) (cls, step *acc) {
 // Offered counts an arrival when the scheduler emits it.
 func (r *Recorder) Offered(a Arrival) {
 	r.mu.Lock()
-	r.ival(a.At).offered++
+	iv := r.ival(a.At)
+	iv.offered++
+	if a.SLOFactor > 0 && (r.SweptClass == "" || a.Class == r.SweptClass) {
+		iv.factor = a.SLOFactor // the factor in force: the latest arrival's
+	}
 	r.total.offered++
 	cls, step := r.groups(a)
 	if cls != nil {

@@ -114,6 +114,9 @@ func (s *Scheduler) armClosed(idx int32, at time.Duration) {
 	if c.Max > 0 && c.issued+c.queued >= c.Max {
 		return
 	}
+	if c.Gate != nil {
+		at = c.Gate(at)
+	}
 	c.queued++
 	s.push(at, evClosed, idx)
 }

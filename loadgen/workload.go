@@ -45,6 +45,9 @@ type ClosedLoop struct {
 	Think       time.Duration
 	Start       time.Duration // when the first Concurrency requests become eligible
 	Max         int64         // exactly this many requests in total, in flight included (0 = no limit)
+	// Gate, if set, moves a request's eligibility to the earliest allowed
+	// time at or after it (e.g. the next burst of an on/off pattern).
+	Gate func(at time.Duration) time.Duration
 
 	issued, outstanding, queued int64
 	next                        int
@@ -88,6 +91,10 @@ type Workload struct {
 	// Deviations lists where the workload knowingly differs from the
 	// original it imitates; copied into the Summary.
 	Deviations []string
+	// SweptClass names the class whose SLO factor the workload sweeps (e.g.
+	// slo-exp-2's "fg"): only its arrivals define SLO steps and the factor
+	// in force shown in interval snapshots. "" = all arrivals.
+	SweptClass string
 }
 
 // Models returns the distinct models the workload sends to, sorted.
