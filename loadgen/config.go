@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -77,6 +78,34 @@ type WorkloadConfig struct {
 	ThinkTime   Duration `json:"think_time,omitempty" toml:"think_time"`
 	MaxRequests int64    `json:"max_requests,omitempty" toml:"max_requests"`
 	Args        []string `json:"args,omitempty" toml:"args"` // positional parameters of a Clockwork workload
+	// Params are a named workload's parameters by name (e.g. {rate = 100,
+	// copies = 4} for slo-exp-1), an alternative to Args that reads better
+	// in specs and sweeps; values may be numbers, booleans or strings.
+	Params map[string]any `json:"params,omitempty" toml:"params"`
+}
+
+// ParamStrings returns Params with every value as text (numbers in their
+// shortest form), as named workloads parse them.
+func (w WorkloadConfig) ParamStrings() map[string]string {
+	if len(w.Params) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(w.Params))
+	for k, v := range w.Params {
+		switch x := v.(type) {
+		case float64:
+			out[k] = strconv.FormatFloat(x, 'g', -1, 64)
+		case bool:
+			if x {
+				out[k] = "1"
+			} else {
+				out[k] = "0"
+			}
+		default:
+			out[k] = fmt.Sprint(v)
+		}
+	}
+	return out
 }
 
 // SLOConfig sets a deadline per request: absolute, or Factor × the model's
