@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -194,6 +195,18 @@ func loadgenRun(c *cli.Context) error {
 		return cli.Exit(err.Error(), exitUsage)
 	}
 
+	if p := os.Getenv("GPUORCH_CPUPROFILE"); p != "" {
+		// For profiling the load generator itself (docs/benchmarks.md).
+		f, err := os.Create(p)
+		if err != nil {
+			return cli.Exit(err.Error(), exitUsage)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return cli.Exit(err.Error(), exitUsage)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	jsonOut := c.Bool("json")
 	out := &loadOutputs{dir: outDir}
 	meta := loadgen.Summary{
