@@ -1,0 +1,252 @@
+package loadgen
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+)
+
+// PlanOptions control a virtual-clock plan of a workload.
+type PlanOptions struct {
+	Duration time.Duration // plan this long (0 = until the workload ends; it must end)
+	Interval time.Duration // bucket width of the per-interval counts (default 1 s)
+	// Service is the assumed service time of closed-loop requests: each
+	// completes this long after its intended send (default 3 ms, the
+	// simulated server's resnet50_v2 batch-1 latency).
+	Service time.Duration
+}
+
+// DefaultPlanService is the assumed closed-loop service time of a plan.
+const DefaultPlanService = 3 * time.Millisecond
+
+// PlanCount is a count of arrivals under a name (model or class).
+type PlanCount struct {
+	Name  string `json:"name"`
+	Count int64  `json:"count"`
+}
+
+// PlanInterval is one bucket of the plan.
+type PlanInterval struct {
+	Index     int              `json:"interval"`
+	Start     time.Duration    `json:"start"`
+	Count     int64            `json:"count"`
+	Classes   map[string]int64 `json:"classes,omitempty"`
+	SLOFactor float64          `json:"slo_factor,omitempty"` // factor in force (swept class) at the interval's last arrival
+}
+
+// PlanStep is one run of consecutive swept-class arrivals with the same SLO
+// factor.
+type PlanStep struct {
+	SLOFactor float64       `json:"slo_factor"`
+	From      time.Duration `json:"from"` // first arrival with this factor
+	To        time.Duration `json:"to"`   // last arrival with this factor
+	Count     int64         `json:"count"`
+}
+
+// PlanReport is what a workload would send, computed without sending.
+type PlanReport struct {
+	Workload   string         `json:"workload"`
+	Duration   time.Duration  `json:"duration"`
+	Interval   time.Duration  `json:"interval"`
+	Service    time.Duration  `json:"assumed_service,omitempty"` // closed loops only
+	Assumption string         `json:"assumption,omitempty"`
+	Total      int64          `json:"total"`
+	Last       time.Duration  `json:"last_arrival"`
+	EndedAt    time.Duration  `json:"ended_at,omitempty"` // when the workload ended the run itself (0 = it did not)
+	EndedBy    string         `json:"ended_by"`           // "duration", "timer" (SLO sweep end), "exhausted"
+	Sources    int            `json:"sources"`
+	Models     []PlanCount    `json:"models"`
+	Classes    []PlanCount    `json:"classes,omitempty"`
+	Steps      []PlanStep     `json:"slo_steps,omitempty"`
+	Intervals  []PlanInterval `json:"intervals"`
+	Deviations []string       `json:"deviations,omitempty"`
+}
+
+// PlanWorkload runs w on a virtual clock and summarises its arrivals.
+func PlanWorkload(w *Workload, o PlanOptions) (*PlanReport, error) {
+	if o.Interval <= 0 {
+		o.Interval = time.Second
+	}
+	if o.Service <= 0 {
+		o.Service = DefaultPlanService
+	}
+	if o.Duration <= 0 && !planFinite(w) {
+		return nil, fmt.Errorf("workload %s does not end by itself: give a duration", w.Name)
+	}
+	rep := &PlanReport{Workload: w.Name, Duration: o.Duration, Interval: o.Interval, Deviations: w.Deviations,
+		Sources: len(w.Open) + len(w.Closed)}
+	if len(w.Closed) > 0 {
+		rep.Service = o.Service
+		rep.Assumption = fmt.Sprintf("closed-loop requests are assumed to complete %v after they are sent (--service); real counts depend on the server", o.Service)
+	}
+	// Note when a timer ends the run (Clockwork's terminate predicate).
+	for _, t := range w.Timers {
+		f := t.Fire
+		t.Fire = func(now time.Duration) TimerAction {
+			act := f(now)
+			if act == TimerEndRun && rep.EndedAt == 0 {
+				rep.EndedAt, rep.EndedBy = now, "timer"
+			}
+			return act
+		}
+	}
+	models := map[string]int64{}
+	classes := map[string]int64{}
+	var cur *PlanInterval
+	var step *PlanStep
+	var factor float64
+	swept := func(a Arrival) bool { return a.SLOFactor > 0 && (w.SweptClass == "" || a.Class == w.SweptClass) }
+	st := Plan(w, o.Duration, func(Arrival) time.Duration { return o.Service }, func(a Arrival) bool {
+		models[a.Model]++
+		if a.Class != "" {
+			classes[a.Class]++
+		}
+		k := int(a.At / o.Interval)
+		for cur == nil || cur.Index < k {
+			next := 0
+			if cur != nil {
+				next = cur.Index + 1
+			}
+			rep.Intervals = append(rep.Intervals, PlanInterval{Index: next, Start: time.Duration(next) * o.Interval, SLOFactor: factor})
+			cur = &rep.Intervals[len(rep.Intervals)-1]
+		}
+		cur.Count++
+		if a.Class != "" {
+			if cur.Classes == nil {
+				cur.Classes = map[string]int64{}
+			}
+			cur.Classes[a.Class]++
+		}
+		if swept(a) {
+			factor, cur.SLOFactor = a.SLOFactor, a.SLOFactor
+			if step == nil || step.SLOFactor != a.SLOFactor {
+				rep.Steps = append(rep.Steps, PlanStep{SLOFactor: a.SLOFactor, From: a.At})
+				step = &rep.Steps[len(rep.Steps)-1]
+			}
+			step.To = a.At
+			step.Count++
+		}
+		return true
+	})
+	rep.Total, rep.Last = st.Arrivals, st.Last
+	if o.Duration > 0 {
+		for n := int((o.Duration + o.Interval - 1) / o.Interval); len(rep.Intervals) < n; {
+			i := len(rep.Intervals)
+			if rep.EndedAt > 0 && time.Duration(i)*o.Interval >= rep.EndedAt {
+				break
+			}
+			rep.Intervals = append(rep.Intervals, PlanInterval{Index: i, Start: time.Duration(i) * o.Interval, SLOFactor: factor})
+		}
+	}
+	if rep.EndedBy == "" {
+		rep.EndedBy = "duration"
+		if planFinite(w) && len(w.Timers) == 0 && (o.Duration <= 0 || st.Last+o.Interval < o.Duration) {
+			rep.EndedBy = "exhausted"
+		}
+	}
+	rep.Models = sortedCounts(models)
+	rep.Classes = sortedCounts(classes)
+	return rep, nil
+}
+
+// planFinite reports whether a workload ends by itself: a timer that may
+// end the run, or only bounded sources.
+func planFinite(w *Workload) bool {
+	if len(w.Timers) > 0 {
+		return true // e.g. slo-exp's terminate predicate (checked when built)
+	}
+	for _, c := range w.Closed {
+		if c.Max <= 0 {
+			return false
+		}
+	}
+	for _, o := range w.Open {
+		if o.Stop <= 0 && o.Max <= 0 {
+			if _, ok := o.Proc.(*Offsets); !ok {
+				return false
+			}
+		}
+	}
+	return w.MaxRequests > 0 || len(w.Open)+len(w.Closed) > 0
+}
+
+func sortedCounts(m map[string]int64) []PlanCount {
+	out := make([]PlanCount, 0, len(m))
+	for k, v := range m {
+		out = append(out, PlanCount{k, v})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// WriteText prints the plan for people: totals, classes, SLO steps, the
+// busiest and quietest models, and the per-interval counts (at most
+// maxIntervals rows, evenly sampled; 0 = all).
+func (r *PlanReport) WriteText(w io.Writer, maxIntervals int) {
+	secs := r.Duration.Seconds()
+	if secs == 0 {
+		secs = r.Last.Seconds()
+	}
+	fmt.Fprintf(w, "workload %s: %d sources, %d models\n", r.Workload, r.Sources, len(r.Models))
+	end := r.Duration.String()
+	if r.EndedAt > 0 {
+		end = fmt.Sprintf("%v (the workload ends the run)", r.EndedAt)
+		secs = r.EndedAt.Seconds()
+	}
+	rate := 0.0
+	if secs > 0 {
+		rate = float64(r.Total) / secs
+	}
+	fmt.Fprintf(w, "requests %d over %s (%.1f/s), last at %v\n", r.Total, end, rate, r.Last)
+	if r.Assumption != "" {
+		fmt.Fprintf(w, "note: %s\n", r.Assumption)
+	}
+	for _, c := range r.Classes {
+		fmt.Fprintf(w, "class %-14s %d\n", c.Name, c.Count)
+	}
+	for _, s := range r.Steps {
+		fmt.Fprintf(w, "slo ×%-8g from %-10v to %-10v %d requests\n", s.SLOFactor, s.From.Round(time.Millisecond), s.To.Round(time.Millisecond), s.Count)
+	}
+	if n := len(r.Models); n > 0 {
+		byCount := append([]PlanCount(nil), r.Models...)
+		sort.SliceStable(byCount, func(i, j int) bool { return byCount[i].Count > byCount[j].Count })
+		show := byCount
+		if n > 10 {
+			show = byCount[:5]
+		}
+		for _, m := range show {
+			fmt.Fprintf(w, "model %-24s %d\n", m.Name, m.Count)
+		}
+		if n > 10 {
+			fmt.Fprintf(w, "… %d more models; quietest: %s %d (--json lists all)\n", n-5, byCount[n-1].Name, byCount[n-1].Count)
+		}
+	}
+	step := 1
+	if maxIntervals > 0 && len(r.Intervals) > maxIntervals {
+		step = (len(r.Intervals) + maxIntervals - 1) / maxIntervals
+		fmt.Fprintf(w, "intervals of %v (every %d-th of %d shown; --json has all):\n", r.Interval, step, len(r.Intervals))
+	} else {
+		fmt.Fprintf(w, "intervals of %v:\n", r.Interval)
+	}
+	for i := 0; i < len(r.Intervals); i += step {
+		iv := r.Intervals[i]
+		var extra []string
+		if iv.SLOFactor > 0 {
+			extra = append(extra, fmt.Sprintf("slo ×%g", iv.SLOFactor))
+		}
+		names := make([]string, 0, len(iv.Classes))
+		for k := range iv.Classes {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			extra = append(extra, fmt.Sprintf("%s %d", k, iv.Classes[k]))
+		}
+		fmt.Fprintf(w, "  %4d  %-8v %7d  %s\n", iv.Index, iv.Start, iv.Count, strings.Join(extra, "  "))
+	}
+	for _, d := range r.Deviations {
+		fmt.Fprintf(w, "deviation: %s\n", d)
+	}
+}
