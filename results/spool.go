@@ -162,7 +162,6 @@ func (s *Spool) Replay(ctx context.Context, batchLines int, send func(ctx contex
 	var delivered int64
 	for {
 		s.mu.Lock()
-		s.sealLocked()
 		seqs, err := s.segments()
 		s.mu.Unlock()
 		if err != nil {
@@ -215,6 +214,18 @@ func (s *Spool) replaySegment(ctx context.Context, seq uint64, batchLines int, s
 		s.segLines[seq] -= int64(n)
 		s.mu.Unlock()
 	}
+	// The active segment is replayed in place (a failed attempt must not
+	// leave a new small file behind each time); it is sealed and removed
+	// only when nothing was appended while it was being sent.
+	s.mu.Lock()
+	if s.active != nil && s.activeSeq == seq {
+		if s.activeBytes > int64(len(data)) {
+			s.mu.Unlock()
+			return sent, nil // more arrived: the next pass sends it
+		}
+		s.sealLocked()
+	}
+	s.mu.Unlock()
 	if err := os.Remove(path); err != nil {
 		return sent, fmt.Errorf("spool: %w", err)
 	}

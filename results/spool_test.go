@@ -137,3 +137,51 @@ func TestSpoolDropsTornTail(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Failed replay attempts (server still down) must not split the spool into
+// a new file each time; appends during a replay are delivered too.
+func TestSpoolReplayActiveSegmentInPlace(t *testing.T) {
+	dir := t.TempDir()
+	sp, err := OpenSpool(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	down := func(context.Context, []byte, int) error { return errors.New("down") }
+	for i := 0; i < 10; i++ {
+		b, n := lines(i*5, i*5+5)
+		if err := sp.Append(b, n); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sp.Replay(context.Background(), 100, down); err == nil {
+			t.Fatal("replay to a down server succeeded")
+		}
+	}
+	if segs, _ := filepath.Glob(filepath.Join(dir, "seg-*.lp")); len(segs) != 1 {
+		t.Fatalf("%d segment files after 10 failed replays, want 1", len(segs))
+	}
+	// Server back; a writer keeps appending while the replay runs.
+	var got bytes.Buffer
+	appended := 50
+	send := func(_ context.Context, b []byte, n int) error {
+		got.Write(b)
+		if appended < 200 {
+			b2, n2 := lines(appended, appended+10)
+			appended += 10
+			if err := sp.Append(b2, n2); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return nil
+	}
+	if _, err := sp.Replay(context.Background(), 7, send); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := lines(0, 200)
+	if got.String() != string(want) || sp.Pending() != 0 {
+		t.Fatalf("delivered %d bytes (want %d), pending %d", got.Len(), len(want), sp.Pending())
+	}
+	if segs, _ := filepath.Glob(filepath.Join(dir, "seg-*.lp")); len(segs) != 0 {
+		t.Fatalf("segments left: %v", segs)
+	}
+}
