@@ -151,7 +151,7 @@ func dotted(p []string) string {
 	return strings.Join(parts, ".")
 }
 
-// specSections are the top-level tables of a spec (besides [sweep]).
+// specFields maps the top-level keys of a spec (besides [sweep]) to Spec fields.
 func specFields() map[string]reflect.StructField {
 	out := map[string]reflect.StructField{}
 	t := reflect.TypeFor[Spec]()
@@ -203,46 +203,45 @@ func (d *decoder) decodeSpec(raw map[string]any, spec *Spec) error {
 	return first
 }
 
+// decodeSection decodes one top-level key of the spec into its field.
 func (d *decoder) decodeSection(raw map[string]any, k string, fields map[string]reflect.StructField, rv reflect.Value) error {
-	{
-		f, ok := fields[k]
+	f, ok := fields[k]
+	if !ok {
+		names := append(mapKeys(fields), "sweep")
+		return d.errAt([]string{k}, "unknown key %q%s", dotted([]string{k}), suggest(k, names))
+	}
+	fv := rv.FieldByIndex(f.Index)
+	val := raw[k]
+	if fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.Struct {
+		elems, ok := val.([]map[string]any)
 		if !ok {
-			names := append(mapKeys(fields), "sweep")
-			return d.errAt([]string{k}, "unknown key %q%s", dotted([]string{k}), suggest(k, names))
+			return d.errAt([]string{k}, "%q must be an array of tables: write [[%s]] before each one", k, k)
 		}
-		fv := rv.FieldByIndex(f.Index)
-		val := raw[k]
-		if fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.Struct {
-			elems, ok := val.([]map[string]any)
-			if !ok {
-				return d.errAt([]string{k}, "%q must be an array of tables: write [[%s]] before each one", k, k)
-			}
-			sl := reflect.MakeSlice(fv.Type(), len(elems), len(elems))
-			for i, el := range elems {
-				if err := d.decodeTable([]string{k, indexSeg(i)}, el, sl.Index(i).Addr().Interface()); err != nil {
-					return err
-				}
-			}
-			fv.Set(sl)
-			return nil
-		}
-		tbl, ok := val.(map[string]any)
-		if !ok {
-			return d.errAt([]string{k}, "%q must be a table: write [%s] and its keys below it", k, k)
-		}
-		if k == "run" {
-			var err error
-			if tbl, err = d.splitRun(tbl, rv.Addr().Interface().(*Spec)); err != nil {
+		sl := reflect.MakeSlice(fv.Type(), len(elems), len(elems))
+		for i, el := range elems {
+			if err := d.decodeTable([]string{k, indexSeg(i)}, el, sl.Index(i).Addr().Interface()); err != nil {
 				return err
 			}
 		}
-		target := fv
-		if fv.Kind() == reflect.Pointer {
-			fv.Set(reflect.New(fv.Type().Elem()))
-			target = fv.Elem()
-		}
-		return d.decodeTable([]string{k}, tbl, target.Addr().Interface())
+		fv.Set(sl)
+		return nil
 	}
+	tbl, ok := val.(map[string]any)
+	if !ok {
+		return d.errAt([]string{k}, "%q must be a table: write [%s] and its keys below it", k, k)
+	}
+	if k == "run" {
+		var err error
+		if tbl, err = d.splitRun(tbl, rv.Addr().Interface().(*Spec)); err != nil {
+			return err
+		}
+	}
+	target := fv
+	if fv.Kind() == reflect.Pointer {
+		fv.Set(reflect.New(fv.Type().Elem()))
+		target = fv.Elem()
+	}
+	return d.decodeTable([]string{k}, tbl, target.Addr().Interface())
 }
 
 // decodeTable decodes tbl strictly into out (a pointer to a struct). On a
@@ -836,8 +835,8 @@ func (d *decoder) validate(s *Spec) error {
 	return nil
 }
 
-// validateTarget checks a target; swept names the keys set by a sweep point
-// (errors on those are reported at the [sweep] line).
+// validateTarget checks a target; at maps a key to the path whose line an
+// error should name (a task's swept keys map to their [sweep] line).
 func (d *decoder) validateTarget(t loadgen.TargetConfig, at func(key string) []string) error {
 	if at == nil {
 		at = func(key string) []string { return strings.Split(key, ".") }
