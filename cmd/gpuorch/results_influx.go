@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/gpuorch/gpuorch/orchestrator"
@@ -78,10 +79,19 @@ Example:
 		&cli.StringFlag{Name: "home", Usage: "directory holding experiment directories", EnvVars: []string{"GPUORCH_HOME"}, Value: "gpuorch-runs"},
 	},
 	Action: func(c *cli.Context) error {
-		if c.NArg() != 1 {
+		// urfave/cli stops parsing flags at the first argument; accept the
+		// natural `report EXP -o file.html` too.
+		args, out := c.Args().Slice(), c.String("output")
+		if len(args) == 3 && (args[1] == "-o" || args[1] == "--output") {
+			args, out = args[:1], args[2]
+		} else if len(args) == 2 && (strings.HasPrefix(args[1], "-o=") || strings.HasPrefix(args[1], "--output=")) {
+			_, v, _ := strings.Cut(args[1], "=")
+			args, out = args[:1], v
+		}
+		if len(args) != 1 {
 			return cli.Exit("usage: gpuorch results report [-o report.html] EXP", exitUsage)
 		}
-		e, err := resolveExperiment(c.String("home"), c.Args().First())
+		e, err := resolveExperiment(c.String("home"), args[0])
 		if err != nil {
 			return err
 		}
@@ -97,7 +107,6 @@ Example:
 			return cli.Exit(fmt.Sprintf("results of %s: %v", e.Label, err), exitFailure)
 		}
 		d.Experiment = e.Label
-		out := c.String("output")
 		if out == "-" {
 			return results.WriteReport(c.App.Writer, d)
 		}

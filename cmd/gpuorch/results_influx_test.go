@@ -123,6 +123,14 @@ func TestResultsInfluxEndToEnd(t *testing.T) {
 	if b, err := os.ReadFile(report); err != nil || !strings.Contains(string(b), "t001-rate=200") {
 		t.Fatalf("report: %v", err)
 	}
+	// The flag may also follow the experiment, as people type it.
+	report2 := filepath.Join(t.TempDir(), "r2.html")
+	if _, errOut, code := runCLI(t, home, "results", "report", exp.ID(), "-o", report2); code != 0 {
+		t.Fatalf("report EXP -o: exit %d %s", code, errOut)
+	}
+	if _, err := os.Stat(report2); err != nil {
+		t.Fatal(err)
+	}
 
 	// Unreachable server: push says so with exit 3.
 	t.Setenv("GPUORCH_INFLUX_URL", "http://127.0.0.1:1")
