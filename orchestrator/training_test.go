@@ -310,3 +310,72 @@ func TestTrainingOnSlurm(t *testing.T) {
 		t.Errorf("followed log: %+v err %v\nlog:\n%s", f.res, f.err, logText)
 	}
 }
+
+// TestTrainingRequeueOnUSR1 sends the batch shell the USR1 that
+// --signal=B:USR1@180 would send before the time limit, and checks that the
+// job requeues itself (the trap runs scontrol requeue on the host).
+func TestTrainingRequeueOnUSR1(t *testing.T) {
+	slurmtest.Require(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	bin := filepath.Join(dir, "standin")
+	if out, err := exec.Command("go", "build", "-o", bin, "../test/training/standin").CombinedOutput(); err != nil {
+		t.Fatalf("build stand-in: %v\n%s", err, out)
+	}
+	s := TrainingSpec{Nodes: 1, GPUsPerNode: 1, CPUsPerTask: 1, Mem: "100M", Time: "5:00", Runtime: RuntimeNone,
+		Script: bin, ExtraArgs: []string{"--max-update", "1000000", "--log-interval", "5"}}
+	s = s.WithDefaults(SlurmSpec{})
+	job, err := s.TrainingJob(TrainingJobOptions{Name: "gpuorch-requeue-test", RunDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, err := job.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, TrainingScriptName)
+	os.WriteFile(path, []byte(script), 0o644)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := &sbatch.Client{}
+	id, err := c.SubmitFile(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.CancelJobs(context.Background(), id) })
+	logPath := filepath.Join(dir, TrainingLogName)
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for !ok() {
+			if ctx.Err() != nil {
+				b, _ := os.ReadFile(logPath)
+				e, _ := os.ReadFile(filepath.Join(dir, "train.stderr."+id))
+				t.Fatalf("timed out waiting for %s\nlog tail:\n%s\nstderr:\n%s", what, trainingTail(string(b), 5), e)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	waitFor("training lines", func() bool {
+		b, _ := os.ReadFile(logPath)
+		return strings.Contains(string(b), "train_inner")
+	})
+	if out, err := exec.CommandContext(ctx, "scancel", "--batch", "--signal=USR1", id).CombinedOutput(); err != nil {
+		t.Fatalf("scancel --signal=USR1: %v %s", err, out)
+	}
+	waitFor("the job to be requeued (Restarts=1)", func() bool {
+		recs, err := c.ShowJob(ctx, id)
+		return err == nil && len(recs) > 0 && recs[0]["Restarts"] == "1"
+	})
+	e, _ := os.ReadFile(filepath.Join(dir, "train.stderr."+id))
+	if !strings.Contains(string(e), "USR1 received, requeueing job "+id) {
+		t.Errorf("stderr lacks the trap's message:\n%s", e)
+	}
+}
+
+func trainingTail(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
