@@ -1,0 +1,272 @@
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gpuorch/gpuorch/perfmodel"
+	"github.com/gpuorch/gpuorch/results"
+)
+
+// PredictionMeasurement is the measurement simulate's predictions are stored
+// under, with the tags of the task they predict.
+const PredictionMeasurement = "serving_prediction"
+
+// PredictionFile is where a task's prediction points go (line protocol,
+// beside metrics.lp, which the load generator owns).
+const PredictionFile = "prediction.lp"
+
+// BenchWrapper is the script executors run in place of the gpuorch binary:
+// it turns `loadgen run --manifest M` into `gpuorch bench task loadgen run
+// --manifest M`, which starts the model server first.
+const BenchWrapper = "bench-task.sh"
+
+// CheckEndpoint is the readiness check of an OpenAI-compatible endpoint:
+// GET <base>/v1/models with the credential as a bearer token. A 401 or 403
+// means the endpoint rejected the credential; no answer wraps
+// ErrUnavailable.
+func CheckEndpoint(ctx context.Context, base, secret string) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/v1/models", nil)
+	if err != nil {
+		return err
+	}
+	if secret != "" {
+		req.Header.Set("Authorization", "Bearer "+secret)
+	}
+	resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil}}).Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: readiness check of %s: %v", ErrUnavailable, base, redactErr(err, secret))
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return fmt.Errorf("readiness check: %s rejected the credential (HTTP %d)", base, resp.StatusCode)
+	case resp.StatusCode/100 != 2:
+		return fmt.Errorf("readiness check: GET %s/v1/models answered HTTP %d", strings.TrimRight(base, "/"), resp.StatusCode)
+	}
+	return nil
+}
+
+func redactErr(err error, secret string) string {
+	s := err.Error()
+	if secret != "" {
+		s = strings.ReplaceAll(s, secret, "[redacted]")
+	}
+	return s
+}
+
+// CreateBench makes the experiment directory of a benchmark: the plan and
+// manifests (Create), bench-spec.json, bench.json, the wrapper script that
+// executors run, and each task's predicted values when bt has them.
+// binary is the gpuorch the wrapper calls.
+func CreateBench(home string, spec *BenchSpec, plan *Plan, bt *BenchTask, binary string) (*Experiment, error) {
+	exp, err := Create(home, nil, plan, plan.Run.Executor)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeJSONAtomic(filepath.Join(exp.Dir, "bench-spec.json"), spec); err != nil {
+		return nil, err
+	}
+	if err := writeJSONAtomic(filepath.Join(exp.Dir, BenchTaskFile), bt); err != nil {
+		return nil, err
+	}
+	script := "#!/bin/sh\n# gpuorch bench: start the model server, then the load (see bench.json)\nexec " + shQuote(binary) + " bench task \"$@\"\n"
+	if err := writeFileAtomic(filepath.Join(exp.Dir, BenchWrapper), []byte(script)); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(filepath.Join(exp.Dir, BenchWrapper), 0o755); err != nil {
+		return nil, err
+	}
+	if len(bt.Predictions) == len(exp.Plan.Tasks) {
+		for i, t := range exp.Plan.Tasks {
+			if err := WritePrediction(exp.TaskDir(i), exp.ID(), &t, bt.Predictions[i]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return exp, nil
+}
+
+func shQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// PredictionPoint is a prediction as a point with the task's tags.
+func PredictionPoint(expID string, t *Task, p perfmodel.Prediction) results.Point {
+	tags := map[string]string{
+		results.TagExperiment: expID, results.TagTask: t.Name, results.TagWorkload: t.Workload,
+		results.TagProtocol: t.Config.Target.Protocol, "concurrency": strconv.Itoa(p.Concurrency),
+	}
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	return results.Point{Measurement: PredictionMeasurement, Tags: tags, Time: time.Now().UTC(), Fields: map[string]any{
+		"ttft_ms": ms(p.TTFT), "tpot_ms": ms(p.TPOT), "e2el_ms": ms(p.E2EL),
+		"output_tokens_per_s": p.OutputTokensPerS, "requests_per_s": p.RequestsPerS,
+		"batch": int64(p.Batch), "kv_capacity": int64(p.KVCapacity), "queue_ms": p.QueueS * 1000,
+	}}
+}
+
+// WritePrediction stores one task's prediction in its prediction.lp.
+func WritePrediction(taskDir, expID string, t *Task, p perfmodel.Prediction) error {
+	lf, err := results.OpenLineFile(filepath.Join(taskDir, PredictionFile))
+	if err != nil {
+		return err
+	}
+	if err := lf.Write(context.Background(), PredictionPoint(expID, t, p)); err != nil {
+		lf.Close()
+		return err
+	}
+	return lf.Close()
+}
+
+// ReadPrediction reads a task's prediction fields (nil when none).
+func ReadPrediction(taskDir string) (map[string]any, error) {
+	path := filepath.Join(taskDir, PredictionFile)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	var fields map[string]any
+	err := results.ReadLineFile(path, PredictionMeasurement, func(p results.Point) { fields = p.Fields }, nil)
+	return fields, err
+}
+
+// ReadBenchTask reads bench.json from an experiment directory.
+func ReadBenchTask(dir string) (*BenchTask, error) {
+	var bt BenchTask
+	if err := readJSON(filepath.Join(dir, BenchTaskFile), &bt); err != nil {
+		return nil, err
+	}
+	return &bt, nil
+}
+
+// Server is a model server a benchmark task started.
+type Server struct {
+	URL  string
+	cmd  *exec.Cmd
+	done chan error
+	log  *os.File
+}
+
+// StartServer starts argv (each "{port}" replaced by a free loopback port;
+// argv[0] "gpuorch" = self) with $PORT and $GPUORCH_SERVER_PORT set, output
+// to logPath, and waits until GET /v1/models answers 200, the process exits,
+// or ready passes.
+func StartServer(ctx context.Context, argv []string, self, logPath string, ready time.Duration) (*Server, error) {
+	if len(argv) == 0 {
+		return nil, errors.New("no server command")
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	args := make([]string, len(argv))
+	for i, a := range argv {
+		args[i] = strings.ReplaceAll(a, "{port}", strconv.Itoa(port))
+	}
+	if args[0] == "gpuorch" {
+		args[0] = self
+	}
+	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port), "GPUORCH_SERVER_PORT="+strconv.Itoa(port))
+	cmd.Stdout, cmd.Stderr = lf, lf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		lf.Close()
+		return nil, fmt.Errorf("start model server %s: %w", args[0], err)
+	}
+	s := &Server{URL: "http://127.0.0.1:" + strconv.Itoa(port), cmd: cmd, done: make(chan error, 1), log: lf}
+	go func() { s.done <- cmd.Wait() }()
+	if ready <= 0 {
+		ready = 10 * time.Minute
+	}
+	deadline := time.Now().Add(ready)
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	for {
+		resp, err := client.Get(s.URL + "/v1/models")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s, nil
+			}
+		}
+		select {
+		case err := <-s.done:
+			lf.Close()
+			return nil, fmt.Errorf("model server exited before it was ready (%v); see %s", err, logPath)
+		case <-ctx.Done():
+			s.Stop()
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.Stop()
+			return nil, fmt.Errorf("%w: model server not ready after %v (GET %s/v1/models); see %s", ErrUnavailable, ready, s.URL, logPath)
+		}
+	}
+}
+
+// Stop ends the server: SIGTERM to its process group, SIGKILL after 10 s.
+func (s *Server) Stop() {
+	if s == nil || s.cmd.Process == nil {
+		return
+	}
+	pg := s.cmd.Process.Pid
+	_ = syscall.Kill(-pg, syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-pg, syscall.SIGKILL)
+		<-s.done
+	}
+	s.log.Close()
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// RequestRow is one per-request row (tasks/<i>/requests.jsonl), in
+// milliseconds.
+type RequestRow struct {
+	Index        int       `json:"index"`
+	SentMS       float64   `json:"sent_ms"`
+	Outcome      string    `json:"outcome"`
+	Status       int       `json:"status,omitempty"`
+	Error        string    `json:"error,omitempty"`
+	InputTokens  int       `json:"input_tokens"`
+	OutputTokens int       `json:"output_tokens"`
+	TTFTMS       float64   `json:"ttft_ms"`
+	TPOTMS       float64   `json:"tpot_ms"`
+	E2ELMS       float64   `json:"e2el_ms"`
+	ITLMS        []float64 `json:"itl_ms,omitempty"`
+}
+
+// RequestsFile holds a task's per-request rows.
+const RequestsFile = "requests.jsonl"
+
+// MarshalRow encodes a row as one JSON line.
+func MarshalRow(r RequestRow) []byte {
+	b, _ := json.Marshal(r)
+	return append(b, '\n')
+}
