@@ -242,8 +242,9 @@ type PlanStats struct {
 // Plan runs the workload on a virtual clock, without sending anything: it
 // calls emit for every arrival in time order until duration (0 = until the
 // workload ends; then it must be finite) or until emit returns false.
-// Closed-loop requests complete service(a) after their intended time
-// (nil = immediately).
+// Closed-loop requests complete service(a) after their intended time; a
+// service time below 1 µs (or nil) counts as 1 µs, so that a closed loop
+// without think time still advances the virtual clock.
 func Plan(w *Workload, duration time.Duration, service func(Arrival) time.Duration, emit func(Arrival) bool) PlanStats {
 	s := NewScheduler(w)
 	var st PlanStats
@@ -270,9 +271,9 @@ func Plan(w *Workload, duration time.Duration, service func(Arrival) time.Durati
 			break
 		}
 		if a.closed != 0 {
-			var d time.Duration
+			d := time.Microsecond
 			if service != nil {
-				d = service(a)
+				d = max(service(a), time.Microsecond)
 			}
 			heap.Push(&done, doneEv{at: a.At + d, a: a})
 		}
