@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 const (
 	KindAddQoS      = "add-qos"       // sacctmgr add qos (without Preempt: targets may not exist yet)
 	KindModifyQoS   = "modify-qos"    // sacctmgr modify qos … set (Preempt included)
+	KindGrantQoS    = "grant-qos"     // sacctmgr modify user … set qos+= (slurm.users)
 	KindWrite       = "write-include" // rewrite the partitions include file
 	KindReconfigure = "reconfigure"   // scontrol reconfigure
 	KindDeleteQoS   = "delete-qos"    // a managed level no longer in the model, after partitions stop naming it
@@ -89,6 +91,9 @@ type ClusterState struct {
 	IncludeSeen bool              // the include file exists
 	NodeGres    map[string]string // node → Gres as scontrol shows it
 	NodeNames   map[string][]string
+	// UserQoS holds, per user of slurm.users, the QOS lists of each of
+	// their associations.
+	UserQoS map[string][][]string
 }
 
 // Admin reads and changes a cluster through Slurm's CLIs.
@@ -141,6 +146,20 @@ func (a *Admin) ReadState(ctx context.Context, m *Model) (*ClusterState, error) 
 	}
 	for _, kv := range parseOneLiners(string(out)) {
 		st.NodeGres[kv["NodeName"]] = kv["Gres"]
+	}
+	st.UserQoS = map[string][][]string{}
+	for _, u := range m.Slurm.Users {
+		out, err := a.run(ctx, "sacctmgr", "-n", "-P", "show", "assoc", "user="+u, "format=qos")
+		if err != nil {
+			return nil, fmt.Errorf("read associations of %s: %w", u, err)
+		}
+		lists := [][]string{}
+		for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if l = strings.TrimSpace(l); l != "" || len(lists) == 0 {
+				lists = append(lists, strings.Split(l, ","))
+			}
+		}
+		st.UserQoS[u] = lists
 	}
 	for _, name := range m.PoolNames() {
 		out, err := a.run(ctx, "scontrol", "show", "hostnames", m.Pools[name].Nodes)
@@ -379,6 +398,26 @@ func (a *Admin) Diff(m *Model, st *ClusterState) *AdminPlan {
 	}
 	p.Actions = append(p.Actions, grow...)
 	p.Actions = append(p.Actions, shrink...)
+	for _, u := range m.Slurm.Users {
+		var missing []string
+		for _, q := range m.Levels() {
+			name := m.SlurmQoS(q.Name)
+			for _, have := range st.UserQoS[u] {
+				if !slices.Contains(have, name) {
+					missing = append(missing, name)
+					break
+				}
+			}
+		}
+		if len(st.UserQoS[u]) == 0 || (len(st.UserQoS[u]) == 1 && len(st.UserQoS[u][0]) == 1 && st.UserQoS[u][0][0] == "") {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("slurm.users: %s has no association (sacctmgr add user %s account=…); cannot grant QOS", u, u))
+			continue
+		}
+		if len(missing) > 0 {
+			p.Actions = append(p.Actions, Action{Kind: KindGrantQoS, Target: u, Detail: "may use " + strings.Join(missing, ","),
+				Cmd: []string{"sacctmgr", "-i", "modify", "user", "where", "name=" + u, "set", "qos+=" + strings.Join(missing, ",")}})
+		}
+	}
 
 	p.Include = m.wantInclude(st.Include)
 	if !st.IncludeSeen || st.Include != p.Include {
@@ -453,8 +492,12 @@ func kindOrder(k string) int {
 		return 3
 	case KindDeleteQoS:
 		return 4
+	case KindGrantQoS:
+		// Last: slurmdbd 22.05, deleting one QOS, also strips other QOS
+		// from associations (seen: delete x_a took x_b from root too).
+		return 5
 	}
-	return 5
+	return 6
 }
 
 func (m *Model) wantPartition(name string) PartitionState {
@@ -547,28 +590,16 @@ func (a *Admin) Apply(ctx context.Context, m *Model) ([]Action, error) {
 	if err != nil {
 		return nil, err
 	}
-	var done []Action
-	for _, act := range p.Actions {
-		switch act.Kind {
-		case KindManual:
-			continue
-		case KindWrite:
-			if err := writeAtomic(m.Slurm.IncludeFile, []byte(p.Include)); err != nil {
-				return done, fmt.Errorf("write %s: %w", m.Slurm.IncludeFile, err)
-			}
-		default:
-			if _, err := a.run(ctx, act.Cmd...); err != nil {
-				return done, fmt.Errorf("%s %s: %w", act.Kind, act.Target, err)
-			}
-		}
-		done = append(done, act)
+	done, err := a.perform(ctx, m, p)
+	if err != nil || len(done) == 0 {
+		return done, err
 	}
-	if len(done) == 0 {
-		return nil, nil
-	}
-	// Verify: slurmctld applies a reconfigure asynchronously; give it a
-	// few seconds to show the partitions.
+	// Verify: plan again until nothing is left. slurmctld may need a moment
+	// to show reconfigured partitions; and slurmdbd side effects (a QOS
+	// deletion stripping other QOS from associations) can leave work that
+	// one more pass does.
 	deadline := time.Now().Add(10 * time.Second)
+	retried := false
 	for {
 		again, err := a.Plan(ctx, m)
 		if err != nil {
@@ -576,6 +607,15 @@ func (a *Admin) Apply(ctx context.Context, m *Model) ([]Action, error) {
 		}
 		if again.Changes() == 0 {
 			return done, nil
+		}
+		if !retried && onlyKinds(again, KindGrantQoS, KindModifyQoS, KindAddQoS) {
+			retried = true
+			more, err := a.perform(ctx, m, again)
+			done = append(done, more...)
+			if err != nil {
+				return done, err
+			}
+			continue
 		}
 		if time.Now().After(deadline) {
 			var left []string
@@ -592,6 +632,35 @@ func (a *Admin) Apply(ctx context.Context, m *Model) ([]Action, error) {
 		case <-time.After(300 * time.Millisecond):
 		}
 	}
+}
+
+func onlyKinds(p *AdminPlan, kinds ...string) bool {
+	for _, a := range p.Actions {
+		if a.Kind != KindManual && !slices.Contains(kinds, a.Kind) {
+			return false
+		}
+	}
+	return true
+}
+
+func (a *Admin) perform(ctx context.Context, m *Model, p *AdminPlan) ([]Action, error) {
+	var done []Action
+	for _, act := range p.Actions {
+		switch act.Kind {
+		case KindManual:
+			continue
+		case KindWrite:
+			if err := writeAtomic(m.Slurm.IncludeFile, []byte(p.Include)); err != nil {
+				return done, fmt.Errorf("write %s: %w", m.Slurm.IncludeFile, err)
+			}
+		default:
+			if _, err := a.run(ctx, act.Cmd...); err != nil {
+				return done, fmt.Errorf("%s %s: %w", act.Kind, act.Target, err)
+			}
+		}
+		done = append(done, act)
+	}
+	return done, nil
 }
 
 func writeAtomic(path string, data []byte) error {

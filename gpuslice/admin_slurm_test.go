@@ -31,21 +31,26 @@ func slurmUp(t *testing.T) {
 // changes the model and re-applies, and removes everything at the end.
 func TestAdminApplyOnCluster(t *testing.T) {
 	slurmUp(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	prefix := fmt.Sprintf("gst%d_", os.Getpid()%100000)
+	user := os.Getenv("USER")
+	if user == "" {
+		user = "root"
+	}
 	doc := func(extra string) string {
 		return fmt.Sprintf(`
 [slurm]
 prefix = %q
+users = [%q]
 [pools.small]
-nodes = "node[1-2]"
+nodes = "node4"
 gpu_model = "NVIDIA A100-SXM4-40GB"
 gpus_per_node = 4
 shards_per_gpu = 2
 max_time = "00:30:00"
 [pools.big]
-nodes = "node[3-4]"
+nodes = "node[1-2]"
 gpu_model = "NVIDIA H100 80GB HBM3"
 gpus_per_node = 4
 shards_per_gpu = 8
@@ -54,7 +59,7 @@ grace_time = "5s"
 [qos.medium]
 [qos.high]
 description = "preempts medium and low"
-%s`, prefix, extra)
+%s`, prefix, user, extra)
 	}
 	m := mustModel(t, doc(""))
 	a := &Admin{}
@@ -89,7 +94,7 @@ description = "preempts medium and low"
 	for _, x := range plan.Actions {
 		kinds[x.Kind]++
 	}
-	if kinds[KindAddQoS] != 3 || kinds[KindWrite] != 1 || kinds[KindReconfigure] != 1 || kinds[KindManual] != 2 {
+	if kinds[KindAddQoS] != 3 || kinds[KindGrantQoS] != 1 || kinds[KindWrite] != 1 || kinds[KindReconfigure] != 1 || kinds[KindManual] != 2 {
 		t.Fatalf("first plan: %v\n%v", kinds, plan.Actions)
 	}
 	// The 8-shards pool disagrees with the cluster's gres (2 per GPU), which
@@ -116,7 +121,7 @@ description = "preempts medium and low"
 		t.Errorf("QOS low in Slurm: %+v", lo)
 	}
 	p, ok := st.Partitions[prefix+"small"]
-	if !ok || p.Nodes != "node[1-2]" || strings.Join(p.AllowQoS, ",") != prefix+"low,"+prefix+"medium,"+prefix+"high" {
+	if !ok || p.Nodes != "node4" || strings.Join(p.AllowQoS, ",") != prefix+"low,"+prefix+"medium,"+prefix+"high" {
 		t.Errorf("partition small in Slurm: %+v (present %v)", p, ok)
 	}
 	for _, keep := range []string{"debug", "gpu"} {
@@ -134,6 +139,14 @@ description = "preempts medium and low"
 	again, err := a.Apply(ctx, m)
 	if err != nil || len(again) != 0 {
 		t.Fatalf("second apply did %v, %v", again, err)
+	}
+
+	// The QOS really preempt: high jobs requeue low ones. Slurm takes 4–25 s
+	// to preempt here, so this runs only when asked for.
+	if os.Getenv("GPUORCH_SLURM_PREEMPT_TEST") != "" {
+		checkPreemption(ctx, t, a, prefix+"small", prefix+"low", prefix+"high")
+	} else {
+		t.Log("preemption check skipped: set GPUORCH_SLURM_PREEMPT_TEST=1 to run it (adds 5–30 s)")
 	}
 
 	// Change the model: add critical, drop low, change a grace time.
@@ -165,5 +178,91 @@ description = "preempts medium and low"
 	}
 	if c := st.QoS[prefix+"critical"]; strings.Join(c.Preempt, ",") != prefix+"high,"+prefix+"medium" {
 		t.Errorf("critical preempts %v", c.Preempt)
+	}
+}
+
+// checkPreemption fills the one-node partition's shards (4 GPUs × 2) with
+// jobs at QOS low, submits one at QOS high, and checks Slurm requeues a low
+// job to run it: the QOS gpuorch writes make a higher level preempt a lower
+// one. It cancels its jobs and waits for them to leave before returning.
+func checkPreemption(ctx context.Context, t *testing.T, a *Admin, partition, lowQoS, highQoS string) {
+	t.Helper()
+	var jobs []string
+	defer func() {
+		ctx := context.Background()
+		if len(jobs) > 0 {
+			a.run(ctx, append([]string{"scancel"}, jobs...)...) //nolint:errcheck
+		}
+		for i := 0; i < 50; i++ {
+			out, _ := a.run(ctx, "squeue", "-h", "-p", partition)
+			if strings.TrimSpace(string(out)) == "" {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	submit := func(qos string) string {
+		out, err := a.run(ctx, "sbatch", "--parsable", "--requeue", "-p", partition, "--qos="+qos, "--gres=shard:2",
+			"-n1", "--mem=50", "-o", "/dev/null", "--job-name=gpuslice-preempt", "--wrap", "exec sleep 300")
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := strings.TrimSpace(string(out))
+		jobs = append(jobs, id)
+		return id
+	}
+	state := func(id string) (string, string) {
+		out, err := a.run(ctx, "scontrol", "show", "job", id)
+		if err != nil {
+			return "", ""
+		}
+		kv := parseOneLiners(strings.ReplaceAll(string(out), "\n", " "))
+		if len(kv) == 0 {
+			return "", ""
+		}
+		return kv[0]["JobState"], kv[0]["Restarts"]
+	}
+	t0 := time.Now()
+	var low []string
+	for i := 0; i < 4; i++ {
+		low = append(low, submit(lowQoS))
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		running := 0
+		for _, id := range low {
+			if s, _ := state(id); s == "RUNNING" {
+				running++
+			}
+		}
+		if running == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Logf("SKIPPED preemption check: %s busy with other jobs (%d of 4 low jobs running)", partition, running)
+			return
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	t.Logf("4 low jobs running after %s", time.Since(t0).Round(time.Millisecond))
+	t0 = time.Now()
+	high := submit(highQoS)
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		hs, _ := state(high)
+		requeued := 0
+		for _, id := range low {
+			if s, r := state(id); (r != "0" && r != "") || s == "PENDING" || s == "REQUEUED" {
+				requeued++
+			}
+		}
+		if hs == "RUNNING" && requeued >= 1 {
+			t.Logf("high job %s running %s after submission; %d low job(s) requeued", high, time.Since(t0).Round(time.Millisecond), requeued)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("high job %s is %s; low jobs requeued: %d", high, hs, requeued)
+		}
+		time.Sleep(300 * time.Millisecond)
 	}
 }

@@ -56,6 +56,9 @@ type SlurmConfig struct {
 	Prefix string `toml:"prefix"`
 	// IncludeFile is the file slurm.conf Includes; gpuorch writes only it.
 	IncludeFile string `toml:"include_file"`
+	// Users are granted every QOS of the model in all their associations
+	// (sacctmgr modify user … set qos+=…), so they can submit slices.
+	Users []string `toml:"users"`
 }
 
 // Pool is a set of nodes with one GPU model, exposed as one partition.
@@ -223,6 +226,11 @@ func (m *Model) resolve() error {
 	}
 	if m.Slurm.Prefix != "" && !regexp.MustCompile(`^[a-z][a-z0-9_]{0,15}$`).MatchString(m.Slurm.Prefix) {
 		return fmt.Errorf("slurm.prefix %q: want lowercase letters, digits and _ (at most 16), starting with a letter", m.Slurm.Prefix)
+	}
+	for _, u := range m.Slurm.Users {
+		if !regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,31}$`).MatchString(u) {
+			return fmt.Errorf("slurm.users: %q is not a user name", u)
+		}
 	}
 	if len(m.QoS) == 0 {
 		return fmt.Errorf("no [qos.*] levels defined (want some of %s)", strings.Join(QoSLevels, ", "))
