@@ -183,6 +183,7 @@ func FuzzTrainingRender(f *testing.F) {
 // 2 nodes x 4 tasks of the test cluster and checks every rank's view.
 func TestTrainingOnSlurm(t *testing.T) {
 	slurmtest.Require(t)
+	t.Parallel()
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -316,6 +317,7 @@ func TestTrainingOnSlurm(t *testing.T) {
 // job requeues itself (the trap runs scontrol requeue on the host).
 func TestTrainingRequeueOnUSR1(t *testing.T) {
 	slurmtest.Require(t)
+	t.Parallel()
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
 	bin := filepath.Join(dir, "standin")
