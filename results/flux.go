@@ -62,7 +62,12 @@ func FluxQuery(bucket string, q Query) string {
 // them: by experiment, task (natural order), then time.
 func (s *InfluxSource) Query(ctx context.Context, q Query) ([]Point, error) {
 	cfg := s.Cfg.withDefaults()
-	c := NewInfluxClient(cfg)
+	// The request timeout covers reading the whole answer, which for a big
+	// experiment takes far longer than a write: give queries minutes; the
+	// caller's context still bounds them.
+	qcfg := cfg
+	qcfg.Timeout = max(cfg.Timeout, 10*time.Minute)
+	c := NewInfluxClient(qcfg)
 	defer c.Close()
 	flux := FluxQuery(cfg.Bucket, q)
 	res, err := c.QueryAPI(cfg.Org).Query(ctx, flux)

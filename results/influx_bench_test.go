@@ -3,6 +3,7 @@ package results
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"syscall"
@@ -163,4 +164,47 @@ func BenchmarkInfluxSinkServerDown(b *testing.B) {
 	b.ReportMetric(float64(firstHeap)/(1<<20), "heapMiB-first")
 	b.ReportMetric(float64(maxHeap)/(1<<20), "heapMiB-max")
 	b.ReportMetric(drain.Seconds(), "drain-s")
+}
+
+// BenchmarkInfluxSourceLoad: reading an experiment back with Flux (what
+// `gpuorch results show` does): 20 tasks × 300 one-second intervals, all
+// requests plus two classes per interval (18,000 serving points of about
+// 50 fields), compared with the local store on the same points.
+func BenchmarkInfluxSourceLoad(b *testing.B) {
+	cfg := testDatabase(b)
+	expDir := b.TempDir()
+	start := time.Now().Add(-6 * time.Hour).Truncate(time.Second)
+	for i := 0; i < 20; i++ {
+		taskDir := filepath.Join(expDir, "tasks", strconv.Itoa(i))
+		local, err := OpenLineFile(filepath.Join(taskDir, MetricsFile))
+		if err != nil {
+			b.Fatal(err)
+		}
+		inf, err := NewInfluxSink(cfg, filepath.Join(taskDir, "influx-spool"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		sink := Tee(local, inf)
+		meta, snaps := syntheticRun("load", i, float64(50*(i+1)), start.Add(time.Duration(i)*5*time.Minute), 300)
+		writeRun(b, sink, meta, snaps)
+		if err := sink.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, src := range []struct {
+		name string
+		src  Source
+	}{{"influx", NewInfluxSource(cfg)}, {"local", NewLocalStore(expDir)}} {
+		b.Run(src.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				res, err := Load(context.Background(), src.src, "load")
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(res.Tasks) != 20 {
+					b.Fatalf("%d tasks", len(res.Tasks))
+				}
+			}
+		})
+	}
 }
