@@ -139,3 +139,29 @@ func TestResultsInfluxEndToEnd(t *testing.T) {
 		t.Fatalf("push to an unreachable server: exit %d", code)
 	}
 }
+
+func TestInfluxPreflight(t *testing.T) {
+	clearInfluxEnv(t)
+	ctx := t.Context()
+	if err := influxPreflight(ctx, false); err != nil {
+		t.Fatalf("not configured: %v", err)
+	}
+	t.Setenv("GPUORCH_INFLUX_URL", "http://127.0.0.1:1")
+	if err := influxPreflight(ctx, true); err != nil {
+		t.Fatalf("unreachable, allowed: %v", err)
+	}
+	err := influxPreflight(ctx, false)
+	if ec, ok := err.(interface{ ExitCode() int }); !ok || ec.ExitCode() != exitUnavailable {
+		t.Fatalf("unreachable: %v", err)
+	}
+	base := os.Getenv("GPUORCH_TEST_INFLUX_URL")
+	if base == "" {
+		t.Skip("no InfluxDB for the rest: eval \"$(test/influxdb/up.sh --test-env)\"")
+	}
+	t.Setenv("GPUORCH_INFLUX_URL", base)
+	t.Setenv("GPUORCH_INFLUX_BUCKET", "gpuorch_no_such_database")
+	err = influxPreflight(ctx, true) // a missing database is never waved through
+	if ec, ok := err.(interface{ ExitCode() int }); !ok || ec.ExitCode() != exitUsage || !strings.Contains(err.Error(), "database not found") {
+		t.Fatalf("missing database: %v", err)
+	}
+}
