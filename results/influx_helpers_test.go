@@ -201,7 +201,9 @@ func (d *privateInfluxd) Start() {
 		d.t.Fatal(err)
 	}
 	d.cmd = cmd
-	deadline := time.Now().Add(30 * time.Second)
+	// influxd starts in about a second on an idle machine, but initialising
+	// Flux is CPU-heavy: allow for a machine busy with other builds.
+	deadline := time.Now().Add(90 * time.Second)
 	for time.Now().Before(deadline) {
 		resp, err := http.Get(d.URL + "/ping")
 		if err == nil {
