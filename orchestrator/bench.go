@@ -194,10 +194,10 @@ func ParseBenchSpec(file string, src []byte) (*BenchSpec, error) {
 		md, err := toml.Decode(string(src), s)
 		if err != nil {
 			var pe toml.ParseError
-			if errors.As(err, &pe) {
+			if errors.As(err, &pe) && pe.Position.Line > 0 {
 				return nil, &SpecError{File: file, Line: pe.Position.Line, Key: pe.LastKey, Msg: keyMsg(pe.LastKey, pe.Message)}
 			}
-			return nil, &SpecError{File: file, Msg: cleanTOMLError(err)}
+			return nil, badLeaf(file, string(src), err)
 		}
 		s.pos = scanPositions(string(src))
 		if und := md.Undecoded(); len(und) > 0 {
@@ -211,6 +211,24 @@ func ParseBenchSpec(file string, src []byte) (*BenchSpec, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// badLeaf finds the key a type error came from (BurntSushi's decode errors
+// carry no position): each value is decoded on its own, in file order.
+func badLeaf(file, src string, err error) error {
+	var raw map[string]any
+	if _, perr := toml.Decode(src, &raw); perr != nil {
+		return &SpecError{File: file, Msg: cleanTOMLError(err)}
+	}
+	d := &decoder{file: file, pos: scanPositions(src), overridden: map[string]string{}}
+	for _, lf := range d.leaves(nil, raw) {
+		var probe BenchSpec
+		if _, e := decodeTree(buildTree(lf.abs, lf.val), &probe); e != nil {
+			key := dotted(lf.abs)
+			return &SpecError{File: file, Line: max(d.pos.line(lf.abs), 1), Key: key, Msg: key + ": " + cleanTOMLError(e)}
+		}
+	}
+	return &SpecError{File: file, Msg: cleanTOMLError(err)}
 }
 
 func keyMsg(key, msg string) string {

@@ -85,7 +85,7 @@ func CreateBench(home string, spec *BenchSpec, plan *Plan, bt *BenchTask, binary
 	if err := writeJSONAtomic(filepath.Join(exp.Dir, BenchTaskFile), bt); err != nil {
 		return nil, err
 	}
-	script := "#!/bin/sh\n# gpuorch bench: start the model server, then the load (see bench.json)\nexec " + shQuote(binary) + " bench task \"$@\"\n"
+	script := "#!/bin/sh\n# gpuorch bench: start the model server, then the load (see bench.json)\nGPUORCH_BIN=" + shQuote(binary) + "\nexport GPUORCH_BIN\nexec \"$GPUORCH_BIN\" bench task \"$@\"\n"
 	if err := writeFileAtomic(filepath.Join(exp.Dir, BenchWrapper), []byte(script)); err != nil {
 		return nil, err
 	}

@@ -369,7 +369,12 @@ func benchTask(c *cli.Context) error {
 	}
 	taskDir := filepath.Dir(manifest)
 	if len(bt.ServerArgv) > 0 {
-		self, _ := os.Executable()
+		// The wrapper says which gpuorch it ran; "gpuorch" in the server
+		// command means that one.
+		self := os.Getenv("GPUORCH_BIN")
+		if self == "" {
+			self, _ = os.Executable()
+		}
 		fmt.Fprintf(os.Stderr, "starting model server: %s\n", strings.Join(bt.ServerArgv, " "))
 		srv, err := orchestrator.StartServer(c.Context, bt.ServerArgv, self, filepath.Join(taskDir, "server.log"), bt.ReadyTimeout.D())
 		if err != nil {
