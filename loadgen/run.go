@@ -86,7 +86,10 @@ type runner struct {
 	reqCancel context.CancelFunc
 	stopping  atomic.Bool // schedule over: workers that have not sent yet drop
 
-	work        chan Arrival
+	queue       chan Arrival // arrivals waiting for a worker
+	idle        atomic.Int64 // workers waiting for an arrival
+	workers     int64        // workers started (pacer only)
+	maxWorkers  int64
 	completions chan completion
 	wg          sync.WaitGroup
 	inflight    atomic.Int64
@@ -134,18 +137,19 @@ func Run(ctx context.Context, cfg *Config, w *Workload, opts RunOptions) (*Summa
 	if p, ok := tgt.(preparer); ok {
 		p.Prepare(models)
 	}
-	if c, ok := tgt.(connCap); ok {
-		n := cfg.Target.MaxConnections
-		if n <= 0 {
-			// Closed loops keep their whole concurrency at the server.
-			n = DefaultMaxConnections
-			total := 0
-			for _, cl := range w.Closed {
-				total += cl.Concurrency
-			}
-			n = max(n, total+64)
+	// Connections (and workers: one per request in progress) are capped;
+	// closed loops keep their whole concurrency at the server.
+	conns := cfg.Target.MaxConnections
+	if conns <= 0 {
+		conns = DefaultMaxConnections
+		total := 0
+		for _, cl := range w.Closed {
+			total += cl.Concurrency
 		}
-		c.SetMaxConns(n)
+		conns = max(conns, total+64)
+	}
+	if c, ok := tgt.(connCap); ok {
+		c.SetMaxConns(conns)
 	}
 	if err := tgt.Ready(ctx); err != nil {
 		return fail(err)
@@ -187,10 +191,13 @@ func Run(ctx context.Context, cfg *Config, w *Workload, opts RunOptions) (*Summa
 		wm.Warm(ctx, warm)
 	}
 	r.resPool.New = func() any { return new(Result) }
-	r.work = make(chan Arrival)
-	for i := 0; i < warm; i++ {
-		r.wg.Add(1)
-		go r.idleWorker()
+	// Arrivals wait in a queue for a worker: a request waiting for a free
+	// connection costs a queue slot, not a goroutine, so an overloaded
+	// target cannot blow up memory. The queue holds the in-flight cap.
+	r.queue = make(chan Arrival, r.maxInFlight)
+	r.maxWorkers = int64(conns)
+	for i := 0; i < min(warm, conns); i++ {
+		r.spawn()
 	}
 	r.completions = make(chan completion, 1024)
 	r.reqCtx, r.reqCancel = context.WithCancel(context.Background())
@@ -227,7 +234,7 @@ func Run(ctx context.Context, cfg *Config, w *Workload, opts RunOptions) (*Summa
 	if a, ok := r.target.(aborter); ok {
 		a.Abort()
 	}
-	close(r.work) // idle workers exit; busy ones finish their request first
+	close(r.queue) // workers finish what is queued (dropped: the run is over) and exit
 	r.wg.Wait()
 	close(flushStop)
 	<-flushDone
@@ -425,12 +432,18 @@ func (r *runner) dispatch(a Arrival) {
 		return
 	}
 	r.inflight.Add(1)
-	select {
-	case r.work <- a:
-	default:
-		r.wg.Add(1)
-		go r.worker(a)
+	r.queue <- a // never blocks: at most maxInFlight are queued or in progress
+	if int64(len(r.queue)) > r.idle.Load() && r.workers < r.maxWorkers {
+		r.spawn()
 	}
+}
+
+// spawn starts one more worker (pacer goroutine only).
+func (r *runner) spawn() {
+	r.workers++
+	r.idle.Add(1)
+	r.wg.Add(1)
+	go r.worker()
 }
 
 var errInFlightCap = errors.New("in-flight cap reached; request not sent")
@@ -452,21 +465,12 @@ func (r *runner) complete(a Arrival, at time.Duration) {
 	}
 }
 
-func (r *runner) idleWorker() {
+func (r *runner) worker() {
 	defer r.wg.Done()
-	for a := range r.work {
+	for a := range r.queue {
+		r.idle.Add(-1)
 		r.do(a)
-	}
-}
-
-func (r *runner) worker(a Arrival) {
-	defer r.wg.Done()
-	for {
-		r.do(a)
-		var ok bool
-		if a, ok = <-r.work; !ok {
-			return
-		}
+		r.idle.Add(1)
 	}
 }
 
