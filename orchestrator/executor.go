@@ -114,12 +114,14 @@ func NewExecutor(name string, opts ExecutorOptions) (Executor, error) {
 // slurmctld, InfluxDB) being unreachable; the CLI exits 3 on it.
 var ErrUnavailable = errors.New("service unavailable")
 
-// Execute hands the given tasks (nil = every task not completed) to ex:
+// Execute hands the given tasks (nil = every task not completed; an empty
+// slice = none, only the experiment state is recomputed) to ex:
 // it marks them pending, records a Submission, calls Submit, and settles the
 // experiment state: completed, failed or interrupted when the executor ran
-// them synchronously; submitted or running when it handed them to a batch
-// system; not-submitted when submission failed before any task started.
-// This is what `gpuorch run`, `run --resume` and `retry` do.
+// them synchronously (cancelled if some were cancelled meanwhile); submitted
+// or running when it handed them to a batch system; not-submitted when
+// submission failed before any task started. This is what `gpuorch run` and
+// `retry` do (`run --resume` goes through Resume).
 func Execute(ctx context.Context, exp *Experiment, ex Executor, indices []int) error {
 	if indices == nil {
 		st := exp.Snapshot()
@@ -175,4 +177,34 @@ func Execute(ctx context.Context, exp *Experiment, ex Executor, indices []int) e
 		return subErr
 	}
 	return uerr
+}
+
+// ResumeIndices lists the tasks a resume runs: every task not completed,
+// except those the executor still has — pending or running with a job id
+// (queued or running in Slurm, or running under another local gpuorch) —
+// which would otherwise run twice. Call it on a state just refreshed.
+func ResumeIndices(st *State) []int {
+	idx := []int{}
+	for _, t := range st.Tasks {
+		switch {
+		case t.State == TaskCompleted:
+		case (t.State == TaskPending || t.State == TaskRunning) && t.JobID != "":
+		default:
+			idx = append(idx, t.Index)
+		}
+	}
+	return idx
+}
+
+// Resume is `gpuorch run --resume`: it brings the experiment's state up to
+// date from the executor (Refresh), then executes the ResumeIndices — the
+// tasks not completed and not still queued or running. It returns the
+// indices it handed to the executor.
+func Resume(ctx context.Context, exp *Experiment, ex Executor) ([]int, error) {
+	if err := ex.Refresh(ctx, exp); err != nil {
+		return nil, fmt.Errorf("bring experiment %s up to date before resuming: %w", exp.ID(), err)
+	}
+	st := exp.Snapshot()
+	idx := ResumeIndices(&st)
+	return idx, Execute(ctx, exp, ex, idx)
 }

@@ -107,6 +107,12 @@ func (l *Local) Submit(ctx context.Context, exp *Experiment, indices []int) erro
 		return err
 	}
 
+	// Another gpuorch process (`gpuorch cancel`) may cancel tasks by writing
+	// state.json: watch it, and interrupt such tasks running here.
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go l.watchCancels(watchCtx, exp)
+
 	sem := make(chan struct{}, par)
 	var wg sync.WaitGroup
 	var errMu sync.Mutex
@@ -145,9 +151,53 @@ func (l *Local) Submit(ctx context.Context, exp *Experiment, indices []int) erro
 	return firstErr
 }
 
+// isCancelled reads state.json afresh: a task cancelled by another gpuorch
+// process must not start.
 func (l *Local) isCancelled(exp *Experiment, i int) bool {
-	st := exp.Snapshot()
+	st, err := readState(exp.Dir)
+	if err != nil {
+		l.log.Warn("read experiment state", "experiment", exp.ID(), "err", err)
+		st = exp.Snapshot()
+	}
 	return i < len(st.Tasks) && st.Tasks[i].State == TaskCancelled
+}
+
+// cancelPoll is how often a local run looks for cancellations made by
+// another gpuorch process.
+const cancelPoll = 200 * time.Millisecond
+
+// watchCancels interrupts, with errCancelled, the tasks this process runs
+// that state.json says were cancelled (by `gpuorch cancel` in another
+// process), until ctx ends. It re-reads state.json only when it changed.
+func (l *Local) watchCancels(ctx context.Context, exp *Experiment) {
+	path := filepath.Join(exp.Dir, "state.json")
+	var lastMod time.Time
+	var lastSize int64
+	tick := time.NewTicker(cancelPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		fi, err := os.Stat(path)
+		if err != nil || (fi.ModTime().Equal(lastMod) && fi.Size() == lastSize) {
+			continue
+		}
+		lastMod, lastSize = fi.ModTime(), fi.Size()
+		st, err := readState(exp.Dir)
+		if err != nil {
+			continue
+		}
+		l.mu.Lock()
+		for i, cancel := range l.cancels[exp.Dir] {
+			if i < len(st.Tasks) && st.Tasks[i].State == TaskCancelled {
+				cancel(errCancelled)
+			}
+		}
+		l.mu.Unlock()
+	}
 }
 
 // runTask runs one task to its end and records the outcome. It returns an
@@ -184,15 +234,22 @@ func (l *Local) runTask(ctx context.Context, exp *Experiment, dir string, i int,
 	}
 	start := time.Now().UTC()
 	if err := exp.UpdateTask(i, func(t *TaskStatus) {
-		t.State = TaskRunning
+		if t.State == TaskCancelled {
+			// Cancelled by another process since isCancelled looked:
+			// record the process, and stop it at once.
+			cancel(errCancelled)
+		} else {
+			t.State = TaskRunning
+			t.Error = ""
+		}
 		t.Start = &start
 		t.End = nil
 		t.ExitCode = nil
 		t.PID = cmd.Process.Pid
+		t.Runner = os.Getpid()
 		t.Node = host
 		t.JobID = jobID + "_" + strconv.Itoa(i)
 		t.Attempts++
-		t.Error = ""
 	}); err != nil {
 		l.log.Error("save state", "experiment", exp.ID(), "task", i, "err", err)
 	}
@@ -231,6 +288,11 @@ func (l *Local) runTask(ctx context.Context, exp *Experiment, dir string, i int,
 	}
 	l.log.Debug("task ended", "experiment", exp.ID(), "task", i, "exit", code, "state", state)
 	return exp.UpdateTask(i, func(t *TaskStatus) {
+		if t.State == TaskCancelled && state != TaskCompleted {
+			// Cancelled by another gpuorch process (which may have
+			// signalled the task itself): it stays cancelled.
+			state, msg = TaskCancelled, "cancelled"
+		}
 		t.State = state
 		t.End = &end
 		c := code
@@ -319,8 +381,8 @@ func (l *Local) Refresh(ctx context.Context, exp *Experiment) error {
 			if t.State != TaskRunning || live[t.Index] || t.Node != host || t.PID <= 0 {
 				continue
 			}
-			if syscall.Kill(t.PID, 0) == nil {
-				continue // still alive (run by another gpuorch process)
+			if alive(t.PID) || (t.Runner > 0 && alive(t.Runner)) {
+				continue // still running, or its gpuorch is about to record its end
 			}
 			now := time.Now().UTC()
 			t.State = TaskInterrupted
@@ -335,6 +397,12 @@ func (l *Local) Refresh(ctx context.Context, exp *Experiment) error {
 	})
 }
 
+// alive reports whether process pid exists (EPERM: it does, as another user's).
+func alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
 func anyRunning(ts []TaskStatus) bool {
 	for _, t := range ts {
 		if t.State == TaskRunning {
@@ -344,9 +412,13 @@ func anyRunning(ts []TaskStatus) bool {
 	return false
 }
 
-// Cancel stops the given tasks (nil = all unfinished): running ones in this
-// process are interrupted, running ones of another local gpuorch process get
-// SIGINT, pending ones are marked cancelled and will not start.
+// Cancel stops the given tasks (nil = all unfinished) and marks them
+// cancelled in state.json, under its lock: pending ones will not start (the
+// running gpuorch re-reads state.json before starting each task); running
+// ones of this process are interrupted; running ones of another gpuorch
+// process are interrupted by that process, which watches state.json for
+// cancellations (so its grace period and kill apply) — or, when that process
+// is gone, by a SIGINT sent here to the task's process group.
 func (l *Local) Cancel(ctx context.Context, exp *Experiment, indices []int) error {
 	host, _ := os.Hostname()
 	want := map[int]bool{}
@@ -374,11 +446,14 @@ func (l *Local) Cancel(ctx context.Context, exp *Experiment, indices []int) erro
 				t.Error = "cancelled before it started"
 			case t.State == TaskRunning && mine[t.Index] != nil:
 				mine[t.Index](errCancelled)
-			case t.State == TaskRunning && t.Node == host && t.PID > 0:
-				toSignal = append(toSignal, t.PID)
+			case t.State == TaskRunning:
 				t.State = TaskCancelled
-				t.End = &now
 				t.Error = "cancelled"
+				if t.Node == host && t.PID > 0 && (t.Runner <= 0 || !alive(t.Runner)) {
+					// Nobody else will stop it.
+					toSignal = append(toSignal, t.PID)
+					t.End = &now
+				}
 			}
 		}
 		s.State = Derive(s.State, s.Tasks)

@@ -418,8 +418,8 @@ func TestLocalCancelPending(t *testing.T) {
 	if st.Tasks[1].State != TaskCancelled || st.Tasks[0].State != TaskCompleted || st.Tasks[2].State != TaskCompleted {
 		t.Errorf("states %v", []TaskState{st.Tasks[0].State, st.Tasks[1].State, st.Tasks[2].State})
 	}
-	if st.State != ExpFailed {
-		t.Errorf("experiment %s, want failed (a task was cancelled)", st.State)
+	if st.State != ExpCancelled {
+		t.Errorf("experiment %s, want cancelled (a task was cancelled, none failed)", st.State)
 	}
 	r := readFake(t, exp, 2)
 	if r.Env["SLURM_ARRAY_TASK_COUNT"] != "2" || r.Env["SLURM_ARRAY_TASK_MIN"] != "0" || r.Env["SLURM_ARRAY_TASK_MAX"] != "2" {
@@ -502,8 +502,117 @@ func TestLocalCancelRunning(t *testing.T) {
 			t.Errorf("task %d summary %q", i, s.Status)
 		}
 	}
-	if st.State != ExpFailed {
-		t.Errorf("experiment %s", st.State)
+	if st.State != ExpCancelled {
+		t.Errorf("experiment %s, want cancelled", st.State)
+	}
+}
+
+// TestLocalCancelFromAnotherProcess: `gpuorch cancel` in another process
+// (here: another Experiment and executor on the same directory, sharing no
+// memory with the run) cancels the running task and the pending ones; the run
+// interrupts the first, starts none of the others, and does not overwrite the
+// cancellation.
+func TestLocalCancelFromAnotherProcess(t *testing.T) {
+	exp := newTestExperiment(t, testSpec(t, []string{"ok", "ok", "ok"}, "20s", 1, ""))
+	ex := fakeExecutor(t, 1)
+	done := make(chan error, 1)
+	go func() { done <- Execute(context.Background(), exp, ex, nil) }()
+	waitFiles(t, filepath.Join(exp.TaskDir(0), "ready"))
+
+	other, err := Open(filepath.Dir(exp.Dir), exp.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fakeExecutor(t, 1).Cancel(context.Background(), other, nil); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the run went on after the cancel")
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Errorf("the running task took %s to stop", d)
+	}
+	st, err := readState(exp.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, ts := range st.Tasks {
+		if ts.State != TaskCancelled {
+			t.Errorf("task %d: %s (%s), want cancelled", i, ts.State, ts.Error)
+		}
+		if i > 0 {
+			if _, err := os.Stat(filepath.Join(exp.TaskDir(i), "ready")); !os.IsNotExist(err) {
+				t.Errorf("cancelled task %d started", i)
+			}
+		}
+	}
+	if c := st.Tasks[0].ExitCode; c == nil || *c != TaskExitInterrupted {
+		t.Errorf("task 0 exit %v, want 130 (interrupted, partial results)", c)
+	}
+	if s := readSummary(t, exp, 0); s.Status != loadgen.StatusInterrupted {
+		t.Errorf("task 0 summary %q", s.Status)
+	}
+	if st.State != ExpCancelled || exp.Snapshot().State != ExpCancelled {
+		t.Errorf("experiment %s on disk, %s in the run; want cancelled", st.State, exp.Snapshot().State)
+	}
+}
+
+// TestUpdateAcrossProcesses: two Experiments on one directory (as a run and
+// a status refresh in two processes) updating concurrently lose nothing:
+// Update is a read-modify-write under the file lock.
+func TestUpdateAcrossProcesses(t *testing.T) {
+	a := newTestExperiment(t, testSpec(t, []string{"ok", "ok"}, "1s", 1, ""))
+	b, err := Open(filepath.Dir(a.Dir), a.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 100
+	errs := make(chan error, 2)
+	for k, e := range []*Experiment{a, b} {
+		go func() {
+			for range n {
+				if err := e.UpdateTask(k, func(ts *TaskStatus) { ts.Attempts++ }); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := readState(a.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Tasks[0].Attempts != n || st.Tasks[1].Attempts != n {
+		t.Errorf("attempts %d and %d, want %d each (an update was lost)", st.Tasks[0].Attempts, st.Tasks[1].Attempts, n)
+	}
+}
+
+// TestResumeSkipsLiveTasks: a resume runs what did not complete, but not
+// tasks the executor still has (pending or running with a job id).
+func TestResumeSkipsLiveTasks(t *testing.T) {
+	st := State{Tasks: []TaskStatus{
+		{Index: 0, State: TaskCompleted, JobID: "7_0"},
+		{Index: 1, State: TaskFailed, JobID: "7_1"},
+		{Index: 2, State: TaskRunning, JobID: "7_2"},
+		{Index: 3, State: TaskPending, JobID: "7_3"},
+		{Index: 4, State: TaskPending},
+		{Index: 5, State: TaskCancelled, JobID: "7_5"},
+		{Index: 6, State: TaskInterrupted},
+	}}
+	if got := ResumeIndices(&st); !slices.Equal(got, []int{1, 4, 5, 6}) {
+		t.Errorf("ResumeIndices = %v, want [1 4 5 6]", got)
 	}
 }
 

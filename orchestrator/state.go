@@ -25,7 +25,8 @@ const (
 	ExpSubmitted    ExperimentState = "submitted"     // accepted by a batch system, not yet running
 	ExpRunning      ExperimentState = "running"       // at least one task running
 	ExpCompleted    ExperimentState = "completed"     // every task completed
-	ExpFailed       ExperimentState = "failed"        // every task ended, some not completed
+	ExpFailed       ExperimentState = "failed"        // every task ended, some failed or timed out
+	ExpCancelled    ExperimentState = "cancelled"     // every task ended, some cancelled, none failed; resumable
 	ExpInterrupted  ExperimentState = "interrupted"   // stopped by the user; resumable
 	ExpNotSubmitted ExperimentState = "not-submitted" // submission failed; resumable
 )
@@ -97,13 +98,15 @@ type TaskStatus struct {
 	JobID    string     `json:"job_id,omitempty"` // executor job id, e.g. Slurm "1234_5"
 	Node     string     `json:"node,omitempty"`   // host the task ran on
 	PID      int        `json:"pid,omitempty"`    // local executor: the task's process
+	Runner   int        `json:"runner,omitempty"` // local executor: the gpuorch process that started it
 	Attempts int        `json:"attempts,omitempty"`
 	Error    string     `json:"error,omitempty"`
 }
 
 // Experiment is an experiment directory loaded in memory. Its methods are
-// safe for concurrent use by an executor's goroutines; every change goes
-// through Update, which persists state.json before returning.
+// safe for concurrent use by an executor's goroutines, and by several gpuorch
+// processes on the same directory (a run, a status, a cancel): every change
+// goes through Update, a read-modify-write of state.json under a file lock.
 type Experiment struct {
 	Dir  string
 	Plan *Plan
@@ -113,6 +116,7 @@ type Experiment struct {
 	// The CLI uses it for progress lines.
 	OnTaskUpdate func(TaskStatus)
 
+	id    string // state.ID, which never changes
 	mu    sync.Mutex
 	state State
 }
@@ -132,22 +136,41 @@ func (s State) clone() State {
 }
 
 // ID is the experiment id.
-func (e *Experiment) ID() string { return e.state.ID }
+func (e *Experiment) ID() string { return e.id }
 
-// Update applies fn to the state under the lock, recomputes the experiment
-// state from the tasks, and writes state.json atomically. Changed tasks are
-// reported to OnTaskUpdate.
+// Update applies fn to the state and writes state.json atomically. It holds
+// the experiment's file lock (state.lock, flock) from before it re-reads
+// state.json until the new one is in place, so fn always sees what other
+// gpuorch processes saved (a cancel, a status refresh) and no process
+// overwrites another's change with a stale copy. Changed tasks — by fn or by
+// another process since this one last looked — are reported to OnTaskUpdate.
 func (e *Experiment) Update(fn func(*State) error) error {
+	return e.update(fn, true)
+}
+
+func (e *Experiment) update(fn func(*State) error, reload bool) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	unlock, err := lockDir(e.Dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	before := append([]TaskStatus(nil), e.state.Tasks...)
-	if err := fn(&e.state); err != nil {
+	if reload {
+		if err := e.reloadLocked(); err != nil {
+			return err
+		}
+	}
+	next := e.state.clone()
+	if err := fn(&next); err != nil {
 		return err
 	}
-	e.state.Updated = time.Now().UTC()
-	if err := writeJSONAtomic(filepath.Join(e.Dir, "state.json"), &e.state); err != nil {
+	next.Updated = time.Now().UTC()
+	if err := writeJSONAtomic(filepath.Join(e.Dir, "state.json"), &next); err != nil {
 		return err
 	}
+	e.state = next
 	if e.OnTaskUpdate != nil {
 		for i, t := range e.state.Tasks {
 			if i >= len(before) || !sameTask(before[i], t) {
@@ -156,6 +179,50 @@ func (e *Experiment) Update(fn func(*State) error) error {
 		}
 	}
 	return nil
+}
+
+// Reload re-reads state.json (another gpuorch process may have changed it).
+func (e *Experiment) Reload() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.reloadLocked()
+}
+
+// reloadLocked replaces the in-memory state with state.json, when there is
+// one (Create writes the first).
+func (e *Experiment) reloadLocked() error {
+	var st State
+	err := readJSON(filepath.Join(e.Dir, "state.json"), &st)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case len(st.Tasks) != len(e.state.Tasks):
+		return fmt.Errorf("experiment %s: state.json now has %d tasks, not %d", e.Dir, len(st.Tasks), len(e.state.Tasks))
+	}
+	e.state = st
+	return nil
+}
+
+// lockDir takes the experiment's exclusive file lock, state.lock: an flock,
+// so that it is released if the process dies holding it.
+func lockDir(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, "state.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock experiment state: %w", err)
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock experiment state %s: %w", f.Name(), err)
+	}
+	return func() { f.Close() }, nil // closing the last descriptor releases the flock
 }
 
 func sameTask(a, b TaskStatus) bool {
@@ -222,8 +289,11 @@ func (s *State) Counts() map[TaskState]int {
 // Derive computes the experiment state implied by the task states; it
 // returns cur when tasks are still pending and none runs (planned, submitted,
 // interrupted and not-submitted are decided by whoever drives the executor).
+// Once every task has ended: interrupted if one was interrupted (resumable),
+// else failed if one failed or timed out (retry applies), else cancelled if
+// one was cancelled (resumable), else completed.
 func Derive(cur ExperimentState, tasks []TaskStatus) ExperimentState {
-	var running, pending, interrupted, bad int
+	var running, pending, interrupted, bad, cancelled int
 	for _, t := range tasks {
 		switch t.State {
 		case TaskRunning:
@@ -232,8 +302,10 @@ func Derive(cur ExperimentState, tasks []TaskStatus) ExperimentState {
 			pending++
 		case TaskInterrupted:
 			interrupted++
-		case TaskFailed, TaskTimeout, TaskCancelled:
+		case TaskFailed, TaskTimeout:
 			bad++
+		case TaskCancelled:
+			cancelled++
 		}
 	}
 	switch {
@@ -245,6 +317,8 @@ func Derive(cur ExperimentState, tasks []TaskStatus) ExperimentState {
 		return ExpInterrupted
 	case bad > 0:
 		return ExpFailed
+	case cancelled > 0:
+		return ExpCancelled
 	default:
 		return ExpCompleted
 	}
@@ -315,8 +389,8 @@ func Create(home string, spec *Spec, plan *Plan, executor string) (*Experiment, 
 	if err := syncFS(dir); err != nil {
 		return nil, err
 	}
-	e.state = st
-	if err := e.Update(func(*State) error { return nil }); err != nil {
+	e.state, e.id = st, st.ID
+	if err := e.update(func(*State) error { return nil }, false); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -398,7 +472,15 @@ func load(dir string) (*Experiment, error) {
 	if len(e.state.Tasks) != len(e.Plan.Tasks) {
 		return nil, fmt.Errorf("experiment %s: state.json has %d tasks, plan.json %d", dir, len(e.state.Tasks), len(e.Plan.Tasks))
 	}
+	e.id = e.state.ID
 	return e, nil
+}
+
+// readState reads an experiment directory's state.json.
+func readState(dir string) (State, error) {
+	var st State
+	err := readJSON(filepath.Join(dir, "state.json"), &st)
+	return st, err
 }
 
 func readJSON(path string, v any) error {
