@@ -339,8 +339,14 @@ func (a *cwArgs) sloSchedule(sfx string) (sloSchedule, error) {
 // its terminate predicate (factor > end ends the whole run).
 func sweepTimer(s sloSchedule, srcs []*OpenLoop) *Timer {
 	cur := s.start
+	// The sweep ends at a known time; stopping the sources there too makes
+	// the workload visibly finite (a run needs no duration).
+	_, end := s.Steps(1 << 20)
 	for _, o := range srcs {
 		o.SLOFactor = cur
+		if end > 0 {
+			o.Stop = end
+		}
 	}
 	return &Timer{At: s.period, Period: s.period, Fire: func(time.Duration) TimerAction {
 		cur = s.next(cur)

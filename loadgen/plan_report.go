@@ -140,6 +140,18 @@ func PlanWorkload(w *Workload, o PlanOptions) (*PlanReport, error) {
 			rep.Intervals = append(rep.Intervals, PlanInterval{Index: i, Start: time.Duration(i) * o.Interval, SLOFactor: factor})
 		}
 	}
+	if rep.EndedBy == "" && len(w.Timers) > 0 && len(w.Closed) == 0 && len(w.Open) > 0 {
+		// An SLO sweep stops its sources where its timer ends the run, so
+		// the run ends there even though the timer never got to fire.
+		stop := w.Open[0].Stop
+		same := stop > 0 && (o.Duration <= 0 || stop <= o.Duration)
+		for _, src := range w.Open {
+			same = same && src.Stop == stop
+		}
+		if same {
+			rep.EndedAt, rep.EndedBy = stop, "timer"
+		}
+	}
 	if rep.EndedBy == "" {
 		rep.EndedBy = "duration"
 		if planFinite(w) && len(w.Timers) == 0 && (o.Duration <= 0 || st.Last+o.Interval < o.Duration) {
