@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/loadgen"
+	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 )
 
 // Benchmarks against a real InfluxDB (GPUORCH_TEST_INFLUX_URL); see
@@ -206,5 +207,39 @@ func BenchmarkInfluxSourceLoad(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkInfluxClientAsyncWriter is the peer in the same run: the client
+// library's own non-blocking writer (what most Go tools use), batch 5000,
+// on the same points. It has no spool and drops 400 partial writes
+// silently; it is here for the throughput comparison only.
+func BenchmarkInfluxClientAsyncWriter(b *testing.B) {
+	cfg := testDatabase(b)
+	c := influxdb2.NewClientWithOptions(cfg.URL, "", influxdb2.DefaultOptions().SetBatchSize(5000).SetLogLevel(0).SetPrecision(time.Nanosecond))
+	defer c.Close()
+	w := c.WriteAPI(cfg.Org, cfg.Bucket)
+	errs := w.Errors()
+	go func() {
+		for err := range errs {
+			b.Error(err)
+		}
+	}()
+	base := time.Now().Add(-24 * time.Hour)
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		p := requestPoint(i, base)
+		w.WritePoint(influxdb2.NewPoint(p.Measurement, p.Tags, p.Fields, p.Time))
+	}
+	w.Flush()
+	el := time.Since(start)
+	cpu := cpuTime() - cpu0
+	b.StopTimer()
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "client-cpu-ns/point")
+	b.ReportMetric(float64(b.N)/el.Seconds(), "points/s")
+	if got := countPoints(b, cfg.URL, cfg.Bucket, "bench_request", "latency_ms"); got != int64(b.N) {
+		b.Fatalf("read back %d, wrote %d", got, b.N)
 	}
 }
