@@ -64,5 +64,4 @@ func sliceEnv(pools, profile, qos string) (string, error) {
 	return b.String(), nil
 }
 
-
 func main() {}
