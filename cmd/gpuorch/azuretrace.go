@@ -67,7 +67,7 @@ A small generated day ships in loadgen/testdata/azure.`,
 						for _, fn := range fns {
 							total += fn.Total
 						}
-						fmt.Printf("%s: %d functions, %d invocations (%.1f/s over the day)\n", path, len(fns), total, float64(total)/86400)
+						fmt.Fprintf(c.App.Writer, "%s: %d functions, %d invocations (%.1f/s over the day)\n", path, len(fns), total, float64(total)/86400)
 					}
 					return nil
 				},
@@ -112,13 +112,13 @@ A small generated day ships in loadgen/testdata/azure.`,
 						"azure_rate_per_s_at_scale_1": float64(total) / 86400,
 					}
 					if c.Bool("json") {
-						enc := json.NewEncoder(os.Stdout)
+						enc := json.NewEncoder(c.App.Writer)
 						enc.SetIndent("", "  ")
 						return enc.Encode(out)
 					}
-					fmt.Printf("%s: %d functions, %d invocations; mean %.1f/s, peak minute %.1f/s; top 10 functions %.1f%% of invocations\n",
+					fmt.Fprintf(c.App.Writer, "%s: %d functions, %d invocations; mean %.1f/s, peak minute %.1f/s; top 10 functions %.1f%% of invocations\n",
 						t.File, len(fns), total, out["mean_per_s"], out["peak_minute_per_s"], 100*out["top10_share"].(float64))
-					fmt.Printf("azure offers about %.1f/s × load_factor × 0.125 × num_workers (any interval: it compresses time, not counts per second)\n", float64(total)/86400)
+					fmt.Fprintf(c.App.Writer, "azure offers about %.1f/s × load_factor × 0.125 × num_workers (any interval: it compresses time, not counts per second)\n", float64(total)/86400)
 					return nil
 				},
 			},

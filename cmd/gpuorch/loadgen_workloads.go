@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -48,11 +47,11 @@ Check its schedule first with gpuorch loadgen plan. Details: docs/workloads.md.`
 			for _, s := range cat {
 				out.Workloads = append(out.Workloads, entry{s, s.Usage()})
 			}
-			enc := json.NewEncoder(os.Stdout)
+			enc := json.NewEncoder(c.App.Writer)
 			enc.SetIndent("", "  ")
 			return enc.Encode(out)
 		}
-		writeCatalogue(os.Stdout, cat)
+		writeCatalogue(c.App.Writer, cat)
 		return nil
 	},
 }
@@ -140,11 +139,11 @@ batch-1 latency on the simulated server) and says so.`,
 			return cli.Exit(err.Error(), exitUsage)
 		}
 		if c.Bool("json") {
-			enc := json.NewEncoder(os.Stdout)
+			enc := json.NewEncoder(c.App.Writer)
 			enc.SetIndent("", "  ")
 			return enc.Encode(rep)
 		}
-		rep.WriteText(os.Stdout, c.Int("rows"))
+		rep.WriteText(c.App.Writer, c.Int("rows"))
 		return nil
 	},
 }
