@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/BurntSushi/toml"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
@@ -100,6 +101,7 @@ printed. --show ID prints a saved workflow.`,
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "json", Usage: "print the workflow state as JSON"},
 					&cli.StringFlag{Name: "show", Usage: "print workflow `ID` and exit"},
+					&cli.StringFlag{Name: "workflow", Usage: "workflow `ID` for a payload without workflow_id (resume a saved workflow)"},
 					&cli.StringFlag{Name: "binary", Usage: "gpuorch binary the tasks run", Hidden: true},
 				},
 				Action: benchStep,
@@ -280,12 +282,12 @@ func benchRun(c *cli.Context) error {
 	if err := confirm(c, "Run this benchmark"); err != nil {
 		return err
 	}
-	return startBench(c, r, plan, bt, c.String("binary"), c.Bool("json"))
+	return startBench(c, r, plan, bt, c.String("binary"), c.Bool("json"), nil)
 }
 
 // startBench does the readiness check of a cloud endpoint, hands the secret
 // to the tasks through the environment, creates the experiment and runs it.
-func startBench(c *cli.Context, r *orchestrator.Resolved, plan *orchestrator.Plan, bt *orchestrator.BenchTask, binary string, jsonOut bool) error {
+func startBench(c *cli.Context, r *orchestrator.Resolved, plan *orchestrator.Plan, bt *orchestrator.BenchTask, binary string, jsonOut bool, done func(orchestrator.State)) error {
 	ctx := c.Context
 	m := &r.Spec.Model
 	if m.Cloud() {
@@ -334,6 +336,9 @@ func startBench(c *cli.Context, r *orchestrator.Resolved, plan *orchestrator.Pla
 	}
 	execErr := orchestrator.Execute(ctx, exp, ex, nil)
 	st := exp.Snapshot()
+	if done != nil {
+		done(st)
+	}
 	if jsonOut {
 		_ = printJSON(map[string]any{"id": st.ID, "dir": exp.Dir, "state": st.State, "predictions": bt.Predictions})
 	} else {
@@ -626,5 +631,256 @@ func benchShow(c *cli.Context) error {
 	return nil
 }
 
-func benchNew(c *cli.Context) error  { return cli.Exit("todo", exitFailure) }
-func benchStep(c *cli.Context) error { return cli.Exit("todo", exitFailure) }
+// benchNew asks for each part of a spec on stdin (one answer a line; an
+// empty answer takes the default in brackets) and writes the spec.
+func benchNew(c *cli.Context) error {
+	in := bufio.NewReader(os.Stdin)
+	eof := false
+	ask := func(q, def string) string {
+		if def != "" {
+			fmt.Fprintf(os.Stderr, "%s [%s]: ", q, def)
+		} else {
+			fmt.Fprintf(os.Stderr, "%s: ", q)
+		}
+		line, err := in.ReadString('\n')
+		if err != nil && line == "" {
+			eof = true
+		}
+		if v := strings.TrimSpace(line); v != "" {
+			return v
+		}
+		return def
+	}
+	list := func(s string) []string {
+		var out []string
+		for _, f := range strings.Split(s, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				out = append(out, f)
+			}
+		}
+		return out
+	}
+	var b strings.Builder
+	kv := func(k string, v any) { b.WriteString(tomlLine(k, v)) }
+	kv("name", ask("name (lowercase letters, digits, . _ -)", ""))
+	if d := ask("description", ""); d != "" {
+		kv("description", d)
+	}
+	if t := list(ask("tags, comma-separated", "")); len(t) > 0 {
+		kv("tags", t)
+	}
+	var levels []int
+	for _, f := range list(ask("concurrent requests, comma-separated levels", "1,4,16")) {
+		var n int
+		if _, err := fmt.Sscan(f, &n); err != nil {
+			return cli.Exit(fmt.Sprintf("bench new: concurrent requests: %q is not an integer", f), exitUsage)
+		}
+		levels = append(levels, n)
+	}
+	kv("concurrent_requests", levels)
+	eval := ask("evaluate with: configuration or dataset", "configuration")
+	kv("eval_with", eval)
+	kv("cluster", ask("cluster: local or the Slurm cluster's name", "local"))
+	if n := list(ask("nodes, comma-separated (empty: any)", "")); len(n) > 0 {
+		kv("nodes", n)
+	}
+	switch eval {
+	case "dataset":
+		b.WriteString("\n[dataset]\n")
+		kv("files", list(ask("dataset files (ShareGPT JSON or JSONL), comma-separated", "")))
+	default:
+		b.WriteString("\n[configuration]\n")
+		var inT, outT int
+		fmt.Sscan(ask("max input tokens", "128"), &inT)
+		fmt.Sscan(ask("max output tokens", "128"), &outT)
+		kv("max_input_tokens", inT)
+		kv("max_output_tokens", outT)
+	}
+	b.WriteString("\n[model]\n")
+	kv("name", ask("model name (what requests carry)", ""))
+	switch ask("model runs as: command, image or url", "command") {
+	case "image":
+		kv("image", ask("SIF image path", ""))
+		if a := strings.Fields(ask("arguments after the image (use {port})", "")); len(a) > 0 {
+			kv("args", a)
+		}
+	case "url":
+		kv("url", ask("OpenAI-compatible base URL", ""))
+		if cr := ask("credential name (gpuorch credentials add NAME)", ""); cr != "" {
+			kv("credential", cr)
+		}
+	default:
+		kv("command", strings.Fields(ask("server command (use {port} for the port)", "")))
+	}
+	if a := ask("architecture for simulate ("+strings.Join(perfmodel.KnownArchs(), ", ")+"; empty: none)", ""); a != "" {
+		kv("arch", a)
+	}
+	if d := ask("GPU model for simulate (e.g. H100, A100 80GB; empty: none)", ""); d != "" {
+		b.WriteString("\n[hardware]\n")
+		kv("device", d)
+		var tp int
+		fmt.Sscan(ask("tensor parallelism", "1"), &tp)
+		kv("tp", tp)
+	}
+	fmt.Fprintln(os.Stderr)
+	if eof {
+		fmt.Fprintln(os.Stderr, "bench new: stdin ended; defaults were used for the remaining questions")
+	}
+	text := b.String()
+	out := c.String("out")
+	name := out
+	if name == "" {
+		name = "spec"
+	}
+	if _, err := orchestrator.ParseBenchSpec(name+".toml", []byte(text)); err != nil {
+		fmt.Fprint(os.Stderr, text)
+		return cli.Exit("bench new: the answers do not make a valid spec: "+err.Error(), exitUsage)
+	}
+	if out == "" {
+		fmt.Print(text)
+		return nil
+	}
+	if err := os.WriteFile(out, []byte(text), 0o644); err != nil {
+		return cli.Exit(err.Error(), exitFailure)
+	}
+	fmt.Fprintf(os.Stderr, "wrote %s; check it with: gpuorch bench plan %s\n", out, out)
+	return nil
+}
+
+// tomlLine encodes one key = value line with the TOML encoder's quoting.
+func tomlLine(k string, v any) string {
+	var b strings.Builder
+	_ = toml.NewEncoder(&b).Encode(map[string]any{k: v})
+	return b.String()
+}
+
+func benchStep(c *cli.Context) error {
+	home := orchestrator.Home()
+	if id := c.String("show"); id != "" {
+		w, err := orchestrator.LoadWorkflow(home, id)
+		if err != nil {
+			return cli.Exit(err.Error(), exitUsage)
+		}
+		return printWorkflow(w, c.Bool("json"))
+	}
+	if c.Args().Len() != 1 {
+		return cli.Exit("bench step: want one FILE.json argument (or - for stdin)", exitUsage)
+	}
+	var payload []byte
+	var err error
+	if f := c.Args().First(); f == "-" {
+		payload, err = io.ReadAll(os.Stdin)
+	} else {
+		payload, err = os.ReadFile(f)
+	}
+	if err != nil {
+		return cli.Exit("bench step: "+err.Error(), exitUsage)
+	}
+	if id := c.String("workflow"); id != "" {
+		var p map[string]any
+		if json.Unmarshal(payload, &p) == nil && p != nil {
+			if _, has := p["workflow_id"]; !has {
+				p["workflow_id"] = id
+				delete(p, "workflow_total_steps")
+				payload, _ = json.Marshal(p)
+			}
+		}
+	}
+	res, err := orchestrator.ApplyStep(c.Context, home, payload, benchEnv())
+	if err != nil {
+		var se *orchestrator.StepError
+		if errors.As(err, &se) || !errors.Is(err, orchestrator.ErrUnavailable) {
+			return cli.Exit("bench step: "+err.Error(), exitUsage)
+		}
+		return cli.Exit("bench step: "+err.Error(), exitUnavailable)
+	}
+	w := res.Workflow
+	if res.Trigger == nil {
+		return printWorkflow(w, c.Bool("json"))
+	}
+	fail := func(err error) error {
+		w.Status, w.Reason = "failed", err.Error()
+		_ = w.Save(home)
+		return err
+	}
+	r, plan, bt, err := resolveBench(c.Context, res.Trigger, "", false)
+	if err != nil {
+		return fail(err)
+	}
+	if res.Simulate {
+		preds, err := r.Spec.Simulate(r)
+		if err != nil {
+			return fail(specExit(err))
+		}
+		w.Status = "simulated"
+		if err := w.Save(home); err != nil {
+			return cli.Exit(err.Error(), exitFailure)
+		}
+		if c.Bool("json") {
+			return printJSON(map[string]any{"workflow": w, "predictions": preds})
+		}
+		_ = printWorkflow(w, false)
+		printPredictions(os.Stdout, preds)
+		return nil
+	}
+	fmt.Fprint(os.Stderr, r.Describe(plan, bt))
+	err = startBench(c, r, plan, bt, c.String("binary"), c.Bool("json"), func(st orchestrator.State) {
+		w.Experiment, w.Status = st.ID, string(st.State)
+		if st.Error != "" {
+			w.Reason = st.Error
+		}
+		_ = w.Save(home)
+	})
+	if w.Experiment == "" && err != nil {
+		_ = fail(err)
+	}
+	if !c.Bool("json") {
+		_ = printWorkflow(w, false)
+	}
+	return err
+}
+
+func printWorkflow(w *orchestrator.Workflow, jsonOut bool) error {
+	if jsonOut {
+		return printJSON(w)
+	}
+	fmt.Printf("workflow %s: %s, step %d of %d\n", w.ID, w.Status, w.CurrentStep, w.TotalSteps)
+	if w.Experiment != "" {
+		fmt.Printf("experiment %s (gpuorch bench show %s)\n", w.Experiment, w.Experiment)
+	}
+	if w.Reason != "" {
+		fmt.Printf("reason: %s\n", w.Reason)
+	}
+	data := w.Data()
+	keys := make([]string, 0, len(data))
+	for k := range data {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := data[k]
+		if k == "nodes" {
+			var hs []string
+			for _, n := range v.([]any) {
+				if m, ok := n.(map[string]any); ok {
+					hs = append(hs, fmt.Sprint(m["hostname"]))
+				} else {
+					hs = append(hs, fmt.Sprint(n))
+				}
+			}
+			v = strings.Join(hs, ", ")
+		}
+		b, _ := json.Marshal(v)
+		fmt.Printf("  %-22s %s\n", k, b)
+	}
+	var missing []string
+	for n := 1; n <= orchestrator.WorkflowSteps; n++ {
+		if _, ok := w.Steps[fmt.Sprint(n)]; !ok {
+			missing = append(missing, fmt.Sprint(n))
+		}
+	}
+	if len(missing) > 0 && w.Status == "in_progress" {
+		fmt.Printf("steps not sent yet: %s (step 6 only for cloud models)\n", strings.Join(missing, ", "))
+	}
+	return nil
+}
