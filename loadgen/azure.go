@@ -83,7 +83,6 @@ func ParseAzureTrace(r io.Reader, name string) (*AzureTrace, error) {
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
@@ -91,6 +90,7 @@ func ParseAzureTrace(r io.Reader, name string) (*AzureTrace, error) {
 			}
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
+		line, _ := cr.FieldPos(0)
 		if first {
 			first = false
 			if len(rec) > 0 && rec[0] == "HashOwner" {
