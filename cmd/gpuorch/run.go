@@ -55,20 +55,32 @@ Examples:
   gpuorch run --set target.url=http://127.0.0.1:9000 --parallel 2 spec.toml
   gpuorch run --set 'sweep.seed=[1, 2, 3]' spec.toml            # values are TOML: repeat with 3 seeds
   gpuorch run --resume serving-quickstart-20261122-070415-3fa9  # finish what did not complete
+  gpuorch run --executor slurm --wait spec.toml                 # submit, then follow to the end
 
 Ctrl-C interrupts the running tasks, which write what they measured so far;
 tasks that had not started stay pending, and --resume runs them later.
 
-Exit codes: 0 every task completed (or was submitted, for slurm), 1 a task
-failed, 2 bad spec or arguments, 3 the target or a service was unreachable,
-130 interrupted.`,
+--resume first brings the experiment up to date from its executor (squeue
+and sacct for Slurm), then runs every task that did not complete except
+those still queued or running.
+
+The local executor returns when every task has ended. The Slurm executor
+returns once the array job is submitted, unless --wait: then it follows the
+job like 'gpuorch status --watch' (a progress bar on a terminal), prints the
+per-task table and exits as below; Ctrl-C stops waiting, not the job.
+
+Exit codes: 0 every task completed (or was submitted, for slurm without
+--wait), 1 a task failed or was cancelled, 2 bad spec or arguments, 3 the
+target or a service was unreachable, 130 interrupted.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "executor", Usage: "where tasks run: local or slurm", DefaultText: "the spec's run.executor, else local"},
 			&cli.IntFlag{Name: "parallel", Usage: "local executor: tasks run at a time", DefaultText: "the spec's run.parallel, else 1"},
 			&cli.GenericFlag{Name: "set", Value: &kvList{}, Usage: "override a spec key, e.g. --set target.url=http://127.0.0.1:9000 (repeatable; workload[1].rate=… for one workload)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan (tasks and their parameters) without running anything"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON: the plan with --dry-run, else {id, dir, state, tasks} when done"},
-			&cli.StringFlag{Name: "resume", Usage: "resume experiment `EXP` (id, id prefix, name for its latest run, or directory): run its tasks that did not complete"},
+			&cli.StringFlag{Name: "resume", Usage: "resume experiment `EXP` (id, id prefix, name for its latest run, or directory): run its tasks that did not complete and are not still queued or running"},
+			&cli.BoolFlag{Name: "wait", Usage: "slurm executor: after submitting, follow the job until every task has ended (exit code as for a local run)"},
+			&cli.DurationFlag{Name: "interval", Value: 2 * time.Second, Usage: "polling interval with --wait"},
 			&cli.StringFlag{Name: "binary", Usage: "gpuorch binary the tasks run (default: this one)", Hidden: true},
 		},
 		Action: runAction,
@@ -100,11 +112,17 @@ func runAction(c *cli.Context) error {
 			exp.Plan.Run.Parallel = c.Int("parallel")
 		}
 		if c.Bool("dry-run") {
-			// What a resume would run.
+			// What a resume would run: best effort to see what the
+			// executor still has.
+			if ex, err := newExecutor(c, executorName(c, exp)); err == nil {
+				if err := ex.Refresh(ctx, exp); err != nil {
+					fmt.Fprintf(c.App.ErrWriter, "run: %v; going by the saved state\n", err)
+				}
+			}
 			st := exp.Snapshot()
 			p := *exp.Plan
 			p.Tasks = nil
-			for _, i := range st.Incomplete() {
+			for _, i := range orchestrator.ResumeIndices(&st) {
 				p.Tasks = append(p.Tasks, exp.Plan.Tasks[i])
 			}
 			return printPlan(out, &p, jsonOut)
@@ -155,20 +173,14 @@ func runAction(c *cli.Context) error {
 		}
 	}
 
-	name := exp.Plan.Run.Executor
-	if c.IsSet("executor") {
-		name = c.String("executor")
-	} else if st := exp.Snapshot(); st.Executor != "" {
-		name = st.Executor
-	}
 	force := make(chan struct{})
-	ex, err := newExecutorForce(c, name, force)
+	ex, err := newExecutorForce(c, executorName(c, exp), force)
 	if err != nil {
 		return err
 	}
 	finished := make(chan struct{})
 	defer close(finished)
-	go watchInterrupts(ctx, c.App.ErrWriter, force, finished)
+	go watchInterrupts(ctx, c.App.ErrWriter, force, finished, ex.Name() == "local")
 
 	tty := !jsonOut && isTerminal(os.Stdout)
 	if !jsonOut {
@@ -178,11 +190,19 @@ func runAction(c *cli.Context) error {
 	if tty {
 		prog = startProgress(out, exp)
 	}
-	execErr := orchestrator.Execute(ctx, exp, ex, nil)
+	var execErr error
+	if c.String("resume") != "" {
+		_, execErr = orchestrator.Resume(ctx, exp, ex)
+	} else {
+		execErr = orchestrator.Execute(ctx, exp, ex, nil)
+	}
 	if prog != nil {
 		prog.Stop()
 	}
 	st := exp.Snapshot()
+	if c.Bool("wait") && execErr == nil && ctx.Err() == nil && !allEnded(st) {
+		return waitRun(c, exp, ex, jsonOut)
+	}
 	if jsonOut {
 		if err := printRunJSON(out, exp, st); err != nil {
 			return err
@@ -193,13 +213,60 @@ func runAction(c *cli.Context) error {
 	return runExit(ctx, st, execErr)
 }
 
-// watchInterrupts tells the user what the first Ctrl-C does and turns a
-// second one into "kill the tasks now" (closing force).
-func watchInterrupts(ctx context.Context, w io.Writer, force chan struct{}, finished <-chan struct{}) {
+// executorName is the executor for exp: --executor, else the one it was
+// run with, else its plan's.
+func executorName(c *cli.Context, exp *orchestrator.Experiment) string {
+	if c.IsSet("executor") {
+		return c.String("executor")
+	}
+	if st := exp.Snapshot(); st.Executor != "" {
+		return st.Executor
+	}
+	return exp.Plan.Run.Executor
+}
+
+// waitRun follows a submitted (Slurm) experiment to its end, as
+// `status --watch` does, then prints the per-task table (or the run JSON)
+// and exits as a local run would.
+func waitRun(c *cli.Context, exp *orchestrator.Experiment, ex orchestrator.Executor, jsonOut bool) error {
+	ctx := c.Context
+	ew := c.App.ErrWriter
+	st := exp.Snapshot()
+	if n := len(st.Submissions); n > 0 && st.Submissions[n-1].JobID != "" {
+		fmt.Fprintf(ew, "submitted as %s job %s; waiting for its %d task(s) (Ctrl-C stops waiting, not the job)\n", ex.Name(), st.Submissions[n-1].JobID, len(st.Submissions[n-1].Indices))
+	}
+	tty := !jsonOut && isTerminal(os.Stderr)
+	unavailable, werr := watchExp(ctx, ew, exp, ex, c.Duration("interval"), tty, nil)
+	st = exp.Snapshot()
+	if werr != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintf(ew, "stopped waiting; experiment %s is %s. Follow it with: gpuorch status --watch %s\n", st.ID, st.State, st.ID)
+		}
+		return werr
+	}
+	if jsonOut {
+		if err := printRunJSON(c.App.Writer, exp, st); err != nil {
+			return err
+		}
+	} else {
+		printStatus(c.App.Writer, exp, st)
+	}
+	if unavailable != nil {
+		return cli.Exit(fmt.Sprintf("run: %v (the state shown may be stale)", unavailable), exitUnavailable)
+	}
+	return runExit(ctx, st, nil)
+}
+
+// watchInterrupts tells the user what the first Ctrl-C does and, for a
+// local run, turns a second one into "kill the tasks now" (closing force).
+func watchInterrupts(ctx context.Context, w io.Writer, force chan struct{}, finished <-chan struct{}, local bool) {
 	select {
 	case <-ctx.Done():
 	case <-finished:
 		return
+	}
+	if !local {
+		return // Slurm: Ctrl-C stops submitting or waiting; the job is Slurm's
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -238,6 +305,8 @@ func runExit(ctx context.Context, st orchestrator.State, execErr error) error {
 		return cli.Exit(fmt.Sprintf("run: %v (experiment %s saved as %s; retry with gpuorch run --resume %s)", execErr, st.ID, st.State, st.ID), exitUnavailable)
 	case execErr != nil:
 		return cli.Exit(fmt.Sprintf("run: %v (experiment %s is %s)", execErr, st.ID, st.State), exitFailure)
+	case st.State == orchestrator.ExpCancelled:
+		return cli.Exit("", exitFailure)
 	case st.State == orchestrator.ExpFailed:
 		unreachable, other := 0, 0
 		for _, t := range st.Tasks {
@@ -434,17 +503,13 @@ func lastSnapshot(path string) (loadgen.Snapshot, bool) {
 // printOutcome says how the run ended; failures always (to stderr), the
 // summary line on a terminal.
 func printOutcome(w io.Writer, tty bool, exp *orchestrator.Experiment, st orchestrator.State) {
-	for _, t := range st.Tasks {
-		if t.State == orchestrator.TaskFailed || t.State == orchestrator.TaskTimeout {
-			fmt.Fprintf(w, "task %d (%s) %s: %s\n", t.Index, t.Name, t.State, t.Error)
-		}
-	}
+	printFailures(w, exp, st)
 	counts := st.Counts()
 	if tty || st.State != orchestrator.ExpCompleted {
 		fmt.Fprintf(w, "experiment %s %s: %d/%d tasks completed; directory %s\n", st.ID, st.State, counts[orchestrator.TaskCompleted], len(st.Tasks), exp.Dir)
 	}
 	switch st.State {
-	case orchestrator.ExpInterrupted, orchestrator.ExpFailed, orchestrator.ExpNotSubmitted:
+	case orchestrator.ExpInterrupted, orchestrator.ExpFailed, orchestrator.ExpCancelled, orchestrator.ExpNotSubmitted:
 		fmt.Fprintf(w, "resume with: gpuorch run --resume %s\n", st.ID)
 	case orchestrator.ExpCompleted:
 		if tty {

@@ -33,16 +33,18 @@ func TestRunMainHelper(t *testing.T) {
 }
 
 // fakeTaskScript stands in for `gpuorch loadgen run --manifest M`: it exits
-// with $FAKE_EXIT_<task index> (default 0), sleeps $FAKE_SLEEP seconds if
-// set, and on SIGINT writes an interrupted summary and exits 130.
+// with $FAKE_EXIT_<task index> (default 0), sleeps $FAKE_SLEEP_<task index>
+// or else $FAKE_SLEEP seconds if set, and on SIGINT writes an interrupted
+// summary and exits 130.
 const fakeTaskScript = `#!/bin/sh
 d=$(dirname "$4")
 trap 'echo "{\"status\":\"interrupted\"}" > "$d/summary.json"; exit 130' INT
 [ -n "$FAKE_IGNORE_INT" ] && trap '' INT
 echo "fake task $SLURM_ARRAY_TASK_ID: $*"
 eval code=\${FAKE_EXIT_$SLURM_ARRAY_TASK_ID:-0}
-if [ -n "$FAKE_SLEEP" ]; then
-  sleep "$FAKE_SLEEP" & wait $!
+eval pause=\${FAKE_SLEEP_$SLURM_ARRAY_TASK_ID:-$FAKE_SLEEP}
+if [ -n "$pause" ]; then
+  sleep "$pause" & wait $!
 fi
 echo '{"status":"completed"}' > "$d/summary.json"
 exit $code
@@ -349,6 +351,111 @@ func TestExperimentsList(t *testing.T) {
 	out, _, _ = e.run(nil, "experiments", "list")
 	if !strings.Contains(out, "3/3 completed") {
 		t.Errorf("table %q", out)
+	}
+}
+
+// startRun starts `gpuorch run` in the background and waits until its
+// first task runs and has set its SIGINT trap; it returns the experiment id.
+func (e *cliEnv) startRun(t *testing.T, extraEnv []string, args ...string) (*exec.Cmd, *bytes.Buffer, string) {
+	t.Helper()
+	cmd := e.command(extraEnv, append([]string{"run", "--binary", e.fake}, args...)...)
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	deadline := time.Now().Add(20 * time.Second)
+	var id string
+	started := func() bool {
+		if id == "" || !strings.Contains(readFile(filepath.Join(e.home, id, "tasks", "0", "log")), "fake task 0") {
+			return false
+		}
+		st := e.state(id) // and the run has recorded it
+		return st.Tasks[0].State == orchestrator.TaskRunning && st.Tasks[0].PID > 0
+	}
+	for !started() {
+		if time.Now().After(deadline) {
+			t.Fatalf("task 0 never started: %s", errOut.String())
+		}
+		if list, _ := orchestrator.List(e.home); len(list) == 1 {
+			id = list[0].ID
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return cmd, &errOut, id
+}
+
+// TestRunCLICancelFromAnotherProcess: `gpuorch cancel` in another process
+// stops a local run: the running task is interrupted (and keeps its partial
+// results), the pending ones never start, the run exits 1 and the
+// experiment is cancelled — also in what the run itself saved last.
+func TestRunCLICancelFromAnotherProcess(t *testing.T) {
+	e := newCLIEnv(t)
+	cmd, errOut, id := e.startRun(t, []string{"FAKE_SLEEP=30"}, e.spec)
+	_, cerr, code := e.run(nil, "cancel", id)
+	if code != 0 || !strings.Contains(cerr, "3 task(s) cancelled") {
+		t.Fatalf("cancel: exit %d, %q", code, cerr)
+	}
+	t0 := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("the run went on after the cancel: %s", errOut.String())
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitFailure {
+		t.Errorf("run exit %v, want 1; stderr %s", err, errOut.String())
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Errorf("run took %s to stop", d)
+	}
+	st := e.state(id)
+	for i, ts := range st.Tasks {
+		if ts.State != orchestrator.TaskCancelled {
+			t.Errorf("task %d: %s, want cancelled", i, ts.State)
+		}
+	}
+	if st.State != orchestrator.ExpCancelled {
+		t.Errorf("experiment %s, want cancelled", st.State)
+	}
+	if b := readFile(filepath.Join(e.home, id, "tasks", "0", "summary.json")); !strings.Contains(b, "interrupted") {
+		t.Errorf("task 0 partial summary %q", b)
+	}
+	for _, i := range []string{"1", "2"} {
+		if _, err := os.Stat(filepath.Join(e.home, id, "tasks", i, "log")); !os.IsNotExist(err) {
+			t.Errorf("cancelled task %s started", i)
+		}
+	}
+	out, _, code := e.run(nil, "status", id)
+	if code != exitFailure || !strings.Contains(out, id+"  cancelled") || !strings.Contains(out, "resume with: gpuorch run --resume "+id) {
+		t.Errorf("status: exit %d\n%s", code, out)
+	}
+}
+
+// TestCancelOrphanedTask: when the gpuorch run that started a task is gone
+// (killed) but the task still runs, cancel interrupts the task itself.
+func TestCancelOrphanedTask(t *testing.T) {
+	e := newCLIEnv(t)
+	cmd, _, id := e.startRun(t, []string{"FAKE_SLEEP=30"}, e.spec)
+	cmd.Process.Kill() // the task, in its own process group, runs on
+	cmd.Wait()
+	_, cerr, code := e.run(nil, "cancel", id)
+	if code != 0 {
+		t.Fatalf("cancel: exit %d, %q", code, cerr)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(readFile(filepath.Join(e.home, id, "tasks", "0", "summary.json")), "interrupted") {
+		if time.Now().After(deadline) {
+			t.Fatal("the orphaned task was not interrupted")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st := e.state(id); st.State != orchestrator.ExpCancelled || st.Tasks[0].State != orchestrator.TaskCancelled {
+		t.Errorf("state %s, task 0 %s", st.State, st.Tasks[0].State)
 	}
 }
 

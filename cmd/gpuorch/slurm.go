@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -60,8 +61,12 @@ directory.
 With --watch it polls until every task has ended, drawing a progress bar on
 a terminal (one line per change otherwise), then prints the table.
 
+Failed and timed-out tasks are listed below the table with their exit code
+and the full path of their log.
+
 Exit codes: 0 all tasks completed (or still going, without --watch),
-1 some task failed, 2 no such experiment, 3 Slurm unreachable.
+1 some task failed, timed out or was cancelled, 2 no such experiment,
+3 Slurm unreachable.
 
 Examples:
   gpuorch status serving-quickstart
@@ -79,9 +84,13 @@ Examples:
 		Usage:     "cancel an experiment's unfinished tasks (scancel for Slurm)",
 		ArgsUsage: "EXP",
 		Description: `Cancels every task that has not ended (or only those given with --task):
-scancel on the experiment's array job(s) for Slurm, an interrupt for local
-tasks. Cancelled tasks keep what they measured; 'gpuorch run --resume EXP'
-runs them again later.
+scancel on the experiment's array job(s) for Slurm; for the local executor,
+pending tasks are marked cancelled in state.json (the 'gpuorch run' running
+them, in this or another terminal, starts none of them) and running ones are
+interrupted (by that run, which sees the cancellation within a fraction of a
+second, or by a SIGINT from here if that run is gone). Cancelled tasks keep
+what they measured; the experiment ends 'cancelled' and
+'gpuorch run --resume EXP' runs them again later.
 
 Examples:
   gpuorch cancel serving-quickstart
@@ -219,16 +228,8 @@ func statusAction(c *cli.Context) error {
 	}
 	ctx := c.Context
 	out := c.App.Writer
-	refresh := func() error {
-		// Re-read state.json: another gpuorch process (a local run) may be
-		// writing it.
-		if fresh, err := orchestrator.Open(orchestrator.Home(), exp.Dir); err == nil {
-			exp = fresh
-		}
-		return ex.Refresh(ctx, exp)
-	}
 	var unavailable error
-	if err := refresh(); err != nil {
+	if err := refreshExp(ctx, exp, ex); err != nil {
 		if !errors.Is(err, orchestrator.ErrUnavailable) {
 			return cli.Exit("status: "+err.Error(), exitFailure)
 		}
@@ -237,34 +238,9 @@ func statusAction(c *cli.Context) error {
 	}
 	if c.Bool("watch") {
 		tty := !c.Bool("json") && isTerminal(os.Stderr)
-		last := ""
-		for !allEnded(exp.Snapshot()) {
-			line := progressLine(exp.Snapshot(), tty)
-			if tty {
-				fmt.Fprintf(c.App.ErrWriter, "\r\033[K%s", line)
-			} else if line != last {
-				fmt.Fprintf(c.App.ErrWriter, "%s  %s\n", time.Now().Format("15:04:05"), line)
-			}
-			last = line
-			select {
-			case <-ctx.Done():
-				if tty {
-					fmt.Fprintln(c.App.ErrWriter)
-				}
-				return cli.Exit("", exitInterrupted)
-			case <-time.After(c.Duration("interval")):
-			}
-			if err := refresh(); err != nil {
-				if !errors.Is(err, orchestrator.ErrUnavailable) {
-					return cli.Exit("status: "+err.Error(), exitFailure)
-				}
-				unavailable = err // keep polling: slurmctld may come back
-				continue
-			}
-			unavailable = nil
-		}
-		if tty {
-			fmt.Fprintf(c.App.ErrWriter, "\r\033[K%s\n", progressLine(exp.Snapshot(), true))
+		var err error
+		if unavailable, err = watchExp(ctx, c.App.ErrWriter, exp, ex, c.Duration("interval"), tty, unavailable); err != nil {
+			return err
 		}
 	}
 	st := exp.Snapshot()
@@ -284,10 +260,84 @@ func statusAction(c *cli.Context) error {
 	switch {
 	case unavailable != nil:
 		return cli.Exit("", exitUnavailable)
-	case st.State == orchestrator.ExpFailed:
+	case st.State == orchestrator.ExpFailed || st.State == orchestrator.ExpCancelled:
 		return cli.Exit("", exitFailure)
 	}
 	return nil
+}
+
+// refreshExp re-reads state.json (another gpuorch process, a local run or a
+// cancel, may have written it) and brings it up to date from the executor.
+func refreshExp(ctx context.Context, exp *orchestrator.Experiment, ex orchestrator.Executor) error {
+	if err := exp.Reload(); err != nil {
+		return err
+	}
+	return ex.Refresh(ctx, exp)
+}
+
+// watchExp polls the executor every interval until every task has ended,
+// drawing progressLine on w: a progress bar redrawn in place on a terminal,
+// else a timestamped line per change. Unreachable Slurm does not stop it
+// (slurmctld may come back): it returns the last refresh's ErrUnavailable
+// error, nil if the last refresh worked (unavailable is the first one's).
+// Ctrl-C returns an exit-130 error.
+func watchExp(ctx context.Context, w io.Writer, exp *orchestrator.Experiment, ex orchestrator.Executor, interval time.Duration, tty bool, unavailable error) (lastUnavailable, err error) {
+	last := ""
+	for !allEnded(exp.Snapshot()) {
+		line := progressLine(exp.Snapshot(), tty)
+		if tty {
+			fmt.Fprintf(w, "\r\033[K%s", line)
+		} else if line != last {
+			fmt.Fprintf(w, "%s  %s\n", time.Now().Format("15:04:05"), line)
+		}
+		last = line
+		select {
+		case <-ctx.Done():
+			if tty {
+				fmt.Fprintln(w)
+			}
+			return unavailable, cli.Exit("", exitInterrupted)
+		case <-time.After(interval):
+		}
+		if err := refreshExp(ctx, exp, ex); err != nil {
+			if !errors.Is(err, orchestrator.ErrUnavailable) {
+				return err, cli.Exit("status: "+err.Error(), exitFailure)
+			}
+			unavailable = err
+			continue
+		}
+		unavailable = nil
+	}
+	if tty {
+		fmt.Fprintf(w, "\r\033[K%s\n", progressLine(exp.Snapshot(), true))
+	}
+	return unavailable, nil
+}
+
+// printFailures prints one line per failed or timed-out task: its state,
+// why, its exit code and the full path of its log.
+func printFailures(w io.Writer, exp *orchestrator.Experiment, st orchestrator.State) {
+	for _, t := range st.Tasks {
+		if t.State != orchestrator.TaskFailed && t.State != orchestrator.TaskTimeout {
+			continue
+		}
+		exit := "-"
+		if t.ExitCode != nil {
+			exit = strconv.Itoa(*t.ExitCode)
+		}
+		why := t.Error
+		// The message names the log relative to the directory; the full
+		// path follows.
+		for _, sep := range []string{" (log: ", "; see "} {
+			if k := strings.Index(why, sep); k >= 0 {
+				why = why[:k]
+			}
+		}
+		if why == "" {
+			why = string(t.State)
+		}
+		fmt.Fprintf(w, "task %d (%s) %s: %s [exit code %s, log %s]\n", t.Index, t.Name, t.State, why, exit, filepath.Join(exp.Dir, t.Log))
+	}
 }
 
 func allEnded(st orchestrator.State) bool {
@@ -362,10 +412,11 @@ func printStatus(w io.Writer, exp *orchestrator.Experiment, st orchestrator.Stat
 	}
 	tw.Flush()
 	fmt.Fprintln(w, progressLine(st, false))
+	printFailures(w, exp, st)
 	switch {
 	case st.State == orchestrator.ExpFailed && len(orchestrator.RetryIndices(&st)) > 0:
 		fmt.Fprintf(w, "retry the failed tasks with: gpuorch retry %s\n", st.ID)
-	case st.State == orchestrator.ExpNotSubmitted || st.State == orchestrator.ExpInterrupted:
+	case st.State == orchestrator.ExpNotSubmitted || st.State == orchestrator.ExpInterrupted || st.State == orchestrator.ExpCancelled:
 		fmt.Fprintf(w, "resume with: gpuorch run --resume %s\n", st.ID)
 	case st.State == orchestrator.ExpCompleted:
 		fmt.Fprintf(w, "results: gpuorch results show %s\n", st.ID)
