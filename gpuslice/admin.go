@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -306,6 +307,12 @@ const includeHeader = "# GPU pools: managed by gpuorch admin apply. Lines for pa
 // file: lines for partitions with the model's prefix are replaced, all other
 // lines (other models, comments) are kept in place.
 func (m *Model) wantInclude(current string) string {
+	return m.mergeInclude(current, m.PartitionLines())
+}
+
+// mergeInclude keeps current's lines for partitions this model does not
+// manage and appends lines.
+func (m *Model) mergeInclude(current string, lines []string) string {
 	var kept []string
 	for _, l := range strings.Split(current, "\n") {
 		t := strings.TrimSpace(l)
@@ -317,8 +324,26 @@ func (m *Model) wantInclude(current string) string {
 		}
 		kept = append(kept, l)
 	}
-	lines := append(kept, m.PartitionLines()...)
-	return includeHeader + strings.Join(lines, "\n") + "\n"
+	// Canonical order (other lines first, then partitions by name), so two
+	// models applied in turn both see the file as up to date.
+	var other, parts []string
+	for _, l := range append(kept, lines...) {
+		if _, ok := partitionName(l); ok {
+			parts = append(parts, l)
+		} else {
+			other = append(other, l)
+		}
+	}
+	sort.SliceStable(parts, func(i, j int) bool {
+		a, _ := partitionName(parts[i])
+		b, _ := partitionName(parts[j])
+		return a < b
+	})
+	all := append(other, parts...)
+	if len(all) == 0 {
+		return includeHeader
+	}
+	return includeHeader + strings.Join(all, "\n") + "\n"
 }
 
 func partitionName(line string) (string, bool) {
@@ -586,6 +611,11 @@ func (a *Admin) Plan(ctx context.Context, m *Model) (*AdminPlan, error) {
 // reconfigure, stale QOS), then reads the cluster again and fails unless
 // nothing is left to do. It returns the actions it performed.
 func (a *Admin) Apply(ctx context.Context, m *Model) ([]Action, error) {
+	unlock, err := lockInclude(m.Slurm.IncludeFile)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	p, err := a.Plan(ctx, m)
 	if err != nil {
 		return nil, err
@@ -659,6 +689,70 @@ func (a *Admin) perform(ctx context.Context, m *Model, p *AdminPlan) ([]Action, 
 			}
 		}
 		done = append(done, act)
+	}
+	return done, nil
+}
+
+// lockInclude serialises read-modify-write of the include file between
+// gpuorch processes (two models, or two test runs, applying at once), with
+// flock on a sibling lock file.
+func lockInclude(path string) (func(), error) {
+	f, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+}
+
+// Remove takes the model out of the cluster: its partition lines leave the
+// include file (other lines stay), slurmctld reconfigures, and its QOS
+// (prefix + level) are deleted. It returns what it did.
+func (a *Admin) Remove(ctx context.Context, m *Model) ([]Action, error) {
+	unlock, err := lockInclude(m.Slurm.IncludeFile)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	var done []Action
+	cur, err := os.ReadFile(m.Slurm.IncludeFile)
+	if err != nil && !os.IsNotExist(err) {
+		return nil, fmt.Errorf("read include file: %w", err)
+	}
+	want := m.mergeInclude(string(cur), nil)
+	if want != string(cur) {
+		if err := writeAtomic(m.Slurm.IncludeFile, []byte(want)); err != nil {
+			return done, fmt.Errorf("write %s: %w", m.Slurm.IncludeFile, err)
+		}
+		done = append(done, Action{Kind: KindWrite, Target: filepath.Base(m.Slurm.IncludeFile), Detail: lineDiff(string(cur), want)})
+		if _, err := a.run(ctx, "scontrol", "reconfigure"); err != nil {
+			return done, err
+		}
+		done = append(done, Action{Kind: KindReconfigure, Target: "slurmctld"})
+	}
+	out, err := a.run(ctx, "sacctmgr", "-n", "-P", "show", "qos", "format=Name,Priority,Preempt,PreemptMode,GraceTime,Description")
+	if err != nil {
+		return done, err
+	}
+	have, err := ParseQoSList(string(out))
+	if err != nil {
+		return done, err
+	}
+	var names []string
+	for _, q := range m.Levels() {
+		if _, ok := have[m.SlurmQoS(q.Name)]; ok {
+			names = append(names, m.SlurmQoS(q.Name))
+		}
+	}
+	if len(names) > 0 {
+		cmd := []string{"sacctmgr", "-i", "delete", "qos", "where", "name=" + strings.Join(names, ",")}
+		if _, err := a.run(ctx, cmd...); err != nil {
+			return done, err
+		}
+		done = append(done, Action{Kind: KindDeleteQoS, Target: strings.Join(names, ","), Cmd: cmd})
 	}
 	return done, nil
 }

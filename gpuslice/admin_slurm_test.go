@@ -63,26 +63,17 @@ description = "preempts medium and low"
 	}
 	m := mustModel(t, doc(""))
 	a := &Admin{}
-	orig, err := os.ReadFile(m.Slurm.IncludeFile)
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
-		ctx := context.Background()
-		if err := os.WriteFile(m.Slurm.IncludeFile, orig, 0o644); err != nil {
-			t.Errorf("restore include file: %v", err)
+		// Remove only this run's partitions and QOS: other runs (a
+		// concurrent `go test ./...`) may be applying their own.
+		done, err := a.Remove(context.Background(), mustModel(t, doc("[qos.critical]\n")))
+		if err != nil {
+			t.Errorf("remove: %v (did %v)", err, done)
 		}
-		if _, err := a.run(ctx, "scontrol", "reconfigure"); err != nil {
-			t.Errorf("cleanup reconfigure: %v", err)
-		}
-		var names []string
-		for _, l := range QoSLevels {
-			names = append(names, prefix+l)
-		}
-		a.run(ctx, "sacctmgr", "-i", "delete", "qos", "where", "name="+strings.Join(names, ",")) //nolint:errcheck // some may not exist
-		st, err := (ExecRunner{}).Run(ctx, "sacctmgr", "-n", "-P", "show", "qos", "format=name")
-		if err == nil && strings.Contains(string(st), prefix) {
-			t.Errorf("QOS with prefix %s left behind: %s", prefix, st)
+		b, _ := os.ReadFile(DefaultIncludeFile)
+		st, err := (ExecRunner{}).Run(context.Background(), "sacctmgr", "-n", "-P", "show", "qos", "format=name")
+		if strings.Contains(string(b), prefix) || (err == nil && strings.Contains(string(st), prefix)) {
+			t.Errorf("prefix %s left behind:\n%s\n%s", prefix, b, st)
 		}
 	})
 
