@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,10 +16,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/gpuorch/gpuorch/gpuslice"
 	"github.com/gpuorch/gpuorch/orchestrator"
+	"github.com/gpuorch/gpuorch/sbatch/slurmtest"
 )
 
 // gpuorchShim is a "gpuorch" binary for tests that run it through
@@ -33,18 +37,37 @@ done
 GPUORCH_TEST_MAIN_ARGS="$j]" exec "$GPUORCH_TEST_BINARY" -test.run='^TestRunMainHelper$'
 `
 
+var (
+	shimOnce sync.Once
+	shimPath string
+	shimErr  error
+)
+
+// gpuorchBinary writes the shim once; it needs GPUORCH_TEST_BINARY (testBinaryEnv)
+// in its environment.
 func gpuorchBinary(t *testing.T) string {
 	t.Helper()
+	shimOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "gpuorch-shim")
+		if err != nil {
+			shimErr = err
+			return
+		}
+		shimPath = filepath.Join(dir, "gpuorch")
+		shimErr = os.WriteFile(shimPath, []byte(gpuorchShim), 0o755)
+	})
+	if shimErr != nil {
+		t.Fatal(shimErr)
+	}
+	return shimPath
+}
+
+func testBinaryEnv(t *testing.T) string {
 	self, err := filepath.Abs(os.Args[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := filepath.Join(t.TempDir(), "gpuorch")
-	if err := os.WriteFile(p, []byte(gpuorchShim), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("GPUORCH_TEST_BINARY", self)
-	return p
+	return "GPUORCH_TEST_BINARY=" + self
 }
 
 type benchCLI struct {
@@ -57,7 +80,7 @@ type benchCLI struct {
 func newBenchCLI(t *testing.T) *benchCLI {
 	dir := t.TempDir()
 	return &benchCLI{t: t, bin: gpuorchBinary(t), home: filepath.Join(dir, "runs"),
-		env: []string{"GPUORCH_HOME=" + filepath.Join(dir, "runs"), "GPUORCH_CREDENTIALS=" + filepath.Join(dir, "creds.json")}}
+		env: []string{"GPUORCH_HOME=" + filepath.Join(dir, "runs"), "GPUORCH_CREDENTIALS=" + filepath.Join(dir, "creds.json"), testBinaryEnv(t)}}
 }
 
 func (b *benchCLI) run(stdin string, args ...string) (string, string, int) {
@@ -195,6 +218,7 @@ func authProxy(t *testing.T, bin, secret string) *httptest.Server {
 	t.Helper()
 	addrFile := filepath.Join(t.TempDir(), "addr")
 	srv := exec.Command(bin, "sim-server", "--listen", "127.0.0.1:0", "--addr-file", addrFile, "--llm", "cloud-llm:prefill_per_token=0.1ms:tpot=1ms")
+	srv.Env = append(os.Environ(), testBinaryEnv(t))
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -222,6 +246,7 @@ func authProxy(t *testing.T, bin, secret string) *httptest.Server {
 }
 
 func TestBenchCredentialNeverWritten(t *testing.T) {
+	t.Parallel()
 	b := newBenchCLI(t)
 	const secret = "sk-TEST-8f3a9c0e-never-on-disk"
 	cloud := authProxy(t, b.bin, secret)
@@ -312,6 +337,7 @@ credential = "cloudkey"
 }
 
 func TestBenchBadInput(t *testing.T) {
+	t.Parallel()
 	b := newBenchCLI(t)
 	base := strings.Replace(simSpec, `name = "e2e-sim"`, `name = "bad"`, 1)
 	for _, tc := range []struct {
@@ -345,5 +371,161 @@ func TestBenchBadInput(t *testing.T) {
 	spec := writeSpec(t, base)
 	if _, errOut, code := b.run("", "bench", "run", spec); code != exitUsage || !strings.Contains(errOut, "--yes") {
 		t.Errorf("no terminal: exit %d %s", code, errOut)
+	}
+}
+
+func TestBenchSlurmArrayJob(t *testing.T) {
+	slurmtest.Require(t)
+	out, err := exec.Command("scontrol", "show", "config").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster := ""
+	for _, l := range strings.Split(string(out), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok && strings.TrimSpace(k) == "ClusterName" {
+			cluster = strings.TrimSpace(v)
+		}
+	}
+	nodes, err := gpuslice.ClusterNodes(context.Background(), nil, nil)
+	if err != nil || len(nodes) == 0 {
+		t.Fatalf("nodes: %v", err)
+	}
+	b := newBenchCLI(t)
+	spec := strings.NewReplacer(`cluster = "local"`, fmt.Sprintf("cluster = %q", cluster),
+		`nodes = ["localhost"]`, fmt.Sprintf("nodes = [%q]", nodes[0].Hostname),
+		`name = "e2e-sim"`, `name = "e2e-slurm"`, "num_prompts = 8", "num_prompts = 6").Replace(simSpec)
+	stdout, errOut, code := b.run("", "bench", "run", "--yes", "--json", "--binary", b.bin, writeSpec(t, spec))
+	if code != 0 {
+		t.Fatalf("bench run: %d\n%s\n%s", code, stdout, errOut)
+	}
+	var res struct{ ID, Dir, State string }
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatal(err)
+	}
+	exp, err := orchestrator.Open(b.home, res.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := readFile(filepath.Join(exp.Dir, "slurm", "submit-1.sbatch"))
+	if !strings.Contains(script, "#SBATCH --array=0-1") || !strings.Contains(script, orchestrator.BenchWrapper) {
+		t.Errorf("script:\n%s", script)
+	}
+	ex, err := orchestrator.NewExecutor("slurm", orchestrator.ExecutorOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if err := ex.Refresh(context.Background(), exp); err != nil {
+			t.Fatal(err)
+		}
+		st := exp.Snapshot()
+		if st.State == orchestrator.ExpCompleted {
+			break
+		}
+		if st.State == orchestrator.ExpFailed || time.Now().After(deadline) {
+			t.Fatalf("experiment %s: %+v\n%s", st.State, st.Tasks, readFile(filepath.Join(exp.Dir, "tasks", "0", "log")))
+		}
+		time.Sleep(time.Second)
+	}
+	show, _, _ := b.run("", "bench", "show", "--json", res.ID)
+	var sh struct {
+		Levels []struct {
+			Metrics map[string]any
+		}
+	}
+	if err := json.Unmarshal([]byte(show), &sh); err != nil || len(sh.Levels) != 2 {
+		t.Fatalf("show: %v %s", err, show)
+	}
+	for i, l := range sh.Levels {
+		ttft := l.Metrics["ttft_ms"].(map[string]any)["median"].(float64)
+		if math.Abs(ttft-200) > 20 || l.Metrics["completed"].(float64) != 6 {
+			t.Errorf("level %d under Slurm: median TTFT %.1f ms, %v completed", i, ttft, l.Metrics["completed"])
+		}
+	}
+}
+
+func TestBenchNewFromAnswers(t *testing.T) {
+	t.Parallel()
+	b := newBenchCLI(t)
+	out := filepath.Join(t.TempDir(), "new.toml")
+	answers := strings.Join([]string{
+		"my-bench", "a test", "a, b", "1, 8", "configuration", "", "localhost",
+		"256", "64", "sim-llm", "command", "gpuorch sim-server --listen 127.0.0.1:{port}",
+		"llama-2-7b", "H100", "2",
+	}, "\n") + "\n"
+	if _, errOut, code := b.run(answers, "bench", "new", "--out", out); code != 0 {
+		t.Fatalf("bench new: %d %s", code, errOut)
+	}
+	stdout, errOut, code := b.run("", "bench", "simulate", "--json", out)
+	if code != 0 {
+		t.Fatalf("simulate the new spec: %d %s\n%s", code, errOut, readFile(out))
+	}
+	var preds []map[string]any
+	if err := json.Unmarshal([]byte(stdout), &preds); err != nil || len(preds) != 2 || preds[1]["concurrency"].(float64) != 8 {
+		t.Fatalf("predictions: %v %s", err, stdout)
+	}
+	plan, _, _ := b.run("", "bench", "plan", out)
+	for _, want := range []string{"benchmark my-bench: 2 task(s)", "256 input tokens, 64 output tokens", "tags: a, b"} {
+		if !strings.Contains(plan, want) {
+			t.Errorf("plan lacks %q:\n%s", want, plan)
+		}
+	}
+	// A bad answer names what is wrong; nothing is written.
+	bad := filepath.Join(t.TempDir(), "bad.toml")
+	if _, errOut, code := b.run("Bad Name\n", "bench", "new", "--out", bad); code != exitUsage || !strings.Contains(errOut, "name") {
+		t.Errorf("bad name: %d %s", code, errOut)
+	}
+	if _, err := os.Stat(bad); err == nil {
+		t.Error("a bad spec was written")
+	}
+}
+
+func TestBenchStepCLIRun(t *testing.T) {
+	t.Parallel()
+	b := newBenchCLI(t)
+	dir := t.TempDir()
+	step := func(n int, body string) string {
+		p := filepath.Join(dir, fmt.Sprintf("s%d.json", n))
+		os.WriteFile(p, []byte(body), 0o644)
+		return p
+	}
+	out, errOut, code := b.run("", "bench", "step", "--json", step(1, `{"name": "wf-cli", "tags": [], "description": "d", "concurrent_requests": 2, "eval_with": "configuration", "workflow_total_steps": 8, "step_number": 1, "trigger_workflow": false}`))
+	if code != 0 {
+		t.Fatalf("step 1: %d %s", code, errOut)
+	}
+	var w orchestrator.Workflow
+	if err := json.Unmarshal([]byte(out), &w); err != nil || w.ID == "" {
+		t.Fatalf("step 1 output: %v %s", err, out)
+	}
+	if _, errOut, code := b.run("", "bench", "step", "--workflow", w.ID, "-"); code != exitUsage || !strings.Contains(errOut, "want a JSON object") {
+		t.Fatalf("empty stdin: %d %s", code, errOut)
+	}
+	for _, s := range []string{
+		`{"step_number": 2, "max_input_tokens": 100, "max_output_tokens": 10}`,
+		`{"step_number": 3, "cluster_id": "local"}`,
+		`{"step_number": 4, "nodes": [{"hostname": "localhost"}]}`,
+		`{"step_number": 5, "model_id": "sim-llm", "num_prompts": 4, "model": {"command": ["gpuorch", "sim-server", "--listen", "127.0.0.1:{port}", "--llm", "sim-llm:prefill_per_token=1ms:tpot=5ms"], "params": 1e9}, "hardware": {"peak_fp16_tflops": 2, "memory_bandwidth_gbps": 400, "memory_gb": 100, "compute_efficiency": 1, "bandwidth_efficiency": 1, "prefill_overlap": true}}`,
+		`{"step_number": 7, "user_confirmation": true}`,
+	} {
+		if _, errOut, code := b.run(s, "bench", "step", "--workflow", w.ID, "-"); code != 0 {
+			t.Fatalf("%s: %d %s", s, code, errOut)
+		}
+	}
+	out, errOut, code = b.run("", "bench", "step", "--workflow", w.ID, "--binary", b.bin, step(8, `{"step_number": 8, "run_as_simulation": false, "trigger_workflow": true}`))
+	if code != 0 {
+		t.Fatalf("step 8: %d\n%s\n%s", code, out, errOut)
+	}
+	saved, _, _ := b.run("", "bench", "step", "--json", "--show", w.ID)
+	if err := json.Unmarshal([]byte(saved), &w); err != nil || w.Status != "completed" || w.Experiment == "" {
+		t.Fatalf("workflow after the run: %+v %v", w, err)
+	}
+	show, _, _ := b.run("", "bench", "show", w.Experiment)
+	if !strings.Contains(show, "completed  4") {
+		t.Errorf("show:\n%s", show)
+	}
+	// A finished workflow takes no more steps.
+	if _, errOut, code := b.run(`{"step_number": 7, "user_confirmation": true}`, "bench", "step", "--workflow", w.ID, "-"); code != exitUsage || !strings.Contains(errOut, "already completed") {
+		t.Errorf("step after the run: %d %s", code, errOut)
 	}
 }
