@@ -41,6 +41,15 @@ Include). Node Gres lines it only reports.`,
 				Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print the actions performed as JSON"}},
 				Action:    adminApply,
 			},
+			{
+				Name:      "remove",
+				Usage:     "take the model out: its partitions from the include file, reconfigure, delete its QOS",
+				ArgsUsage: "POOLS.toml",
+				Description: `Removes only what the model manages (partitions and QOS named with its
+[slurm] prefix); other lines of the include file and other QOS stay. Jobs
+still queued in its partitions or QOS should be cancelled first.`,
+				Action: adminRemove,
+			},
 		},
 	})
 }
@@ -128,4 +137,22 @@ func gsPrintJSON(v any) error {
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+func adminRemove(c *cli.Context) error {
+	m, err := loadPools(c)
+	if err != nil {
+		return err
+	}
+	done, err := (&gpuslice.Admin{}).Remove(c.Context, m)
+	for _, a := range done {
+		fmt.Println("done:", a.String())
+	}
+	if err != nil {
+		return slurmExit(err)
+	}
+	if len(done) == 0 {
+		fmt.Println("nothing to remove")
+	}
+	return nil
 }
