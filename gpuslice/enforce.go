@@ -469,7 +469,9 @@ func (p *ProcFS) JobOf(pid int) (string, bool) {
 	p.mu.Unlock()
 	job, ok := p.lookup(pid)
 	p.mu.Lock()
-	if p.cache == nil {
+	if p.cache == nil || len(p.cache) > 8192 {
+		// Entries of exited processes are never looked up again; starting
+		// over now and then bounds a long-running daemon's memory.
 		p.cache = map[int]procEntry{}
 	}
 	p.cache[pid] = procEntry{start: start, job: job, ok: ok}

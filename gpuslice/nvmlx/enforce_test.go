@@ -442,8 +442,9 @@ func TestEnforcerActsWithinOnePollInterval(t *testing.T) {
 	p.waitDead(t, 5*time.Second)
 	lat := time.Since(start)
 	t.Logf("overrun → process dead: %s (interval %s)", lat, iv)
-	// One interval, plus scheduling slack on a busy 2-core CI machine.
-	if lat > iv+100*time.Millisecond {
+	// One interval, plus scheduling slack on a busy 2-core CI machine (the
+	// benchmark OverrunLatency measures the real figure at 500 ms).
+	if lat > iv+250*time.Millisecond {
 		t.Errorf("acted after %s, want within one poll interval (%s)", lat, iv)
 	}
 	cancel()
