@@ -32,6 +32,7 @@ type ProcUsage struct {
 }
 
 // GPUReader samples the GPUs (nvmlx.Session, over real NVML or a mock).
+// When some GPUs fail it returns the others' samples and an error.
 type GPUReader interface {
 	Sample() ([]DeviceSample, error)
 }
@@ -178,9 +179,14 @@ type jobUsage struct {
 
 // Poll samples once and acts. It returns what it did.
 func (e *Enforcer) Poll(ctx context.Context) ([]Event, error) {
-	samples, err := e.GPU.Sample()
-	if err != nil {
-		return nil, fmt.Errorf("sample GPUs: %w", err)
+	// A partial sample (some GPUs failed) is still acted on; the error is
+	// returned with the events.
+	samples, sampleErr := e.GPU.Sample()
+	if sampleErr != nil {
+		sampleErr = fmt.Errorf("sample GPUs: %w", sampleErr)
+		if len(samples) == 0 {
+			return nil, sampleErr
+		}
 	}
 	clock := e.Clock
 	if clock == nil {
@@ -267,10 +273,10 @@ func (e *Enforcer) Poll(ctx context.Context) ([]Event, error) {
 	}
 	if e.Sink != nil && len(events) > 0 {
 		if err := e.Sink.Write(ctx, e.points(events)...); err != nil {
-			return events, fmt.Errorf("write slice_violation: %w", err)
+			return events, errors.Join(sampleErr, fmt.Errorf("write slice_violation: %w", err))
 		}
 	}
-	return events, nil
+	return events, sampleErr
 }
 
 func keys(m map[int]bool) []int {

@@ -550,3 +550,19 @@ func TestProbeMockShape(t *testing.T) {
 		t.Fatalf("cpu device missing: %s", b)
 	}
 }
+
+func TestEnforcerActsDespiteOneFailingGPU(t *testing.T) {
+	srv := dgxa100.New()
+	g := wire(srv)
+	srv.Devices[5].(*server.Device).GetComputeRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) {
+		return nil, nvml.ERROR_GPU_IS_LOST
+	}
+	e, _, _, _ := newEnforcer(t, srv, gpuslice.StaticLimits{"8001": {VRAM: gpuslice.GiB, OnOverrun: gpuslice.ActionTerminate, Grace: time.Minute}})
+	p := spawn(t, "8001", false)
+	g.set(0, p.pid(), 2*gpuslice.GiB, 0)
+	evs, err := e.Poll(context.Background())
+	if err == nil || len(evs) != 1 || evs[0].Action != "sigterm" {
+		t.Fatalf("events %+v, err %v: want the overrun acted on and GPU 5's error returned", evs, err)
+	}
+	p.waitDead(t, 2*time.Second)
+}

@@ -199,10 +199,14 @@ func Probe(lib Lib, overrides map[string]gpuslice.GPUSpec) gpuslice.Node {
 // sample. It implements gpuslice.GPUReader.
 func (s *Session) Sample() ([]gpuslice.DeviceSample, error) {
 	out := make([]gpuslice.DeviceSample, 0, len(s.devs))
+	var errs []error
 	for i, d := range s.devs {
 		procs, ret := d.GetComputeRunningProcesses()
 		if ret != nvml.SUCCESS {
-			return nil, fmt.Errorf("GPU %d: nvmlDeviceGetComputeRunningProcesses: %s", i, nvml.ErrorString(ret))
+			// One GPU failing (fallen off the bus, not supported) must not
+			// blind the enforcer to the others.
+			errs = append(errs, fmt.Errorf("GPU %d: nvmlDeviceGetComputeRunningProcesses: %s", i, nvml.ErrorString(ret)))
+			continue
 		}
 		ds := gpuslice.DeviceSample{Index: i, Procs: make([]gpuslice.ProcUsage, 0, len(procs))}
 		for _, p := range procs {
@@ -224,5 +228,5 @@ func (s *Session) Sample() ([]gpuslice.DeviceSample, error) {
 		}
 		out = append(out, ds)
 	}
-	return out, nil
+	return out, errors.Join(errs...)
 }
