@@ -257,3 +257,29 @@ func checkPreemption(ctx context.Context, t *testing.T, a *Admin, partition, low
 		time.Sleep(300 * time.Millisecond)
 	}
 }
+
+func TestClusterNodesOnCluster(t *testing.T) {
+	slurmUp(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	m := mustModel(t, testModel) // a100 pool on node[1-2], h100 on node[3-4]
+	nodes, err := ClusterNodes(ctx, nil, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, n := range nodes {
+		seen[n.Hostname] = true
+		if n.Hostname == "node3" {
+			if len(n.Devices) != 2 || n.Devices[0].Type != "gpu" || n.Devices[0].Name != "NVIDIA H100 80GB HBM3" ||
+				n.Devices[0].DeviceInfo["count"] != 4 || *n.Devices[0].DeviceConfig.PeakFP16TFLOPS != 989 || n.Devices[1].Type != "cpu" {
+				t.Errorf("node3: %+v", n)
+			}
+		}
+	}
+	for _, want := range []string{"node1", "node2", "node3", "node4"} {
+		if !seen[want] {
+			t.Errorf("%s missing from %v", want, seen)
+		}
+	}
+}
