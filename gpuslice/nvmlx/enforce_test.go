@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxa100"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxh100"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
@@ -565,4 +566,40 @@ func TestEnforcerActsDespiteOneFailingGPU(t *testing.T) {
 		t.Fatalf("events %+v, err %v: want the overrun acted on and GPU 5's error returned", evs, err)
 	}
 	p.waitDead(t, 2*time.Second)
+}
+
+// TestEnforcerSeesMIGProcesses: on a MIG GPU the processes are listed on
+// the MIG devices, not the parent; the enforcer must still see them.
+func TestEnforcerSeesMIGProcesses(t *testing.T) {
+	srv := dgxh100.New()
+	wire(srv)
+	parent := srv.Devices[2].(*server.Device)
+	parent.SetMigMode(nvml.DEVICE_MIG_ENABLE)
+	p := spawn(t, "8101", false)
+	other := spawn(t, "8102", false)
+	migDev := func(pid int, mem gpuslice.Bytes) nvml.Device {
+		return &mock.Device{GetComputeRunningProcessesFunc: func() ([]nvml.ProcessInfo, nvml.Return) {
+			return []nvml.ProcessInfo{{Pid: uint32(pid), UsedGpuMemory: uint64(mem)}}, nvml.SUCCESS
+		}}
+	}
+	parent.GetMaxMigDeviceCountFunc = func() (int, nvml.Return) { return 7, nvml.SUCCESS }
+	parent.GetMigDeviceHandleByIndexFunc = func(k int) (nvml.Device, nvml.Return) {
+		switch k {
+		case 0:
+			return migDev(p.pid(), 3*gpuslice.GiB), nvml.SUCCESS
+		case 3:
+			return migDev(other.pid(), 3*gpuslice.GiB), nvml.SUCCESS
+		}
+		return nil, nvml.ERROR_NOT_FOUND
+	}
+	lim := gpuslice.JobLimit{VRAM: 2 * gpuslice.GiB, OnOverrun: gpuslice.ActionTerminate, Grace: time.Minute}
+	e, rec, _, _ := newEnforcer(t, srv, gpuslice.StaticLimits{"8101": lim})
+	evs, err := e.Poll(context.Background())
+	if err != nil || len(evs) != 1 || evs[0].Job != "8101" || !slices.Equal(evs[0].Devices, []int{2}) {
+		t.Fatalf("events %+v, err %v", evs, err)
+	}
+	p.waitDead(t, 2*time.Second)
+	if got := rec.signalled(); len(got) != 1 || !other.alive() {
+		t.Fatalf("signalled %v", got)
+	}
 }

@@ -38,6 +38,7 @@ type Session struct {
 	lib      Lib
 	devs     []nvml.Device
 	lastSeen []uint64 // per device, for GetProcessUtilization
+	mig      []bool   // per device: MIG enabled at Open (changing it needs a GPU reset)
 	closed   bool
 }
 
@@ -63,6 +64,8 @@ func Open(lib Lib) (*Session, error) {
 			return nil, fmt.Errorf("nvmlDeviceGetHandleByIndex(%d): %s", i, nvml.ErrorString(ret))
 		}
 		s.devs = append(s.devs, d)
+		cur, _, ret := d.GetMigMode()
+		s.mig = append(s.mig, ret == nvml.SUCCESS && cur == nvml.DEVICE_MIG_ENABLE)
 	}
 	s.lastSeen = make([]uint64, n)
 	return s, nil
@@ -212,6 +215,15 @@ func (s *Session) Sample() ([]gpuslice.DeviceSample, error) {
 		for _, p := range procs {
 			ds.Procs = append(ds.Procs, gpuslice.ProcUsage{PID: int(p.Pid), UsedMemory: p.UsedGpuMemory, SMUtil: -1})
 		}
+		if s.mig[i] {
+			// On a MIG GPU, processes are listed per MIG device; charge them
+			// to the parent GPU's sample.
+			mp, err := migProcesses(d)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("GPU %d: %w", i, err))
+			}
+			ds.Procs = append(ds.Procs, mp...)
+		}
 		// Per-process SM utilisation is optional (not on every GPU, and
 		// NOT_FOUND when nothing ran since lastSeen).
 		if util, ret := d.GetProcessUtilization(s.lastSeen[i]); ret == nvml.SUCCESS {
@@ -229,4 +241,29 @@ func (s *Session) Sample() ([]gpuslice.DeviceSample, error) {
 		out = append(out, ds)
 	}
 	return out, errors.Join(errs...)
+}
+
+func migProcesses(d nvml.Device) ([]gpuslice.ProcUsage, error) {
+	n, ret := d.GetMaxMigDeviceCount()
+	if ret != nvml.SUCCESS {
+		return nil, fmt.Errorf("nvmlDeviceGetMaxMigDeviceCount: %s", nvml.ErrorString(ret))
+	}
+	var out []gpuslice.ProcUsage
+	for k := 0; k < n; k++ {
+		md, ret := d.GetMigDeviceHandleByIndex(k)
+		if ret == nvml.ERROR_NOT_FOUND {
+			continue // no MIG device in this slot
+		}
+		if ret != nvml.SUCCESS {
+			return out, fmt.Errorf("nvmlDeviceGetMigDeviceHandleByIndex(%d): %s", k, nvml.ErrorString(ret))
+		}
+		procs, ret := md.GetComputeRunningProcesses()
+		if ret != nvml.SUCCESS {
+			return out, fmt.Errorf("MIG device %d: nvmlDeviceGetComputeRunningProcesses: %s", k, nvml.ErrorString(ret))
+		}
+		for _, p := range procs {
+			out = append(out, gpuslice.ProcUsage{PID: int(p.Pid), UsedMemory: p.UsedGpuMemory, SMUtil: -1})
+		}
+	}
+	return out, nil
 }
