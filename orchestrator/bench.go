@@ -364,6 +364,9 @@ type BenchEnv struct {
 	Inventory func(ctx context.Context, cluster string) ([]gpuslice.Node, error)
 	// Credential resolves a credential name to its secret.
 	Credential func(name string) (string, error)
+	// SimulateOnly skips what only running needs: the server program or
+	// image and the credential.
+	SimulateOnly bool
 }
 
 // Resolved is a spec checked against the world: the dataset read, token
@@ -428,6 +431,7 @@ func (s *BenchSpec) Validate(ctx context.Context, env BenchEnv) (*Resolved, erro
 	}
 	m := &s.Model
 	switch {
+	case env.SimulateOnly:
 	case len(m.Command) > 0:
 		if m.Command[0] != "gpuorch" {
 			if _, err := exec.LookPath(m.Command[0]); err != nil {

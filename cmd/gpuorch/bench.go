@@ -171,14 +171,17 @@ func loadBench(c *cli.Context) (*orchestrator.Resolved, *orchestrator.Plan, *orc
 	if err != nil {
 		return nil, nil, nil, specExit(err)
 	}
-	return resolveBench(c.Context, spec, c.String("executor"), c.Bool("per-request"))
+	simOnly := c.Command.Name == "simulate" || (c.Command.Name == "run" && c.Bool("simulate"))
+	return resolveBench(c.Context, spec, c.String("executor"), c.Bool("per-request"), simOnly)
 }
 
-func resolveBench(ctx context.Context, spec *orchestrator.BenchSpec, executor string, perRequest bool) (*orchestrator.Resolved, *orchestrator.Plan, *orchestrator.BenchTask, error) {
+func resolveBench(ctx context.Context, spec *orchestrator.BenchSpec, executor string, perRequest, simOnly bool) (*orchestrator.Resolved, *orchestrator.Plan, *orchestrator.BenchTask, error) {
 	if perRequest {
 		spec.Run.PerRequest = true
 	}
-	r, err := spec.Validate(ctx, benchEnv())
+	env := benchEnv()
+	env.SimulateOnly = simOnly
+	r, err := spec.Validate(ctx, env)
 	if err != nil {
 		return nil, nil, nil, specExit(err)
 	}
@@ -803,7 +806,7 @@ func benchStep(c *cli.Context) error {
 		_ = w.Save(home)
 		return err
 	}
-	r, plan, bt, err := resolveBench(c.Context, res.Trigger, "", false)
+	r, plan, bt, err := resolveBench(c.Context, res.Trigger, "", false, res.Simulate)
 	if err != nil {
 		return fail(err)
 	}
