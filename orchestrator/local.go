@@ -168,11 +168,10 @@ const cancelPoll = 200 * time.Millisecond
 
 // watchCancels interrupts, with errCancelled, the tasks this process runs
 // that state.json says were cancelled (by `gpuorch cancel` in another
-// process), until ctx ends. It re-reads state.json only when it changed.
+// process), until ctx ends. It re-reads state.json only when it was replaced.
 func (l *Local) watchCancels(ctx context.Context, exp *Experiment) {
 	path := filepath.Join(exp.Dir, "state.json")
-	var lastMod time.Time
-	var lastSize int64
+	var last os.FileInfo
 	tick := time.NewTicker(cancelPoll)
 	defer tick.Stop()
 	for {
@@ -181,11 +180,13 @@ func (l *Local) watchCancels(ctx context.Context, exp *Experiment) {
 			return
 		case <-tick.C:
 		}
+		// Every save renames a new file over state.json (a new inode, though
+		// a freed one may come back; hence the time and size too).
 		fi, err := os.Stat(path)
-		if err != nil || (fi.ModTime().Equal(lastMod) && fi.Size() == lastSize) {
+		if err != nil || (last != nil && os.SameFile(fi, last) && fi.ModTime().Equal(last.ModTime()) && fi.Size() == last.Size()) {
 			continue
 		}
-		lastMod, lastSize = fi.ModTime(), fi.Size()
+		last = fi
 		st, err := readState(exp.Dir)
 		if err != nil {
 			continue
