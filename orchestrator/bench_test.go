@@ -171,3 +171,31 @@ func FuzzParseBenchSpec(f *testing.F) {
 		_, _ = ParseBenchSpec("f.toml", []byte(src))
 	})
 }
+
+func TestBenchImageServer(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "vllm.sif")
+	os.WriteFile(img, []byte("not really a SIF"), 0o644)
+	src := strings.Replace(benchTOML, `command = ["gpuorch", "sim-server", "--listen", "127.0.0.1:{port}"]`,
+		`image = "`+img+`"
+args = ["--port", "{port}"]`, 1)
+	s, err := ParseBenchSpec("b.toml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Validate(context.Background(), testEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"apptainer", "run", "--nv", img, "--port", "{port}"}
+	if strings.Join(r.ServerArgv, " ") != strings.Join(want, " ") {
+		t.Errorf("argv %q, want %q", r.ServerArgv, want)
+	}
+	os.Remove(img)
+	if _, err := s.Validate(context.Background(), testEnv()); err == nil || !strings.Contains(err.Error(), "model.image: unknown image") {
+		t.Errorf("missing image: %v", err)
+	}
+	// simulate needs neither the image nor the program.
+	if _, err := s.Validate(context.Background(), BenchEnv{SimulateOnly: true}); err != nil {
+		t.Errorf("simulate-only: %v", err)
+	}
+}

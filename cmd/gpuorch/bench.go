@@ -526,9 +526,9 @@ func benchLevels(exp *orchestrator.Experiment) []benchLevel {
 				m["request_throughput"] = float64(tot.Completed) / dur
 				m["input_throughput"] = float64(tot.InputTokens) / dur
 				m["output_throughput"] = float64(tot.OutputTokens) / dur
-				if tot.SLOMet != tot.Completed {
-					m["goodput"] = tot.Goodput
-				}
+				// Completed requests meeting every SLO per second of the
+				// task (= request_throughput when no SLO is set).
+				m["goodput"] = float64(tot.SLOMet) / dur
 			}
 			l.Metrics = m
 		}
@@ -569,15 +569,19 @@ func benchShow(c *cli.Context) error {
 	w := os.Stdout
 	fmt.Fprintf(w, "experiment %s\n", exp.ID())
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CONCURRENCY\tSTATE\tCOMPLETED\tFAILED\tREQ/S\tIN_TOK/S\tOUT_TOK/S")
+	fmt.Fprintln(tw, "CONCURRENCY\tSTATE\tCOMPLETED\tFAILED\tREQ/S\tIN_TOK/S\tOUT_TOK/S\tGOODPUT/S")
 	for _, l := range levels {
 		if l.Metrics == nil {
-			fmt.Fprintf(tw, "%d\t%s\t-\t-\t-\t-\t-\n", l.Concurrency, l.State)
+			fmt.Fprintf(tw, "%d\t%s\t-\t-\t-\t-\t-\t-\n", l.Concurrency, l.State)
 			continue
 		}
 		m := l.Metrics
-		fmt.Fprintf(tw, "%d\t%s\t%v\t%v\t%.2f\t%.1f\t%.1f\n", l.Concurrency, l.State, m["completed"], m["failed"],
-			m["request_throughput"], m["input_throughput"], m["output_throughput"])
+		good := "-"
+		if g, ok := m["goodput"].(float64); ok {
+			good = fmt.Sprintf("%.2f", g)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%v\t%v\t%.2f\t%.1f\t%.1f\t%s\n", l.Concurrency, l.State, m["completed"], m["failed"],
+			m["request_throughput"], m["input_throughput"], m["output_throughput"], good)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)

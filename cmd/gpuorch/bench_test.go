@@ -137,6 +137,9 @@ max_batch = 8
 prefill_overlap = true
 [run]
 ready_timeout = "20s"
+[slo]
+ttft = "1s"
+tpot = "5ms"
 `
 
 func TestBenchEndToEndSimServer(t *testing.T) {
@@ -178,6 +181,10 @@ func TestBenchEndToEndSimServer(t *testing.T) {
 		}
 		if n := l.Metrics["completed"].(float64); n != 8 {
 			t.Errorf("c=%d: %v requests completed, want 8", l.Concurrency, n)
+		}
+		// TPOT is 10 ms against a 5 ms SLO: no request is good.
+		if g, rps := l.Metrics["goodput"].(float64), l.Metrics["request_throughput"].(float64); g != 0 || rps <= 0 {
+			t.Errorf("c=%d: goodput %v, request throughput %v; want 0 and > 0", l.Concurrency, g, rps)
 		}
 		// The prediction for a device with those speeds matches the
 		// measurement too.
