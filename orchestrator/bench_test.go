@@ -199,3 +199,29 @@ args = ["--port", "{port}"]`, 1)
 		t.Errorf("simulate-only: %v", err)
 	}
 }
+
+// The shipped examples parse, validate (as far as simulate needs) and
+// simulate.
+func TestBenchExamples(t *testing.T) {
+	files, _ := filepath.Glob("../examples/bench-*.toml")
+	js, _ := filepath.Glob("../examples/bench-cloud.json")
+	files = append(files, js...)
+	if len(files) < 3 {
+		t.Fatalf("examples: %v", files)
+	}
+	for _, f := range files {
+		s, err := LoadBenchSpec(f)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		r, err := s.Validate(context.Background(), BenchEnv{SimulateOnly: true})
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if preds, err := s.Simulate(r); err != nil || len(preds) != len(s.Levels()) {
+			t.Errorf("%s: simulate: %v", f, err)
+		}
+	}
+}
