@@ -536,3 +536,37 @@ func TestBenchStepCLIRun(t *testing.T) {
 		t.Errorf("step after the run: %d %s", code, errOut)
 	}
 }
+
+// On a terminal, bench run asks; only "y" runs. script(1) gives the command
+// a pseudo-terminal.
+func TestBenchRunConfirmOnTerminal(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("script"); err != nil {
+		t.Skip("script(1) not installed: no pseudo-terminal to test with")
+	}
+	b := newBenchCLI(t)
+	spec := writeSpec(t, strings.NewReplacer("concurrent_requests = [1, 4]", "concurrent_requests = 1", "num_prompts = 8", "num_prompts = 2").Replace(simSpec))
+	for _, tc := range []struct {
+		answer string
+		code   int
+		want   string
+	}{{"n", exitUsage, "not confirmed; nothing was run"}, {"y", 0, "completed"}} {
+		line := fmt.Sprintf("%q bench run --binary %q %q", b.bin, b.bin, spec)
+		cmd := exec.Command("script", "-qec", line, "/dev/null")
+		cmd.Env = append(os.Environ(), b.env...)
+		cmd.Stdin = strings.NewReader(tc.answer + "\n")
+		out, err := cmd.CombinedOutput()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		}
+		if code != tc.code || !strings.Contains(string(out), "Run this benchmark? [y/N]") || !strings.Contains(string(out), tc.want) {
+			t.Errorf("answer %q: exit %d, output:\n%s", tc.answer, code, out)
+		}
+		ents, _ := os.ReadDir(b.home)
+		if want := map[string]int{"n": 0, "y": 1}[tc.answer]; len(ents) != want {
+			t.Errorf("answer %q: %d experiments, want %d", tc.answer, len(ents), want)
+		}
+	}
+}
