@@ -3,6 +3,7 @@ package results
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -129,12 +131,13 @@ func influxdBinary(t testing.TB) string {
 
 // privateInfluxd is an influxd this test starts, stops and restarts.
 type privateInfluxd struct {
-	t    testing.TB
-	bin  string
-	dir  string
-	port int
-	URL  string
-	cmd  *exec.Cmd
+	t      testing.TB
+	bin    string
+	dir    string
+	port   int
+	URL    string
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd has exited
 }
 
 type influxdOpts struct {
@@ -142,23 +145,31 @@ type influxdOpts struct {
 	noFlux bool
 }
 
-func startPrivateInfluxd(t testing.TB, o influxdOpts) *privateInfluxd {
-	t.Helper()
-	bin := influxdBinary(t)
-	dir := t.TempDir()
+// influxdStartMu serialises picking ports and starting private servers, so
+// that tests running in parallel cannot pick the same free port.
+var influxdStartMu sync.Mutex
+
+func freePort(t testing.TB) (int, net.Listener) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	l2, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rpc := l2.Addr().(*net.TCPAddr).Port
-	l2.Close()
-	conf := fmt.Sprintf(`reporting-disabled = true
+	return l.Addr().(*net.TCPAddr).Port, l
+}
+
+func startPrivateInfluxd(t testing.TB, o influxdOpts) *privateInfluxd {
+	t.Helper()
+	bin := influxdBinary(t)
+	var d *privateInfluxd
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		dir := t.TempDir()
+		influxdStartMu.Lock()
+		port, l1 := freePort(t)
+		rpc, l2 := freePort(t)
+		l1.Close()
+		l2.Close()
+		conf := fmt.Sprintf(`reporting-disabled = true
 bind-address = "127.0.0.1:%d"
 [meta]
   dir = %q
@@ -178,11 +189,22 @@ bind-address = "127.0.0.1:%d"
 [logging]
   level = "error"
 `, rpc, dir+"/meta", dir+"/data", dir+"/wal", port, !o.noFlux, o.auth)
-	if err := os.WriteFile(dir+"/influxdb.conf", []byte(conf), 0o600); err != nil {
+		if err := os.WriteFile(dir+"/influxdb.conf", []byte(conf), 0o600); err != nil {
+			influxdStartMu.Unlock()
+			t.Fatal(err)
+		}
+		d = &privateInfluxd{t: t, bin: bin, dir: dir, port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
+		err = d.start()
+		influxdStartMu.Unlock()
+		if err == nil {
+			break
+		}
+		t.Logf("private influxd, attempt %d: %v", attempt+1, err)
+		d.Stop()
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
-	d := &privateInfluxd{t: t, bin: bin, dir: dir, port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
-	d.Start()
 	t.Cleanup(d.Stop)
 	if o.auth {
 		if _, err := influxQLErr(d.URL, "", "", "CREATE USER admin WITH PASSWORD 'secret' WITH ALL PRIVILEGES"); err != nil {
@@ -192,28 +214,52 @@ bind-address = "127.0.0.1:%d"
 	return d
 }
 
+// Start (re)starts the server on its port and data directory.
 func (d *privateInfluxd) Start() {
 	d.t.Helper()
+	influxdStartMu.Lock()
+	defer influxdStartMu.Unlock()
+	if err := d.start(); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+func (d *privateInfluxd) start() error {
 	cmd := exec.Command(d.bin, "run", "-config", d.dir+"/influxdb.conf")
 	logf, _ := os.OpenFile(d.dir+"/influxd.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		d.t.Fatal(err)
+		return err
 	}
 	d.cmd = cmd
+	d.exited = make(chan struct{})
+	go func(done chan struct{}) { cmd.Wait(); close(done) }(d.exited)
 	// influxd starts in about a second on an idle machine, but initialising
 	// Flux is CPU-heavy: allow for a machine busy with other builds.
 	deadline := time.Now().Add(90 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(d.URL + "/ping")
+		select {
+		case <-d.exited:
+			d.cmd = nil
+			log, _ := os.ReadFile(d.dir + "/influxd.log")
+			return fmt.Errorf("influxd exited: %s", log)
+		default:
+		}
+		// /debug/vars carries the command line: make sure the server that
+		// answers is this one, not another on a reused port.
+		resp, err := http.Get(d.URL + "/debug/vars")
 		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			return
+			if strings.Contains(string(b), d.dir) {
+				return nil
+			}
+			return fmt.Errorf("another server answers on %s", d.URL)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	log, _ := os.ReadFile(d.dir + "/influxd.log")
-	d.t.Fatalf("private influxd did not start: %s", log)
+	return fmt.Errorf("private influxd did not start in 90 s: %s", log)
 }
 
 // Stop kills influxd with SIGKILL: the harshest stop (a crash or an OOM
@@ -223,6 +269,6 @@ func (d *privateInfluxd) Stop() {
 		return
 	}
 	d.cmd.Process.Kill()
-	d.cmd.Wait()
+	<-d.exited
 	d.cmd = nil
 }

@@ -1,10 +1,12 @@
 package results
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -180,36 +182,66 @@ func (s *Spool) Replay(ctx context.Context, batchLines int, send func(ctx contex
 	}
 }
 
+// replayBatchBytes bounds one replayed batch in memory, whatever the
+// lines' length.
+const replayBatchBytes = 4 << 20
+
+// replaySegment streams one segment from where this process last got to,
+// batchLines lines (at most replayBatchBytes) at a time, so replaying a
+// large spool, or failing to while the server is down, holds one batch in
+// memory, not the segment.
 func (s *Spool) replaySegment(ctx context.Context, seq uint64, batchLines int, send func(context.Context, []byte, int) error) (int64, error) {
 	path := s.segPath(seq)
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return 0, fmt.Errorf("spool: %w", err)
 	}
-	// A torn last line (power loss in the middle of an append that was never
-	// acknowledged) is dropped.
-	data = completeLines(data)
+	defer f.Close()
 	s.mu.Lock()
-	off := s.delivered[seq]
+	off := int64(s.delivered[seq])
 	s.mu.Unlock()
-	var sent int64
-	for off < len(data) {
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("spool: %w", err)
+	}
+	r := bufio.NewReaderSize(f, 256<<10)
+	var (
+		sent  int64
+		batch []byte
+		n     int
+		eof   bool
+	)
+	for !eof {
 		if err := ctx.Err(); err != nil {
 			return sent, err
 		}
-		end, n := off, 0
-		for end < len(data) && n < batchLines {
-			i := bytes.IndexByte(data[end:], '\n')
-			end += i + 1
+		batch, n = batch[:0], 0
+		for n < batchLines && len(batch) < replayBatchBytes {
+			line, err := r.ReadSlice('\n')
+			if err == bufio.ErrBufferFull { // a line longer than the buffer
+				batch = append(batch, line...)
+				continue
+			}
+			if err != nil {
+				// At EOF, a line without its '\n' is either still being
+				// appended (the active segment; the next pass gets it) or
+				// torn by a crash (an append never acknowledged): not sent.
+				batch = batch[:len(batch)-lastPartial(batch)]
+				eof = true
+				break
+			}
+			batch = append(batch, line...)
 			n++
 		}
-		if err := send(ctx, data[off:end], n); err != nil {
+		if n == 0 {
+			break
+		}
+		if err := send(ctx, batch, n); err != nil {
 			return sent, err
 		}
 		sent += int64(n)
-		off = end
+		off += int64(len(batch))
 		s.mu.Lock()
-		s.delivered[seq] = off
+		s.delivered[seq] = int(off)
 		s.pending -= int64(n)
 		s.segLines[seq] -= int64(n)
 		s.mu.Unlock()
@@ -219,7 +251,7 @@ func (s *Spool) replaySegment(ctx context.Context, seq uint64, batchLines int, s
 	// only when nothing was appended while it was being sent.
 	s.mu.Lock()
 	if s.active != nil && s.activeSeq == seq {
-		if s.activeBytes > int64(len(data)) {
+		if s.activeBytes > off {
 			s.mu.Unlock()
 			return sent, nil // more arrived: the next pass sends it
 		}
@@ -237,6 +269,9 @@ func (s *Spool) replaySegment(ctx context.Context, seq uint64, batchLines int, s
 	s.mu.Unlock()
 	return sent, nil
 }
+
+// lastPartial is the length of b's trailing bytes after its last '\n'.
+func lastPartial(b []byte) int { return len(b) - len(completeLines(b)) }
 
 // Close releases the spool; what is pending stays on disk.
 func (s *Spool) Close() error {
