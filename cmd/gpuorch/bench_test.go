@@ -16,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -37,29 +36,15 @@ done
 GPUORCH_TEST_MAIN_ARGS="$j]" exec "$GPUORCH_TEST_BINARY" -test.run='^TestRunMainHelper$'
 `
 
-var (
-	shimOnce sync.Once
-	shimPath string
-	shimErr  error
-)
-
-// gpuorchBinary writes the shim once; it needs GPUORCH_TEST_BINARY (testBinaryEnv)
-// in its environment.
+// gpuorchBinary writes the shim into the test's temporary directory; it
+// needs GPUORCH_TEST_BINARY (testBinaryEnv) in its environment.
 func gpuorchBinary(t *testing.T) string {
 	t.Helper()
-	shimOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "gpuorch-shim")
-		if err != nil {
-			shimErr = err
-			return
-		}
-		shimPath = filepath.Join(dir, "gpuorch")
-		shimErr = os.WriteFile(shimPath, []byte(gpuorchShim), 0o755)
-	})
-	if shimErr != nil {
-		t.Fatal(shimErr)
+	p := filepath.Join(t.TempDir(), "gpuorch")
+	if err := os.WriteFile(p, []byte(gpuorchShim), 0o755); err != nil {
+		t.Fatal(err)
 	}
-	return shimPath
+	return p
 }
 
 func testBinaryEnv(t *testing.T) string {
