@@ -57,6 +57,7 @@ type PlanReport struct {
 	EndedAt    time.Duration  `json:"ended_at,omitempty"` // when the workload ended the run itself (0 = it did not)
 	EndedBy    string         `json:"ended_by"`           // "duration", "timer" (SLO sweep end), "exhausted"
 	Sources    int            `json:"sources"`
+	AllModels  int            `json:"workload_models"` // models the workload may send to
 	Models     []PlanCount    `json:"models"`
 	Classes    []PlanCount    `json:"classes,omitempty"`
 	Steps      []PlanStep     `json:"slo_steps,omitempty"`
@@ -76,7 +77,7 @@ func PlanWorkload(w *Workload, o PlanOptions) (*PlanReport, error) {
 		return nil, fmt.Errorf("workload %s does not end by itself: give a duration", w.Name)
 	}
 	rep := &PlanReport{Workload: w.Name, Duration: o.Duration, Interval: o.Interval, Deviations: w.Deviations,
-		Sources: len(w.Open) + len(w.Closed)}
+		Sources: len(w.Open) + len(w.Closed), AllModels: len(w.Models())}
 	if len(w.Closed) > 0 {
 		rep.Service = o.Service
 		rep.Assumption = fmt.Sprintf("closed-loop requests are assumed to complete %v after they are sent (--service); real counts depend on the server", o.Service)
@@ -201,7 +202,7 @@ func (r *PlanReport) WriteText(w io.Writer, maxIntervals int) {
 	if secs == 0 {
 		secs = r.Last.Seconds()
 	}
-	fmt.Fprintf(w, "workload %s: %d sources, %d models\n", r.Workload, r.Sources, len(r.Models))
+	fmt.Fprintf(w, "workload %s: %d sources, %d models (%d sent to)\n", r.Workload, r.Sources, r.AllModels, len(r.Models))
 	end := r.Duration.String()
 	if r.EndedAt > 0 {
 		end = fmt.Sprintf("%v (the workload ends the run)", r.EndedAt)

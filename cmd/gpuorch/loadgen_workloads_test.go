@@ -82,7 +82,7 @@ func TestAzureTraceCommand(t *testing.T) {
 	}
 	// The generated day replays: a plan of azure on trace 2 has arrivals.
 	out, errOut, code = runCLI(t, home, "loadgen", "plan", "--duration", "2m", "--interval", "1m", "azure", "1", "0", "8", "1", "1", "2", "0", "trace_dir="+dir)
-	if code != 0 || !strings.Contains(out, "workload azure: 50 sources") {
+	if code != 0 || !strings.Contains(out, "workload azure: 50 sources, 50 models") {
 		t.Errorf("plan azure: exit %d, %q %q", code, out, errOut)
 	}
 }
