@@ -68,6 +68,7 @@ endpoint or Slurm is unreachable, 130 interrupted.`,
 					&cli.StringFlag{Name: "executor", Usage: "local or slurm", DefaultText: "local for cluster \"local\", else slurm"},
 					&cli.BoolFlag{Name: "per-request", Usage: "write per-request rows (tasks/<i>/requests.jsonl)"},
 					&cli.BoolFlag{Name: "json", Usage: "print {id, dir, state} as JSON when done"},
+					&cli.StringFlag{Name: "resume", Usage: "resume benchmark experiment `EXP`: run its levels that did not complete (no SPEC)"},
 					&cli.StringFlag{Name: "binary", Usage: "gpuorch binary the tasks run (default: this one)", Hidden: true},
 				},
 				Action: benchRun,
@@ -274,6 +275,9 @@ func confirm(c *cli.Context, what string) error {
 }
 
 func benchRun(c *cli.Context) error {
+	if c.IsSet("resume") {
+		return benchResume(c)
+	}
 	r, plan, bt, err := loadBench(c)
 	if err != nil {
 		return err
@@ -288,28 +292,75 @@ func benchRun(c *cli.Context) error {
 	return startBench(c, r, plan, bt, c.String("binary"), c.Bool("json"), nil)
 }
 
+// benchResume runs the levels of a benchmark experiment that did not
+// complete, through the experiment's own wrapper (so local servers start).
+func benchResume(c *cli.Context) error {
+	if c.Args().Len() > 0 {
+		return cli.Exit("bench run --resume EXP takes no SPEC", exitUsage)
+	}
+	exp, err := orchestrator.Open(orchestrator.Home(), c.String("resume"))
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	spec, err := orchestrator.LoadBenchSpec(filepath.Join(exp.Dir, "bench-spec.json"))
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("%s is not a benchmark experiment: %v", exp.ID(), err), exitUsage)
+	}
+	if err := prepareCloud(c.Context, &spec.Model); err != nil {
+		return err
+	}
+	st := exp.Snapshot()
+	name := st.Executor
+	if c.IsSet("executor") {
+		name = c.String("executor")
+	}
+	wrapper, _ := filepath.Abs(filepath.Join(exp.Dir, orchestrator.BenchWrapper))
+	ex, err := orchestrator.NewExecutor(name, orchestrator.ExecutorOptions{Binary: wrapper})
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	fmt.Fprintf(os.Stderr, "resuming %s: %d level(s) to run\n", exp.ID(), len(st.Incomplete()))
+	execErr := orchestrator.Execute(c.Context, exp, ex, nil)
+	st = exp.Snapshot()
+	if c.Bool("json") {
+		_ = printJSON(map[string]any{"id": st.ID, "dir": exp.Dir, "state": st.State})
+	} else {
+		fmt.Fprintf(os.Stderr, "experiment %s: %s (gpuorch bench show %s)\n", st.ID, st.State, st.ID)
+	}
+	return runExit(c.Context, st, execErr)
+}
+
+// prepareCloud puts a cloud model's secret into this process's environment
+// (the tasks inherit it) and checks that the endpoint accepts it.
+func prepareCloud(ctx context.Context, m *orchestrator.BenchModel) error {
+	if !m.Cloud() {
+		return nil
+	}
+	secret := ""
+	if m.Credential != "" {
+		var err error
+		if secret, err = credentialStore().Get(m.Credential); err != nil {
+			return cli.Exit(err.Error(), exitUsage)
+		}
+		// The only way the secret leaves this process: the environment of
+		// the tasks (inherited by local tasks and by sbatch's default
+		// --export=ALL), under the name the manifest names.
+		if err := os.Setenv(orchestrator.CredentialEnv(m.Credential), secret); err != nil {
+			return cli.Exit(err.Error(), exitFailure)
+		}
+	}
+	if err := orchestrator.CheckEndpoint(ctx, m.URL, secret); err != nil {
+		return specExit(err)
+	}
+	return nil
+}
+
 // startBench does the readiness check of a cloud endpoint, hands the secret
 // to the tasks through the environment, creates the experiment and runs it.
 func startBench(c *cli.Context, r *orchestrator.Resolved, plan *orchestrator.Plan, bt *orchestrator.BenchTask, binary string, jsonOut bool, done func(orchestrator.State)) error {
 	ctx := c.Context
-	m := &r.Spec.Model
-	if m.Cloud() {
-		secret := ""
-		if m.Credential != "" {
-			var err error
-			if secret, err = credentialStore().Get(m.Credential); err != nil {
-				return cli.Exit(err.Error(), exitUsage)
-			}
-			// The only way the secret leaves this process: the environment
-			// of the tasks (inherited by local tasks and by sbatch's
-			// default --export=ALL), under the name the manifest names.
-			if err := os.Setenv(orchestrator.CredentialEnv(m.Credential), secret); err != nil {
-				return cli.Exit(err.Error(), exitFailure)
-			}
-		}
-		if err := orchestrator.CheckEndpoint(ctx, m.URL, secret); err != nil {
-			return specExit(err)
-		}
+	if err := prepareCloud(ctx, &r.Spec.Model); err != nil {
+		return err
 	}
 	if binary == "" {
 		exe, err := os.Executable()

@@ -516,6 +516,22 @@ func TestBenchStepCLIRun(t *testing.T) {
 	if !strings.Contains(show, "completed  4") {
 		t.Errorf("show:\n%s", show)
 	}
+	// Resume: a level that failed runs again through the experiment's
+	// wrapper, which starts the server again.
+	exp, err := orchestrator.Open(b.home, w.Experiment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := exp.UpdateTask(0, func(ts *orchestrator.TaskStatus) { ts.State = orchestrator.TaskFailed }); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = b.run("", "bench", "run", "--resume", w.Experiment, "--json")
+	if code != 0 || !strings.Contains(errOut, "1 level(s) to run") || !strings.Contains(out, `"state": "completed"`) {
+		t.Errorf("resume: %d\n%s\n%s", code, out, errOut)
+	}
+	if log := readFile(filepath.Join(exp.Dir, "tasks", "0", "log")); strings.Count(log, "model server ready") != 2 {
+		t.Errorf("the resumed task did not start its server again:\n%s", log)
+	}
 	// A finished workflow takes no more steps.
 	if _, errOut, code := b.run(`{"step_number": 7, "user_confirmation": true}`, "bench", "step", "--workflow", w.ID, "-"); code != exitUsage || !strings.Contains(errOut, "already completed") {
 		t.Errorf("step after the run: %d %s", code, errOut)
