@@ -141,10 +141,16 @@ func SlurmJob(plan *Plan, expID, expDir, binary string, indices []int) (*sbatch.
 		}
 		j.Env = append(j.Env, sbatch.Env(k, sp.Env[k]))
 	}
-	j.Body = []sbatch.Line{
-		sbatch.Comment("gpuorch: one array task per sweep point; task i reads tasks/i/manifest.json"),
-		sbatch.Exec(sbatch.Lit(binary), sbatch.Lit("loadgen"), sbatch.Lit("run"), sbatch.Lit("--manifest"),
-			sbatch.Cat(sbatch.Var("GPUORCH_EXPERIMENT_DIR"), sbatch.Lit("/tasks/"), sbatch.Var("SLURM_ARRAY_TASK_ID"), sbatch.Lit("/manifest.json"))),
+	task := []sbatch.Arg{sbatch.Lit(binary), sbatch.Lit("loadgen"), sbatch.Lit("run"), sbatch.Lit("--manifest"),
+		sbatch.Cat(sbatch.Var("GPUORCH_EXPERIMENT_DIR"), sbatch.Lit("/tasks/"), sbatch.Var("SLURM_ARRAY_TASK_ID"), sbatch.Lit("/manifest.json"))}
+	j.Body = []sbatch.Line{sbatch.Comment("gpuorch: one array task per sweep point; task i reads tasks/i/manifest.json")}
+	if sl := plan.Slurm.Slice; sl != nil {
+		// Partition, QOS, shards and env from the slice, and the task
+		// beside its enforcer (so not exec'd).
+		j.Body = append(j.Body, sbatch.Comment(fmt.Sprintf("gpuorch: [slice] pool %s, qos %s, %s of one %s", sl.Workload.Pool, sl.Workload.QoS, sl.Gres, sl.GPU.Name)))
+		ApplySlice(j, *sl, binary, sbatch.Command(task...))
+	} else {
+		j.Body = append(j.Body, sbatch.Exec(task...))
 	}
 	if _, err := j.Render(); err != nil {
 		return nil, fmt.Errorf("[slurm]: %w", err)

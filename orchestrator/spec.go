@@ -355,7 +355,12 @@ func knownKeys(t reflect.Type, path []string) []string {
 	}
 	var out []string
 	for i := 0; i < t.NumField(); i++ {
-		if n := tomlName(t.Field(i)); n != "" && n != "-" {
+		f := t.Field(i)
+		if f.Anonymous && f.Tag.Get("toml") == "" && f.Type.Kind() == reflect.Struct {
+			out = append(out, knownKeys(f.Type, []string{"x"})...) // flattened, as the decoder does
+			continue
+		}
+		if n := tomlName(f); n != "" && n != "-" {
 			out = append(out, n)
 		}
 	}
@@ -831,6 +836,9 @@ func (d *decoder) validate(s *Spec) error {
 	}
 	if s.Output.InfluxDB != nil && s.Output.InfluxDB.URL == "" {
 		return d.errAt([]string{"output", "influxdb"}, `missing required key "output.influxdb.url"`)
+	}
+	if s.Slice != nil {
+		return d.resolveSlice(s)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"github.com/gpuorch/gpuorch/gpuslice"
 	"github.com/gpuorch/gpuorch/loadgen"
 )
 
@@ -16,6 +17,7 @@ type Spec struct {
 	Slurm      SlurmSpec                `toml:"slurm"`
 	Output     OutputSpec               `toml:"output"`
 	Training   *TrainingSpec            `toml:"training"`
+	Slice      *SliceSpec               `toml:"slice"` // a GPU slice for every task (see slice.go)
 
 	// Sweep is the [sweep] table flattened into parameters, in file order.
 	Sweep []SweepParam `toml:"-"`
@@ -75,6 +77,10 @@ type SlurmSpec struct {
 	Binary      string            `toml:"binary" json:"binary,omitempty"`         // gpuorch path on the compute nodes; default: this binary
 	Env         map[string]string `toml:"env" json:"env,omitempty"`               // exported to every task
 	ExtraArgs   []string          `toml:"extra_args" json:"extra_args,omitempty"` // further sbatch options, each one argument
+	// Slice is the spec's [slice] resolved against its pools file (not a
+	// [slurm] key): ParseSpec sets it, and the Slurm executor applies it to
+	// the array job (ApplySlice). Kept here so plan.json carries it.
+	Slice *gpuslice.Slice `toml:"-" json:"slice,omitempty"`
 }
 
 // OutputSpec is the [output] table: where results go.

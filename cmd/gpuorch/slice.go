@@ -12,6 +12,7 @@ import (
 
 	"github.com/gpuorch/gpuorch/gpuslice"
 	"github.com/gpuorch/gpuorch/gpuslice/nvmlx"
+	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/results"
 	"github.com/gpuorch/gpuorch/sbatch"
 )
@@ -160,18 +161,11 @@ func slicePlan(c *cli.Context) error {
 }
 
 // SliceJob renders a job running argv in slice s with the per-job enforcer
-// started beside it: the pattern the orchestrator follows for slice
-// experiments (options and env from the Slice, enforcer in the background).
+// started beside it (orchestrator.ApplySlice, as the Slurm executor does for
+// experiments with a [slice]).
 func SliceJob(s gpuslice.Slice, gpuorchBin string, argv []string) *sbatch.Job {
-	j := &sbatch.Job{Name: "slice-" + s.Workload.Pool, Partition: s.Partition, QOS: s.SlurmQoS, GRES: []string{s.Gres}, Requeue: sbatch.Bool(s.Requeue)}
-	for _, k := range s.EnvNames() {
-		j.Env = append(j.Env, sbatch.Env(k, s.Env[k]))
-	}
-	j.Body = []sbatch.Line{
-		sbatch.Raw(sbatch.Quote(gpuorchBin) + " slice enforce & enforcer=$!"),
-		sbatch.CommandArgv(argv...),
-		sbatch.Raw("rc=$?; kill \"$enforcer\" 2>/dev/null; exit $rc"),
-	}
+	j := &sbatch.Job{Name: "slice-" + s.Workload.Pool}
+	orchestrator.ApplySlice(j, s, gpuorchBin, sbatch.CommandArgv(argv...))
 	return j
 }
 

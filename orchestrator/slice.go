@@ -1,0 +1,125 @@
+package orchestrator
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/gpuorch/gpuorch/gpuslice"
+	"github.com/gpuorch/gpuorch/sbatch"
+)
+
+// EnvPools names the pools file a [slice] uses when it sets no slice.pools.
+const EnvPools = "GPUORCH_POOLS"
+
+// SliceSpec is the [slice] table: a workload profile referenced by name
+// plus per-experiment overrides (gpuslice.Override, keys named like
+// TensorFusion's annotations), resolved against a pools file. Every task of
+// the experiment runs in the resulting slice (docs/spec.md, "Slices in
+// experiment specs").
+type SliceSpec struct {
+	// Pools is the pools file, relative to the spec's directory; default
+	// $GPUORCH_POOLS.
+	Pools             string `toml:"pools" json:"pools,omitempty"`
+	gpuslice.Override        // profile, pool, qos, tflops_request, …
+}
+
+// resolveSlice loads the pools file of s.Slice and plans the slice, so that
+// a bad profile or a request that cannot fit is a spec error before anything
+// is created or submitted. The result goes to s.Slurm.Slice (and so into
+// plan.json).
+func (d *decoder) resolveSlice(s *Spec) error {
+	ss := s.Slice
+	path, from := ss.Pools, []string{"slice", "pools"}
+	if path == "" {
+		path, from = os.Getenv(EnvPools), []string{"slice"}
+		if path == "" {
+			return d.errAt(from, `[slice] needs a pools file: set slice.pools = "pools.toml" (relative to the spec) or $%s`, EnvPools)
+		}
+	} else if !filepath.IsAbs(path) && s.File != "" {
+		path = filepath.Join(filepath.Dir(s.File), path)
+	}
+	m, err := gpuslice.LoadModel(path)
+	if err != nil {
+		return d.errAt(from, "slice.pools: %v", err)
+	}
+	sl, err := m.PlanOverride(ss.Override)
+	if err != nil {
+		key := d.sliceErrKey(s, err)
+		return d.errAt(key, "%s: %v (in %s)", dotted(key), err, path)
+	}
+	// The slice decides where the job runs; a [slurm] value that says
+	// otherwise is a contradiction, not a preference.
+	for _, c := range []struct{ key, have, want string }{
+		{"partition", s.Slurm.Partition, sl.Partition},
+		{"qos", s.Slurm.QOS, sl.SlurmQoS},
+		{"gres", s.Slurm.Gres, sl.Gres},
+	} {
+		if c.have != "" && c.have != c.want {
+			return d.errAt([]string{"slurm", c.key}, "slurm.%s %q conflicts with [slice], which sets %s %q (pool %s, qos %s): remove slurm.%s",
+				c.key, c.have, c.key, c.want, sl.Workload.Pool, sl.Workload.QoS, c.key)
+		}
+	}
+	if s.Slurm.GPUs != "" {
+		return d.errAt([]string{"slurm", "gpus"}, "slurm.gpus %q conflicts with [slice]: a slice is %s of one GPU, not whole GPUs; remove slurm.gpus", s.Slurm.GPUs, sl.Gres)
+	}
+	s.Slurm.Slice = &sl
+	return nil
+}
+
+// sliceErrKey picks the [slice] key an error from gpuslice is about: the
+// first of its candidate keys written in the spec (or set with --set), else
+// the profile it came from, else the [slice] table.
+func (d *decoder) sliceErrKey(s *Spec, err error) []string {
+	var cands []string
+	var fe *gpuslice.FitError
+	msg := err.Error()
+	switch {
+	case errors.As(err, &fe) && strings.HasPrefix(fe.What, "tflops"):
+		cands = []string{"tflops_limit", "tflops_request"}
+	case errors.As(err, &fe):
+		cands = []string{"vram_limit", "vram_request"}
+	case strings.HasPrefix(msg, "profile "):
+		cands = []string{"profile"}
+	case strings.HasPrefix(msg, "pool ") || strings.HasPrefix(msg, "no pool"):
+		cands = []string{"pool"}
+	case strings.HasPrefix(msg, "qos "):
+		cands = []string{"qos"}
+	case strings.HasPrefix(msg, "tflops"):
+		cands = []string{"tflops_request", "tflops_limit"}
+	case strings.HasPrefix(msg, "vram"):
+		cands = []string{"vram_request", "vram_limit"}
+	case strings.HasPrefix(msg, "replicas") || strings.HasPrefix(msg, "autoscaling"):
+		cands = []string{"replicas", "min_replicas", "max_replicas", "autoscaling"}
+	}
+	tbl, _ := s.raw["slice"].(map[string]any)
+	for _, k := range append(cands, "profile") {
+		if _, ok := tbl[k]; ok {
+			return []string{"slice", k}
+		}
+	}
+	return []string{"slice"}
+}
+
+// ApplySlice runs job j in slice s: the slice's partition, QOS, shards and
+// requeue policy, its MPS and GPUORCH_SLICE_* environment (exported,
+// quoted), and a body that starts the per-job enforcer (`gpuorch slice
+// enforce`, which reads those variables) in the background, runs command,
+// stops the enforcer and exits with the command's status. command must not
+// be an sbatch.Exec line (the shell has to outlive it to stop the
+// enforcer). It appends to j.Body, so a caller may put comments first.
+func ApplySlice(j *sbatch.Job, s gpuslice.Slice, gpuorchBin string, command sbatch.Line) {
+	j.Partition = s.Partition
+	j.QOS = s.SlurmQoS
+	j.GRES = []string{s.Gres}
+	j.Requeue = sbatch.Bool(s.Requeue)
+	for _, k := range s.EnvNames() {
+		j.Env = append(j.Env, sbatch.Env(k, s.Env[k]))
+	}
+	j.Body = append(j.Body,
+		sbatch.Raw(sbatch.Quote(gpuorchBin)+" slice enforce & enforcer=$!"),
+		command,
+		sbatch.Raw(`rc=$?; kill "$enforcer" 2>/dev/null; exit $rc`),
+	)
+}

@@ -1,0 +1,289 @@
+package orchestrator
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gpuorch/gpuorch/gpuslice"
+)
+
+// sliceSpecSrc is a minimal serving spec with the given [slice] (and any
+// further tables) appended.
+func sliceSpecSrc(slice string) string {
+	return `[experiment]
+name = "sliced"
+[target]
+url = "http://127.0.0.1:1"
+[[workload]]
+arrival = "poisson"
+rate = 10
+[sweep]
+"workload.rate" = [10, 20]
+[run]
+duration = "1s"
+` + slice
+}
+
+// sliceSpecDir writes examples/pools.toml as pools.toml next to spec.toml
+// (holding src) in a fresh directory and returns the spec's path.
+func sliceSpecDir(t *testing.T, src string) string {
+	t.Helper()
+	dir := t.TempDir()
+	pools, err := os.ReadFile("../examples/pools.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "pools.toml"), pools, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "spec.toml")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestSliceSpecResolves(t *testing.T) {
+	t.Setenv(EnvPools, "")
+	for _, tc := range []struct {
+		name      string
+		slice     string
+		set       []string
+		env       bool // pools from $GPUORCH_POOLS
+		partition string
+		qos       string // level
+		qosFrom   string
+		request   gpuslice.Resources
+		limit     gpuslice.Resources
+		gres      string
+		threadPct string
+		vramEnv   string
+	}{
+		{
+			name:  "profile by name",
+			slice: "[slice]\npools = \"pools.toml\"\nprofile = \"small-infer\"\n",
+			// small-infer: a100, medium, requests 5/3Gi, limits 15/3Gi.
+			partition: "gs_a100", qos: "medium", qosFrom: "profile",
+			request: gpuslice.Resources{TFLOPS: 5, VRAM: 3 * gpuslice.GiB}, limit: gpuslice.Resources{TFLOPS: 15, VRAM: 3 * gpuslice.GiB},
+			gres: "shard:1", threadPct: "5", vramEnv: "3221225472",
+		},
+		{
+			name:  "overrides beat the profile",
+			slice: "[slice]\npools = \"pools.toml\"\nprofile = \"small-infer\"\ntflops_limit = 30\nvram_request = \"20Gi\"\nvram_limit = \"24Gi\"\nqos = \"high\"\n",
+			// vram 20Gi of 80Gi × 8 shards = 2 shards; 30/312 → 10 %.
+			partition: "gs_a100", qos: "high", qosFrom: "explicit",
+			request: gpuslice.Resources{TFLOPS: 5, VRAM: 20 * gpuslice.GiB}, limit: gpuslice.Resources{TFLOPS: 30, VRAM: 24 * gpuslice.GiB},
+			gres: "shard:2", threadPct: "10", vramEnv: "25769803776",
+		},
+		{
+			name:  "--set beats the file",
+			slice: "[slice]\npools = \"pools.toml\"\nprofile = \"small-infer\"\nqos = \"high\"\n",
+			set:   []string{"slice.qos=low", "slice.pool=h100"},
+			// H100: 989 TFLOPS; limit 15 → 2 %.
+			partition: "gs_h100", qos: "low", qosFrom: "explicit",
+			request: gpuslice.Resources{TFLOPS: 5, VRAM: 3 * gpuslice.GiB}, limit: gpuslice.Resources{TFLOPS: 15, VRAM: 3 * gpuslice.GiB},
+			gres: "shard:1", threadPct: "2", vramEnv: "3221225472",
+		},
+		{
+			name:  "no profile, pools from the environment, guaranteed",
+			slice: "[slice]\npool = \"h100\"\ntflops_request = 200\nvram_request = \"40Gi\"\n",
+			env:   true,
+			// requests == limits → high; 40Gi of 80 × 8 = 4 shards.
+			partition: "gs_h100", qos: "high", qosFrom: "guaranteed",
+			request: gpuslice.Resources{TFLOPS: 200, VRAM: 40 * gpuslice.GiB}, limit: gpuslice.Resources{TFLOPS: 200, VRAM: 40 * gpuslice.GiB},
+			gres: "shard:4", threadPct: "21", vramEnv: "42949672960",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := sliceSpecDir(t, sliceSpecSrc(tc.slice))
+			if tc.env {
+				t.Setenv(EnvPools, filepath.Join(filepath.Dir(path), "pools.toml"))
+			}
+			s, err := LoadSpec(path, tc.set)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := s.Plan()
+			if err != nil {
+				t.Fatal(err)
+			}
+			sl := p.Slurm.Slice
+			if sl == nil {
+				t.Fatal("plan has no slice")
+			}
+			w := sl.Workload
+			if sl.Partition != tc.partition || w.QoS != tc.qos || w.QoSFrom != tc.qosFrom || sl.SlurmQoS != "gs_"+tc.qos ||
+				w.Requests != tc.request || w.Limits != tc.limit || sl.Gres != tc.gres {
+				t.Errorf("slice %s qos %s (%s, %s) req %+v lim %+v %s; want %s %s (%s) req %+v lim %+v %s",
+					sl.Partition, w.QoS, w.QoSFrom, sl.SlurmQoS, w.Requests, w.Limits, sl.Gres,
+					tc.partition, tc.qos, tc.qosFrom, tc.request, tc.limit, tc.gres)
+			}
+			if sl.Env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] != tc.threadPct || sl.Env[gpuslice.EnvVRAMLimit] != tc.vramEnv {
+				t.Errorf("env %v: want thread %% %s, vram %s", sl.Env, tc.threadPct, tc.vramEnv)
+			}
+			// plan.json carries the slice: executors never re-read the spec.
+			b, err := json.Marshal(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var back Plan
+			if err := json.Unmarshal(b, &back); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(back.Slurm.Slice, sl) {
+				t.Errorf("slice after plan.json round trip:\n%+v\nwant\n%+v", back.Slurm.Slice, sl)
+			}
+		})
+	}
+}
+
+func TestSliceSpecErrors(t *testing.T) {
+	t.Setenv(EnvPools, "")
+	base := strings.Count(sliceSpecSrc(""), "\n") // [slice] is on line base+1
+	for _, tc := range []struct {
+		name  string
+		slice string
+		set   []string
+		where string // "spec.toml:LINE" or "--set …"
+		want  string
+	}{
+		{"unknown key", "[slice]\npools = \"pools.toml\"\nprofile = \"small-infer\"\ntflops_limt = 30\n", nil,
+			lineOf(base + 4), `unknown key "slice.tflops_limt" (did you mean "tflops_limit"?)`},
+		{"bad value type", "[slice]\npools = \"pools.toml\"\nvram_limit = true\n", nil,
+			lineOf(base + 3), "slice.vram_limit: memory quantity must be a string"},
+		{"tflops do not fit", "[slice]\npools = \"pools.toml\"\nprofile = \"small-infer\"\ntflops_limit = 400\n", nil,
+			lineOf(base + 4), "slice.tflops_limit: does not fit on one GPU of pool a100 (NVIDIA A100-SXM4-80GB: 312 TFLOPS, 80Gi): tflops limit 400 TFLOPS > 312 TFLOPS"},
+		{"vram does not fit", "[slice]\npools = \"pools.toml\"\npool = \"h100\"\nvram_request = \"64Gi\"\nvram_limit = \"100Gi\"\n", nil,
+			lineOf(base + 5), "vram limit 100 GiB > 80 GiB"},
+		{"set does not fit", "[slice]\npools = \"pools.toml\"\nprofile = \"small-infer\"\n", []string{"slice.tflops_limit=500"},
+			"--set slice.tflops_limit=500", "tflops limit 500 TFLOPS > 312 TFLOPS"},
+		{"unknown profile", "[slice]\npools = \"pools.toml\"\nprofile = \"huge\"\n", nil,
+			lineOf(base + 3), `slice.profile: profile "huge": not in`},
+		{"unknown qos", "[slice]\npools = \"pools.toml\"\nprofile = \"small-infer\"\nqos = \"urgent\"\n", nil,
+			lineOf(base + 4), `slice.qos: qos "urgent"`},
+		{"no pools file", "[slice]\nprofile = \"small-infer\"\n", nil,
+			lineOf(base + 1), "[slice] needs a pools file"},
+		{"missing pools file", "[slice]\npools = \"nope.toml\"\nprofile = \"small-infer\"\n", nil,
+			lineOf(base + 2), "slice.pools: read pools file"},
+		{"slurm partition conflicts", "[slice]\npools = \"pools.toml\"\nprofile = \"small-infer\"\n[slurm]\npartition = \"debug\"\n", nil,
+			lineOf(base + 5), `slurm.partition "debug" conflicts with [slice], which sets partition "gs_a100"`},
+		{"slurm gpus conflict", "[slice]\npools = \"pools.toml\"\nprofile = \"small-infer\"\n[slurm]\ngpus = \"1\"\n", nil,
+			lineOf(base + 5), "slurm.gpus \"1\" conflicts with [slice]"},
+		{"request above limit", "[slice]\npools = \"pools.toml\"\nprofile = \"small-infer\"\ntflops_request = 20\n", nil,
+			lineOf(base + 4), "tflops request 20 is above its limit 15"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := sliceSpecDir(t, sliceSpecSrc(tc.slice))
+			_, err := LoadSpec(path, tc.set)
+			var se *SpecError
+			if !errors.As(err, &se) {
+				t.Fatalf("err = %v, want a *SpecError", err)
+			}
+			where := tc.where
+			if strings.HasPrefix(where, ":") {
+				where = path + where
+			}
+			if !strings.HasPrefix(err.Error(), where+": ") || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %q\nwant %q … %q", err, where, tc.want)
+			}
+		})
+	}
+}
+
+func lineOf(n int) string { return ":" + strconv.Itoa(n) }
+
+// TestSlurmJobSlice renders the array job of a sliced spec (what `gpuorch
+// render` writes) and runs it with bash as slurmd would: the task gets the
+// slice env, the enforcer runs beside it and is stopped, and the task's
+// exit code is the script's.
+func TestSlurmJobSlice(t *testing.T) {
+	t.Setenv(EnvPools, "")
+	path := sliceSpecDir(t, sliceSpecSrc("[slice]\npools = \"pools.toml\"\nprofile = \"small-infer\"\nvram_limit = \"6Gi\"\nqos = \"low\"\n[slurm]\nqos = \"gs_low\"\n"))
+	s, err := LoadSpec(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "fake gpuorch")
+	// The fake binary: as the enforcer it records that it ran and waits to
+	// be killed; as the task it records its environment and exits 7.
+	fake := `#!/bin/sh
+case "$1" in
+slice) echo "$2 $GPUORCH_SLICE_VRAM_LIMIT" > "$GPUORCH_EXPERIMENT_DIR/enforcer"; exec sleep 30 ;;
+loadgen) env > "$GPUORCH_EXPERIMENT_DIR/task.env"; echo "$4" > "$GPUORCH_EXPERIMENT_DIR/task.args"; sleep 0.3; exit 7 ;;
+esac
+exit 99
+`
+	if err := os.WriteFile(bin, []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	job, err := SlurmJob(p, "sliced-1", dir, bin, []int{0, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, err := job.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"#SBATCH --partition=gs_a100\n",
+		"#SBATCH --qos=gs_low\n",
+		"#SBATCH --gres=shard:1\n",
+		"#SBATCH --requeue\n",
+		"#SBATCH --array=0-1\n",
+		"export CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=5\n",
+		"export CUDA_MPS_PINNED_DEVICE_MEM_LIMIT='0=6144M'\n",
+		"export GPUORCH_SLICE_QOS=low\n",
+		"export GPUORCH_SLICE_ON_OVERRUN=requeue\n",
+		"export GPUORCH_SLICE_VRAM_LIMIT=6442450944\n",
+		"# gpuorch: [slice] pool a100, qos low, shard:1 of one NVIDIA A100-SXM4-80GB\n",
+		"'" + bin + "' slice enforce & enforcer=$!\n'" + bin + `' loadgen run --manifest "${GPUORCH_EXPERIMENT_DIR}"/tasks/"${SLURM_ARRAY_TASK_ID}"/manifest.json` + "\n" +
+			`rc=$?; kill "$enforcer" 2>/dev/null; exit $rc`,
+	} {
+		if !strings.Contains(script, want) {
+			t.Errorf("script lacks %q:\n%s", want, script)
+		}
+	}
+	if strings.Contains(script, "exec ") {
+		t.Errorf("a sliced task must not be exec'd (the enforcer would outlive it):\n%s", script)
+	}
+	sp := filepath.Join(dir, "job.sh")
+	if err := os.WriteFile(sp, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("bash", sp)
+	cmd.Env = append(os.Environ(), "SLURM_ARRAY_TASK_ID=1")
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	if el := time.Since(start); el > 10*time.Second {
+		t.Errorf("script took %s: the enforcer was not stopped when the task ended", el)
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 7 {
+		t.Fatalf("script exit: %v, want 7\n%s", err, out)
+	}
+	env, _ := os.ReadFile(filepath.Join(dir, "task.env"))
+	for _, want := range []string{"CUDA_MPS_PINNED_DEVICE_MEM_LIMIT=0=6144M\n", "GPUORCH_SLICE_COMPUTE_PERCENT=5\n", "GPUORCH_SLICE_GRACE=10s\n"} {
+		if !strings.Contains(string(env), want) {
+			t.Errorf("task env lacks %q:\n%s", want, env)
+		}
+	}
+	if a, _ := os.ReadFile(filepath.Join(dir, "task.args")); string(a) != dir+"/tasks/1/manifest.json\n" {
+		t.Errorf("task manifest %q", a)
+	}
+	if e, _ := os.ReadFile(filepath.Join(dir, "enforcer")); string(e) != "enforce 6442450944\n" {
+		t.Errorf("enforcer record %q", e)
+	}
+}
