@@ -167,6 +167,11 @@ func runAction(c *cli.Context) error {
 		if _, err := newExecutor(c, plan.Run.Executor); err != nil {
 			return err
 		}
+		// A wrong InfluxDB token or a missing database fails here, before
+		// anything runs; an unreachable server only means points are spooled.
+		if err := influxPreflight(ctx, true); err != nil {
+			return err
+		}
 		exp, err = orchestrator.Create(plan.HomeDir(), spec, plan, plan.Run.Executor)
 		if err != nil {
 			return cli.Exit(err.Error(), exitFailure)
