@@ -318,6 +318,9 @@ func (o *loadOutputs) snapshot(s loadgen.Snapshot) {
 	b = append(b, '\n')
 	_, err := o.bw.Write(b)
 	o.fail(err)
+	// One snapshot a second: flush each, so `gpuorch run` (and anyone
+	// tailing the file) sees rate, p99 and errors while the task runs.
+	o.fail(o.bw.Flush())
 	o.fail(o.sink.Write(context.Background(), results.SnapshotPoints(o.meta, s)...))
 }
 
