@@ -317,33 +317,43 @@ func (c *Client) Queue(ctx context.Context, jobID string) ([]Task, error) {
 }
 
 func parseSqueue(out string) ([]Task, error) {
+	return parseRows("squeue", out, 4, func(id TaskID, f []string) (Task, error) {
+		st := ParseState(f[1])
+		// squeue --states=all also lists recently finished tasks; only
+		// non-terminal ones are "in the queue".
+		return Task{JobID: id.JobID, State: st, Raw: f[1], Reason: nonNone(f[2]), Nodes: f[3], InQueue: !st.Terminal()}, nil
+	})
+}
+
+// parseRows parses the '|'-separated rows of squeue or sacct: each row's
+// first field is a job or array-task id, and a row standing for a range of
+// pending tasks ("123_[5-9%2]") yields one Task per index.
+func parseRows(tool, out string, fields int, row func(id TaskID, f []string) (Task, error)) ([]Task, error) {
 	var tasks []Task
 	for _, line := range strings.Split(out, "\n") {
 		if strings.TrimSpace(line) == "" {
 			continue
 		}
 		f := strings.Split(line, "|")
-		if len(f) < 4 {
-			return nil, fmt.Errorf("squeue: unexpected line %q", line)
+		if len(f) < fields {
+			return nil, fmt.Errorf("%s: unexpected line %q", tool, line)
 		}
 		id, err := ParseTaskID(f[0])
 		if err != nil {
-			return nil, fmt.Errorf("squeue: %w", err)
+			return nil, fmt.Errorf("%s: %w", tool, err)
 		}
-		st := ParseState(f[1])
-		// squeue --states=all also lists recently finished tasks; only
-		// non-terminal ones are "in the queue".
-		inQueue := !st.Terminal()
-		mk := func(idx int) Task {
-			return Task{JobID: id.JobID, Index: idx, State: st, Raw: f[1], Reason: nonNone(f[2]), Nodes: f[3], InQueue: inQueue}
+		t, err := row(id, f)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", tool, err)
 		}
-		if id.Indices != nil {
-			for _, i := range id.Indices {
-				tasks = append(tasks, mk(i))
-			}
-			continue
+		indices := id.Indices
+		if indices == nil {
+			indices = []int{id.Index}
 		}
-		tasks = append(tasks, mk(id.Index))
+		for _, i := range indices {
+			t.Index = i
+			tasks = append(tasks, t)
+		}
 	}
 	return tasks, nil
 }
@@ -370,37 +380,16 @@ func (c *Client) Accounting(ctx context.Context, jobID string) ([]Task, error) {
 }
 
 func parseSacct(out string) ([]Task, error) {
-	var tasks []Task
-	for _, line := range strings.Split(out, "\n") {
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
-		f := strings.Split(line, "|")
-		if len(f) < 6 {
-			return nil, fmt.Errorf("sacct: unexpected line %q", line)
-		}
-		id, err := ParseTaskID(f[0])
-		if err != nil {
-			return nil, fmt.Errorf("sacct: %w", err)
-		}
+	return parseRows("sacct", out, 6, func(id TaskID, f []string) (Task, error) {
 		exit, err := ParseExitStatus(f[2])
 		if err != nil {
-			return nil, fmt.Errorf("sacct: %w", err)
+			return Task{}, err
 		}
 		st := ParseState(f[1])
-		mk := func(idx int) Task {
-			return Task{JobID: id.JobID, Index: idx, State: st, Raw: f[1], Exit: exit, Nodes: nonNone(f[3]),
-				Start: parseTime(f[4]), End: parseTime(f[5]), Accurate: st.Terminal() && !parseTime(f[5]).IsZero()}
-		}
-		if id.Indices != nil {
-			for _, i := range id.Indices {
-				tasks = append(tasks, mk(i))
-			}
-			continue
-		}
-		tasks = append(tasks, mk(id.Index))
-	}
-	return tasks, nil
+		end := parseTime(f[5])
+		return Task{JobID: id.JobID, State: st, Raw: f[1], Exit: exit, Nodes: nonNone(f[3]),
+			Start: parseTime(f[4]), End: end, Accurate: st.Terminal() && !end.IsZero()}, nil
+	})
 }
 
 // Tasks merges squeue and sacct into one row per task of the job, sorted by
