@@ -7,7 +7,7 @@ export CGO_ENABLED := 1
 export CGO_CFLAGS  ?= -O2 -g -Wno-deprecated-declarations
 GOTEST_FLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all build test test-env test-unit test-slurm-e2e demo bench lint fmt clean
+.PHONY: all build test test-env test-unit test-slurm-e2e spank demo bench lint fmt clean
 
 all: lint build test
 
@@ -37,6 +37,10 @@ demo: build
 # The quickstart as one Slurm array job on the test cluster (make test-env first).
 test-slurm-e2e: build
 	GPUORCH_TEST_SLURM=1 bash test/slurm/e2e.sh $(BIN)
+
+# The SPANK plugin (--gpu-slice, --gpu-qos for sbatch/srun); needs libslurm-dev 22.05.
+spank:
+	$(GO) build -tags spank -buildmode=c-shared -o bin/gpuorch_spank.so ./gpuslice/spank
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
