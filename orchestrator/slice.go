@@ -47,7 +47,11 @@ func (d *decoder) resolveSlice(s *Spec) error {
 	sl, err := m.PlanOverride(ss.Override)
 	if err != nil {
 		key := d.sliceErrKey(s, err)
-		return d.errAt(key, "%s: %v (in %s)", dotted(key), err, path)
+		msg := err.Error()
+		if !strings.Contains(msg, path) {
+			msg += " (in " + path + ")"
+		}
+		return d.errAt(key, "%s: %s", dotted(key), msg)
 	}
 	// The slice decides where the job runs; a [slurm] value that says
 	// otherwise is a contradiction, not a preference.
