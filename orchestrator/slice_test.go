@@ -287,3 +287,52 @@ exit 99
 		t.Errorf("enforcer record %q", e)
 	}
 }
+
+// FuzzSliceSpec fuzzes the [slice] table (and a --set on it): every error is
+// a *SpecError naming the spec, and every slice that resolves renders an
+// array job with the slice's options and the enforcer before the task.
+func FuzzSliceSpec(f *testing.F) {
+	f.Add("profile = \"small-infer\"\ntflops_limit = 30\n", "")
+	f.Add("pool = \"h100\"\nvram_limit = \"20Gi\"\nqos = \"critical\"\n", "slice.tflops_request=1.5")
+	f.Add("profile = \"guaranteed-llm\"\nreplicas = 2\nautoscaling = true\nmin_replicas = 1\nmax_replicas = 3\n", "slice.vram_request=1")
+	f.Add("tflops_limit = 1e9\n", "slice.pool=a100")
+	f.Add("vram_request = \"4Gi\"\nvram_limit = 1\n", "slice.profile=x")
+	f.Fuzz(func(t *testing.T, body, set string) {
+		path := sliceSpecDir(t, sliceSpecSrc("[slice]\npools = \"pools.toml\"\n"+body))
+		var sets []string
+		if set != "" {
+			sets = []string{set}
+		}
+		s, err := LoadSpec(path, sets)
+		if err != nil {
+			var se *SpecError
+			if !errors.As(err, &se) {
+				t.Fatalf("%T is not a *SpecError: %v", err, err)
+			}
+			if !strings.HasPrefix(err.Error(), path) && !strings.HasPrefix(err.Error(), "--set ") {
+				t.Fatalf("error does not name the spec: %v", err)
+			}
+			return
+		}
+		sl := s.Slurm.Slice
+		if sl == nil {
+			t.Fatal("a spec with [slice] resolved without a slice")
+		}
+		p, err := s.Plan()
+		if err != nil {
+			return
+		}
+		job, err := SlurmJob(p, "fz", t.TempDir(), "/opt/gpuorch", []int{0})
+		if err != nil {
+			t.Fatalf("sliced job: %v", err)
+		}
+		script, err := job.Render()
+		if err != nil {
+			t.Fatal(err)
+		}
+		enf := strings.Index(script, "\n/opt/gpuorch slice enforce & enforcer=$!\n/opt/gpuorch loadgen run ")
+		if !strings.Contains(script, "\n#SBATCH --partition="+sl.Partition+"\n") || !strings.Contains(script, "\n#SBATCH --gres="+sl.Gres+"\n") || enf < 0 {
+			t.Fatalf("script lacks the slice:\n%s", script)
+		}
+	})
+}
