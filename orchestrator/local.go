@@ -72,6 +72,11 @@ func (l *Local) Submit(ctx context.Context, exp *Experiment, indices []int) erro
 	if len(indices) == 0 {
 		return nil
 	}
+	if sl := exp.Plan.Slurm.Slice; sl != nil {
+		// Shards and MPS limits are Slurm's to grant; on one machine there is
+		// nothing to enforce them against.
+		l.log.Warn("[slice] applies to the Slurm executor only; running the tasks without it", "gres", sl.Gres, "partition", sl.Partition)
+	}
 	par := l.parallel
 	if par <= 0 {
 		par = exp.Plan.Run.Parallel
