@@ -66,6 +66,10 @@ type Row struct {
 
 	InputTokens  int64 `json:"input_tokens,omitempty"`
 	OutputTokens int64 `json:"output_tokens,omitempty"`
+
+	// Predicted is the task's roofline prediction (gpuorch bench), with
+	// its error against the measurements; nil when there is none.
+	Predicted *Prediction `json:"predicted,omitempty"`
 }
 
 // StatusIncomplete marks a task with interval points but no summary.
@@ -82,6 +86,10 @@ type Results struct {
 	Steps   []Row `json:"steps,omitempty"`
 	// ParamKeys is the sorted union of the tasks' sweep keys.
 	ParamKeys []string `json:"param_keys,omitempty"`
+
+	// predictions are the serving_prediction points by task, kept so rows
+	// added later (AddTaskStates) get theirs too.
+	predictions map[taskKey]Point
 }
 
 // HasLLM reports whether any task row has LLM metrics.
@@ -123,7 +131,14 @@ func Load(ctx context.Context, src Source, experiment string) (*Results, error) 
 	if err != nil {
 		return nil, fmt.Errorf("read %s points: %w", MeasServing, err)
 	}
-	return Build(sum, ivl), nil
+	q.Measurement, q.Exclude = MeasServingPrediction, nil
+	preds, err := src.Query(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("read %s points: %w", MeasServingPrediction, err)
+	}
+	res := Build(sum, ivl)
+	res.AddPredictions(preds)
+	return res, nil
 }
 
 func oneExperiment(pts []Point) bool {
@@ -490,4 +505,5 @@ func (r *Results) AddTaskStates(tasks []TaskInfo) {
 	}
 	sortRows(r.Tasks)
 	r.ParamKeys = sortedKeys(keys)
+	r.attachPredictions()
 }

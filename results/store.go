@@ -26,9 +26,13 @@ type LineError struct {
 func (e *LineError) Error() string { return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err) }
 func (e *LineError) Unwrap() error { return e.Err }
 
-// LocalStore reads the local line-protocol store: every metrics.lp file
-// under its directories (an experiment directory holds tasks/<i>/metrics.lp).
-// It implements Source.
+// LocalStore reads the local line-protocol store: every metrics.lp and
+// prediction.lp file under its directories (an experiment directory holds
+// tasks/<i>/metrics.lp, and tasks/<i>/prediction.lp for a benchmark). A
+// prediction.lp holds only serving_prediction points, so other queries skip
+// it; a serving_prediction query reads a task's metrics.lp only when the
+// task has no prediction.lp (the benchmark copies its prediction into the
+// task sink, so metrics.lp may repeat it). It implements Source.
 type LocalStore struct {
 	Dirs []string
 	// OnMalformed, when set, is called for each line that cannot be parsed,
@@ -41,8 +45,8 @@ type LocalStore struct {
 // NewLocalStore returns a LocalStore over the given experiment directories.
 func NewLocalStore(dirs ...string) *LocalStore { return &LocalStore{Dirs: dirs} }
 
-// Files lists every metrics file under the store's directories, in natural
-// order (tasks/2 before tasks/10).
+// Files lists every metrics and prediction file under the store's
+// directories, in natural order (tasks/2 before tasks/10).
 func (s *LocalStore) Files() ([]string, error) {
 	var files []string
 	for _, dir := range s.Dirs {
@@ -58,7 +62,7 @@ func (s *LocalStore) Files() ([]string, error) {
 			if err != nil {
 				return err
 			}
-			if !d.IsDir() && d.Name() == MetricsFile {
+			if !d.IsDir() && (d.Name() == MetricsFile || d.Name() == PredictionFile) {
 				found = append(found, path)
 			}
 			return nil
@@ -79,10 +83,22 @@ func (s *LocalStore) Query(ctx context.Context, q Query) ([]Point, error) {
 	if err != nil {
 		return nil, err
 	}
+	predDirs := map[string]bool{}
+	for _, f := range files {
+		if isPredictionFile(f) {
+			predDirs[filepath.Dir(f)] = true
+		}
+	}
 	var pts []Point
 	for _, f := range files {
 		if err := ctx.Err(); err != nil {
 			return nil, err
+		}
+		switch {
+		case isPredictionFile(f) && q.Measurement != "" && q.Measurement != MeasServingPrediction:
+			continue
+		case !isPredictionFile(f) && q.Measurement == MeasServingPrediction && predDirs[filepath.Dir(f)]:
+			continue
 		}
 		err := readFile(f, &q, func(p Point) { pts = append(pts, p) }, s.OnMalformed)
 		if err != nil {

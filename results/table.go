@@ -311,7 +311,15 @@ func exportAfter() []column {
 // FlatTable is the export form: every column, always in the same order
 // (LLM columns included, empty where absent), so scripts can rely on it.
 // rows may mix breakdowns; the breakdown, class and step columns tell them
-// apart.
+// apart. When any row has a prediction (gpuorch bench), the measured means,
+// predictions and errors follow as the last columns.
 func FlatTable(rows []Row, paramKeys []string, f Format) Table {
-	return build("", f, rows, paramKeys, exportBefore, exportAfter())
+	after := exportAfter()
+	for i := range rows {
+		if rows[i].Predicted != nil {
+			after = append(after, predictionCols(f, false)...)
+			break
+		}
+	}
+	return build("", f, rows, paramKeys, exportBefore, after)
 }

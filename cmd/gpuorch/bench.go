@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +25,7 @@ import (
 	"github.com/gpuorch/gpuorch/loadgen"
 	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/perfmodel"
+	"github.com/gpuorch/gpuorch/results"
 )
 
 func init() {
@@ -457,6 +459,12 @@ func benchTask(c *cli.Context) error {
 		return cli.Exit(err.Error(), exitFailure)
 	}
 	defer out.close()
+	// The prediction goes through the task sink too, so that InfluxDB has
+	// it beside the measurements for `gpuorch results show` (same tags and
+	// time each run: a rerun overwrites the point).
+	if err := copyPrediction(c.Context, taskDir, out.sink); err != nil {
+		slog.Warn("prediction not written to the task sink", "err", err)
+	}
 	opts := loadgen.RunOptions{OnSnapshot: out.snapshot}
 	var rows *rowWriter
 	if bt.PerRequest {
@@ -541,14 +549,18 @@ func (w *rowWriter) close() error {
 
 // benchLevel is one level's measured metrics and prediction.
 type benchLevel struct {
-	Task        string             `json:"task"`
-	Concurrency int                `json:"concurrency"`
-	State       string             `json:"state"`
-	Summary     *loadgen.Summary   `json:"-"`
-	Metrics     map[string]any     `json:"metrics,omitempty"`
-	Predicted   map[string]any     `json:"predicted,omitempty"`
-	ErrorPct    map[string]float64 `json:"error_pct,omitempty"`
+	Task        string              `json:"task"`
+	Concurrency int                 `json:"concurrency"`
+	State       string              `json:"state"`
+	Summary     *loadgen.Summary    `json:"-"`
+	Metrics     map[string]any      `json:"metrics,omitempty"`
+	Predicted   *results.Prediction `json:"predicted,omitempty"`
+	// ErrorPct repeats Predicted.ErrorPct with output_throughput for
+	// output_tokens_per_s, the key this output has always had.
+	ErrorPct map[string]float64 `json:"error_pct,omitempty"`
 }
+
+func durMS(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func quantMS(q loadgen.Quantiles) map[string]float64 {
 	f := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -583,26 +595,61 @@ func benchLevels(exp *orchestrator.Experiment) []benchLevel {
 			}
 			l.Metrics = m
 		}
-		if pf, err := orchestrator.ReadPrediction(exp.TaskDir(i)); err == nil && pf != nil {
-			l.Predicted = pf
-			if l.Metrics != nil {
-				l.ErrorPct = map[string]float64{}
-				for _, k := range []string{"ttft", "tpot", "e2el"} {
-					meas := l.Metrics[k+"_ms"].(map[string]float64)["mean"]
-					if pv, ok := pf[k+"_ms"].(float64); ok && pv > 0 && meas > 0 {
-						l.ErrorPct[k] = 100 * (pv - meas) / meas
+		if pr, err := results.ReadTaskPrediction(exp.TaskDir(i)); err == nil && pr != nil {
+			// The error is the one `gpuorch results show` prints: against
+			// the measured means and the task's output tokens/s.
+			if l.Summary != nil {
+				tot := l.Summary.Total
+				m := results.Measured{TTFT: durMS(tot.TTFT.Mean), TPOT: durMS(tot.TPOT.Mean), E2EL: durMS(tot.E2EL.Mean)}
+				m.OutputTokensPerS, _ = l.Metrics["output_throughput"].(float64)
+				pr.Against(m)
+				for k, v := range pr.ErrorPct {
+					if l.ErrorPct == nil {
+						l.ErrorPct = map[string]float64{}
 					}
-				}
-				if pv, ok := pf["output_tokens_per_s"].(float64); ok && pv > 0 {
-					if meas, _ := l.Metrics["output_throughput"].(float64); meas > 0 {
-						l.ErrorPct["output_throughput"] = 100 * (pv - meas) / meas
+					if k == results.ErrKeyOutTokens {
+						k = "output_throughput"
 					}
+					l.ErrorPct[k] = v
 				}
 			}
+			l.Predicted = pr
 		}
 		out = append(out, l)
 	}
 	return out
+}
+
+// copyPrediction writes the points of a task's prediction.lp to sink.
+func copyPrediction(ctx context.Context, taskDir string, sink results.Sink) error {
+	path := filepath.Join(taskDir, results.PredictionFile)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	var pts []results.Point
+	if err := results.ReadLineFile(path, results.MeasServingPrediction, func(p results.Point) { pts = append(pts, p) }, nil); err != nil {
+		return err
+	}
+	if len(pts) == 0 {
+		return nil
+	}
+	return sink.Write(ctx, pts...)
+}
+
+// predictedMS is the predicted value of latency metric k (ITL has none).
+func predictedMS(p *results.Prediction, k string) (float64, bool) {
+	if p == nil {
+		return 0, false
+	}
+	switch k {
+	case "ttft":
+		return p.TTFT, true
+	case "tpot":
+		return p.TPOT, true
+	case "e2el":
+		return p.E2EL, true
+	}
+	return 0, false
 }
 
 func benchShow(c *cli.Context) error {
@@ -615,9 +662,11 @@ func benchShow(c *cli.Context) error {
 	}
 	levels := benchLevels(exp)
 	if c.Bool("json") {
-		return printJSON(map[string]any{"experiment": exp.ID(), "levels": levels})
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"experiment": exp.ID(), "levels": levels})
 	}
-	w := os.Stdout
+	w := c.App.Writer
 	fmt.Fprintf(w, "experiment %s\n", exp.ID())
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "CONCURRENCY\tSTATE\tCOMPLETED\tFAILED\tREQ/S\tIN_TOK/S\tOUT_TOK/S\tGOODPUT/S")
@@ -645,7 +694,7 @@ func benchShow(c *cli.Context) error {
 		for _, k := range []string{"ttft", "tpot", "itl", "e2el"} {
 			q := l.Metrics[k+"_ms"].(map[string]float64)
 			pred, errs := "-", "-"
-			if pv, ok := l.Predicted[k+"_ms"].(float64); ok {
+			if pv, ok := predictedMS(l.Predicted, k); ok {
 				pred = fmt.Sprintf("%.2f", pv)
 			}
 			if e, ok := l.ErrorPct[k]; ok {
@@ -653,7 +702,8 @@ func benchShow(c *cli.Context) error {
 			}
 			fmt.Fprintf(tw, "%d\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%s\n", l.Concurrency, k, q["mean"], q["median"], q["p25"], q["p75"], q["p95"], q["p99"], q["min"], q["max"], pred, errs)
 		}
-		if pv, ok := l.Predicted["output_tokens_per_s"].(float64); ok {
+		if l.Predicted != nil {
+			pv := l.Predicted.OutputTokensPerS
 			e := "-"
 			if v, ok := l.ErrorPct["output_throughput"]; ok {
 				e = fmt.Sprintf("%+.1f%%", v)

@@ -110,7 +110,11 @@ p99.9 in ms, measured from each request's intended send time, so a server
 that falls behind cannot hide its queueing), errors, timeouts, drops, SLO
 attainment (requests that met their deadline / requests offered) and goodput
 (requests/s that met their deadline). LLM experiments add TTFT, TPOT, ITL and
-E2EL percentiles and output tokens/s.
+E2EL percentiles and output tokens/s. A benchmark (gpuorch bench) that has a
+roofline prediction adds a table of the measured TTFT, TPOT and E2EL means
+and output tokens/s beside the predicted values and the error, (predicted -
+measured) / measured in percent; --json adds "predicted" to each row and
+--csv adds *_pred and *_err_pct columns at the end.
 
 EXP is an experiment id, a unique id prefix, an experiment name (its latest
 run), or a directory holding tasks/<i>/metrics.lp files. Ids are looked up
@@ -172,6 +176,13 @@ The metrics schema is described in docs/metrics.md.`,
 		t := res.TaskTable(results.Human)
 		if err := t.WriteText(w); err != nil {
 			return err
+		}
+		if res.HasPredictions() {
+			fmt.Fprintln(w)
+			pt := res.PredictionTable(results.Human)
+			if err := pt.WriteText(w); err != nil {
+				return err
+			}
 		}
 		var hints []string
 		if c.Bool("per-class") && len(res.Classes) > 0 {
