@@ -262,3 +262,11 @@ func TestResultsShowPredictionsInflux(t *testing.T) {
 		t.Errorf("pending row from influx: %+v", rows)
 	}
 }
+
+// The orchestrator writes what results reads.
+func TestPredictionSchemaNames(t *testing.T) {
+	if orchestrator.PredictionMeasurement != results.MeasServingPrediction || orchestrator.PredictionFile != results.PredictionFile {
+		t.Errorf("orchestrator writes %s to %s, results reads %s from %s", orchestrator.PredictionMeasurement, orchestrator.PredictionFile,
+			results.MeasServingPrediction, results.PredictionFile)
+	}
+}
