@@ -59,6 +59,11 @@ type TargetConfig struct {
 	InputTokens  int  `json:"input_tokens,omitempty" toml:"input_tokens"`
 	OutputTokens int  `json:"output_tokens,omitempty" toml:"output_tokens"`
 	NoStream     bool `json:"no_stream,omitempty" toml:"no_stream"`
+	// PromptFiles, when set, are datasets (ShareGPT JSON or JSONL, see
+	// LoadPrompts) read when the target is built: request Seq sends prompt
+	// Seq mod N with max_tokens = its reference answer's length, capped by
+	// OutputTokens when that is set; InputTokens is then unused.
+	PromptFiles []string `json:"prompt_files,omitempty" toml:"prompt_files"`
 	// MaxConnections caps open connections (plain HTTP and KServe); beyond it
 	// requests wait for a free connection, which shows as send lateness.
 	// Default 1024, or more for closed loops with a larger concurrency.

@@ -103,6 +103,13 @@ func NewTarget(tc TargetConfig) (Target, error) {
 		if chat {
 			path = "/v1/chat/completions"
 		}
+		if len(tc.PromptFiles) > 0 {
+			ps, err := loadPromptFiles(tc.PromptFiles)
+			if err != nil {
+				return nil, err
+			}
+			h.prompts, h.chat, h.maxOut = ps, chat, tc.OutputTokens
+		}
 		h.build = func(model string) *reqTemplate {
 			return &reqTemplate{method: http.MethodPost, url: base + path,
 				body: openAIBody(model, chat, in, out, h.stream), contentType: "application/json"}
@@ -131,7 +138,10 @@ func newHTTPClient() *http.Client {
 var kserveBody = []byte(`{"inputs":[{"name":"input-0","shape":[1,4],"datatype":"FP32","data":[0.1,0.2,0.3,0.4]}]}`)
 
 func openAIBody(model string, chat bool, in, out int, stream bool) []byte {
-	prompt := strings.TrimSpace(strings.Repeat("hello ", in))
+	return openAIPromptBody(model, chat, strings.TrimSpace(strings.Repeat("hello ", in)), out, stream)
+}
+
+func openAIPromptBody(model string, chat bool, prompt string, out int, stream bool) []byte {
 	var b bytes.Buffer
 	b.WriteString(`{"model":`)
 	b.WriteString(strconv.Quote(model))
@@ -169,7 +179,11 @@ type httpTarget struct {
 	anyStatusReady bool
 	llm, stream    bool
 	inTokens       int
-	h1             *h1Client // request/response protocols over plain HTTP
+	// Dataset prompts (PromptFiles): the body is rendered per request.
+	prompts []Prompt
+	chat    bool
+	maxOut  int       // cap on a prompt's output tokens (0 = none)
+	h1      *h1Client // request/response protocols over plain HTTP
 }
 
 // Abort fails every request in flight at once (end of run).
@@ -283,7 +297,16 @@ func (h *httpTarget) Do(ctx context.Context, res *Result, clock func() time.Dura
 		return h.doH1(ctx, t, res, clock)
 	}
 	var body io.Reader
-	if len(t.body) > 0 {
+	inTokens := h.inTokens
+	if len(h.prompts) > 0 {
+		p := h.prompts[res.Arrival.Seq%int64(len(h.prompts))]
+		out := p.OutputTokens
+		if h.maxOut > 0 {
+			out = min(out, h.maxOut)
+		}
+		inTokens = p.InputTokens
+		body = bytes.NewReader(openAIPromptBody(res.Arrival.Model, h.chat, p.Text, out, h.stream))
+	} else if len(t.body) > 0 {
 		body = bytes.NewReader(t.body)
 	}
 	req, err := http.NewRequestWithContext(ctx, t.method, t.url, body)
@@ -311,7 +334,7 @@ func (h *httpTarget) Do(ctx context.Context, res *Result, clock func() time.Dura
 	defer resp.Body.Close()
 	res.Status = resp.StatusCode
 	if h.llm && resp.StatusCode/100 == 2 {
-		err = h.readLLM(resp, res, clock)
+		err = h.readLLM(resp, res, inTokens, clock)
 	} else {
 		_, err = io.Copy(io.Discard, resp.Body)
 	}
@@ -331,7 +354,9 @@ func (h *httpTarget) Do(ctx context.Context, res *Result, clock func() time.Dura
 	return nil
 }
 
-func (h *httpTarget) readLLM(resp *http.Response, res *Result, clock func() time.Duration) error {
+// readLLM reads an OpenAI answer; inTokens is the prompt's length when the
+// server reports no usage.
+func (h *httpTarget) readLLM(resp *http.Response, res *Result, inTokens int, clock func() time.Duration) error {
 	res.Streamed = true
 	ct := resp.Header.Get("Content-Type")
 	if !h.stream || !strings.HasPrefix(ct, "text/event-stream") {
@@ -349,7 +374,7 @@ func (h *httpTarget) readLLM(resp *http.Response, res *Result, clock func() time
 			n = c.usage.CompletionTokens
 			res.InputTokens = c.usage.PromptTokens
 		} else {
-			res.InputTokens = h.inTokens
+			res.InputTokens = inTokens
 		}
 		res.OutputTokens = n
 		res.Chunks = append(res.Chunks, Chunk{At: clock() - res.Sent, Tokens: n})
@@ -379,7 +404,7 @@ func (h *httpTarget) readLLM(resp *http.Response, res *Result, clock func() time
 	if usage != nil {
 		res.InputTokens, res.OutputTokens = usage.PromptTokens, usage.CompletionTokens
 	} else {
-		res.InputTokens, res.OutputTokens = h.inTokens, len(res.Chunks)
+		res.InputTokens, res.OutputTokens = inTokens, len(res.Chunks)
 	}
 	if len(res.Chunks) == 0 {
 		return errors.New("stream ended without any content chunk")
