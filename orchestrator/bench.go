@@ -656,6 +656,10 @@ func (r *Resolved) Plan() (*Plan, *BenchTask, error) {
 		if s.Model.Credential != "" {
 			cfg.Target.CredentialEnv = CredentialEnv(s.Model.Credential)
 		}
+		if files := r.promptFiles(); len(files) > 0 {
+			// The dataset's own prompts and answer lengths, not the means.
+			cfg.Target.PromptFiles, cfg.Target.InputTokens, cfg.Target.OutputTokens = files, 0, r.datasetOutputCap()
+		}
 		p.Tasks = append(p.Tasks, Task{Index: i, Name: name, Workload: "closed", Params: map[string]any{"workload.concurrency": c}, Config: cfg})
 	}
 	// Slurm time: every request at the per-request timeout, plus start-up.
@@ -702,7 +706,11 @@ func (r *Resolved) Describe(p *Plan, bt *BenchTask) string {
 		fmt.Fprintf(&b, "  model %q: each task starts the server on a free port, waits until GET /v1/models answers, then loads it:\n    %s\n", m.Name, strings.Join(quoteArgs(bt.ServerArgv), " "))
 	}
 	if r.Dataset != nil {
-		fmt.Fprintf(&b, "  prompts: %d from %s; mean %d input / %d output tokens (sent as fixed lengths)\n", r.Dataset.Prompts, strings.Join(s.Dataset.Files, ", "), r.InputTokens, r.OutputTokens)
+		fmt.Fprintf(&b, "  prompts: %d from %s, sent in file order (request i sends prompt i mod %d) with max_tokens = its reference answer's length; input %d mean / %d max, output %d mean / %d max tokens (simulate uses the means)\n",
+			r.Dataset.Prompts, strings.Join(s.Dataset.Files, ", "), r.Dataset.Prompts, r.Dataset.MeanInput, r.Dataset.MaxInput, r.Dataset.MeanOutput, r.Dataset.MaxOutput)
+		if c := r.datasetOutputCap(); c > 0 {
+			fmt.Fprintf(&b, "  output lengths capped at %d tokens ([configuration] max_output_tokens)\n", c)
+		}
 	} else {
 		fmt.Fprintf(&b, "  prompts: %d input tokens, %d output tokens (ignore_eos)\n", r.InputTokens, r.OutputTokens)
 	}

@@ -1,13 +1,9 @@
 package orchestrator
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"os"
-	"strings"
+	"path/filepath"
+
+	"github.com/gpuorch/gpuorch/loadgen"
 )
 
 // DatasetPrompt is one prompt of a dataset and the length of its reference
@@ -45,84 +41,47 @@ func Stats(ps []DatasetPrompt) DatasetStats {
 
 // CountTokens estimates tokens as whitespace-separated words — what
 // gpuorch sim-server counts; real tokenizers give about 1.3× more.
-func CountTokens(s string) int { return len(strings.Fields(s)) }
+func CountTokens(s string) int { return loadgen.CountTokens(s) }
 
-// datasetRecord is one ShareGPT conversation, or a flat prompt record.
-type datasetRecord struct {
-	ID            string `json:"id"`
-	Conversations []struct {
-		From  string `json:"from"`
-		Value string `json:"value"`
-	} `json:"conversations"`
-	Prompt       string `json:"prompt"`
-	Output       string `json:"output"`
-	Completion   string `json:"completion"`
-	OutputTokens int    `json:"output_tokens"`
-}
-
-func (r *datasetRecord) prompt() (DatasetPrompt, bool) {
-	if len(r.Conversations) > 0 {
-		// ShareGPT: the first human turn and the answer after it (vLLM's
-		// benchmark_serving does the same).
-		for i := 0; i+1 < len(r.Conversations); i++ {
-			c := r.Conversations[i]
-			if c.From == "human" || c.From == "user" {
-				return DatasetPrompt{CountTokens(c.Value), CountTokens(r.Conversations[i+1].Value)}, CountTokens(c.Value) > 0
-			}
-		}
-		return DatasetPrompt{}, false
-	}
-	out := r.OutputTokens
-	if out == 0 {
-		out = CountTokens(r.Output + " " + r.Completion)
-	}
-	return DatasetPrompt{CountTokens(r.Prompt), out}, CountTokens(r.Prompt) > 0 && out > 0
-}
-
-// LoadDataset reads a ShareGPT-style JSON array ([{"conversations": [{"from":
-// "human", "value": …}, {"from": "gpt", "value": …}]}, …]) or JSONL (one
-// such object, or {"prompt": …, "output": …|"output_tokens": N}, per line).
-// Conversations without a prompt and an answer are skipped; a file with
-// none is an error.
+// LoadDataset reads a dataset file's prompt lengths; the format is
+// loadgen.LoadPrompts' (ShareGPT JSON array or JSONL), which the load
+// generator also reads to send the prompts themselves.
 func LoadDataset(path string) ([]DatasetPrompt, error) {
-	b, err := os.ReadFile(path)
+	ps, err := loadgen.LoadPrompts(path)
 	if err != nil {
 		return nil, err
 	}
-	var recs []datasetRecord
-	trim := bytes.TrimSpace(b)
-	if bytes.HasPrefix(trim, []byte("[")) {
-		if err := json.Unmarshal(trim, &recs); err != nil {
-			return nil, fmt.Errorf("%s: not a ShareGPT JSON array: %w", path, err)
-		}
-	} else {
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		sc.Buffer(make([]byte, 1<<20), 64<<20)
-		line := 0
-		for sc.Scan() {
-			line++
-			l := bytes.TrimSpace(sc.Bytes())
-			if len(l) == 0 {
-				continue
-			}
-			var r datasetRecord
-			if err := json.Unmarshal(l, &r); err != nil {
-				return nil, fmt.Errorf("%s:%d: not a JSON object: %w", path, line, err)
-			}
-			recs = append(recs, r)
-		}
-		if err := sc.Err(); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-	}
-	var out []DatasetPrompt
-	for _, r := range recs {
-		if p, ok := r.prompt(); ok {
-			out = append(out, p)
-		}
-	}
-	if len(out) == 0 {
-		return nil, errors.New(path + ": no prompt with an answer (want ShareGPT conversations or {\"prompt\", \"output\"} lines)")
+	out := make([]DatasetPrompt, len(ps))
+	for i, p := range ps {
+		out[i] = DatasetPrompt{p.InputTokens, p.OutputTokens}
 	}
 	return out, nil
+}
+
+// promptFiles are the dataset files as absolute paths, for the manifests:
+// the load generator reads them when it builds its target, so each request
+// sends one of the dataset's prompts (nil when eval_with is not dataset).
+func (r *Resolved) promptFiles() []string {
+	s := r.Spec
+	if r.Dataset == nil || s.Dataset == nil {
+		return nil
+	}
+	var out []string
+	for _, f := range s.Dataset.Files {
+		p := s.relPath(f)
+		if abs, err := filepath.Abs(p); err == nil {
+			p = abs
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// datasetOutputCap is [configuration] max_output_tokens in dataset mode:
+// a cap on each prompt's output length (0 = the reference answer's length).
+func (r *Resolved) datasetOutputCap() int {
+	if c := r.Spec.Configuration; c != nil && c.MaxOutputTokens > 0 {
+		return c.MaxOutputTokens
+	}
+	return 0
 }

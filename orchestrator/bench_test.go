@@ -81,6 +81,15 @@ func TestParseBenchSpec(t *testing.T) {
 	if r2.Executor != "local" || r2.Dataset.Prompts != 7 || p2.Tasks[0].Config.Target.CredentialEnv != "GPUORCH_CREDENTIAL_CRED_1" || p2.Tasks[0].Config.Workload.MaxRequests != 12 {
 		t.Errorf("json spec: %+v %+v", r2, p2.Tasks[0].Config)
 	}
+	// The manifest names the dataset by absolute path (tasks run elsewhere)
+	// and carries no fixed lengths: the load generator sends its prompts.
+	tc := p2.Tasks[0].Config.Target
+	if len(tc.PromptFiles) != 1 || !filepath.IsAbs(tc.PromptFiles[0]) || filepath.Base(tc.PromptFiles[0]) != "sharegpt-mini.jsonl" || tc.InputTokens != 0 || tc.OutputTokens != 0 {
+		t.Errorf("dataset target: %+v", tc)
+	}
+	if d := r2.Describe(p2, &BenchTask{}); !strings.Contains(d, "sent in file order") {
+		t.Errorf("plan text:\n%s", d)
+	}
 }
 
 func TestParseBenchSpecErrors(t *testing.T) {
