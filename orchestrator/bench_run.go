@@ -131,17 +131,6 @@ func WritePrediction(taskDir, expID string, t *Task, p perfmodel.Prediction) err
 	return lf.Close()
 }
 
-// ReadPrediction reads a task's prediction fields (nil when none).
-func ReadPrediction(taskDir string) (map[string]any, error) {
-	path := filepath.Join(taskDir, PredictionFile)
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	var fields map[string]any
-	err := results.ReadLineFile(path, PredictionMeasurement, func(p results.Point) { fields = p.Fields }, nil)
-	return fields, err
-}
-
 // ReadBenchTask reads bench.json from an experiment directory.
 func ReadBenchTask(dir string) (*BenchTask, error) {
 	var bt BenchTask

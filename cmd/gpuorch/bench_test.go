@@ -431,7 +431,10 @@ func TestBenchSlurmArrayJob(t *testing.T) {
 	}
 	for i, l := range sh.Levels {
 		ttft := l.Metrics["ttft_ms"].(map[string]any)["median"].(float64)
-		if math.Abs(ttft-200) > 20 || l.Metrics["completed"].(float64) != 6 {
+		// The 10% match is asserted by the local end-to-end test; under
+		// Slurm the tasks share two cores with slurmd and the sim-server,
+		// and queueing can only add to TTFT, so allow more above than below.
+		if ttft < 180 || ttft > 250 || l.Metrics["completed"].(float64) != 6 {
 			t.Errorf("level %d under Slurm: median TTFT %.1f ms, %v completed", i, ttft, l.Metrics["completed"])
 		}
 	}
