@@ -485,15 +485,7 @@ func benchTask(c *cli.Context) error {
 		}
 		printLoadSummary(os.Stdout, sum)
 	}
-	switch {
-	case runErr == nil:
-		return nil
-	case errors.Is(runErr, loadgen.ErrUnreachable):
-		return cli.Exit(runErr.Error(), exitUnavailable)
-	case sum != nil && sum.Status == loadgen.StatusInterrupted:
-		return cli.Exit("interrupted; partial results written", exitInterrupted)
-	}
-	return cli.Exit(runErr.Error(), exitFailure)
+	return loadRunExit(runErr, sum)
 }
 
 // rowWriter writes per-request rows from the sender goroutines.

@@ -255,6 +255,13 @@ func loadgenRun(c *cli.Context) error {
 			printLoadSummary(os.Stdout, sum)
 		}
 	}
+	return loadRunExit(runErr, sum)
+}
+
+// loadRunExit maps the outcome of a load run to the CLI's exit codes:
+// 3 unreachable target, 130 interrupted (partial results written), 1 other
+// failures.
+func loadRunExit(runErr error, sum *loadgen.Summary) error {
 	switch {
 	case runErr == nil:
 		return nil
