@@ -18,6 +18,7 @@ import (
 
 	"github.com/gpuorch/gpuorch/perfmodel"
 	"github.com/gpuorch/gpuorch/results"
+	"github.com/gpuorch/gpuorch/sbatch"
 )
 
 // PredictionMeasurement is the measurement simulate's predictions are stored
@@ -85,7 +86,7 @@ func CreateBench(home string, spec *BenchSpec, plan *Plan, bt *BenchTask, binary
 	if err := writeJSONAtomic(filepath.Join(exp.Dir, BenchTaskFile), bt); err != nil {
 		return nil, err
 	}
-	script := "#!/bin/sh\n# gpuorch bench: start the model server, then the load (see bench.json)\nGPUORCH_BIN=" + shQuote(binary) + "\nexport GPUORCH_BIN\nexec \"$GPUORCH_BIN\" bench task \"$@\"\n"
+	script := "#!/bin/sh\n# gpuorch bench: start the model server, then the load (see bench.json)\nGPUORCH_BIN=" + sbatch.Quote(binary) + "\nexport GPUORCH_BIN\nexec \"$GPUORCH_BIN\" bench task \"$@\"\n"
 	if err := writeFileAtomic(filepath.Join(exp.Dir, BenchWrapper), []byte(script)); err != nil {
 		return nil, err
 	}
@@ -101,8 +102,6 @@ func CreateBench(home string, spec *BenchSpec, plan *Plan, bt *BenchTask, binary
 	}
 	return exp, nil
 }
-
-func shQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // PredictionPoint is a prediction as a point with the task's tags.
 func PredictionPoint(expID string, t *Task, p perfmodel.Prediction) results.Point {
