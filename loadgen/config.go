@@ -44,7 +44,22 @@ type Config struct {
 	// MaxInFlight caps outstanding requests; an arrival that finds the cap
 	// reached is counted as dropped, never queued (default 20000).
 	MaxInFlight int `json:"max_in_flight,omitempty" toml:"max_in_flight"`
+	// PacerPriority is the scheduling priority the sending thread asks for:
+	// "auto" (default: real-time if allowed, else nice -20, else normal),
+	// "realtime", "nice" or "normal". See docs/loadgen.md.
+	PacerPriority string `json:"pacer_priority,omitempty" toml:"pacer_priority"`
 }
+
+// Pacer priorities (Config.PacerPriority, Summary.Pacer).
+const (
+	PacerAuto     = "auto"
+	PacerRealtime = "realtime"
+	PacerNice     = "nice"
+	PacerNormal   = "normal"
+)
+
+// PacerPriorities lists the accepted values of Config.PacerPriority.
+var PacerPriorities = []string{PacerAuto, PacerRealtime, PacerNice, PacerNormal}
 
 // TargetConfig says where requests go and how they are encoded.
 type TargetConfig struct {

@@ -57,6 +57,7 @@ type Result struct {
 	Outcome  Outcome
 	Status   int   // HTTP status, 0 if none
 	Err      error // transport or protocol error, if any
+	retried  bool  // sent again after a stale keep-alive connection
 
 	// LLM streaming (OpenAI-compatible targets); zero otherwise.
 	Streamed     bool

@@ -1,11 +1,15 @@
 package loadgen
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -60,7 +64,21 @@ type (
 	}
 	aborter   interface{ Abort() }          // fail everything in flight now
 	selfTimer interface{ SelfTimed() bool } // enforces the request timeout itself
+	// asyncSender lets the pacer send requests itself, without waiting for
+	// the answer: no hand-off to a worker lies between the intended time
+	// and the write. Answers come back through done, from other goroutines.
+	asyncSender interface {
+		startAsync(ctx context.Context, warm, maxConns int, clock func() time.Duration, done func(*Result, error)) bool
+		trySend(res *Result) bool            // pacer only; false: no free connection
+		takeRetries(out []*Result) []*Result // sends to repeat (stale keep-alive)
+		retries() <-chan struct{}            // ready when takeRetries has some
+		asyncWait()                          // after Abort: every answer reported
+	}
 )
+
+// pendingPoll is how often the pacer retries requests that found no free
+// connection.
+const pendingPoll = 50 * time.Microsecond
 
 type completion struct {
 	a  Arrival
@@ -96,6 +114,12 @@ type runner struct {
 	maxInFlight int64
 	upTo        atomic.Int64 // every arrival intended before this offset has been offered
 	resPool     sync.Pool
+
+	async    asyncSender // nil: workers send
+	pending  []*Result   // async arrivals waiting for a free connection (pacer only)
+	retryC   <-chan struct{}
+	pacer    string // priority the pacer thread got
+	lastRest time.Duration
 }
 
 func (r *runner) clock() time.Duration { return time.Since(r.start) }
@@ -125,6 +149,9 @@ func Run(ctx context.Context, cfg *Config, w *Workload, opts RunOptions) (*Summa
 	}
 	if cfg.Duration.D() <= 0 && w.MaxRequests <= 0 && len(w.Open) > 0 && !finiteOpen(w) {
 		return fail(errors.New("open-loop workload without duration or max_requests would never end; set a duration"))
+	}
+	if p := cfg.PacerPriority; p != "" && !slices.Contains(PacerPriorities, p) {
+		return fail(fmt.Errorf("unknown pacer_priority %q (want one of %s)", p, strings.Join(PacerPriorities, ", ")))
 	}
 	tgt := opts.Target
 	if tgt == nil {
@@ -180,28 +207,33 @@ func Run(ctx context.Context, cfg *Config, w *Workload, opts RunOptions) (*Summa
 		r.b1 = b1
 		sum.Calibration = b1
 	}
-	// Warm up: connections and idle workers ready before the first arrival,
-	// so the first second is not spent dialling and growing stacks.
+	// Warm up: connections (and idle workers) ready before the first
+	// arrival, so the first second is not spent dialling and growing stacks.
 	warm := 64
 	for _, cl := range w.Closed {
 		warm += cl.Concurrency
 	}
-	warm = min(warm, 1024)
-	if wm, ok := tgt.(warmer); ok {
-		wm.Warm(ctx, warm)
-	}
 	r.resPool.New = func() any { return new(Result) }
-	// Arrivals wait in a queue for a worker: a request waiting for a free
-	// connection costs a queue slot, not a goroutine, so an overloaded
-	// target cannot blow up memory. The queue holds the in-flight cap.
-	r.queue = make(chan Arrival, r.maxInFlight)
-	r.maxWorkers = int64(conns)
-	for i := 0; i < min(warm, conns); i++ {
-		r.spawn()
-	}
 	r.completions = make(chan completion, 1024)
 	r.reqCtx, r.reqCancel = context.WithCancel(context.Background())
 	defer r.reqCancel()
+	if as, ok := tgt.(asyncSender); ok && as.startAsync(ctx, min(warm+asyncWarm(cfg), conns), conns, r.clock, r.finish) {
+		r.async, r.retryC = as, as.retries()
+	} else {
+		warm = min(warm, 1024)
+		if wm, ok := tgt.(warmer); ok {
+			wm.Warm(ctx, warm)
+		}
+		// Arrivals wait in a queue for a worker: a request waiting for a
+		// free connection costs a queue slot, not a goroutine, so an
+		// overloaded target cannot blow up memory. The queue holds the
+		// in-flight cap.
+		r.queue = make(chan Arrival, r.maxInFlight)
+		r.maxWorkers = int64(conns)
+		for i := 0; i < min(warm, conns); i++ {
+			r.spawn()
+		}
+	}
 
 	r.start = time.Now()
 	r.rec = NewRecorder(r.start, cfg.Interval.D(), LLMSLO{TTFT: cfg.SLO.TTFT.D(), TPOT: cfg.SLO.TPOT.D(), E2EL: cfg.SLO.E2EL.D()}, opts.OnSnapshot)
@@ -212,30 +244,61 @@ func Run(ctx context.Context, cfg *Config, w *Workload, opts RunOptions) (*Summa
 	flushStop := make(chan struct{})
 	go r.background(flushStop, flushDone)
 
-	end, interrupted := r.pace(ctx)
-
-	// Drain: let in-flight requests finish, then cancel the rest.
-	drain := cfg.Drain.D()
-	if drain <= 0 {
-		drain = DefaultDrain
+	// The pacer has a thread of its own, never unlocked: the thread exits
+	// with the goroutine and takes its raised priority with it.
+	type paced struct {
+		end         time.Duration
+		interrupted bool
 	}
-	if cfg.Duration.D() <= 0 {
-		drain = r.timeout // a finite workload waits for every answer
+	pc := make(chan paced, 1)
+	go func() {
+		runtime.LockOSThread()
+		r.pacer = raisePacerPriority(cmp.Or(cfg.PacerPriority, PacerAuto))
+		end, interrupted := r.pace(ctx)
+		// Drain: let in-flight requests finish, then cancel the rest.
+		drain := cfg.Drain.D()
+		if drain <= 0 {
+			drain = DefaultDrain
+		}
+		if cfg.Duration.D() <= 0 {
+			drain = r.timeout // a finite workload waits for every answer
+		}
+		if drain > r.timeout+time.Second {
+			drain = r.timeout + time.Second // no answer can take longer than that
+		}
+		if interrupted {
+			drain = 0
+		}
+		r.waitInflight(drain)
+		pc <- paced{end, interrupted}
+	}()
+	p := <-pc
+	end, interrupted := p.end, p.interrupted
+	sum.Pacer = r.pacer
+	if r.pacer != PacerRealtime && cmp.Or(cfg.PacerPriority, PacerAuto) != PacerNormal {
+		log.Debug("pacer runs without real-time priority; expect a longer send-lateness tail on a busy machine", "pacer", r.pacer)
 	}
-	if drain > r.timeout+time.Second {
-		drain = r.timeout + time.Second // no answer can take longer than that
-	}
-	if interrupted {
-		drain = 0
-	}
-	r.waitInflight(drain)
 	r.stopping.Store(true) // workers that still have not sent: dropped
 	r.reqCancel()
 	if a, ok := r.target.(aborter); ok {
 		a.Abort()
 	}
-	close(r.queue) // workers finish what is queued (dropped: the run is over) and exit
-	r.wg.Wait()
+	if r.async != nil {
+		for _, res := range r.pending { // never found a free connection
+			res.Outcome, res.Done = OutcomeDropped, r.clock()
+			r.settle(res)
+		}
+		r.pending = nil
+		r.async.asyncWait()
+		// A repeat queued as the drain ran out was never sent again.
+		for _, res := range r.async.takeRetries(nil) {
+			res.Outcome, res.Err, res.Done = OutcomeCancelled, errAborted, r.clock()
+			r.settle(res)
+		}
+	} else {
+		close(r.queue) // workers finish what is queued (dropped: the run is over) and exit
+		r.wg.Wait()
+	}
 	close(flushStop)
 	<-flushDone
 	r.rec.Flush(end, true, end)
@@ -249,6 +312,14 @@ func Run(ctx context.Context, cfg *Config, w *Workload, opts RunOptions) (*Summa
 		return sum, ctx.Err()
 	}
 	return sum, nil
+}
+
+// asyncWarm is how many extra connections to open before an asynchronous
+// run: enough for 25 ms of the offered rate (64 to 512), so that a server
+// that stalls for a moment does not leave the first second's arrivals
+// waiting for connections to be dialled. More are dialled on demand.
+func asyncWarm(cfg *Config) int {
+	return int(min(max(cfg.Workload.Rate*0.025, 64), 512))
 }
 
 func finiteOpen(w *Workload) bool {
@@ -329,6 +400,7 @@ func (r *runner) pace(ctx context.Context) (end time.Duration, interrupted bool)
 		if ctx.Err() != nil {
 			return r.clock(), true
 		}
+		r.flushPending()
 		if s.Ended() {
 			if dur > 0 {
 				return min(dur, r.clock()), false
@@ -337,6 +409,10 @@ func (r *runner) pace(ctx context.Context) (end time.Duration, interrupted bool)
 		}
 		at, ok := s.Next()
 		if !ok || (dur > 0 && at >= dur) {
+			if len(r.pending) > 0 && (dur <= 0 || r.clock() < dur) {
+				r.nap(pendingPoll) // requests still wait for a connection
+				continue
+			}
 			// Nothing due within the run. Only a closed-loop completion can
 			// still bring an arrival; without one, the run lasts its duration.
 			if s.Outstanding() == 0 {
@@ -344,7 +420,10 @@ func (r *runner) pace(ctx context.Context) (end time.Duration, interrupted bool)
 					return r.clock(), false
 				}
 				if r.sleepUntil(ctx, dur, timer, false) {
-					return r.clock(), true
+					if ctx.Err() != nil {
+						return r.clock(), true
+					}
+					continue // a send to repeat woke the pacer
 				}
 				return dur, false
 			}
@@ -362,14 +441,28 @@ func (r *runner) pace(ctx context.Context) (end time.Duration, interrupted bool)
 				timer.Stop()
 				s.Complete(c.a, c.at)
 			case <-timer.C:
+			case <-r.retryC:
+				timer.Stop()
 			case <-ctx.Done():
 				return r.clock(), true
 			}
 			continue
 		}
 		r.upTo.Store(int64(at))
-		if at > r.clock() && r.sleepUntil(ctx, at, timer, closed) {
-			continue // interrupted, or a completion came in: re-evaluate
+		if now := r.clock(); at > now {
+			wake := at
+			if len(r.pending) > 0 {
+				wake = min(at, now+pendingPoll)
+			}
+			if r.sleepUntil(ctx, wake, timer, closed) || wake < at {
+				continue // interrupted, a completion came in, or time to retry: re-evaluate
+			}
+		} else if r.pacer == PacerRealtime && now-r.lastRest > 2*time.Millisecond {
+			// Behind schedule for a while: a real-time thread that never
+			// sleeps would starve everything else on its core, the server
+			// under test included. A short rest costs little lateness
+			// compared with what the overload already causes.
+			r.nap(20 * time.Microsecond)
 		}
 		a, isArrival := s.Pop()
 		if !isArrival {
@@ -392,6 +485,7 @@ func (r *runner) sleepUntil(ctx context.Context, at time.Duration, timer *time.T
 		}
 		if left > 2*time.Millisecond {
 			timer.Reset(left - 1500*time.Microsecond)
+			r.lastRest = at
 			var comp <-chan completion
 			if watch {
 				comp = r.completions
@@ -401,6 +495,9 @@ func (r *runner) sleepUntil(ctx context.Context, at time.Duration, timer *time.T
 			case c := <-comp:
 				timer.Stop()
 				r.sched.Complete(c.a, c.at)
+				return true
+			case <-r.retryC: // a send to repeat: see to it now
+				timer.Stop()
 				return true
 			case <-ctx.Done():
 				timer.Stop()
@@ -418,8 +515,34 @@ func (r *runner) sleepUntil(ctx context.Context, at time.Duration, timer *time.T
 		if watch && chunk > 250*time.Microsecond {
 			chunk = 250 * time.Microsecond
 		}
-		ts := syscall.NsecToTimespec(int64(chunk))
-		_ = syscall.Nanosleep(&ts, nil)
+		r.nap(chunk)
+	}
+}
+
+// nap sleeps d with nanosleep(2) (accurate to tens of microseconds, where
+// Go's timers may wake a millisecond late).
+func (r *runner) nap(d time.Duration) {
+	ts := syscall.NsecToTimespec(int64(d))
+	_ = syscall.Nanosleep(&ts, nil)
+	r.lastRest = r.clock()
+}
+
+// flushPending sends, in order, the requests that found no free connection
+// (and those to repeat after a stale keep-alive), as far as connections
+// are free (pacer only).
+func (r *runner) flushPending() {
+	if r.async == nil {
+		return
+	}
+	r.pending = r.async.takeRetries(r.pending)
+	i := 0
+	for i < len(r.pending) && r.async.trySend(r.pending[i]) {
+		i++
+	}
+	if i > 0 {
+		n := copy(r.pending, r.pending[i:])
+		clear(r.pending[n:])
+		r.pending = r.pending[:n]
 	}
 }
 
@@ -432,6 +555,14 @@ func (r *runner) dispatch(a Arrival) {
 		return
 	}
 	r.inflight.Add(1)
+	if r.async != nil {
+		res := r.newResult(a)
+		r.flushPending() // those waiting go first
+		if len(r.pending) > 0 || !r.async.trySend(res) {
+			r.pending = append(r.pending, res) // in order, after those already waiting
+		}
+		return
+	}
 	r.queue <- a // never blocks: at most maxInFlight are queued or in progress
 	if int64(len(r.queue)) > r.idle.Load() && r.workers < r.maxWorkers {
 		r.spawn()
@@ -493,11 +624,30 @@ func (r *runner) deadline(a Arrival) time.Duration {
 	return 0
 }
 
-func (r *runner) do(a Arrival) {
-	defer r.inflight.Add(-1)
+func (r *runner) newResult(a Arrival) *Result {
 	res := r.resPool.Get().(*Result)
 	chunks := res.Chunks[:0]
 	*res = Result{Arrival: a, Chunks: chunks, Deadline: r.deadline(a)}
+	return res
+}
+
+// finish is how asynchronous sends report (from the answer readers).
+func (r *runner) finish(res *Result, err error) {
+	if err != nil {
+		switch {
+		case r.reqCtx.Err() != nil || errors.Is(err, errAborted):
+			res.Outcome = OutcomeCancelled
+		case errors.Is(err, context.DeadlineExceeded):
+			res.Outcome = OutcomeTimeout
+		default:
+			res.Outcome = OutcomeError
+		}
+	}
+	r.settle(res)
+}
+
+func (r *runner) do(a Arrival) {
+	res := r.newResult(a)
 	if r.stopping.Load() {
 		res.Outcome, res.Done = OutcomeDropped, r.clock()
 	} else {
@@ -525,6 +675,12 @@ func (r *runner) do(a Arrival) {
 			res.Done = r.clock()
 		}
 	}
+	r.settle(res)
+}
+
+// settle records a finished request and recycles its Result.
+func (r *runner) settle(res *Result) {
+	a := res.Arrival
 	r.rec.Record(res)
 	if r.opts.OnResult != nil {
 		r.opts.OnResult(res)
@@ -535,12 +691,20 @@ func (r *runner) do(a Arrival) {
 	}
 	res.Err = nil
 	r.resPool.Put(res)
+	r.inflight.Add(-1)
 }
 
+// waitInflight lets requests in flight (and, with asynchronous sends, those
+// still waiting for a connection) finish for up to d (pacer goroutine).
 func (r *runner) waitInflight(d time.Duration) {
 	deadline := time.Now().Add(d)
 	for r.inflight.Load() > 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
+		r.flushPending()
+		if len(r.pending) > 0 {
+			r.nap(pendingPoll)
+		} else {
+			time.Sleep(time.Millisecond)
+		}
 	}
 }
 

@@ -83,6 +83,9 @@ type Summary struct {
 	// Deviations lists where a workload knowingly differs from the original
 	// Clockwork client (see docs/workloads.md).
 	Deviations []string `json:"deviations,omitempty"`
+	// Pacer is the priority the sending thread got ("realtime", "nice" or
+	// "normal"); see Config.PacerPriority.
+	Pacer string `json:"pacer,omitempty"`
 }
 
 // Status values of a Summary.

@@ -184,12 +184,16 @@ type httpTarget struct {
 	chat    bool
 	maxOut  int       // cap on a prompt's output tokens (0 = none)
 	h1      *h1Client // request/response protocols over plain HTTP
+	async   *h1Async  // pacer-side sends, once startAsync has run
 }
 
 // Abort fails every request in flight at once (end of run).
 func (h *httpTarget) Abort() {
 	if h.h1 != nil {
 		h.h1.abort()
+	}
+	if h.async != nil {
+		h.async.abort()
 	}
 	h.client.CloseIdleConnections()
 }
@@ -200,6 +204,28 @@ func (h *httpTarget) Warm(ctx context.Context, n int) {
 		h.h1.warm(ctx, n)
 	}
 }
+
+// startAsync switches plain-HTTP and KServe requests to sends from the
+// pacer itself (see h1Async), with warm connections open before it
+// returns; it reports false for protocols that need a goroutine per request.
+func (h *httpTarget) startAsync(ctx context.Context, warm, maxConns int, clock func() time.Duration, done func(*Result, error)) bool {
+	if h.h1 == nil {
+		return false
+	}
+	h.async = newH1Async(h.h1, maxConns, clock, done)
+	h.async.start(ctx, warm)
+	return true
+}
+
+func (h *httpTarget) trySend(res *Result) bool {
+	return h.async.trySend(res, h.template(res.Arrival.Model))
+}
+
+func (h *httpTarget) takeRetries(out []*Result) []*Result { return h.async.takeRetries(out) }
+
+func (h *httpTarget) retries() <-chan struct{} { return h.async.retryReady }
+
+func (h *httpTarget) asyncWait() { h.async.wait() }
 
 // SetMaxConns caps the connections of the plain-HTTP/KServe client.
 func (h *httpTarget) SetMaxConns(n int) {
@@ -415,11 +441,16 @@ func (h *httpTarget) readLLM(resp *http.Response, res *Result, inTokens int, clo
 func (h *httpTarget) doH1(ctx context.Context, t *reqTemplate, res *Result, clock func() time.Duration) error {
 	resp, err := h.h1.do(ctx, t, res, clock)
 	res.Done = clock()
+	h1Outcome(res, resp, err)
+	return err
+}
+
+// h1Outcome sets res's status and outcome from an h1 answer or error.
+func h1Outcome(res *Result, resp h1Response, err error) {
 	res.Status = resp.status
 	switch {
 	case err != nil:
 		res.Outcome, res.Err = OutcomeError, err
-		return err
 	case resp.status/100 == 2:
 		res.Outcome = OutcomeOK
 	case resp.status == http.StatusServiceUnavailable && resp.dropped:
@@ -427,5 +458,4 @@ func (h *httpTarget) doH1(ctx context.Context, t *reqTemplate, res *Result, cloc
 	default:
 		res.Outcome = OutcomeError
 	}
-	return nil
 }

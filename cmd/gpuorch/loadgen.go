@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -60,6 +61,11 @@ Arrivals: poisson (exponential gaps), fixed (constant rate), gamma (--burstiness
 = shape; 1 is Poisson, < 1 burstier), closed (--concurrency clients, each sending
 the next request when the previous answers, after --think-time).
 
+The sending thread asks for real-time priority (see --pacer-priority and
+docs/loadgen.md): as root, or with CAP_SYS_NICE or an RLIMIT_RTPRIO, requests
+leave on time even when the server under test shares the cores. The summary's
+"pacer" field says what it got.
+
 Exit codes: 0 completed, 1 failed, 2 bad flags or manifest, 3 target
 unreachable, 130 interrupted (what was measured so far is still written).`,
 	Flags: []cli.Flag{
@@ -82,6 +88,7 @@ unreachable, 130 interrupted (what was measured so far is still written).`,
 		&cli.DurationFlag{Name: "timeout", Value: loadgen.DefaultTimeout, Usage: "per-request timeout"},
 		&cli.DurationFlag{Name: "drain", Usage: "after the schedule, wait this long for answers before cancelling (default 5s)"},
 		&cli.IntFlag{Name: "max-connections", Usage: "connection cap for http/kserve (default 1024); beyond it requests wait, and the wait counts as send lateness"},
+		&cli.StringFlag{Name: "pacer-priority", Usage: "scheduling priority of the sending thread: auto (real-time when allowed, else nice -20, else normal), realtime, nice or normal; overrides the manifest"},
 		&cli.IntFlag{Name: "max-in-flight", Usage: "cap on outstanding requests; arrivals beyond it are counted as dropped (default 20000)"},
 		&cli.StringFlag{Name: "method", Usage: "HTTP method for --protocol http (default GET)"},
 		&cli.StringFlag{Name: "body", Usage: "request body for --protocol http"},
@@ -187,6 +194,12 @@ func loadgenRun(c *cli.Context) error {
 		if cfg, err = loadgenFlagsToConfig(c); err != nil {
 			return cli.Exit(err.Error(), exitUsage)
 		}
+	}
+	if c.IsSet("pacer-priority") {
+		cfg.PacerPriority = c.String("pacer-priority")
+	}
+	if p := cfg.PacerPriority; p != "" && !slices.Contains(loadgen.PacerPriorities, p) {
+		return cli.Exit(fmt.Sprintf("unknown pacer priority %q (want one of %s)", p, strings.Join(loadgen.PacerPriorities, ", ")), exitUsage)
 	}
 	if _, err := loadgen.NewTarget(cfg.Target); err != nil {
 		return cli.Exit(err.Error(), exitUsage)

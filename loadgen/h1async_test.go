@@ -1,0 +1,107 @@
+package loadgen
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// A request written on a keep-alive connection that the server closes
+// without answering (the stale keep-alive race) is sent once more, on
+// another connection, and succeeds.
+func TestAsyncRetriesStaleKeepAlive(t *testing.T) {
+	t.Parallel()
+	var conns atomic.Int64
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func(c net.Conn) {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for i := 0; ; i++ {
+					for { // one request's headers
+						l, err := br.ReadString('\n')
+						if err != nil {
+							return
+						}
+						if l == "\r\n" {
+							break
+						}
+					}
+					if i == 1 {
+						return // the second request on a connection: close, no answer
+					}
+					fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				}
+			}(c)
+		}
+	}()
+	cfg := runCfg("http://"+ln.Addr().String()+"/", WorkloadConfig{Arrival: "fixed", Rate: 50}, 400*time.Millisecond)
+	cfg.Target.MaxConnections = 1
+	sum := mustRun(t, cfg, RunOptions{})
+	tot := sum.Total
+	if tot.Offered != 20 || tot.Completed != 20 || tot.Errors != 0 {
+		t.Errorf("offered %d completed %d errors %d (%v), want 20/20/0; %+v", tot.Offered, tot.Completed, tot.Errors, sum.ErrorKinds, tot)
+	}
+	// The readiness probe, then every request but the first on a new connection.
+	if n := conns.Load(); n < 20 {
+		t.Errorf("%d connections, want at least 20", n)
+	}
+}
+
+// Slow answers do not hold back sends: with connections to spare, requests
+// go out on time while earlier ones are still being served.
+func TestAsyncSendsDoNotWaitForAnswers(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}))
+	defer srv.Close()
+	cfg := runCfg(srv.URL, WorkloadConfig{Arrival: "fixed", Rate: 400}, 500*time.Millisecond)
+	cfg.Target.Method = "POST"
+	sum := mustRun(t, cfg, RunOptions{})
+	tot := sum.Total
+	if tot.Completed != 200 {
+		t.Fatalf("completed %d of 200", tot.Completed)
+	}
+	if tot.Service.P50 < 50*time.Millisecond {
+		t.Errorf("service p50 %v, want ≥ the server's 50 ms", tot.Service.P50)
+	}
+	// 20 requests are in flight at any time; were sends serialised behind
+	// answers, lateness would grow by 50 ms per request.
+	if tot.Lateness.P99 > 25*time.Millisecond {
+		t.Errorf("lateness p99 %v: sends waited for answers", tot.Lateness.P99)
+	}
+	if !slices.Contains([]string{PacerRealtime, PacerNice, PacerNormal}, sum.Pacer) {
+		t.Errorf("summary pacer %q", sum.Pacer)
+	}
+}
+
+// With pacer_priority "normal" the pacer does not ask for more.
+func TestPacerPriorityNormal(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	cfg := runCfg(srv.URL, WorkloadConfig{Arrival: "fixed", Rate: 100}, 100*time.Millisecond)
+	cfg.PacerPriority = PacerNormal
+	if sum := mustRun(t, cfg, RunOptions{}); sum.Pacer != PacerNormal {
+		t.Errorf("pacer %q, want normal", sum.Pacer)
+	}
+}

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package loadgen
+
+// raisePacerPriority is Linux-only; elsewhere the pacer runs at normal
+// priority.
+func raisePacerPriority(string) string { return PacerNormal }
