@@ -292,6 +292,9 @@ func (d *decoder) splitRun(tbl map[string]any, spec *Spec) (map[string]any, erro
 		if _, err := decodeTree(map[string]any{k: v}, &cfg); err != nil {
 			return nil, d.errAt([]string{"run", k}, "run.%s: %s", k, cleanTOMLError(err))
 		}
+		if k == "pacer_priority" && !contains(loadgen.PacerPriorities, cfg.PacerPriority) {
+			return nil, d.errAt([]string{"run", k}, "run.pacer_priority %q: want one of %s", cfg.PacerPriority, strings.Join(loadgen.PacerPriorities, ", "))
+		}
 		if spec.Run.Load == nil {
 			spec.Run.Load = map[string]any{}
 		}

@@ -461,6 +461,7 @@ func TestRunManifestSettingsAndArgs(t *testing.T) {
 	for _, c := range []struct{ src, want string }{
 		{baseSpec + "[run]\ndrain = 5\n", `s.toml:16: run.drain: invalid duration "5" (want e.g. "500ms", "30s", "2m")`},
 		{baseSpec + "[run]\nmax_inflight = 5\n", `s.toml:16: unknown key "run.max_inflight" (did you mean "max_in_flight"?)`},
+		{baseSpec + "[run]\npacer_priority = \"fast\"\n", `s.toml:16: run.pacer_priority "fast": want one of auto, realtime, nice, normal`},
 	} {
 		if _, err := ParseSpec("s.toml", []byte(c.src), nil); err == nil || err.Error() != c.want {
 			t.Errorf("got  %v\nwant %s", err, c.want)

@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -62,30 +63,37 @@ func main() {
 	target := "http://" + addr + "/"
 	fmt.Printf("# loadgen benchmark %s, %d CPUs, nice %d, load before: %s\n", time.Now().UTC().Format(time.RFC3339), numCPU(), *nice, loadavg())
 	fmt.Printf("server: minimal Go net/http on %s (own process)\n\n", addr)
+	// A fresh server spends its first second growing its heap and threads;
+	// both tools meet it warm, whichever runs first.
+	runGpuorch(*gpuorch, target, 10000, 3*time.Second)
 	for _, m := range strings.Split(*modes, ",") {
 		switch strings.TrimSpace(m) {
 		case "sweep":
 			fmt.Println("## highest sustained open-loop rate (Poisson for gpuorch, constant for vegeta)")
+			fmt.Println("sustained = completed ≥ 99% of scheduled, no failures, and p99 send lateness ≤ 1 ms.")
+			fmt.Println("vegeta's lateness: each hit's timestamp minus its slot start+seq/rate, start fitted so that no hit is early (a lower bound).")
 			fmt.Println("| tool | offered/s | scheduled | completed/s | completed ÷ scheduled | p99 send lateness | p99 latency (corrected for gpuorch) | failed | CPU s | load avg |")
 			fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
-			best := map[string]int{}
-			for _, r := range ints(*gRates) {
-				res := runGpuorch(*gpuorch, target, r, *step)
+			best, bestRate := map[string]int{}, map[string]int{}
+			note := func(res result) {
 				res.print()
 				if res.sustained(true) {
-					best["gpuorch"] = r
+					best[res.tool] = max(best[res.tool], res.rate)
 				}
+				if res.sustained(false) {
+					bestRate[res.tool] = max(bestRate[res.tool], res.rate)
+				}
+			}
+			for _, r := range ints(*gRates) {
+				note(runGpuorch(*gpuorch, target, r, *step))
 			}
 			if *vegeta != "" {
 				for _, r := range ints(*vRates) {
-					res := runVegeta(*vegeta, target, r, *step)
-					res.print()
-					if res.sustained(false) {
-						best["vegeta"] = r
-					}
+					note(runVegeta(*vegeta, target, r, *step))
 				}
 			}
-			fmt.Printf("\nhighest sustained: gpuorch %d/s, vegeta %d/s\n\n", best["gpuorch"], best["vegeta"])
+			fmt.Printf("\nhighest sustained (completion and lateness): gpuorch %d/s, vegeta %d/s\n", best["gpuorch"], best["vegeta"])
+			fmt.Printf("highest with completion alone (≥ 99%%, lateness not judged): gpuorch %d/s, vegeta %d/s\n\n", bestRate["gpuorch"], bestRate["vegeta"])
 		case "cpu":
 			fmt.Printf("## CPU per request at %d/s for %v\n", *cpuRate, *cpuDur)
 			g := runGpuorch(*gpuorch, target, *cpuRate, *cpuDur)
@@ -128,10 +136,12 @@ type result struct {
 	lateKnown           bool
 }
 
-func (r result) sustained(checkLateness bool) bool {
+// sustained: completion ≥ 99% without failures and, when judged, p99 send
+// lateness ≤ 1 ms (the issue's definition).
+func (r result) sustained(judgeLateness bool) bool {
 	ok := r.ratio >= 0.99 && r.errors == 0
-	if checkLateness {
-		ok = ok && r.lateP99 <= time.Millisecond
+	if judgeLateness {
+		ok = ok && r.lateKnown && r.lateP99 <= time.Millisecond
 	}
 	return ok
 }
@@ -198,7 +208,7 @@ func runVegeta(bin, target string, rate int, d time.Duration) result {
 	cmd.Stdin = strings.NewReader("GET " + target + "\n")
 	cmd.Stderr = os.Stderr
 	err := cmd.Run()
-	res := result{tool: "vegeta", rate: rate, load: loadavg()}
+	res := result{tool: "vegeta", rate: rate, load: loadavg(), lateKnown: true}
 	usage(cmd, &res)
 	if err != nil {
 		log.Printf("vegeta at %d/s: %v", rate, err)
@@ -228,7 +238,55 @@ func runVegeta(bin, target string, rate int, d time.Duration) result {
 	res.offered = int64(float64(rate) * d.Seconds())
 	res.ratio = float64(ok) / float64(res.offered)
 	res.latP99 = r.Latencies.P99
+	late, err := vegetaLateness(bin, outFile, rate)
+	if err != nil {
+		log.Printf("vegeta lateness: %v", err)
+		res.lateKnown = false
+		return res
+	}
+	res.lateP99 = late
 	return res
+}
+
+// vegetaLateness returns the p99 send lateness of a vegeta run. vegeta's
+// pacer is constant: hit seq is due at start + seq/rate. Its start is not
+// recorded, so it is fitted as the latest start that makes no hit early,
+// which can only understate the lateness. A hit's timestamp is taken when a
+// worker begins it, before vegeta's client gets a connection and writes,
+// so this too favours vegeta.
+func vegetaLateness(bin, results string, rate int) (time.Duration, error) {
+	out, err := exec.Command(bin, "encode", "--to", "json", results).Output()
+	if err != nil {
+		return 0, err
+	}
+	type hit struct {
+		Seq       int64     `json:"seq"`
+		Timestamp time.Time `json:"timestamp"`
+	}
+	var hits []hit
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for {
+		var h hit
+		if err := dec.Decode(&h); err != nil {
+			break
+		}
+		hits = append(hits, h)
+	}
+	if len(hits) == 0 {
+		return 0, fmt.Errorf("no hits in %s", results)
+	}
+	period := float64(time.Second) / float64(rate)
+	slot := func(h hit) int64 { return h.Timestamp.UnixNano() - int64(float64(h.Seq)*period) }
+	start := slot(hits[0])
+	for _, h := range hits {
+		start = min(start, slot(h))
+	}
+	late := make([]int64, len(hits))
+	for i, h := range hits {
+		late[i] = slot(h) - start
+	}
+	slices.Sort(late)
+	return time.Duration(late[len(late)*99/100]), nil
 }
 
 func usage(cmd *exec.Cmd, res *result) {
