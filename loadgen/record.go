@@ -364,8 +364,14 @@ func (r *Recorder) Record(res *Result) {
 // last one cut at end (> 0). Snapshots go to emit outside the lock, so a
 // slow sink never stalls the sender.
 func (r *Recorder) Flush(upTo time.Duration, final bool, end time.Duration) {
+	type done struct {
+		a    *acc
+		k    int
+		iend time.Duration
+		skip bool
+	}
+	var ds []done
 	r.mu.Lock()
-	var out []Snapshot
 	if final && end > 0 && int((end-1)/r.interval) >= r.base {
 		r.ival(end - 1) // emit empty trailing intervals too: the series has no holes
 	}
@@ -380,14 +386,28 @@ func (r *Recorder) Flush(upTo time.Duration, final bool, end time.Duration) {
 		if end > 0 && iend > end {
 			iend = end
 		}
-		if !skip && r.emit != nil {
-			out = append(out, a.snapshot(k, r.wall.Add(time.Duration(k)*r.interval), r.wall.Add(iend)))
-		}
-		a.reset()
-		r.spare = append(r.spare, a)
+		ds = append(ds, done{a, k, iend, skip})
 		r.ivals[0] = nil
 		r.ivals = r.ivals[1:]
 		r.base++
+	}
+	r.mu.Unlock()
+	if len(ds) == 0 {
+		return
+	}
+	// Percentiles take a millisecond or so per interval: computed outside
+	// the lock, which the pacer takes for every arrival. A detached
+	// interval gets no more records (ival never returns one below base).
+	var out []Snapshot
+	for _, d := range ds {
+		if !d.skip && r.emit != nil {
+			out = append(out, d.a.snapshot(d.k, r.wall.Add(time.Duration(d.k)*r.interval), r.wall.Add(d.iend)))
+		}
+		d.a.reset()
+	}
+	r.mu.Lock()
+	for _, d := range ds {
+		r.spare = append(r.spare, d.a)
 	}
 	r.mu.Unlock()
 	for _, s := range out {
