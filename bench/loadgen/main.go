@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -163,6 +164,7 @@ func (r result) print() {
 }
 
 func runGpuorch(bin, target string, rate int, d time.Duration) result {
+	freeMemory()
 	cmd := exec.Command(bin, "loadgen", "run", "--json", "--no-progress", "--target", target,
 		"--arrival", "poisson", "--rate", strconv.Itoa(rate), "--duration", d.String(),
 		"--timeout", "5s", "--drain", "2s", "--seed", "1")
@@ -200,7 +202,12 @@ func runGpuorch(bin, target string, rate int, d time.Duration) result {
 	return res
 }
 
+// freeMemory returns this process's free heap to the OS before a child is
+// started, so that the child's max RSS is its own (see usage).
+func freeMemory() { debug.FreeOSMemory() }
+
 func runVegeta(bin, target string, rate int, d time.Duration) result {
+	freeMemory()
 	dir, _ := os.MkdirTemp("", "vegeta")
 	defer os.RemoveAll(dir)
 	outFile := filepath.Join(dir, "results.bin")
@@ -255,40 +262,46 @@ func runVegeta(bin, target string, rate int, d time.Duration) result {
 // worker begins it, before vegeta's client gets a connection and writes,
 // so this too favours vegeta.
 func vegetaLateness(bin, results string, rate int) (time.Duration, error) {
-	out, err := exec.Command(bin, "encode", "--to", "json", results).Output()
+	cmd := exec.Command(bin, "encode", "--to", "json", results)
+	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return 0, err
 	}
-	type hit struct {
-		Seq       int64     `json:"seq"`
-		Timestamp time.Time `json:"timestamp"`
+	if err := cmd.Start(); err != nil {
+		return 0, err
 	}
-	var hits []hit
-	dec := json.NewDecoder(bytes.NewReader(out))
+	// Streamed, keeping one number per hit: this process's memory is what
+	// the next child's max RSS starts from (see usage).
+	period := float64(time.Second) / float64(rate)
+	var slots []int64 // timestamp − seq × period
+	dec := json.NewDecoder(stdout)
 	for {
-		var h hit
+		var h struct {
+			Seq       int64     `json:"seq"`
+			Timestamp time.Time `json:"timestamp"`
+		}
 		if err := dec.Decode(&h); err != nil {
 			break
 		}
-		hits = append(hits, h)
+		slots = append(slots, h.Timestamp.UnixNano()-int64(float64(h.Seq)*period))
 	}
-	if len(hits) == 0 {
+	if err := cmd.Wait(); err != nil {
+		return 0, err
+	}
+	if len(slots) == 0 {
 		return 0, fmt.Errorf("no hits in %s", results)
 	}
-	period := float64(time.Second) / float64(rate)
-	slot := func(h hit) int64 { return h.Timestamp.UnixNano() - int64(float64(h.Seq)*period) }
-	start := slot(hits[0])
-	for _, h := range hits {
-		start = min(start, slot(h))
+	start := slices.Min(slots)
+	for i := range slots {
+		slots[i] -= start
 	}
-	late := make([]int64, len(hits))
-	for i, h := range hits {
-		late[i] = slot(h) - start
-	}
-	slices.Sort(late)
-	return time.Duration(late[len(late)*99/100]), nil
+	slices.Sort(slots)
+	return time.Duration(slots[len(slots)*99/100]), nil
 }
 
+// usage reads a finished child's CPU time and max RSS. Go starts children
+// with vfork, so a child's ru_maxrss also covers this process's RSS at the
+// time: children are started only after freeMemory.
 func usage(cmd *exec.Cmd, res *result) {
 	if cmd.ProcessState == nil {
 		return
