@@ -31,8 +31,9 @@ type h1Async struct {
 	freshMu  sync.Mutex
 	fresh    []*aconn // dialled connections waiting to be adopted
 	nFresh   atomic.Int32
-	wantDial chan struct{} // wakes the dialler (capacity 1)
-	open     atomic.Int32  // connections open or being dialled (for the cap)
+	wantDial chan struct{}         // wakes the dialler (capacity 1)
+	open     atomic.Int32          // connections open or being dialled (for the cap)
+	dialErr  atomic.Pointer[error] // the last dial's error, until one succeeds
 
 	retryMu    sync.Mutex
 	retries    []*Result // sends to retry on another connection (stale keep-alive)
@@ -103,9 +104,11 @@ func (h *h1Async) dialOne(ctx context.Context) bool {
 	}
 	nc, err := h.cli.dialer.DialContext(ctx, "tcp", h.cli.addr)
 	if err != nil {
+		h.dialErr.Store(&err)
 		h.open.Add(-1)
 		return false
 	}
+	h.dialErr.Store(nil)
 	c := &aconn{c: nc, br: bufio.NewReaderSize(nc, 4096), buf: make([]byte, 0, 1024)}
 	h.mu.Lock()
 	if h.aborted.Load() {
@@ -137,14 +140,27 @@ func (h *h1Async) dialler(ctx context.Context) {
 		}
 		n := max(8, int(h.open.Load())/8)
 		var wg sync.WaitGroup
+		var ok atomic.Int32
 		for i := 0; i < n && !h.aborted.Load(); i++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				h.dialOne(ctx)
+				if h.dialOne(ctx) {
+					ok.Add(1)
+				}
 			}()
 		}
 		wg.Wait()
+		if ok.Load() == 0 && h.dialErr.Load() != nil {
+			// The target refuses connections: requests fail with the dial
+			// error meanwhile (trySend); retry the dial now and then, not
+			// in a tight loop.
+			select {
+			case <-h.stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
 	}
 }
 
@@ -206,10 +222,13 @@ func (h *h1Async) takeRetries(out []*Result) []*Result {
 // trySend writes the request for res on a free connection, setting
 // res.Sent to the moment of the write, and reports whether one was free.
 // When none is, it asks the dialler for more (up to the cap) and the
-// caller keeps the request until a connection frees up.
-func (h *h1Async) trySend(res *Result, t *reqTemplate) bool {
+// caller keeps the request until a connection frees up, unless no
+// connection is open or being dialled and the last dial failed: then it
+// returns that error, and the request fails with it (as a client that
+// dials per request would).
+func (h *h1Async) trySend(res *Result, t *reqTemplate) (bool, error) {
 	if h.aborted.Load() {
-		return false
+		return false, nil
 	}
 	if !h.sweeping {
 		// Started with the first send: the run's clock starts after the
@@ -228,13 +247,16 @@ func (h *h1Async) trySend(res *Result, t *reqTemplate) bool {
 		h.closeOneIdle()
 	}
 	if c == nil {
+		if e := h.dialErr.Load(); e != nil && h.open.Load() == 0 {
+			return false, *e
+		}
 		if int(h.open.Load()) < h.max {
 			select {
 			case h.wantDial <- struct{}{}:
 			default:
 			}
 		}
-		return false
+		return false, nil
 	}
 	if !res.retried {
 		res.Sent = now // a repeat keeps its first send time
@@ -253,7 +275,7 @@ func (h *h1Async) trySend(res *Result, t *reqTemplate) bool {
 	// A failed write also breaks the connection's read side; the reader
 	// reports the failure, so it is not handled twice here.
 	_, _ = c.c.Write(b)
-	return true
+	return true, nil
 }
 
 // claim finds a free connection and makes it carry res, or returns nil

@@ -105,3 +105,29 @@ func TestPacerPriorityNormal(t *testing.T) {
 		t.Errorf("pacer %q, want normal", sum.Pacer)
 	}
 }
+
+// A target that goes away mid-run: later requests fail with the dial error
+// (counted as errors, not left waiting for a connection), and the run ends
+// on time.
+func TestAsyncTargetGoesAway(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	cfg := runCfg(srv.URL, WorkloadConfig{Arrival: "fixed", Rate: 200}, time.Second)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		srv.Close()
+	}()
+	start := time.Now()
+	sum := mustRun(t, cfg, RunOptions{})
+	if el := time.Since(start); el > 3*time.Second {
+		t.Errorf("run took %v", el)
+	}
+	tot := sum.Total
+	if tot.Offered != 200 || tot.Completed+tot.Errors+tot.Cancelled != 200 || tot.Dropped != 0 {
+		t.Errorf("offered %d completed %d errors %d cancelled %d dropped %d: every request should be completed or failed",
+			tot.Offered, tot.Completed, tot.Errors, tot.Cancelled, tot.Dropped)
+	}
+	if tot.Completed < 20 || tot.Errors < 100 || sum.ErrorKinds["ECONNREFUSED"] == 0 {
+		t.Errorf("completed %d errors %d (%v): want the first ~60 completed and refused connections after", tot.Completed, tot.Errors, sum.ErrorKinds)
+	}
+}

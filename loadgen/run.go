@@ -69,7 +69,7 @@ type (
 	// and the write. Answers come back through done, from other goroutines.
 	asyncSender interface {
 		startAsync(ctx context.Context, warm, maxConns int, clock func() time.Duration, done func(*Result, error)) bool
-		trySend(res *Result) bool            // pacer only; false: no free connection
+		trySend(res *Result) (bool, error)   // pacer only; false: no free connection; error: the target refuses connections
 		takeRetries(out []*Result) []*Result // sends to repeat (stale keep-alive)
 		retries() <-chan struct{}            // ready when takeRetries has some
 		asyncWait()                          // after Abort: every answer reported
@@ -527,6 +527,19 @@ func (r *runner) nap(d time.Duration) {
 	r.lastRest = r.clock()
 }
 
+// send hands res to the asynchronous sender; false means no connection is
+// free and res must wait. A request that cannot be sent because the target
+// refuses connections is settled as an error.
+func (r *runner) send(res *Result) bool {
+	ok, err := r.async.trySend(res)
+	if err != nil {
+		res.Outcome, res.Err, res.Done = OutcomeError, err, r.clock()
+		r.settle(res)
+		return true
+	}
+	return ok
+}
+
 // flushPending sends, in order, the requests that found no free connection
 // (and those to repeat after a stale keep-alive), as far as connections
 // are free (pacer only).
@@ -536,7 +549,7 @@ func (r *runner) flushPending() {
 	}
 	r.pending = r.async.takeRetries(r.pending)
 	i := 0
-	for i < len(r.pending) && r.async.trySend(r.pending[i]) {
+	for i < len(r.pending) && r.send(r.pending[i]) {
 		i++
 	}
 	if i > 0 {
@@ -558,7 +571,7 @@ func (r *runner) dispatch(a Arrival) {
 	if r.async != nil {
 		res := r.newResult(a)
 		r.flushPending() // those waiting go first
-		if len(r.pending) > 0 || !r.async.trySend(res) {
+		if len(r.pending) > 0 || !r.send(res) {
 			r.pending = append(r.pending, res) // in order, after those already waiting
 		}
 		return

@@ -217,7 +217,7 @@ func (h *httpTarget) startAsync(ctx context.Context, warm, maxConns int, clock f
 	return true
 }
 
-func (h *httpTarget) trySend(res *Result) bool {
+func (h *httpTarget) trySend(res *Result) (bool, error) {
 	return h.async.trySend(res, h.template(res.Arrival.Model))
 }
 
