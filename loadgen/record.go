@@ -253,10 +253,18 @@ func NewRecorder(wall time.Time, interval time.Duration, llm LLMSLO, emit func(S
 	if interval <= 0 {
 		interval = time.Second
 	}
-	return &Recorder{
+	r := &Recorder{
 		wall: wall, interval: interval, emit: emit, llm: llm,
 		total: newAcc(), classes: map[string]*acc{}, steps: map[float64]*acc{}, kinds: map[string]int64{},
 	}
+	// Intervals are recycled once emitted; these spares cover the ones open
+	// at a time (the current one, the next, one still draining), so the
+	// pacer, which opens intervals, never allocates half a megabyte of
+	// histograms (and pays the GC assist for it) in the middle of a run.
+	for range 3 {
+		r.spare = append(r.spare, newAcc())
+	}
+	return r
 }
 
 func (r *Recorder) ival(at time.Duration) *acc {
