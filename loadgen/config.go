@@ -81,7 +81,8 @@ type TargetConfig struct {
 	PromptFiles []string `json:"prompt_files,omitempty" toml:"prompt_files"`
 	// MaxConnections caps open connections (plain HTTP and KServe); beyond it
 	// requests wait for a free connection, which shows as send lateness.
-	// Default 1024, or more for closed loops with a larger concurrency.
+	// Default 4096 (opened as needed), or more for closed loops with a larger
+	// concurrency.
 	MaxConnections int `json:"max_connections,omitempty" toml:"max_connections"`
 	// CredentialEnv names the environment variable that holds a bearer token.
 	// The token itself is never stored in a spec or manifest.

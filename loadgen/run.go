@@ -51,7 +51,7 @@ const (
 	DefaultTimeout             = 30 * time.Second
 	DefaultDrain               = 5 * time.Second
 	DefaultMaxInFlight         = 20000
-	DefaultMaxConnections      = 1024
+	DefaultMaxConnections      = 4096
 	DefaultCalibrationRequests = 10
 )
 
