@@ -115,11 +115,13 @@ type runner struct {
 	upTo        atomic.Int64 // every arrival intended before this offset has been offered
 	resPool     sync.Pool
 
-	async    asyncSender // nil: workers send
-	pending  []*Result   // async arrivals waiting for a free connection (pacer only)
-	retryC   <-chan struct{}
-	pacer    string // priority the pacer thread got
-	lastRest time.Duration
+	async   asyncSender // nil: workers send
+	pending []*Result   // async arrivals waiting for a free connection (pacer only)
+	retryC  <-chan struct{}
+	pacer   string // priority the pacer thread got
+	// When a flush last left requests waiting for a connection.
+	lastFlush time.Duration
+	lastRest  time.Duration
 }
 
 func (r *runner) clock() time.Duration { return time.Since(r.start) }
@@ -547,6 +549,12 @@ func (r *runner) flushPending() {
 	if r.async == nil {
 		return
 	}
+	if len(r.pending) > 0 && r.clock()-r.lastFlush < pendingPoll {
+		// Every connection was busy a moment ago. Trying again for each
+		// arrival would scan them all each time, and a real-time pacer
+		// spinning like that starves the server that is already behind.
+		return
+	}
 	r.pending = r.async.takeRetries(r.pending)
 	i := 0
 	for i < len(r.pending) && r.send(r.pending[i]) {
@@ -556,6 +564,9 @@ func (r *runner) flushPending() {
 		n := copy(r.pending, r.pending[i:])
 		clear(r.pending[n:])
 		r.pending = r.pending[:n]
+	}
+	if len(r.pending) > 0 {
+		r.lastFlush = r.clock()
 	}
 }
 
@@ -570,7 +581,7 @@ func (r *runner) dispatch(a Arrival) {
 	r.inflight.Add(1)
 	if r.async != nil {
 		res := r.newResult(a)
-		r.flushPending() // those waiting go first
+		r.flushPending() // those waiting go first (at most every pendingPoll)
 		if len(r.pending) > 0 || !r.send(res) {
 			r.pending = append(r.pending, res) // in order, after those already waiting
 		}
