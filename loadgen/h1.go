@@ -87,6 +87,22 @@ func renderH1(method string, u *url.URL, hdr http.Header, body []byte) []byte {
 
 var errAborted = errors.New("request aborted at end of run")
 
+// appendH1Request appends the whole request for res to dst: the rendered
+// head, the deadline header with the time left when res has a deadline
+// (0 when the send is already past it), the blank line and the body.
+func appendH1Request(dst []byte, t *reqTemplate, res *Result) []byte {
+	b := append(dst, t.h1...)
+	if res.Deadline > 0 {
+		left := max(float64(res.Deadline-res.Sent)/1e6, 0)
+		b = append(b, DeadlineHeader...)
+		b = append(b, ':', ' ')
+		b = strconv.AppendFloat(b, left, 'f', 3, 64)
+		b = append(b, '\r', '\n')
+	}
+	b = append(b, '\r', '\n')
+	return append(b, t.body...)
+}
+
 // get returns a connection, waiting while all of them are busy: beyond the
 // cap requests queue in the client (that wait shows as send lateness)
 // rather than opening ever more connections into an overloaded server.
@@ -231,16 +247,7 @@ func (h *h1Client) do(ctx context.Context, req *reqTemplate, res *Result, clock 
 			res.Sent = clock()
 		}
 		_ = c.c.SetDeadline(deadline)
-		b := append(c.buf[:0], req.h1...)
-		if res.Deadline > 0 {
-			left := max(float64(res.Deadline-res.Sent)/1e6, 0)
-			b = append(b, DeadlineHeader...)
-			b = append(b, ':', ' ')
-			b = strconv.AppendFloat(b, left, 'f', 3, 64)
-			b = append(b, '\r', '\n')
-		}
-		b = append(b, '\r', '\n')
-		b = append(b, req.body...)
+		b := appendH1Request(c.buf[:0], req, res)
 		c.buf = b[:0]
 		_, err = c.c.Write(b)
 		var resp h1Response

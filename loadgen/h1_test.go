@@ -100,36 +100,21 @@ func TestRenderH1(t *testing.T) {
 // new connection instead of failing the request.
 func TestH1RetriesStaleConnection(t *testing.T) {
 	t.Parallel()
-	var conns atomic.Int64
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
+	addr, conns := serveTCP(t, func(c net.Conn) {
+		// Answer exactly one request, then close (a server whose
+		// keep-alive timeout is very short).
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+			l, err := br.ReadString('\n')
+			if err != nil || l == "\r\n" {
+				break
 			}
-			conns.Add(1)
-			go func(c net.Conn) {
-				// Answer exactly one request, then close (a server whose
-				// keep-alive timeout is very short).
-				br := bufio.NewReader(c)
-				for {
-					l, err := br.ReadString('\n')
-					if err != nil || l == "\r\n" {
-						break
-					}
-				}
-				fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-				time.Sleep(20 * time.Millisecond)
-				c.Close()
-			}(c)
 		}
-	}()
-	u, _ := url.Parse("http://" + ln.Addr().String() + "/")
+		fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		time.Sleep(20 * time.Millisecond)
+		c.Close()
+	})
+	u, _ := url.Parse("http://" + addr + "/")
 	h := newH1Client(u, 2*time.Second)
 	tmpl := &reqTemplate{method: "GET", h1: renderH1("GET", u, http.Header{}, nil)}
 	for i := 0; i < 3; i++ {
@@ -175,4 +160,27 @@ func TestH1ConnectionCap(t *testing.T) {
 	if tot.Lateness.P99 < 100*time.Millisecond || tot.Service.P50 > 100*time.Millisecond {
 		t.Errorf("lateness p99 %v service p50 %v: queueing for connections should show as lateness", tot.Lateness.P99, tot.Service.P50)
 	}
+}
+
+// serveTCP runs handle on every connection to a new loopback listener
+// (closed when the test ends) and counts the connections.
+func serveTCP(t *testing.T, handle func(net.Conn)) (addr string, conns *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	conns = new(atomic.Int64)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go handle(c)
+		}
+	}()
+	return ln.Addr().String(), conns
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -261,16 +260,7 @@ func (h *h1Async) trySend(res *Result, t *reqTemplate) (bool, error) {
 	if !res.retried {
 		res.Sent = now // a repeat keeps its first send time
 	}
-	b := append(c.buf[:0], t.h1...)
-	if res.Deadline > 0 {
-		left := max(float64(res.Deadline-res.Sent)/1e6, 0)
-		b = append(b, DeadlineHeader...)
-		b = append(b, ':', ' ')
-		b = strconv.AppendFloat(b, left, 'f', 3, 64)
-		b = append(b, '\r', '\n')
-	}
-	b = append(b, '\r', '\n')
-	b = append(b, t.body...)
+	b := appendH1Request(c.buf[:0], t, res)
 	c.buf = b[:0]
 	// A failed write also breaks the connection's read side; the reader
 	// reports the failure, so it is not handled twice here.

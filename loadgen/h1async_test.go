@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -17,41 +16,26 @@ import (
 // another connection, and succeeds.
 func TestAsyncRetriesStaleKeepAlive(t *testing.T) {
 	t.Parallel()
-	var conns atomic.Int64
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns.Add(1)
-			go func(c net.Conn) {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for i := 0; ; i++ {
-					for { // one request's headers
-						l, err := br.ReadString('\n')
-						if err != nil {
-							return
-						}
-						if l == "\r\n" {
-							break
-						}
-					}
-					if i == 1 {
-						return // the second request on a connection: close, no answer
-					}
-					fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	addr, conns := serveTCP(t, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for i := 0; ; i++ {
+			for { // one request's headers
+				l, err := br.ReadString('\n')
+				if err != nil {
+					return
 				}
-			}(c)
+				if l == "\r\n" {
+					break
+				}
+			}
+			if i == 1 {
+				return // the second request on a connection: close, no answer
+			}
+			fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		}
-	}()
-	cfg := runCfg("http://"+ln.Addr().String()+"/", WorkloadConfig{Arrival: "fixed", Rate: 50}, 400*time.Millisecond)
+	})
+	cfg := runCfg("http://"+addr+"/", WorkloadConfig{Arrival: "fixed", Rate: 50}, 400*time.Millisecond)
 	cfg.Target.MaxConnections = 1
 	sum := mustRun(t, cfg, RunOptions{})
 	tot := sum.Total
