@@ -188,40 +188,6 @@ func (h *h1Client) abort() {
 	h.idle = nil
 }
 
-// warm opens up to n connections ahead of the run, so the first second
-// of a high-rate run does not pay for dialling (and the server for
-// accepting) while the schedule is already running.
-func (h *h1Client) warm(ctx context.Context, n int) {
-	n = min(n, cap(h.slots))
-	var wg sync.WaitGroup
-	conns := make(chan *h1Conn, n)
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, _, err := h.get(ctx, time.Now().Add(5*time.Second))
-			if err == nil {
-				conns <- c
-			}
-		}()
-	}
-	wg.Wait()
-	close(conns)
-	for c := range conns {
-		h.put(c, true)
-	}
-}
-
-func (h *h1Client) closeIdle() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, c := range h.idle {
-		c.c.Close()
-		delete(h.all, c)
-	}
-	h.idle = nil
-}
-
 // h1Response is what the load generator needs from an answer.
 type h1Response struct {
 	status  int

@@ -57,13 +57,10 @@ const (
 
 // Optional target capabilities.
 type (
-	preparer interface{ Prepare(models []string) } // precompute per-model state
-	connCap  interface{ SetMaxConns(n int) }       // cap on connections
-	warmer   interface {
-		Warm(ctx context.Context, n int) // open connections ahead of the run
-	}
-	aborter   interface{ Abort() }          // fail everything in flight now
-	selfTimer interface{ SelfTimed() bool } // enforces the request timeout itself
+	preparer  interface{ Prepare(models []string) } // precompute per-model state
+	connCap   interface{ SetMaxConns(n int) }       // cap on connections
+	aborter   interface{ Abort() }                  // fail everything in flight now
+	selfTimer interface{ SelfTimed() bool }         // enforces the request timeout itself
 	// asyncSender lets the pacer send requests itself, without waiting for
 	// the answer: no hand-off to a worker lies between the intended time
 	// and the write. Answers come back through done, from other goroutines.
@@ -222,17 +219,13 @@ func Run(ctx context.Context, cfg *Config, w *Workload, opts RunOptions) (*Summa
 	if as, ok := tgt.(asyncSender); ok && as.startAsync(ctx, min(warm+asyncWarm(cfg), conns), conns, r.clock, r.finish) {
 		r.async, r.retryC = as, as.retries()
 	} else {
-		warm = min(warm, 1024)
-		if wm, ok := tgt.(warmer); ok {
-			wm.Warm(ctx, warm)
-		}
 		// Arrivals wait in a queue for a worker: a request waiting for a
 		// free connection costs a queue slot, not a goroutine, so an
 		// overloaded target cannot blow up memory. The queue holds the
 		// in-flight cap.
 		r.queue = make(chan Arrival, r.maxInFlight)
 		r.maxWorkers = int64(conns)
-		for i := 0; i < min(warm, conns); i++ {
+		for i := 0; i < min(warm, conns, 1024); i++ {
 			r.spawn()
 		}
 	}
@@ -253,9 +246,10 @@ func Run(ctx context.Context, cfg *Config, w *Workload, opts RunOptions) (*Summa
 		interrupted bool
 	}
 	pc := make(chan paced, 1)
+	mode := cmp.Or(cfg.PacerPriority, PacerAuto)
 	go func() {
 		runtime.LockOSThread()
-		r.pacer = raisePacerPriority(cmp.Or(cfg.PacerPriority, PacerAuto))
+		r.pacer = raisePacerPriority(mode)
 		end, interrupted := r.pace(ctx)
 		// Drain: let in-flight requests finish, then cancel the rest.
 		drain := cfg.Drain.D()
@@ -277,7 +271,7 @@ func Run(ctx context.Context, cfg *Config, w *Workload, opts RunOptions) (*Summa
 	p := <-pc
 	end, interrupted := p.end, p.interrupted
 	sum.Pacer = r.pacer
-	if r.pacer != PacerRealtime && cmp.Or(cfg.PacerPriority, PacerAuto) != PacerNormal {
+	if r.pacer != PacerRealtime && mode != PacerNormal {
 		log.Debug("pacer runs without real-time priority; expect a longer send-lateness tail on a busy machine", "pacer", r.pacer)
 	}
 	r.stopping.Store(true) // workers that still have not sent: dropped
@@ -658,16 +652,21 @@ func (r *runner) newResult(a Arrival) *Result {
 // finish is how asynchronous sends report (from the answer readers).
 func (r *runner) finish(res *Result, err error) {
 	if err != nil {
-		switch {
-		case r.reqCtx.Err() != nil || errors.Is(err, errAborted):
-			res.Outcome = OutcomeCancelled
-		case errors.Is(err, context.DeadlineExceeded):
-			res.Outcome = OutcomeTimeout
-		default:
-			res.Outcome = OutcomeError
-		}
+		res.Outcome = r.failure(err, errors.Is(err, context.DeadlineExceeded))
 	}
 	r.settle(res)
+}
+
+// failure classifies a request that ended in a transport error: cancelled
+// when the run was over (or the request aborted), a timeout, or an error.
+func (r *runner) failure(err error, timedOut bool) Outcome {
+	switch {
+	case r.reqCtx.Err() != nil || errors.Is(err, errAborted):
+		return OutcomeCancelled
+	case timedOut:
+		return OutcomeTimeout
+	}
+	return OutcomeError
 }
 
 func (r *runner) do(a Arrival) {
@@ -686,14 +685,7 @@ func (r *runner) do(a Arrival) {
 			cancel()
 		}
 		if err != nil {
-			switch {
-			case r.reqCtx.Err() != nil:
-				res.Outcome = OutcomeCancelled
-			case timedOut:
-				res.Outcome = OutcomeTimeout
-			default:
-				res.Outcome = OutcomeError
-			}
+			res.Outcome = r.failure(err, timedOut)
 		}
 		if res.Done == 0 {
 			res.Done = r.clock()

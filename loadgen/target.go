@@ -198,13 +198,6 @@ func (h *httpTarget) Abort() {
 	h.client.CloseIdleConnections()
 }
 
-// Warm opens n connections ahead of the run (plain HTTP and KServe).
-func (h *httpTarget) Warm(ctx context.Context, n int) {
-	if h.h1 != nil {
-		h.h1.warm(ctx, n)
-	}
-}
-
 // startAsync switches plain-HTTP and KServe requests to sends from the
 // pacer itself (see h1Async), with warm connections open before it
 // returns; it reports false for protocols that need a goroutine per request.

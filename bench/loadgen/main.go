@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -280,8 +281,12 @@ func vegetaLateness(bin, results string, rate int) (time.Duration, error) {
 			Seq       int64     `json:"seq"`
 			Timestamp time.Time `json:"timestamp"`
 		}
-		if err := dec.Decode(&h); err != nil {
+		if err := dec.Decode(&h); err == io.EOF {
 			break
+		} else if err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return 0, fmt.Errorf("vegeta encode: %w", err)
 		}
 		slots = append(slots, h.Timestamp.UnixNano()-int64(float64(h.Seq)*period))
 	}
