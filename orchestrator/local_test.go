@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpuorch/gpuorch/internal/atomicfile"
 	"github.com/gpuorch/gpuorch/loadgen"
 )
 
@@ -100,10 +101,10 @@ func fakeTask(args []string) int {
 	}
 	rec.End = time.Now()
 	sum := loadgen.Summary{Experiment: cfg.Experiment, Task: cfg.Task, Workload: cfg.Workload.Name, Status: status, Started: rec.Start, Ended: rec.End}
-	if err := writeJSONAtomic(filepath.Join(dir, "summary.json"), &sum); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(dir, "summary.json"), &sum, 0o644); err != nil {
 		return 1
 	}
-	if err := writeJSONAtomic(filepath.Join(dir, "fake.json"), &rec); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(dir, "fake.json"), &rec, 0o644); err != nil {
 		return 1
 	}
 	fmt.Printf("fake task %s ended: %s\n", cfg.Task, status)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gpuorch/gpuorch/internal/atomicfile"
 	"github.com/gpuorch/gpuorch/sbatch"
 )
 
@@ -206,7 +207,7 @@ func (s *Slurm) Submit(ctx context.Context, exp *Experiment, indices []int) erro
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("slurm executor: %w", err)
 	}
-	if err := writeFileAtomic(path, []byte(script)); err != nil {
+	if err := atomicfile.WriteFile(path, []byte(script), 0o644); err != nil {
 		return err
 	}
 	if err := exp.Update(func(s *State) error {

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gpuorch/gpuorch/internal/atomicfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -167,7 +168,7 @@ func (e *Experiment) update(fn func(*State) error, reload bool) error {
 		return err
 	}
 	next.Updated = time.Now().UTC()
-	if err := writeJSONAtomic(filepath.Join(e.Dir, "state.json"), &next); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(e.Dir, "state.json"), &next, 0o644); err != nil {
 		return err
 	}
 	e.state = next
@@ -360,16 +361,21 @@ func Create(home string, spec *Spec, plan *Plan, executor string) (*Experiment, 
 		p.Tasks[i].Config.Experiment = id
 	}
 	e := &Experiment{Dir: dir, Plan: &p}
-	// The bulk files are written without an fsync each (a 1,000-task sweep
+	// The directory is new, so its files need no temporary copies. They are
+	// written without an fsync each (a 1,000-task sweep
 	// would spend seconds in fsync) and made durable by one syncfs before
 	// state.json, the commit point, is written with its own fsync.
 	if spec != nil && spec.Source != nil {
-		if err := writeFile(filepath.Join(dir, "spec.toml"), spec.Source, false); err != nil {
-			return nil, err
+		if err := os.WriteFile(filepath.Join(dir, "spec.toml"), spec.Source, 0o644); err != nil {
+			return nil, fmt.Errorf("write spec.toml: %w", err)
 		}
 	}
-	if err := writeJSON(filepath.Join(dir, "plan.json"), &p, false); err != nil {
-		return nil, err
+	b, err := json.MarshalIndent(&p, "", "  ")
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "plan.json"), append(b, '\n'), 0o644)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("write plan.json: %w", err)
 	}
 	st := State{ID: id, Name: p.Experiment.Name, State: ExpPlanned, Executor: executor, Created: now}
 	for _, t := range p.Tasks {
@@ -538,63 +544,4 @@ func List(home string) ([]Summary, error) {
 		return out[i].ID > out[j].ID
 	})
 	return out, nil
-}
-
-// writeJSONAtomic writes v as indented JSON via writeFileAtomic.
-func writeJSONAtomic(path string, v any) error { return writeJSON(path, v, true) }
-
-func writeJSON(path string, v any, durable bool) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", path, err)
-	}
-	return writeFile(path, append(b, '\n'), durable)
-}
-
-// writeFileAtomic writes a temp file in the same directory, fsyncs it and
-// renames it over path, so readers see the old or the new file, never a torn
-// one, even if gpuorch is killed mid-write.
-func writeFileAtomic(path string, data []byte) error { return writeFile(path, data, true) }
-
-// writeFile replaces path atomically (temp file + rename); durable adds the
-// fsyncs of the file and its directory.
-func writeFile(path string, data []byte, durable bool) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return fail(err)
-	}
-	if durable {
-		if err := f.Sync(); err != nil {
-			return fail(err)
-		}
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if durable {
-		// Make the rename itself durable.
-		if d, err := os.Open(dir); err == nil {
-			_ = d.Sync()
-			d.Close()
-		}
-	}
-	return nil
 }

@@ -167,24 +167,6 @@ func TestStateWritesAreAtomic(t *testing.T) {
 	}
 }
 
-func TestWriteFileAtomicFailureLeavesNoTemp(t *testing.T) {
-	dir := t.TempDir()
-	// The destination is a non-empty directory: the rename fails, the error
-	// names the path, and the temp file is removed.
-	path := filepath.Join(dir, "state.json")
-	if err := os.MkdirAll(filepath.Join(path, "x"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	err := writeFileAtomic(path, []byte("{}"))
-	if err == nil || !strings.Contains(err.Error(), path) {
-		t.Fatalf("got %v", err)
-	}
-	ents, _ := os.ReadDir(dir)
-	if len(ents) != 1 {
-		t.Errorf("left behind: %v", ents)
-	}
-}
-
 func TestDerive(t *testing.T) {
 	ts := func(states ...TaskState) []TaskStatus {
 		out := make([]TaskStatus, len(states))

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/gpuorch/gpuorch/gpuslice"
+	"github.com/gpuorch/gpuorch/llmbench"
 	"github.com/gpuorch/gpuorch/loadgen"
 	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/perfmodel"
@@ -146,12 +147,12 @@ func inventory(ctx context.Context, cluster string) ([]gpuslice.Node, error) {
 	return gpuslice.ClusterNodes(ctx, nil, nil)
 }
 
-func credentialStore() *orchestrator.Credentials {
-	return &orchestrator.Credentials{Path: orchestrator.DefaultCredentialsPath()}
+func credentialStore() *llmbench.Credentials {
+	return &llmbench.Credentials{Path: llmbench.DefaultCredentialsPath()}
 }
 
-func benchEnv() orchestrator.BenchEnv {
-	return orchestrator.BenchEnv{Inventory: inventory, Credential: credentialStore().Get}
+func benchEnv() llmbench.Env {
+	return llmbench.Env{Inventory: inventory, Credential: credentialStore().Get}
 }
 
 func specExit(err error) error {
@@ -166,11 +167,11 @@ func specExit(err error) error {
 }
 
 // loadBench loads and validates a spec and plans it.
-func loadBench(c *cli.Context) (*orchestrator.Resolved, *orchestrator.Plan, *orchestrator.BenchTask, error) {
+func loadBench(c *cli.Context) (*llmbench.Resolved, *orchestrator.Plan, *llmbench.TaskInfo, error) {
 	if c.Args().Len() != 1 {
 		return nil, nil, nil, cli.Exit("bench "+c.Command.Name+": want one SPEC argument (flags go before it)", exitUsage)
 	}
-	spec, err := orchestrator.LoadBenchSpec(c.Args().First())
+	spec, err := llmbench.LoadSpec(c.Args().First())
 	if err != nil {
 		return nil, nil, nil, specExit(err)
 	}
@@ -178,7 +179,7 @@ func loadBench(c *cli.Context) (*orchestrator.Resolved, *orchestrator.Plan, *orc
 	return resolveBench(c.Context, spec, c.String("executor"), c.Bool("per-request"), simOnly)
 }
 
-func resolveBench(ctx context.Context, spec *orchestrator.BenchSpec, executor string, perRequest, simOnly bool) (*orchestrator.Resolved, *orchestrator.Plan, *orchestrator.BenchTask, error) {
+func resolveBench(ctx context.Context, spec *llmbench.Spec, executor string, perRequest, simOnly bool) (*llmbench.Resolved, *orchestrator.Plan, *llmbench.TaskInfo, error) {
 	if perRequest {
 		spec.Run.PerRequest = true
 	}
@@ -304,7 +305,7 @@ func benchResume(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}
-	spec, err := orchestrator.LoadBenchSpec(filepath.Join(exp.Dir, "bench-spec.json"))
+	spec, err := llmbench.LoadSpec(filepath.Join(exp.Dir, "bench-spec.json"))
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("%s is not a benchmark experiment: %v", exp.ID(), err), exitUsage)
 	}
@@ -316,7 +317,7 @@ func benchResume(c *cli.Context) error {
 	if c.IsSet("executor") {
 		name = c.String("executor")
 	}
-	wrapper, _ := filepath.Abs(filepath.Join(exp.Dir, orchestrator.BenchWrapper))
+	wrapper, _ := filepath.Abs(filepath.Join(exp.Dir, llmbench.Wrapper))
 	ex, err := orchestrator.NewExecutor(name, orchestrator.ExecutorOptions{Binary: wrapper})
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
@@ -334,7 +335,7 @@ func benchResume(c *cli.Context) error {
 
 // prepareCloud puts a cloud model's secret into this process's environment
 // (the tasks inherit it) and checks that the endpoint accepts it.
-func prepareCloud(ctx context.Context, m *orchestrator.BenchModel) error {
+func prepareCloud(ctx context.Context, m *llmbench.Model) error {
 	if !m.Cloud() {
 		return nil
 	}
@@ -347,11 +348,11 @@ func prepareCloud(ctx context.Context, m *orchestrator.BenchModel) error {
 		// The only way the secret leaves this process: the environment of
 		// the tasks (inherited by local tasks and by sbatch's default
 		// --export=ALL), under the name the manifest names.
-		if err := os.Setenv(orchestrator.CredentialEnv(m.Credential), secret); err != nil {
+		if err := os.Setenv(llmbench.CredentialEnv(m.Credential), secret); err != nil {
 			return cli.Exit(err.Error(), exitFailure)
 		}
 	}
-	if err := orchestrator.CheckEndpoint(ctx, m.URL, secret); err != nil {
+	if err := llmbench.CheckEndpoint(ctx, m.URL, secret); err != nil {
 		return specExit(err)
 	}
 	return nil
@@ -359,7 +360,7 @@ func prepareCloud(ctx context.Context, m *orchestrator.BenchModel) error {
 
 // startBench does the readiness check of a cloud endpoint, hands the secret
 // to the tasks through the environment, creates the experiment and runs it.
-func startBench(c *cli.Context, r *orchestrator.Resolved, plan *orchestrator.Plan, bt *orchestrator.BenchTask, binary string, jsonOut bool, done func(orchestrator.State)) error {
+func startBench(c *cli.Context, r *llmbench.Resolved, plan *orchestrator.Plan, bt *llmbench.TaskInfo, binary string, jsonOut bool, done func(orchestrator.State)) error {
 	ctx := c.Context
 	if err := prepareCloud(ctx, &r.Spec.Model); err != nil {
 		return err
@@ -378,11 +379,11 @@ func startBench(c *cli.Context, r *orchestrator.Resolved, plan *orchestrator.Pla
 	if _, err := orchestrator.NewExecutor(plan.Run.Executor, orchestrator.ExecutorOptions{}); err != nil {
 		return cli.Exit("bench run: "+err.Error(), exitUsage)
 	}
-	exp, err := orchestrator.CreateBench(orchestrator.Home(), r.Spec, plan, bt, binary)
+	exp, err := llmbench.Create(orchestrator.Home(), r.Spec, plan, bt, binary)
 	if err != nil {
 		return cli.Exit(err.Error(), exitFailure)
 	}
-	wrapper, _ := filepath.Abs(filepath.Join(exp.Dir, orchestrator.BenchWrapper))
+	wrapper, _ := filepath.Abs(filepath.Join(exp.Dir, llmbench.Wrapper))
 	ex, err := orchestrator.NewExecutor(plan.Run.Executor, orchestrator.ExecutorOptions{Binary: wrapper})
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
@@ -424,7 +425,7 @@ func benchTask(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}
-	bt, err := orchestrator.ReadBenchTask(expDir)
+	bt, err := llmbench.ReadTaskInfo(expDir)
 	if err != nil {
 		return cli.Exit("bench task: "+err.Error(), exitUsage)
 	}
@@ -437,7 +438,7 @@ func benchTask(c *cli.Context) error {
 			self, _ = os.Executable()
 		}
 		fmt.Fprintf(os.Stderr, "starting model server: %s\n", strings.Join(bt.ServerArgv, " "))
-		srv, err := orchestrator.StartServer(c.Context, bt.ServerArgv, self, filepath.Join(taskDir, "server.log"), bt.ReadyTimeout.D())
+		srv, err := llmbench.StartServer(c.Context, bt.ServerArgv, self, filepath.Join(taskDir, "server.log"), bt.ReadyTimeout.D())
 		if err != nil {
 			if errors.Is(err, orchestrator.ErrUnavailable) {
 				return cli.Exit(err.Error(), exitUnavailable)
@@ -468,7 +469,7 @@ func benchTask(c *cli.Context) error {
 	opts := loadgen.RunOptions{OnSnapshot: out.snapshot}
 	var rows *rowWriter
 	if bt.PerRequest {
-		if rows, err = newRowWriter(filepath.Join(taskDir, orchestrator.RequestsFile)); err != nil {
+		if rows, err = newRowWriter(filepath.Join(taskDir, llmbench.RequestsFile)); err != nil {
 			return cli.Exit(err.Error(), exitFailure)
 		}
 		opts.OnResult = rows.write
@@ -507,7 +508,7 @@ func newRowWriter(path string) (*rowWriter, error) {
 
 func (w *rowWriter) write(res *loadgen.Result) {
 	f := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	row := orchestrator.RequestRow{SentMS: f(res.Sent), Outcome: res.Outcome.String(), Status: res.Status,
+	row := llmbench.RequestRow{SentMS: f(res.Sent), Outcome: res.Outcome.String(), Status: res.Status,
 		InputTokens: res.InputTokens, OutputTokens: res.OutputTokens, TTFTMS: f(res.TTFT()), TPOTMS: f(res.TPOT())}
 	if res.Done > res.Sent && res.Sent > 0 {
 		row.E2ELMS = f(res.E2EL())
@@ -522,7 +523,7 @@ func (w *rowWriter) write(res *loadgen.Result) {
 	defer w.mu.Unlock()
 	row.Index = w.n
 	w.n++
-	if _, err := w.bw.Write(orchestrator.MarshalRow(row)); err != nil && w.err == nil {
+	if _, err := w.bw.Write(llmbench.MarshalRow(row)); err != nil && w.err == nil {
 		w.err = err
 	}
 }
@@ -706,7 +707,7 @@ func benchShow(c *cli.Context) error {
 	tw.Flush()
 	if c.Bool("per-request") {
 		for i, l := range levels {
-			b, err := os.ReadFile(filepath.Join(exp.TaskDir(i), orchestrator.RequestsFile))
+			b, err := os.ReadFile(filepath.Join(exp.TaskDir(i), llmbench.RequestsFile))
 			if err != nil {
 				fmt.Fprintf(w, "\n%s: no per-request rows (run with --per-request)\n", l.Task)
 				continue
@@ -714,9 +715,9 @@ func benchShow(c *cli.Context) error {
 			fmt.Fprintf(w, "\n%s\n", l.Task)
 			tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "#\tOUTCOME\tIN\tOUT\tTTFT_MS\tTPOT_MS\tE2EL_MS")
-			var rows []orchestrator.RequestRow
+			var rows []llmbench.RequestRow
 			for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-				var r orchestrator.RequestRow
+				var r llmbench.RequestRow
 				if json.Unmarshal([]byte(line), &r) == nil {
 					rows = append(rows, r)
 				}
@@ -832,7 +833,7 @@ func benchNew(c *cli.Context) error {
 	if name == "" {
 		name = "spec"
 	}
-	if _, err := orchestrator.ParseBenchSpec(name+".toml", []byte(text)); err != nil {
+	if _, err := llmbench.ParseSpec(name+".toml", []byte(text)); err != nil {
 		fmt.Fprint(os.Stderr, text)
 		return cli.Exit("bench new: the answers do not make a valid spec: "+err.Error(), exitUsage)
 	}
@@ -857,7 +858,7 @@ func tomlLine(k string, v any) string {
 func benchStep(c *cli.Context) error {
 	home := orchestrator.Home()
 	if id := c.String("show"); id != "" {
-		w, err := orchestrator.LoadWorkflow(home, id)
+		w, err := llmbench.LoadWorkflow(home, id)
 		if err != nil {
 			return cli.Exit(err.Error(), exitUsage)
 		}
@@ -886,9 +887,9 @@ func benchStep(c *cli.Context) error {
 			}
 		}
 	}
-	res, err := orchestrator.ApplyStep(c.Context, home, payload, benchEnv())
+	res, err := llmbench.ApplyStep(c.Context, home, payload, benchEnv())
 	if err != nil {
-		var se *orchestrator.StepError
+		var se *llmbench.StepError
 		if errors.As(err, &se) || !errors.Is(err, orchestrator.ErrUnavailable) {
 			return cli.Exit("bench step: "+err.Error(), exitUsage)
 		}
@@ -940,7 +941,7 @@ func benchStep(c *cli.Context) error {
 	return err
 }
 
-func printWorkflow(w *orchestrator.Workflow, jsonOut bool) error {
+func printWorkflow(w *llmbench.Workflow, jsonOut bool) error {
 	if jsonOut {
 		return printJSON(w)
 	}
@@ -974,7 +975,7 @@ func printWorkflow(w *orchestrator.Workflow, jsonOut bool) error {
 		fmt.Printf("  %-22s %s\n", k, b)
 	}
 	var missing []string
-	for n := 1; n <= orchestrator.WorkflowSteps; n++ {
+	for n := 1; n <= llmbench.WorkflowSteps; n++ {
 		if _, ok := w.Steps[fmt.Sprint(n)]; !ok {
 			missing = append(missing, fmt.Sprint(n))
 		}

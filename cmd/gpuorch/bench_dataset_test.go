@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/gpuorch/gpuorch/orchestrator"
+	"github.com/gpuorch/gpuorch/llmbench"
 )
 
 // A dataset-mode run sends the dataset's own prompts, one per request in
@@ -21,7 +21,7 @@ func TestBenchDatasetSendsPrompts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := orchestrator.LoadDataset(data)
+	want, err := llmbench.LoadDataset(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,15 +54,15 @@ ready_timeout = "20s"
 	if err := json.Unmarshal([]byte(out), &res); err != nil || res.State != "completed" {
 		t.Fatalf("bench run output %q: %v", out, err)
 	}
-	f, err := os.Open(filepath.Join(res.Dir, "tasks", "0", orchestrator.RequestsFile))
+	f, err := os.Open(filepath.Join(res.Dir, "tasks", "0", llmbench.RequestsFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var rows []orchestrator.RequestRow
+	var rows []llmbench.RequestRow
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		var r orchestrator.RequestRow
+		var r llmbench.RequestRow
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			t.Fatal(err)
 		}

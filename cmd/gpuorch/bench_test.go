@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/gpuslice"
+	"github.com/gpuorch/gpuorch/llmbench"
 	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/sbatch/slurmtest"
 )
@@ -189,7 +190,7 @@ func TestBenchEndToEndSimServer(t *testing.T) {
 		}
 	}
 	// Per-request rows, the human-readable table and the server log.
-	rows, err := os.ReadFile(filepath.Join(res.Dir, "tasks", "1", orchestrator.RequestsFile))
+	rows, err := os.ReadFile(filepath.Join(res.Dir, "tasks", "1", llmbench.RequestsFile))
 	if err != nil || strings.Count(string(rows), "\n") != 8 || !strings.Contains(string(rows), `"ttft_ms"`) {
 		t.Errorf("requests.jsonl: %v\n%s", err, rows)
 	}
@@ -270,7 +271,7 @@ credential = "cloudkey"
 	if err != nil {
 		t.Fatal(err)
 	}
-	job, err := orchestrator.SlurmJob(exp.Plan, res.ID, exp.Dir, filepath.Join(exp.Dir, orchestrator.BenchWrapper), []int{0})
+	job, err := orchestrator.SlurmJob(exp.Plan, res.ID, exp.Dir, filepath.Join(exp.Dir, llmbench.Wrapper), []int{0})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +309,7 @@ credential = "cloudkey"
 			t.Errorf("the secret is in the %s", what)
 		}
 	}
-	if !strings.Contains(script, "bench-task.sh") || !strings.Contains(readFile(filepath.Join(exp.Dir, "tasks", "0", "manifest.json")), orchestrator.CredentialEnv("cloudkey")) {
+	if !strings.Contains(script, "bench-task.sh") || !strings.Contains(readFile(filepath.Join(exp.Dir, "tasks", "0", "manifest.json")), llmbench.CredentialEnv("cloudkey")) {
 		t.Error("the manifest should name the credential's environment variable")
 	}
 	// The requests did carry it: the proxy answered them.
@@ -318,7 +319,7 @@ credential = "cloudkey"
 
 	// A credential the endpoint rejects fails in the readiness check, before
 	// any experiment exists.
-	b.env = append(b.env, orchestrator.CredentialEnv("cloudkey")+"=wrong-key")
+	b.env = append(b.env, llmbench.CredentialEnv("cloudkey")+"=wrong-key")
 	_, errOut, code = b.run("", "bench", "run", "--yes", spec)
 	if code == 0 || !strings.Contains(errOut, "rejected the credential") {
 		t.Errorf("wrong key: exit %d, %s", code, errOut)
@@ -399,7 +400,7 @@ func TestBenchSlurmArrayJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	script := readFile(filepath.Join(exp.Dir, "slurm", "submit-1.sbatch"))
-	if !strings.Contains(script, "#SBATCH --array=0-1") || !strings.Contains(script, orchestrator.BenchWrapper) {
+	if !strings.Contains(script, "#SBATCH --array=0-1") || !strings.Contains(script, llmbench.Wrapper) {
 		t.Errorf("script:\n%s", script)
 	}
 	ex, err := orchestrator.NewExecutor("slurm", orchestrator.ExecutorOptions{})
@@ -489,7 +490,7 @@ func TestBenchStepCLIRun(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("step 1: %d %s", code, errOut)
 	}
-	var w orchestrator.Workflow
+	var w llmbench.Workflow
 	if err := json.Unmarshal([]byte(out), &w); err != nil || w.ID == "" {
 		t.Fatalf("step 1 output: %v %s", err, out)
 	}

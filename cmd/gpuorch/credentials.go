@@ -8,10 +8,9 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/gpuorch/gpuorch/llmbench"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
-
-	"github.com/gpuorch/gpuorch/orchestrator"
 )
 
 func init() {
@@ -69,14 +68,14 @@ never a script, manifest, log or metric.
 					}
 					if c.Bool("json") {
 						if infos == nil {
-							infos = []orchestrator.CredentialInfo{}
+							infos = []llmbench.CredentialInfo{}
 						}
 						return printJSON(infos)
 					}
 					tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 					fmt.Fprintln(tw, "NAME\tSOURCE\tADDED\tENV")
 					for _, i := range infos {
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", i.Name, i.Source, i.Added.Format("2006-01-02 15:04"), orchestrator.CredentialEnv(i.Name))
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", i.Name, i.Source, i.Added.Format("2006-01-02 15:04"), llmbench.CredentialEnv(i.Name))
 					}
 					return tw.Flush()
 				},
@@ -98,7 +97,7 @@ func credExit(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, orchestrator.ErrLoosePerms):
+	case errors.Is(err, llmbench.ErrLoosePerms):
 		return cli.Exit(err.Error(), exitUsage)
 	}
 	return cli.Exit(err.Error(), exitFailure)

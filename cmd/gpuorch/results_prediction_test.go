@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpuorch/gpuorch/llmbench"
 	"github.com/gpuorch/gpuorch/loadgen"
 	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/perfmodel"
@@ -38,7 +39,7 @@ var predCases = []predCase{
 }
 
 // makeBenchExperiment creates a benchmark-like experiment: every task has a
-// prediction written by orchestrator.WritePrediction (as bench run does);
+// prediction written by llmbench.WritePrediction (as bench run does);
 // the tasks that ran copied it into their task sink (as bench task does)
 // and wrote their summary points and summary.json as loadgen run does.
 func makeBenchExperiment(t *testing.T, home string) *orchestrator.Experiment {
@@ -61,7 +62,7 @@ func makeBenchExperiment(t *testing.T, home string) *orchestrator.Experiment {
 		task := plan.Tasks[i]
 		pred := perfmodel.Prediction{Concurrency: c.concurrency, Batch: c.concurrency, KVCapacity: 64,
 			TTFT: c.pTTFT, TPOT: c.pTPOT, E2EL: c.pE2EL, OutputTokensPerS: c.pOutTokS, RequestsPerS: 1}
-		if err := orchestrator.WritePrediction(exp.TaskDir(i), exp.ID(), &task, pred); err != nil {
+		if err := llmbench.WritePrediction(exp.TaskDir(i), exp.ID(), &task, pred); err != nil {
 			t.Fatal(err)
 		}
 		if c.ttft == 0 {
@@ -265,8 +266,8 @@ func TestResultsShowPredictionsInflux(t *testing.T) {
 
 // The orchestrator writes what results reads.
 func TestPredictionSchemaNames(t *testing.T) {
-	if orchestrator.PredictionMeasurement != results.MeasServingPrediction || orchestrator.PredictionFile != results.PredictionFile {
-		t.Errorf("orchestrator writes %s to %s, results reads %s from %s", orchestrator.PredictionMeasurement, orchestrator.PredictionFile,
+	if llmbench.PredictionMeasurement != results.MeasServingPrediction || llmbench.PredictionFile != results.PredictionFile {
+		t.Errorf("orchestrator writes %s to %s, results reads %s from %s", llmbench.PredictionMeasurement, llmbench.PredictionFile,
 			results.MeasServingPrediction, results.PredictionFile)
 	}
 }

@@ -1,4 +1,4 @@
-package orchestrator
+package llmbench
 
 import (
 	"path/filepath"

@@ -1,4 +1,4 @@
-package orchestrator
+package llmbench
 
 import (
 	"context"
@@ -12,8 +12,8 @@ import (
 	"github.com/gpuorch/gpuorch/gpuslice"
 )
 
-func testEnv() BenchEnv {
-	return BenchEnv{
+func testEnv() Env {
+	return Env{
 		Inventory: func(_ context.Context, cluster string) ([]gpuslice.Node, error) {
 			if cluster != "c1" {
 				return nil, errors.New("unknown cluster")
@@ -197,6 +197,6 @@ func FuzzApplyStep(f *testing.F) {
 	}
 	home := f.TempDir()
 	f.Fuzz(func(t *testing.T, payload string) {
-		_, _ = ApplyStep(context.Background(), home, []byte(payload), BenchEnv{})
+		_, _ = ApplyStep(context.Background(), home, []byte(payload), Env{})
 	})
 }

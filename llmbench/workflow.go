@@ -1,4 +1,4 @@
-package orchestrator
+package llmbench
 
 import (
 	"bytes"
@@ -16,6 +16,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gpuorch/gpuorch/internal/atomicfile"
+	"github.com/gpuorch/gpuorch/orchestrator"
 )
 
 // The benchmark workflow as step payloads (the seed's 8 steps):
@@ -106,7 +109,7 @@ func (w *Workflow) Save(home string) error {
 		return err
 	}
 	w.Updated = time.Now().UTC()
-	return writeJSONAtomic(filepath.Join(WorkflowDir(home), w.ID+".json"), w)
+	return atomicfile.WriteJSON(filepath.Join(WorkflowDir(home), w.ID+".json"), w, 0o644)
 }
 
 // Data merges the steps in step order: what the workflow knows.
@@ -141,14 +144,14 @@ type StepResult struct {
 	Workflow *Workflow
 	// Trigger is set when the payload triggered the workflow and every
 	// required field is known: the spec to run, and whether to simulate.
-	Trigger  *BenchSpec
+	Trigger  *Spec
 	Simulate bool
 }
 
 // ApplyStep checks a step payload, merges it into its workflow (a new one
 // when it has no workflow_id) and saves it. Nothing is saved when the
 // payload is refused. env checks nodes and credentials against the world.
-func ApplyStep(ctx context.Context, home string, payload []byte, env BenchEnv) (*StepResult, error) {
+func ApplyStep(ctx context.Context, home string, payload []byte, env Env) (*StepResult, error) {
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.UseNumber()
 	var p map[string]any
@@ -324,7 +327,7 @@ func checkStepField(k string, v any) error {
 		if !ok {
 			return str()
 		}
-		if !NameRE.MatchString(s) || len(s) > 50 {
+		if !orchestrator.NameRE.MatchString(s) || len(s) > 50 {
 			return fmt.Errorf("%q: want at most 50 lowercase letters, digits, '.', '_' or '-'", s)
 		}
 	case "description", "eval_with", "cluster_id", "model_id", "credential_id", "selected_device_type", "workflow_id", "callback_topic":
@@ -401,7 +404,7 @@ func nodeHostname(v any) string {
 }
 
 // checkStep applies a step's own rules, with data the merged workflow.
-func checkStep(ctx context.Context, home string, step int, p, data map[string]any, env BenchEnv) error {
+func checkStep(ctx context.Context, home string, step int, p, data map[string]any, env Env) error {
 	serr := func(field, format string, args ...any) error {
 		return &StepError{Step: step, Field: field, Msg: fmt.Sprintf(format, args...)}
 	}
@@ -554,7 +557,7 @@ func ResolveDataset(home, id string) (string, error) {
 
 // workflowModel is the model a workflow names: the inline "model" object,
 // else $GPUORCH_HOME/models/<model_id>.json.
-func workflowModel(home string, data map[string]any) (*BenchModel, error) {
+func workflowModel(home string, data map[string]any) (*Model, error) {
 	id, _ := data["model_id"].(string)
 	var raw []byte
 	if inline, ok := data["model"]; ok {
@@ -570,7 +573,7 @@ func workflowModel(home string, data map[string]any) (*BenchModel, error) {
 		}
 		raw = b
 	}
-	var m BenchModel
+	var m Model
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&m); err != nil {
@@ -583,8 +586,8 @@ func workflowModel(home string, data map[string]any) (*BenchModel, error) {
 }
 
 // WorkflowSpec turns a complete workflow into a benchmark spec.
-func WorkflowSpec(home string, data map[string]any) (*BenchSpec, error) {
-	s := &BenchSpec{File: "workflow"}
+func WorkflowSpec(home string, data map[string]any) (*Spec, error) {
+	s := &Spec{File: "workflow"}
 	s.Name, _ = data["name"].(string)
 	s.Description, _ = data["description"].(string)
 	for _, t := range anyList(data["tags"]) {
@@ -603,9 +606,9 @@ func WorkflowSpec(home string, data map[string]any) (*BenchSpec, error) {
 	if s.EvalWith == "configuration" {
 		in, _ := asInt(data["max_input_tokens"])
 		out, _ := asInt(data["max_output_tokens"])
-		s.Configuration = &BenchConfiguration{MaxInputTokens: in, MaxOutputTokens: out}
+		s.Configuration = &Configuration{MaxInputTokens: in, MaxOutputTokens: out}
 	} else {
-		s.Dataset = &BenchDataset{}
+		s.Dataset = &DatasetSpec{}
 		for _, id := range anyList(data["datasets"]) {
 			p, err := ResolveDataset(home, id.(string))
 			if err != nil {

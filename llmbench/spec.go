@@ -1,4 +1,4 @@
-package orchestrator
+package llmbench
 
 import (
 	"bytes"
@@ -17,12 +17,13 @@ import (
 
 	"github.com/gpuorch/gpuorch/gpuslice"
 	"github.com/gpuorch/gpuorch/loadgen"
+	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/perfmodel"
 )
 
-// BenchSpec is an LLM serving benchmark (docs/bench.md): the benchmark
+// Spec is an LLM serving benchmark (docs/bench.md): the benchmark
 // workflow's steps as one file. Keys mirror the workflow's step payloads.
-type BenchSpec struct {
+type Spec struct {
 	Name        string   `toml:"name" json:"name"`
 	Tags        []string `toml:"tags" json:"tags,omitempty"`
 	Description string   `toml:"description" json:"description,omitempty"`
@@ -30,17 +31,17 @@ type BenchSpec struct {
 	ConcurrentRequests IntList `toml:"concurrent_requests" json:"concurrent_requests"`
 	EvalWith           string  `toml:"eval_with" json:"eval_with"` // "configuration" or "dataset"
 	// NumPrompts is the requests sent per level (0 = 3 × the level).
-	NumPrompts    int                 `toml:"num_prompts" json:"num_prompts,omitempty"`
-	Configuration *BenchConfiguration `toml:"configuration" json:"configuration,omitempty"`
-	Dataset       *BenchDataset       `toml:"dataset" json:"dataset,omitempty"`
+	NumPrompts    int            `toml:"num_prompts" json:"num_prompts,omitempty"`
+	Configuration *Configuration `toml:"configuration" json:"configuration,omitempty"`
+	Dataset       *DatasetSpec   `toml:"dataset" json:"dataset,omitempty"`
 	// Cluster is "local" (this machine) or the Slurm cluster's name.
-	Cluster  string        `toml:"cluster" json:"cluster"`
-	Nodes    []string      `toml:"nodes" json:"nodes,omitempty"`
-	Model    BenchModel    `toml:"model" json:"model"`
-	Hardware BenchHardware `toml:"hardware" json:"hardware,omitempty"`
-	SLO      BenchSLO      `toml:"slo" json:"slo,omitempty"`
-	Run      BenchRunSpec  `toml:"run" json:"run,omitempty"`
-	Slurm    SlurmSpec     `toml:"slurm" json:"slurm,omitempty"`
+	Cluster  string                 `toml:"cluster" json:"cluster"`
+	Nodes    []string               `toml:"nodes" json:"nodes,omitempty"`
+	Model    Model                  `toml:"model" json:"model"`
+	Hardware Hardware               `toml:"hardware" json:"hardware,omitempty"`
+	SLO      SLO                    `toml:"slo" json:"slo,omitempty"`
+	Run      RunSpec                `toml:"run" json:"run,omitempty"`
+	Slurm    orchestrator.SlurmSpec `toml:"slurm" json:"slurm,omitempty"`
 
 	File string `toml:"-" json:"-"`
 	pos  *positions
@@ -85,23 +86,23 @@ func (l *IntList) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// BenchConfiguration is eval_with = "configuration": fixed lengths.
-type BenchConfiguration struct {
+// Configuration is eval_with = "configuration": fixed lengths.
+type Configuration struct {
 	MaxInputTokens  int `toml:"max_input_tokens" json:"max_input_tokens"`
 	MaxOutputTokens int `toml:"max_output_tokens" json:"max_output_tokens"`
 }
 
-// BenchDataset is eval_with = "dataset": prompt files (ShareGPT JSON or
+// DatasetSpec is eval_with = "dataset": prompt files (ShareGPT JSON or
 // JSONL), paths relative to the spec file.
-type BenchDataset struct {
+type DatasetSpec struct {
 	Files []string `toml:"files" json:"files"`
 }
 
-// BenchModel is what is benchmarked: a local server (Command, or Image run
+// Model is what is benchmarked: a local server (Command, or Image run
 // with apptainer) started inside each task, or a cloud endpoint (URL) with
 // a credential referenced by name. Arch, or the explicit numbers, feed
 // simulate.
-type BenchModel struct {
+type Model struct {
 	Name       string   `toml:"name" json:"name"`                       // the model name requests carry
 	Command    []string `toml:"command" json:"command,omitempty"`       // local server argv; "{port}" is replaced; argv[0] "gpuorch" = this binary
 	Image      string   `toml:"image" json:"image,omitempty"`           // local SIF image: apptainer run --nv IMAGE ARGS…
@@ -119,11 +120,11 @@ type BenchModel struct {
 }
 
 // Cloud reports whether the model is a remote endpoint.
-func (m *BenchModel) Cloud() bool { return m.URL != "" }
+func (m *Model) Cloud() bool { return m.URL != "" }
 
-// BenchHardware is the device side of simulate, and the GPUs a local
+// Hardware is the device side of simulate, and the GPUs a local
 // server gets: tp devices per task.
-type BenchHardware struct {
+type Hardware struct {
 	Device              string  `toml:"device" json:"device,omitempty"` // GPU model, e.g. "H100", "A100 80GB"
 	PeakFP16TFLOPS      float64 `toml:"peak_fp16_tflops" json:"peak_fp16_tflops,omitempty"`
 	MemoryBandwidthGBps float64 `toml:"memory_bandwidth_gbps" json:"memory_bandwidth_gbps,omitempty"`
@@ -136,15 +137,15 @@ type BenchHardware struct {
 	PrefillOverlap      bool    `toml:"prefill_overlap" json:"prefill_overlap,omitempty"`
 }
 
-// BenchSLO are the goodput SLOs (optional).
-type BenchSLO struct {
+// SLO are the goodput SLOs (optional).
+type SLO struct {
 	TTFT loadgen.Duration `toml:"ttft" json:"ttft,omitempty"`
 	TPOT loadgen.Duration `toml:"tpot" json:"tpot,omitempty"`
 	E2EL loadgen.Duration `toml:"e2el" json:"e2el,omitempty"`
 }
 
-// BenchRunSpec is [run].
-type BenchRunSpec struct {
+// RunSpec is [run].
+type RunSpec struct {
 	Timeout      loadgen.Duration `toml:"timeout" json:"timeout,omitempty"`             // per request (default 60s)
 	ReadyTimeout loadgen.Duration `toml:"ready_timeout" json:"ready_timeout,omitempty"` // local server start (default 10m)
 	Seed         int64            `toml:"seed" json:"seed,omitempty"`
@@ -152,21 +153,21 @@ type BenchRunSpec struct {
 	TaskTimeout  loadgen.Duration `toml:"task_timeout" json:"task_timeout,omitempty"`
 }
 
-// LoadBenchSpec reads a benchmark spec (TOML, or JSON when the file ends in
+// LoadSpec reads a benchmark spec (TOML, or JSON when the file ends in
 // .json or starts with '{').
-func LoadBenchSpec(path string) (*BenchSpec, error) {
+func LoadSpec(path string) (*Spec, error) {
 	src, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read benchmark spec: %w", err)
 	}
-	return ParseBenchSpec(path, src)
+	return ParseSpec(path, src)
 }
 
-// ParseBenchSpec decodes strictly: an unknown key or a wrong type is a
+// ParseSpec decodes strictly: an unknown key or a wrong type is a
 // *SpecError naming file, line and key. It then checks what needs no
 // outside knowledge (Check).
-func ParseBenchSpec(file string, src []byte) (*BenchSpec, error) {
-	s := &BenchSpec{File: file}
+func ParseSpec(file string, src []byte) (*Spec, error) {
+	s := &Spec{File: file}
 	trim := bytes.TrimSpace(src)
 	if strings.HasSuffix(file, ".json") || bytes.HasPrefix(trim, []byte("{")) {
 		dec := json.NewDecoder(bytes.NewReader(src))
@@ -185,25 +186,25 @@ func ParseBenchSpec(file string, src []byte) (*BenchSpec, error) {
 				line = lineAt(src, int(te.Offset))
 				msg = fmt.Sprintf("%s: want %s, got JSON %s", te.Field, te.Type, te.Value)
 			}
-			return nil, &SpecError{File: file, Line: line, Key: key, Msg: msg}
+			return nil, &orchestrator.SpecError{File: file, Line: line, Key: key, Msg: msg}
 		}
 		if dec.More() {
-			return nil, &SpecError{File: file, Line: lineAt(src, int(dec.InputOffset())), Msg: "trailing data after the JSON object"}
+			return nil, &orchestrator.SpecError{File: file, Line: lineAt(src, int(dec.InputOffset())), Msg: "trailing data after the JSON object"}
 		}
 	} else {
 		md, err := toml.Decode(string(src), s)
 		if err != nil {
 			var pe toml.ParseError
 			if errors.As(err, &pe) && pe.Position.Line > 0 {
-				return nil, &SpecError{File: file, Line: pe.Position.Line, Key: pe.LastKey, Msg: keyMsg(pe.LastKey, pe.Message)}
+				return nil, &orchestrator.SpecError{File: file, Line: pe.Position.Line, Key: pe.LastKey, Msg: keyMsg(pe.LastKey, pe.Message)}
 			}
 			return nil, badLeaf(file, string(src), err)
 		}
 		s.pos = scanPositions(string(src))
 		if und := md.Undecoded(); len(und) > 0 {
 			k := []string(und[0])
-			known := knownKeys(reflect.TypeOf(BenchSpec{}), k)
-			return nil, &SpecError{File: file, Line: max(s.pos.line(k), 1), Key: und[0].String(),
+			known := knownKeys(reflect.TypeOf(Spec{}), k)
+			return nil, &orchestrator.SpecError{File: file, Line: max(s.pos.line(k), 1), Key: und[0].String(),
 				Msg: fmt.Sprintf("unknown key %q%s", und[0].String(), suggest(k[len(k)-1], known))}
 		}
 	}
@@ -218,17 +219,17 @@ func ParseBenchSpec(file string, src []byte) (*BenchSpec, error) {
 func badLeaf(file, src string, err error) error {
 	var raw map[string]any
 	if _, perr := toml.Decode(src, &raw); perr != nil {
-		return &SpecError{File: file, Msg: cleanTOMLError(err)}
+		return &orchestrator.SpecError{File: file, Msg: cleanTOMLError(err)}
 	}
 	d := &decoder{file: file, pos: scanPositions(src), overridden: map[string]string{}}
 	for _, lf := range d.leaves(nil, raw) {
-		var probe BenchSpec
+		var probe Spec
 		if _, e := decodeTree(buildTree(lf.abs, lf.val), &probe); e != nil {
 			key := dotted(lf.abs)
-			return &SpecError{File: file, Line: max(d.pos.line(lf.abs), 1), Key: key, Msg: key + ": " + cleanTOMLError(e)}
+			return &orchestrator.SpecError{File: file, Line: max(d.pos.line(lf.abs), 1), Key: key, Msg: key + ": " + cleanTOMLError(e)}
 		}
 	}
-	return &SpecError{File: file, Msg: cleanTOMLError(err)}
+	return &orchestrator.SpecError{File: file, Msg: cleanTOMLError(err)}
 }
 
 func keyMsg(key, msg string) string {
@@ -238,7 +239,7 @@ func keyMsg(key, msg string) string {
 	return key + ": " + msg
 }
 
-func benchKeys() []string { return knownKeys(reflect.TypeOf(BenchSpec{}), []string{"x"}) }
+func benchKeys() []string { return knownKeys(reflect.TypeOf(Spec{}), []string{"x"}) }
 
 func lineAt(src []byte, off int) int {
 	if off > len(src) {
@@ -248,21 +249,21 @@ func lineAt(src []byte, off int) int {
 }
 
 // errf is a SpecError at key (dotted).
-func (s *BenchSpec) errf(key, format string, args ...any) error {
+func (s *Spec) errf(key, format string, args ...any) error {
 	line := 0
 	if s.pos != nil {
 		line = s.pos.line(strings.Split(key, "."))
 	}
-	return &SpecError{File: s.File, Line: line, Key: key, Msg: key + ": " + fmt.Sprintf(format, args...)}
+	return &orchestrator.SpecError{File: s.File, Line: line, Key: key, Msg: key + ": " + fmt.Sprintf(format, args...)}
 }
 
 // Check validates what the spec says on its own (names, required keys,
 // ranges). Validate checks it against the world.
-func (s *BenchSpec) Check() error {
+func (s *Spec) Check() error {
 	switch {
 	case s.Name == "":
 		return s.errf("name", "required")
-	case !NameRE.MatchString(s.Name) || len(s.Name) > 50:
+	case !orchestrator.NameRE.MatchString(s.Name) || len(s.Name) > 50:
 		return s.errf("name", "%q: want at most 50 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit", s.Name)
 	case len(s.ConcurrentRequests) == 0:
 		return s.errf("concurrent_requests", "required (an integer, or a list to sweep)")
@@ -348,18 +349,18 @@ func (s *BenchSpec) Check() error {
 }
 
 // Levels are the concurrency levels, one task each, in spec order.
-func (s *BenchSpec) Levels() []int { return append([]int(nil), s.ConcurrentRequests...) }
+func (s *Spec) Levels() []int { return append([]int(nil), s.ConcurrentRequests...) }
 
 // Prompts is the number of requests sent at a level.
-func (s *BenchSpec) Prompts(level int) int {
+func (s *Spec) Prompts(level int) int {
 	if s.NumPrompts > 0 {
 		return s.NumPrompts
 	}
 	return 3 * level
 }
 
-// BenchEnv is what Validate asks the world. Nil functions skip that check.
-type BenchEnv struct {
+// Env is what Validate asks the world. Nil functions skip that check.
+type Env struct {
 	// Inventory lists the nodes of a cluster ("local": this machine).
 	Inventory func(ctx context.Context, cluster string) ([]gpuslice.Node, error)
 	// Credential resolves a credential name to its secret.
@@ -372,7 +373,7 @@ type BenchEnv struct {
 // Resolved is a spec checked against the world: the dataset read, token
 // lengths fixed, the server command made concrete.
 type Resolved struct {
-	Spec         *BenchSpec
+	Spec         *Spec
 	InputTokens  int
 	OutputTokens int
 	Dataset      *DatasetStats `json:",omitempty"`
@@ -385,7 +386,7 @@ type Resolved struct {
 // cluster and nodes exist in the inventory, dataset files are readable
 // prompt files, a local server command or image exists, a cloud model's
 // credential is known. Errors name the key.
-func (s *BenchSpec) Validate(ctx context.Context, env BenchEnv) (*Resolved, error) {
+func (s *Spec) Validate(ctx context.Context, env Env) (*Resolved, error) {
 	r := &Resolved{Spec: s, Executor: "local"}
 	if s.Cluster != "local" {
 		r.Executor = "slurm"
@@ -456,7 +457,7 @@ func (s *BenchSpec) Validate(ctx context.Context, env BenchEnv) (*Resolved, erro
 	return r, nil
 }
 
-func (s *BenchSpec) relPath(p string) string {
+func (s *Spec) relPath(p string) string {
 	if filepath.IsAbs(p) || s.File == "" || s.File == "-" {
 		return p
 	}
@@ -467,7 +468,7 @@ func (s *BenchSpec) relPath(p string) string {
 }
 
 // Arch is the model's architecture for simulate.
-func (s *BenchSpec) Arch() (perfmodel.Arch, error) {
+func (s *Spec) Arch() (perfmodel.Arch, error) {
 	m := &s.Model
 	var a perfmodel.Arch
 	if m.Arch != "" {
@@ -502,7 +503,7 @@ func (s *BenchSpec) Arch() (perfmodel.Arch, error) {
 // Device is the simulated device: [hardware] device from the peak tables,
 // explicit numbers overriding, else the GPU model of the first chosen node
 // that has one.
-func (s *BenchSpec) Device(nodes []gpuslice.Node) (perfmodel.Device, error) {
+func (s *Spec) Device(nodes []gpuslice.Node) (perfmodel.Device, error) {
 	h := &s.Hardware
 	name := h.Device
 	if name == "" {
@@ -546,7 +547,7 @@ func (s *BenchSpec) Device(nodes []gpuslice.Node) (perfmodel.Device, error) {
 }
 
 // Simulate predicts every level.
-func (s *BenchSpec) Simulate(r *Resolved) ([]perfmodel.Prediction, error) {
+func (s *Spec) Simulate(r *Resolved) ([]perfmodel.Prediction, error) {
 	a, err := s.Arch()
 	if err != nil {
 		return nil, err
@@ -584,9 +585,9 @@ func CredentialEnv(name string) string {
 	return b.String()
 }
 
-// BenchTask is what a benchmark task needs beyond its manifest, written to
+// TaskInfo is what a benchmark task needs beyond its manifest, written to
 // bench.json in the experiment directory.
-type BenchTask struct {
+type TaskInfo struct {
 	ServerArgv   []string               `json:"server_argv,omitempty"`
 	ReadyTimeout loadgen.Duration       `json:"ready_timeout,omitempty"`
 	PerRequest   bool                   `json:"per_request,omitempty"`
@@ -597,8 +598,8 @@ type BenchTask struct {
 	Predictions  []perfmodel.Prediction `json:"predictions,omitempty"`
 }
 
-// BenchTaskFile is bench.json's name in the experiment directory.
-const BenchTaskFile = "bench.json"
+// TaskFile is bench.json's name in the experiment directory.
+const TaskFile = "bench.json"
 
 // ServerURL is the local server's base URL in a manifest before the task
 // picks the port: the task rewrites it.
@@ -606,11 +607,11 @@ const ServerURL = "http://127.0.0.1:0"
 
 // Plan turns the resolved spec into an experiment plan: one closed-loop
 // task per concurrency level, num_prompts requests each, OpenAI protocol.
-func (r *Resolved) Plan() (*Plan, *BenchTask, error) {
+func (r *Resolved) Plan() (*orchestrator.Plan, *TaskInfo, error) {
 	s := r.Spec
-	p := &Plan{
-		Experiment: ExperimentSpec{Name: s.Name, Tags: s.Tags, Description: s.Description},
-		Run:        RunSpec{Seed: s.Run.Seed, Executor: r.Executor, Parallel: 1, TaskTimeout: s.Run.TaskTimeout},
+	p := &orchestrator.Plan{
+		Experiment: orchestrator.ExperimentSpec{Name: s.Name, Tags: s.Tags, Description: s.Description},
+		Run:        orchestrator.RunSpec{Seed: s.Run.Seed, Executor: r.Executor, Parallel: 1, TaskTimeout: s.Run.TaskTimeout},
 		Slurm:      s.Slurm,
 		SweepKeys:  []string{"workload.concurrency"},
 		Workloads:  []string{"closed"},
@@ -639,7 +640,7 @@ func (r *Resolved) Plan() (*Plan, *BenchTask, error) {
 	if s.Model.Cloud() {
 		url = s.Model.URL
 	}
-	bt := &BenchTask{ServerArgv: r.ServerArgv, ReadyTimeout: s.Run.ReadyTimeout, PerRequest: s.Run.PerRequest,
+	bt := &TaskInfo{ServerArgv: r.ServerArgv, ReadyTimeout: s.Run.ReadyTimeout, PerRequest: s.Run.PerRequest,
 		Levels: s.Levels(), InputTokens: r.InputTokens, OutputTokens: r.OutputTokens, Dataset: r.Dataset}
 	width := 3
 	for i, c := range s.Levels() {
@@ -660,7 +661,7 @@ func (r *Resolved) Plan() (*Plan, *BenchTask, error) {
 			// The dataset's own prompts and answer lengths, not the means.
 			cfg.Target.PromptFiles, cfg.Target.InputTokens, cfg.Target.OutputTokens = files, 0, r.datasetOutputCap()
 		}
-		p.Tasks = append(p.Tasks, Task{Index: i, Name: name, Workload: "closed", Params: map[string]any{"workload.concurrency": c}, Config: cfg})
+		p.Tasks = append(p.Tasks, orchestrator.Task{Index: i, Name: name, Workload: "closed", Params: map[string]any{"workload.concurrency": c}, Config: cfg})
 	}
 	// Slurm time: every request at the per-request timeout, plus start-up.
 	if p.Slurm.Time == "" {
@@ -681,7 +682,7 @@ func hasGPU(nodes []gpuslice.Node) bool {
 }
 
 // Describe is what `bench plan` prints: everything that will happen.
-func (r *Resolved) Describe(p *Plan, bt *BenchTask) string {
+func (r *Resolved) Describe(p *orchestrator.Plan, bt *TaskInfo) string {
 	s := r.Spec
 	var b strings.Builder
 	fmt.Fprintf(&b, "benchmark %s: %d task(s), one per concurrency level, executor %s (cluster %s)\n", s.Name, len(p.Tasks), r.Executor, s.Cluster)

@@ -1,4 +1,4 @@
-package orchestrator
+package llmbench
 
 import (
 	"context"
@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gpuorch/gpuorch/internal/atomicfile"
+	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/perfmodel"
 	"github.com/gpuorch/gpuorch/results"
 	"github.com/gpuorch/gpuorch/sbatch"
@@ -29,10 +31,10 @@ const PredictionMeasurement = "serving_prediction"
 // beside metrics.lp, which the load generator owns).
 const PredictionFile = "prediction.lp"
 
-// BenchWrapper is the script executors run in place of the gpuorch binary:
+// Wrapper is the script executors run in place of the gpuorch binary:
 // it turns `loadgen run --manifest M` into `gpuorch bench task loadgen run
 // --manifest M`, which starts the model server first.
-const BenchWrapper = "bench-task.sh"
+const Wrapper = "bench-task.sh"
 
 // CheckEndpoint is the readiness check of an OpenAI-compatible endpoint:
 // GET <base>/v1/models with the credential as a bearer token. A 401 or 403
@@ -50,7 +52,7 @@ func CheckEndpoint(ctx context.Context, base, secret string) error {
 	}
 	resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil}}).Do(req)
 	if err != nil {
-		return fmt.Errorf("%w: readiness check of %s: %v", ErrUnavailable, base, redactErr(err, secret))
+		return fmt.Errorf("%w: readiness check of %s: %v", orchestrator.ErrUnavailable, base, redactErr(err, secret))
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
@@ -71,26 +73,23 @@ func redactErr(err error, secret string) string {
 	return s
 }
 
-// CreateBench makes the experiment directory of a benchmark: the plan and
+// Create makes the experiment directory of a benchmark: the plan and
 // manifests (Create), bench-spec.json, bench.json, the wrapper script that
 // executors run, and each task's predicted values when bt has them.
 // binary is the gpuorch the wrapper calls.
-func CreateBench(home string, spec *BenchSpec, plan *Plan, bt *BenchTask, binary string) (*Experiment, error) {
-	exp, err := Create(home, nil, plan, plan.Run.Executor)
+func Create(home string, spec *Spec, plan *orchestrator.Plan, bt *TaskInfo, binary string) (*orchestrator.Experiment, error) {
+	exp, err := orchestrator.Create(home, nil, plan, plan.Run.Executor)
 	if err != nil {
 		return nil, err
 	}
-	if err := writeJSONAtomic(filepath.Join(exp.Dir, "bench-spec.json"), spec); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(exp.Dir, "bench-spec.json"), spec, 0o644); err != nil {
 		return nil, err
 	}
-	if err := writeJSONAtomic(filepath.Join(exp.Dir, BenchTaskFile), bt); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(exp.Dir, TaskFile), bt, 0o644); err != nil {
 		return nil, err
 	}
 	script := "#!/bin/sh\n# gpuorch bench: start the model server, then the load (see bench.json)\nGPUORCH_BIN=" + sbatch.Quote(binary) + "\nexport GPUORCH_BIN\nexec \"$GPUORCH_BIN\" bench task \"$@\"\n"
-	if err := writeFileAtomic(filepath.Join(exp.Dir, BenchWrapper), []byte(script)); err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(filepath.Join(exp.Dir, BenchWrapper), 0o755); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(exp.Dir, Wrapper), []byte(script), 0o755); err != nil {
 		return nil, err
 	}
 	if len(bt.Predictions) == len(exp.Plan.Tasks) {
@@ -104,7 +103,7 @@ func CreateBench(home string, spec *BenchSpec, plan *Plan, bt *BenchTask, binary
 }
 
 // PredictionPoint is a prediction as a point with the task's tags.
-func PredictionPoint(expID string, t *Task, p perfmodel.Prediction) results.Point {
+func PredictionPoint(expID string, t *orchestrator.Task, p perfmodel.Prediction) results.Point {
 	tags := map[string]string{
 		results.TagExperiment: expID, results.TagTask: t.Name, results.TagWorkload: t.Workload,
 		results.TagProtocol: t.Config.Target.Protocol, "concurrency": strconv.Itoa(p.Concurrency),
@@ -118,7 +117,7 @@ func PredictionPoint(expID string, t *Task, p perfmodel.Prediction) results.Poin
 }
 
 // WritePrediction stores one task's prediction in its prediction.lp.
-func WritePrediction(taskDir, expID string, t *Task, p perfmodel.Prediction) error {
+func WritePrediction(taskDir, expID string, t *orchestrator.Task, p perfmodel.Prediction) error {
 	lf, err := results.OpenLineFile(filepath.Join(taskDir, PredictionFile))
 	if err != nil {
 		return err
@@ -130,10 +129,21 @@ func WritePrediction(taskDir, expID string, t *Task, p perfmodel.Prediction) err
 	return lf.Close()
 }
 
-// ReadBenchTask reads bench.json from an experiment directory.
-func ReadBenchTask(dir string) (*BenchTask, error) {
-	var bt BenchTask
-	if err := readJSON(filepath.Join(dir, BenchTaskFile), &bt); err != nil {
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	return nil
+}
+
+// ReadTaskInfo reads bench.json from an experiment directory.
+func ReadTaskInfo(dir string) (*TaskInfo, error) {
+	var bt TaskInfo
+	if err := readJSON(filepath.Join(dir, TaskFile), &bt); err != nil {
 		return nil, err
 	}
 	return &bt, nil
@@ -204,7 +214,7 @@ func StartServer(ctx context.Context, argv []string, self, logPath string, ready
 		}
 		if time.Now().After(deadline) {
 			s.Stop()
-			return nil, fmt.Errorf("%w: model server not ready after %v (GET %s/v1/models); see %s", ErrUnavailable, ready, s.URL, logPath)
+			return nil, fmt.Errorf("%w: model server not ready after %v (GET %s/v1/models); see %s", orchestrator.ErrUnavailable, ready, s.URL, logPath)
 		}
 	}
 }

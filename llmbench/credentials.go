@@ -1,4 +1,4 @@
-package orchestrator
+package llmbench
 
 import (
 	"encoding/json"
@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sort"
 	"time"
+
+	"github.com/gpuorch/gpuorch/orchestrator"
 )
 
 // Credentials are secrets (API keys of cloud model endpoints) referenced by
@@ -83,7 +85,7 @@ func (c *Credentials) Get(name string) (string, error) {
 // Add stores a credential (replacing one of the same name), creating the
 // file with mode 0600.
 func (c *Credentials) Add(name, secret string) error {
-	if !NameRE.MatchString(name) {
+	if !orchestrator.NameRE.MatchString(name) {
 		return fmt.Errorf("credential name %q: want lowercase letters, digits, '.', '_' or '-'", name)
 	}
 	if secret == "" {

@@ -1,4 +1,4 @@
-package orchestrator
+package llmbench
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gpuorch/gpuorch/orchestrator"
 )
 
 const benchTOML = `name = "b1"
@@ -37,7 +39,7 @@ ttft = "500ms"
 `
 
 func TestParseBenchSpec(t *testing.T) {
-	s, err := ParseBenchSpec("b.toml", []byte(benchTOML))
+	s, err := ParseSpec("b.toml", []byte(benchTOML))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,11 +71,11 @@ func TestParseBenchSpec(t *testing.T) {
 	js := `{"name": "b2", "concurrent_requests": 4, "eval_with": "dataset", "cluster": "local",
 	  "dataset": {"files": ["../examples/datasets/sharegpt-mini.jsonl"]},
 	  "model": {"name": "m", "url": "https://api.example.com/", "credential": "cred-1"}}`
-	s2, err := ParseBenchSpec("b.json", []byte(js))
+	s2, err := ParseSpec("b.json", []byte(js))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r2, err := s2.Validate(context.Background(), BenchEnv{Credential: testEnv().Credential})
+	r2, err := s2.Validate(context.Background(), Env{Credential: testEnv().Credential})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +89,7 @@ func TestParseBenchSpec(t *testing.T) {
 	if len(tc.PromptFiles) != 1 || !filepath.IsAbs(tc.PromptFiles[0]) || filepath.Base(tc.PromptFiles[0]) != "sharegpt-mini.jsonl" || tc.InputTokens != 0 || tc.OutputTokens != 0 {
 		t.Errorf("dataset target: %+v", tc)
 	}
-	if d := r2.Describe(p2, &BenchTask{}); !strings.Contains(d, "sent in file order") {
+	if d := r2.Describe(p2, &TaskInfo{}); !strings.Contains(d, "sent in file order") {
 		t.Errorf("plan text:\n%s", d)
 	}
 }
@@ -103,19 +105,19 @@ func TestParseBenchSpecErrors(t *testing.T) {
 		{"syntax", "b.toml", `name = "b1"`, `name = `, `b.toml:1:`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseBenchSpec(tc.file, []byte(strings.Replace(benchTOML, tc.from, tc.to, 1)))
+			_, err := ParseSpec(tc.file, []byte(strings.Replace(benchTOML, tc.from, tc.to, 1)))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("err = %v, want %q", err, tc.want)
 			}
 		})
 	}
-	if _, err := ParseBenchSpec("b.json", []byte("{\n\"name\": \"x\",\n\"num_prompt\": 3}")); err == nil || !strings.Contains(err.Error(), `b.json:3: unknown key "num_prompt" (did you mean "num_prompts"?)`) {
+	if _, err := ParseSpec("b.json", []byte("{\n\"name\": \"x\",\n\"num_prompt\": 3}")); err == nil || !strings.Contains(err.Error(), `b.json:3: unknown key "num_prompt" (did you mean "num_prompts"?)`) {
 		t.Errorf("json unknown key: %v", err)
 	}
-	if _, err := ParseBenchSpec("b.json", []byte("{\n\"name\": \"x\",\n\"num_prompts\": \"3\"}")); err == nil || !strings.Contains(err.Error(), `b.json:3: num_prompts: want int`) {
+	if _, err := ParseSpec("b.json", []byte("{\n\"name\": \"x\",\n\"num_prompts\": \"3\"}")); err == nil || !strings.Contains(err.Error(), `b.json:3: num_prompts: want int`) {
 		t.Errorf("json type: %v", err)
 	}
-	s, _ := ParseBenchSpec("b.toml", []byte(strings.Replace(benchTOML, `["fl4u42"]`, `["fl4u42", "nope"]`, 1)))
+	s, _ := ParseSpec("b.toml", []byte(strings.Replace(benchTOML, `["fl4u42"]`, `["fl4u42", "nope"]`, 1)))
 	if _, err := s.Validate(context.Background(), testEnv()); err == nil || !strings.Contains(err.Error(), `b.toml:6: nodes: unknown node "nope" in cluster "c1"`) {
 		t.Errorf("unknown node: %v", err)
 	}
@@ -168,7 +170,7 @@ func TestCheckEndpoint(t *testing.T) {
 	if err := CheckEndpoint(ctx, srv.URL, "bad"); err == nil || !strings.Contains(err.Error(), "rejected the credential (HTTP 401)") || strings.Contains(err.Error(), "bad") {
 		t.Errorf("bad key: %v", err)
 	}
-	if err := CheckEndpoint(ctx, "http://127.0.0.1:1", "k"); !errors.Is(err, ErrUnavailable) {
+	if err := CheckEndpoint(ctx, "http://127.0.0.1:1", "k"); !errors.Is(err, orchestrator.ErrUnavailable) {
 		t.Errorf("unreachable: %v", err)
 	}
 }
@@ -177,7 +179,7 @@ func FuzzParseBenchSpec(f *testing.F) {
 	f.Add(benchTOML)
 	f.Add(`{"name": "b", "concurrent_requests": [1, 2], "eval_with": "dataset"}`)
 	f.Fuzz(func(t *testing.T, src string) {
-		_, _ = ParseBenchSpec("f.toml", []byte(src))
+		_, _ = ParseSpec("f.toml", []byte(src))
 	})
 }
 
@@ -187,7 +189,7 @@ func TestBenchImageServer(t *testing.T) {
 	src := strings.Replace(benchTOML, `command = ["gpuorch", "sim-server", "--listen", "127.0.0.1:{port}"]`,
 		`image = "`+img+`"
 args = ["--port", "{port}"]`, 1)
-	s, err := ParseBenchSpec("b.toml", []byte(src))
+	s, err := ParseSpec("b.toml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +206,7 @@ args = ["--port", "{port}"]`, 1)
 		t.Errorf("missing image: %v", err)
 	}
 	// simulate needs neither the image nor the program.
-	if _, err := s.Validate(context.Background(), BenchEnv{SimulateOnly: true}); err != nil {
+	if _, err := s.Validate(context.Background(), Env{SimulateOnly: true}); err != nil {
 		t.Errorf("simulate-only: %v", err)
 	}
 }
@@ -219,12 +221,12 @@ func TestBenchExamples(t *testing.T) {
 		t.Fatalf("examples: %v", files)
 	}
 	for _, f := range files {
-		s, err := LoadBenchSpec(f)
+		s, err := LoadSpec(f)
 		if err != nil {
 			t.Errorf("%s: %v", f, err)
 			continue
 		}
-		r, err := s.Validate(context.Background(), BenchEnv{SimulateOnly: true})
+		r, err := s.Validate(context.Background(), Env{SimulateOnly: true})
 		if err != nil {
 			t.Errorf("%s: %v", f, err)
 			continue
