@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gpuorch/gpuorch/internal/atomicfile"
 )
 
 // Admin action kinds, in the order apply runs them.
@@ -680,7 +682,7 @@ func (a *Admin) perform(ctx context.Context, m *Model, p *AdminPlan) ([]Action, 
 		case KindManual:
 			continue
 		case KindWrite:
-			if err := writeAtomic(m.Slurm.IncludeFile, []byte(p.Include)); err != nil {
+			if err := atomicfile.WriteFile(m.Slurm.IncludeFile, []byte(p.Include), 0o644); err != nil {
 				return done, fmt.Errorf("write %s: %w", m.Slurm.IncludeFile, err)
 			}
 		default:
@@ -724,7 +726,7 @@ func (a *Admin) Remove(ctx context.Context, m *Model) ([]Action, error) {
 	}
 	want := m.mergeInclude(string(cur), nil)
 	if want != string(cur) {
-		if err := writeAtomic(m.Slurm.IncludeFile, []byte(want)); err != nil {
+		if err := atomicfile.WriteFile(m.Slurm.IncludeFile, []byte(want), 0o644); err != nil {
 			return done, fmt.Errorf("write %s: %w", m.Slurm.IncludeFile, err)
 		}
 		done = append(done, Action{Kind: KindWrite, Target: filepath.Base(m.Slurm.IncludeFile), Detail: lineDiff(string(cur), want)})
@@ -755,24 +757,4 @@ func (a *Admin) Remove(ctx context.Context, m *Model) ([]Action, error) {
 		done = append(done, Action{Kind: KindDeleteQoS, Target: strings.Join(names, ","), Cmd: cmd})
 	}
 	return done, nil
-}
-
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".gpuorch-pools-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gpuorch/gpuorch/internal/atomicfile"
 	"github.com/gpuorch/gpuorch/results"
 )
 
@@ -573,11 +575,7 @@ func RegisterLimits(dir, job string, getenv func(string) string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	tmp := dir + "/." + job + ".tmp"
-	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, dir+"/"+job)
+	return atomicfile.WriteFile(filepath.Join(dir, job), []byte(b.String()), 0o644)
 }
 
 // OSSignaller signals with kill(2) and requeues with `scontrol requeue`.
