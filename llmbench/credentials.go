@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/atomicfile"
+	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/orchestrator"
 )
 
@@ -43,7 +44,7 @@ func DefaultCredentialsPath() string {
 }
 
 // ErrLoosePerms is returned when the credentials file is readable by others.
-var ErrLoosePerms = errors.New("credentials file is readable or writable by others")
+var ErrLoosePerms = errkind.Invalid(errors.New("credentials file is readable or writable by others"))
 
 func (c *Credentials) load() (map[string]credentialRecord, error) {
 	m := map[string]credentialRecord{}
@@ -141,3 +142,6 @@ func (c *Credentials) save(m map[string]credentialRecord) error {
 	// 0600 from the first byte: atomicfile sets the mode before writing.
 	return atomicfile.WriteJSON(c.Path, m, 0o600)
 }
+
+// DefaultCredentials is the user's credential store.
+func DefaultCredentials() *Credentials { return &Credentials{Path: DefaultCredentialsPath()} }

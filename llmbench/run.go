@@ -10,31 +10,18 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/atomicfile"
+	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/perfmodel"
 	"github.com/gpuorch/gpuorch/results"
 	"github.com/gpuorch/gpuorch/sbatch"
 )
-
-// PredictionMeasurement is the measurement simulate's predictions are stored
-// under, with the tags of the task they predict.
-const PredictionMeasurement = "serving_prediction"
-
-// PredictionFile is where a task's prediction points go (line protocol,
-// beside metrics.lp, which the load generator owns).
-const PredictionFile = "prediction.lp"
-
-// Wrapper is the script executors run in place of the gpuorch binary:
-// it turns `loadgen run --manifest M` into `gpuorch bench task loadgen run
-// --manifest M`, which starts the model server first.
-const Wrapper = "bench-task.sh"
 
 // CheckEndpoint is the readiness check of an OpenAI-compatible endpoint:
 // GET <base>/v1/models with the credential as a bearer token. A 401 or 403
@@ -82,14 +69,14 @@ func Create(home string, spec *Spec, plan *orchestrator.Plan, bt *TaskInfo, bina
 	if err != nil {
 		return nil, err
 	}
-	if err := atomicfile.WriteJSON(filepath.Join(exp.Dir, "bench-spec.json"), spec, 0o644); err != nil {
+	if err := atomicfile.WriteJSON(layout.Experiment(exp.Dir).BenchSpec(), spec, 0o644); err != nil {
 		return nil, err
 	}
-	if err := atomicfile.WriteJSON(filepath.Join(exp.Dir, TaskFile), bt, 0o644); err != nil {
+	if err := atomicfile.WriteJSON(layout.Experiment(exp.Dir).BenchTask(), bt, 0o644); err != nil {
 		return nil, err
 	}
 	script := "#!/bin/sh\n# gpuorch bench: start the model server, then the load (see bench.json)\nGPUORCH_BIN=" + sbatch.Quote(binary) + "\nexport GPUORCH_BIN\nexec \"$GPUORCH_BIN\" bench task \"$@\"\n"
-	if err := atomicfile.WriteFile(filepath.Join(exp.Dir, Wrapper), []byte(script), 0o755); err != nil {
+	if err := atomicfile.WriteFile(layout.Experiment(exp.Dir).BenchWrapper(), []byte(script), 0o755); err != nil {
 		return nil, err
 	}
 	if len(bt.Predictions) == len(exp.Plan.Tasks) {
@@ -109,7 +96,7 @@ func PredictionPoint(expID string, t *orchestrator.Task, p perfmodel.Prediction)
 		results.TagProtocol: t.Config.Target.Protocol, "concurrency": strconv.Itoa(p.Concurrency),
 	}
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	return results.Point{Measurement: PredictionMeasurement, Tags: tags, Time: time.Now().UTC(), Fields: map[string]any{
+	return results.Point{Measurement: results.MeasServingPrediction, Tags: tags, Time: time.Now().UTC(), Fields: map[string]any{
 		"ttft_ms": ms(p.TTFT), "tpot_ms": ms(p.TPOT), "e2el_ms": ms(p.E2EL),
 		"output_tokens_per_s": p.OutputTokensPerS, "requests_per_s": p.RequestsPerS,
 		"batch": int64(p.Batch), "kv_capacity": int64(p.KVCapacity), "queue_ms": p.QueueS * 1000,
@@ -118,7 +105,7 @@ func PredictionPoint(expID string, t *orchestrator.Task, p perfmodel.Prediction)
 
 // WritePrediction stores one task's prediction in its prediction.lp.
 func WritePrediction(taskDir, expID string, t *orchestrator.Task, p perfmodel.Prediction) error {
-	lf, err := results.OpenLineFile(filepath.Join(taskDir, PredictionFile))
+	lf, err := results.OpenLineFile(layout.Task(taskDir).Prediction())
 	if err != nil {
 		return err
 	}
@@ -143,7 +130,7 @@ func readJSON(path string, v any) error {
 // ReadTaskInfo reads bench.json from an experiment directory.
 func ReadTaskInfo(dir string) (*TaskInfo, error) {
 	var bt TaskInfo
-	if err := readJSON(filepath.Join(dir, TaskFile), &bt); err != nil {
+	if err := readJSON(layout.Experiment(dir).BenchTask(), &bt); err != nil {
 		return nil, err
 	}
 	return &bt, nil
@@ -242,29 +229,4 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// RequestRow is one per-request row (tasks/<i>/requests.jsonl), in
-// milliseconds.
-type RequestRow struct {
-	Index        int       `json:"index"`
-	SentMS       float64   `json:"sent_ms"`
-	Outcome      string    `json:"outcome"`
-	Status       int       `json:"status,omitempty"`
-	Error        string    `json:"error,omitempty"`
-	InputTokens  int       `json:"input_tokens"`
-	OutputTokens int       `json:"output_tokens"`
-	TTFTMS       float64   `json:"ttft_ms"`
-	TPOTMS       float64   `json:"tpot_ms"`
-	E2ELMS       float64   `json:"e2el_ms"`
-	ITLMS        []float64 `json:"itl_ms,omitempty"`
-}
-
-// RequestsFile holds a task's per-request rows.
-const RequestsFile = "requests.jsonl"
-
-// MarshalRow encodes a row as one JSON line.
-func MarshalRow(r RequestRow) []byte {
-	b, _ := json.Marshal(r)
-	return append(b, '\n')
 }

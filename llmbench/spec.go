@@ -598,9 +598,6 @@ type TaskInfo struct {
 	Predictions  []perfmodel.Prediction `json:"predictions,omitempty"`
 }
 
-// TaskFile is bench.json's name in the experiment directory.
-const TaskFile = "bench.json"
-
 // ServerURL is the local server's base URL in a manifest before the task
 // picks the port: the task rewrites it.
 const ServerURL = "http://127.0.0.1:0"

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/atomicfile"
+	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/orchestrator"
 )
 
@@ -103,6 +104,52 @@ func LoadWorkflow(home, id string) (*Workflow, error) {
 	return &w, nil
 }
 
+// WithWorkflowID sets the workflow_id of a step payload that has none (the
+// payload continues workflow id); other payloads are returned as they are.
+func WithWorkflowID(payload []byte, id string) []byte {
+	var p map[string]any
+	if id == "" || json.Unmarshal(payload, &p) != nil || p == nil {
+		return payload
+	}
+	if _, has := p["workflow_id"]; has {
+		return payload
+	}
+	p["workflow_id"] = id
+	delete(p, "workflow_total_steps")
+	b, err := json.Marshal(p)
+	if err != nil {
+		return payload
+	}
+	return b
+}
+
+// Fail records that the workflow failed, and why, and returns err.
+func (w *Workflow) Fail(home string, err error) error {
+	w.Status, w.Reason = "failed", err.Error()
+	_ = w.Save(home)
+	return err
+}
+
+// Follow records the state of the experiment the workflow started.
+func (w *Workflow) Follow(home string, st orchestrator.State) error {
+	w.Experiment, w.Status = st.ID, string(st.State)
+	if st.Error != "" {
+		w.Reason = st.Error
+	}
+	return w.Save(home)
+}
+
+// Missing lists the steps not sent yet.
+func (w *Workflow) Missing() []string {
+	var missing []string
+	for n := 1; n <= WorkflowSteps; n++ {
+		if _, ok := w.Steps[fmt.Sprint(n)]; !ok {
+			missing = append(missing, fmt.Sprint(n))
+		}
+	}
+	return missing
+}
+
 // Save writes the workflow atomically.
 func (w *Workflow) Save(home string) error {
 	if err := os.MkdirAll(WorkflowDir(home), 0o755); err != nil {
@@ -151,7 +198,21 @@ type StepResult struct {
 // ApplyStep checks a step payload, merges it into its workflow (a new one
 // when it has no workflow_id) and saves it. Nothing is saved when the
 // payload is refused. env checks nodes and credentials against the world.
+//
+// An error is of kind errkind.ErrUnavailable when a service could not be
+// asked (Slurm for the inventory), else errkind.ErrInvalid.
 func ApplyStep(ctx context.Context, home string, payload []byte, env Env) (*StepResult, error) {
+	res, err := applyStep(ctx, home, payload, env)
+	switch {
+	case err == nil:
+		return res, nil
+	case errors.Is(err, orchestrator.ErrUnavailable):
+		return nil, errkind.Unavailable(err)
+	}
+	return nil, errkind.Invalid(err)
+}
+
+func applyStep(ctx context.Context, home string, payload []byte, env Env) (*StepResult, error) {
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.UseNumber()
 	var p map[string]any

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/loadgen"
 )
 
@@ -91,7 +92,7 @@ func TestInfluxSourceMatchesLocalStore(t *testing.T) {
 	start := time.Now().Add(-2 * time.Hour).Truncate(time.Second)
 	for i, rate := range []float64{100, 300, 500} {
 		taskDir := filepath.Join(expDir, "tasks", fmt.Sprint(i))
-		local, err := OpenLineFile(filepath.Join(taskDir, MetricsFile))
+		local, err := OpenLineFile(filepath.Join(taskDir, layout.MetricsFile))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/loadgen"
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 )
@@ -177,7 +178,7 @@ func BenchmarkInfluxSourceLoad(b *testing.B) {
 	start := time.Now().Add(-6 * time.Hour).Truncate(time.Second)
 	for i := 0; i < 20; i++ {
 		taskDir := filepath.Join(expDir, "tasks", strconv.Itoa(i))
-		local, err := OpenLineFile(filepath.Join(taskDir, MetricsFile))
+		local, err := OpenLineFile(filepath.Join(taskDir, layout.MetricsFile))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -6,17 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/gpuorch/gpuorch/internal/layout"
 )
 
 // MeasServingPrediction is the measurement of a task's predicted serving
 // metrics (gpuorch bench's roofline model), one point per task with the
 // task's experiment, task, workload, protocol and concurrency tags.
 const MeasServingPrediction = "serving_prediction"
-
-// PredictionFile is the name of a task's prediction file in its directory,
-// beside MetricsFile: the benchmark writes it when it creates the task, so
-// a task has a prediction before it has measured anything.
-const PredictionFile = "prediction.lp"
 
 // Prediction is a task's predicted serving metrics beside the error of the
 // prediction against what was measured.
@@ -70,7 +67,7 @@ func PredictionFromPoint(p Point) *Prediction {
 // ReadTaskPrediction reads the prediction in a task directory's
 // prediction.lp; nil, nil when the task has none.
 func ReadTaskPrediction(taskDir string) (*Prediction, error) {
-	path := filepath.Join(taskDir, PredictionFile)
+	path := filepath.Join(taskDir, layout.PredictionFile)
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -187,7 +184,7 @@ func (r *Results) attachPredictions() {
 }
 
 // isPredictionFile reports whether path is a task's prediction file.
-func isPredictionFile(path string) bool { return filepath.Base(path) == PredictionFile }
+func isPredictionFile(path string) bool { return filepath.Base(path) == layout.PredictionFile }
 
 func (f Format) pct(v float64, ok bool) string {
 	if !ok {

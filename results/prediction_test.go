@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/loadgen"
 )
 
@@ -74,8 +75,8 @@ func TestLoadPredictionsLocal(t *testing.T) {
 	start := time.Date(2026, 11, 22, 7, 0, 0, 0, time.UTC)
 	pred := predictionPoint("e1", "t0", 100, 10, 1100, 90, start.Add(-time.Minute))
 	task := filepath.Join(dir, "tasks", "0")
-	writePoints(t, filepath.Join(task, PredictionFile), pred)
-	writePoints(t, filepath.Join(task, MetricsFile), append([]Point{pred}, SummaryPoints(llmSummary("e1", "t0", start))...)...)
+	writePoints(t, filepath.Join(task, layout.PredictionFile), pred)
+	writePoints(t, filepath.Join(task, layout.MetricsFile), append([]Point{pred}, SummaryPoints(llmSummary("e1", "t0", start))...)...)
 
 	st := NewLocalStore(dir)
 	pts, err := st.Query(context.Background(), Query{Measurement: MeasServingPrediction})
@@ -129,8 +130,8 @@ func TestLoadPredictionsInflux(t *testing.T) {
 	start := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
 	task := filepath.Join(dir, "tasks", "0")
 	pred := predictionPoint("e1", "t0", 100, 10, 1100, 90, start.Add(-time.Minute))
-	writePoints(t, filepath.Join(task, PredictionFile), pred)
-	local, err := OpenLineFile(filepath.Join(task, MetricsFile))
+	writePoints(t, filepath.Join(task, layout.PredictionFile), pred)
+	local, err := OpenLineFile(filepath.Join(task, layout.MetricsFile))
 	if err != nil {
 		t.Fatal(err)
 	}

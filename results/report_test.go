@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gpuorch/gpuorch/internal/layout"
 )
 
 // reportFixture writes a three-task experiment to a local store and loads
@@ -21,7 +23,7 @@ func reportFixture(t testing.TB) *ReportData {
 	expDir := t.TempDir()
 	start := time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
 	for i, rate := range []float64{100, 250, 400, 550} {
-		lf, err := OpenLineFile(filepath.Join(expDir, "tasks", fmt.Sprint(i), MetricsFile))
+		lf, err := OpenLineFile(filepath.Join(expDir, "tasks", fmt.Sprint(i), layout.MetricsFile))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,10 +11,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-)
 
-// MetricsFile is the name of a task's local store file in its directory.
-const MetricsFile = "metrics.lp"
+	"github.com/gpuorch/gpuorch/internal/layout"
+)
 
 // LineError is a line of a metrics file that could not be parsed.
 type LineError struct {
@@ -62,7 +61,7 @@ func (s *LocalStore) Files() ([]string, error) {
 			if err != nil {
 				return err
 			}
-			if !d.IsDir() && (d.Name() == MetricsFile || d.Name() == PredictionFile) {
+			if !d.IsDir() && (d.Name() == layout.MetricsFile || d.Name() == layout.PredictionFile) {
 				found = append(found, path)
 			}
 			return nil

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/loadgen"
 )
 
@@ -50,7 +51,7 @@ func BenchmarkLoadExperiment(b *testing.B) {
 	meta.Total = s
 	for task := 0; task < 100; task++ {
 		meta.Task = fmt.Sprintf("t%03d", task)
-		lf, err := OpenLineFile(fmt.Sprintf("%s/tasks/%d/%s", dir, task, MetricsFile))
+		lf, err := OpenLineFile(fmt.Sprintf("%s/tasks/%d/%s", dir, task, layout.MetricsFile))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/loadgen"
 )
 
@@ -17,7 +18,7 @@ import (
 // snapshots, then (if sum.Status is set) the summary.
 func writeTask(t *testing.T, expDir string, idx int, sum loadgen.Summary, snaps []loadgen.Snapshot) string {
 	t.Helper()
-	path := filepath.Join(expDir, "tasks", fmt.Sprint(idx), MetricsFile)
+	path := filepath.Join(expDir, "tasks", fmt.Sprint(idx), layout.MetricsFile)
 	lf, err := OpenLineFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -41,7 +42,7 @@ func writeTask(t *testing.T, expDir string, idx int, sum loadgen.Summary, snaps 
 
 func TestLineFileAppendsFlushesAndRepairsTornLine(t *testing.T) {
 	dir := t.TempDir()
-	path := filepath.Join(dir, "a", "b", MetricsFile)
+	path := filepath.Join(dir, "a", "b", layout.MetricsFile)
 	lf, err := OpenLineFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +96,7 @@ func TestLineFileAppendsFlushesAndRepairsTornLine(t *testing.T) {
 }
 
 func TestLineFileConcurrentWriters(t *testing.T) {
-	path := filepath.Join(t.TempDir(), MetricsFile)
+	path := filepath.Join(t.TempDir(), layout.MetricsFile)
 	lf, err := OpenLineFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +144,7 @@ func TestLocalStoreReadsEveryTask(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 12 || !strings.HasSuffix(files[2], filepath.Join("tasks", "2", MetricsFile)) || !strings.HasSuffix(files[11], filepath.Join("tasks", "11", MetricsFile)) {
+	if len(files) != 12 || !strings.HasSuffix(files[2], filepath.Join("tasks", "2", layout.MetricsFile)) || !strings.HasSuffix(files[11], filepath.Join("tasks", "11", layout.MetricsFile)) {
 		t.Fatalf("files in wrong order or count: %v", files)
 	}
 	ctx := context.Background()
@@ -183,7 +184,7 @@ func TestLocalStoreReadsEveryTask(t *testing.T) {
 
 func TestLocalStoreMalformedLines(t *testing.T) {
 	exp := t.TempDir()
-	path := filepath.Join(exp, "tasks", "3", MetricsFile)
+	path := filepath.Join(exp, "tasks", "3", layout.MetricsFile)
 	os.MkdirAll(filepath.Dir(path), 0o755)
 	content := "# a comment\n\nserving,task=t3 offered=1i 1\nserving,task=t3 offered=oops 2\nserving,task=t3 offered=3i 3\nserving,task=t3 offe"
 	os.WriteFile(path, []byte(content), 0o644)

@@ -9,7 +9,9 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/llmbench"
+	"github.com/gpuorch/gpuorch/taskrun"
 )
 
 // A dataset-mode run sends the dataset's own prompts, one per request in
@@ -54,15 +56,15 @@ ready_timeout = "20s"
 	if err := json.Unmarshal([]byte(out), &res); err != nil || res.State != "completed" {
 		t.Fatalf("bench run output %q: %v", out, err)
 	}
-	f, err := os.Open(filepath.Join(res.Dir, "tasks", "0", llmbench.RequestsFile))
+	f, err := os.Open(filepath.Join(res.Dir, "tasks", "0", layout.RequestsFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var rows []llmbench.RequestRow
+	var rows []taskrun.RequestRow
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		var r llmbench.RequestRow
+		var r taskrun.RequestRow
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			t.Fatal(err)
 		}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/gpuslice"
+	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/llmbench"
 	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/sbatch/slurmtest"
@@ -190,7 +191,7 @@ func TestBenchEndToEndSimServer(t *testing.T) {
 		}
 	}
 	// Per-request rows, the human-readable table and the server log.
-	rows, err := os.ReadFile(filepath.Join(res.Dir, "tasks", "1", llmbench.RequestsFile))
+	rows, err := os.ReadFile(filepath.Join(res.Dir, "tasks", "1", layout.RequestsFile))
 	if err != nil || strings.Count(string(rows), "\n") != 8 || !strings.Contains(string(rows), `"ttft_ms"`) {
 		t.Errorf("requests.jsonl: %v\n%s", err, rows)
 	}
@@ -271,7 +272,7 @@ credential = "cloudkey"
 	if err != nil {
 		t.Fatal(err)
 	}
-	job, err := orchestrator.SlurmJob(exp.Plan, res.ID, exp.Dir, filepath.Join(exp.Dir, llmbench.Wrapper), []int{0})
+	job, err := orchestrator.SlurmJob(exp.Plan, res.ID, exp.Dir, layout.Experiment(exp.Dir).BenchWrapper(), []int{0})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -400,7 +401,7 @@ func TestBenchSlurmArrayJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	script := readFile(filepath.Join(exp.Dir, "slurm", "submit-1.sbatch"))
-	if !strings.Contains(script, "#SBATCH --array=0-1") || !strings.Contains(script, llmbench.Wrapper) {
+	if !strings.Contains(script, "#SBATCH --array=0-1") || !strings.Contains(script, layout.BenchWrapperFile) {
 		t.Errorf("script:\n%s", script)
 	}
 	ex, err := orchestrator.NewExecutor("slurm", orchestrator.ExecutorOptions{})

@@ -2,12 +2,12 @@ package main
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/llmbench"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
@@ -32,29 +32,30 @@ never a script, manifest, log or metric.
 				Name: "add", Usage: "store a credential; the secret is read from stdin (hidden on a terminal)", ArgsUsage: "NAME",
 				Action: func(c *cli.Context) error {
 					if c.Args().Len() != 1 {
-						return cli.Exit("credentials add: want NAME", exitUsage)
+						return errkind.Invalidf("credentials add: want NAME")
 					}
 					var secret string
 					if fd := int(os.Stdin.Fd()); term.IsTerminal(fd) {
-						fmt.Fprint(os.Stderr, "secret: ")
+						fmt.Fprint(c.App.ErrWriter, "secret: ")
 						b, err := term.ReadPassword(fd)
-						fmt.Fprintln(os.Stderr)
+						fmt.Fprintln(c.App.ErrWriter)
 						if err != nil {
-							return cli.Exit(err.Error(), exitFailure)
+							return err
 						}
 						secret = string(b)
 					} else {
-						line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+						line, err := bufio.NewReader(c.App.Reader).ReadString('\n')
 						if err != nil && line == "" {
-							return cli.Exit("credentials add: no secret on stdin", exitUsage)
+							return errkind.Invalidf("credentials add: no secret on stdin")
 						}
 						secret = line
 					}
 					secret = strings.TrimRight(secret, "\r\n")
-					if err := credentialStore().Add(c.Args().First(), secret); err != nil {
-						return credExit(err)
+					store := llmbench.DefaultCredentials()
+					if err := store.Add(c.Args().First(), secret); err != nil {
+						return err
 					}
-					fmt.Fprintf(os.Stderr, "stored credential %q in %s\n", c.Args().First(), credentialStore().Path)
+					fmt.Fprintf(c.App.ErrWriter, "stored credential %q in %s\n", c.Args().First(), store.Path)
 					return nil
 				},
 			},
@@ -62,17 +63,17 @@ never a script, manifest, log or metric.
 				Name: "list", Usage: "list credential names (never secrets)",
 				Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}},
 				Action: func(c *cli.Context) error {
-					infos, err := credentialStore().List()
+					infos, err := llmbench.DefaultCredentials().List()
 					if err != nil {
-						return credExit(err)
+						return err
 					}
 					if c.Bool("json") {
 						if infos == nil {
 							infos = []llmbench.CredentialInfo{}
 						}
-						return printJSON(infos)
+						return printJSON(c.App.Writer, infos)
 					}
-					tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+					tw := tabwriter.NewWriter(c.App.Writer, 0, 0, 2, ' ', 0)
 					fmt.Fprintln(tw, "NAME\tSOURCE\tADDED\tENV")
 					for _, i := range infos {
 						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", i.Name, i.Source, i.Added.Format("2006-01-02 15:04"), llmbench.CredentialEnv(i.Name))
@@ -84,21 +85,11 @@ never a script, manifest, log or metric.
 				Name: "rm", Usage: "delete a credential", ArgsUsage: "NAME",
 				Action: func(c *cli.Context) error {
 					if c.Args().Len() != 1 {
-						return cli.Exit("credentials rm: want NAME", exitUsage)
+						return errkind.Invalidf("credentials rm: want NAME")
 					}
-					return credExit(credentialStore().Remove(c.Args().First()))
+					return llmbench.DefaultCredentials().Remove(c.Args().First())
 				},
 			},
 		},
 	})
-}
-
-func credExit(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, llmbench.ErrLoosePerms):
-		return cli.Exit(err.Error(), exitUsage)
-	}
-	return cli.Exit(err.Error(), exitFailure)
 }

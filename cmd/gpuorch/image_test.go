@@ -3,14 +3,11 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/urfave/cli/v2"
 
 	"github.com/gpuorch/gpuorch/sif/siftest"
 )
@@ -22,17 +19,7 @@ func runInProcess(t *testing.T, args ...string) (string, string, int) {
 	app := newApp()
 	var out, errOut bytes.Buffer
 	app.Writer, app.ErrWriter = &out, &errOut
-	app.ExitErrHandler = func(*cli.Context, error) {}
-	err := app.Run(append([]string{"gpuorch"}, args...))
-	code := 0
-	if err != nil {
-		code = exitFailure
-		var ec cli.ExitCoder
-		if errors.As(err, &ec) {
-			code = ec.ExitCode()
-		}
-		errOut.WriteString(err.Error())
-	}
+	code := run(t.Context(), app, append([]string{"gpuorch"}, args...), &errOut)
 	return out.String(), errOut.String(), code
 }
 

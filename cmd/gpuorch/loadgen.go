@@ -1,10 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,14 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/loadgen"
-	"github.com/gpuorch/gpuorch/results"
+	"github.com/gpuorch/gpuorch/taskrun"
 	"github.com/urfave/cli/v2"
 )
 
@@ -160,31 +156,16 @@ func loadgenFlagsToConfig(c *cli.Context) (*loadgen.Config, error) {
 	return cfg, nil
 }
 
-// readManifest decodes a task manifest strictly: an unknown key is an error.
-func readManifest(path string) (*loadgen.Config, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	var cfg loadgen.Config
-	if err := dec.Decode(&cfg); err != nil {
-		return nil, fmt.Errorf("manifest %s: %w", path, err)
-	}
-	return &cfg, nil
-}
-
 func loadgenRun(c *cli.Context) error {
 	var cfg *loadgen.Config
 	outDir := c.String("out")
 	if m := c.String("manifest"); m != "" {
 		if c.IsSet("target") || c.Args().Len() > 0 {
-			return cli.Exit("--manifest runs the manifest as written; don't combine it with --target or a positional workload", exitUsage)
+			return errkind.Invalidf("--manifest runs the manifest as written; don't combine it with --target or a positional workload")
 		}
 		var err error
-		if cfg, err = readManifest(m); err != nil {
-			return cli.Exit(err.Error(), exitUsage)
+		if cfg, err = taskrun.ReadManifest(m); err != nil {
+			return err
 		}
 		if outDir == "" {
 			outDir = filepath.Dir(m)
@@ -192,190 +173,68 @@ func loadgenRun(c *cli.Context) error {
 	} else {
 		var err error
 		if cfg, err = loadgenFlagsToConfig(c); err != nil {
-			return cli.Exit(err.Error(), exitUsage)
+			return errkind.Invalid(err)
 		}
 	}
 	if c.IsSet("pacer-priority") {
 		cfg.PacerPriority = c.String("pacer-priority")
 	}
-	if p := cfg.PacerPriority; p != "" && !slices.Contains(loadgen.PacerPriorities, p) {
-		return cli.Exit(fmt.Sprintf("unknown pacer priority %q (want one of %s)", p, strings.Join(loadgen.PacerPriorities, ", ")), exitUsage)
-	}
-	if _, err := loadgen.NewTarget(cfg.Target); err != nil {
-		return cli.Exit(err.Error(), exitUsage)
-	}
-	w, err := loadgen.BuildWorkload(cfg)
+	w, err := taskrun.Prepare(cfg)
 	if err != nil {
-		return cli.Exit(err.Error(), exitUsage)
+		return err
 	}
-
 	if p := os.Getenv("GPUORCH_CPUPROFILE"); p != "" {
 		// For profiling the load generator itself (docs/benchmarks.md).
 		f, err := os.Create(p)
 		if err != nil {
-			return cli.Exit(err.Error(), exitUsage)
+			return errkind.Invalid(err)
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
-			return cli.Exit(err.Error(), exitUsage)
+			return errkind.Invalid(err)
 		}
 		defer pprof.StopCPUProfile()
 	}
 	jsonOut := c.Bool("json")
-	out := &loadOutputs{dir: outDir}
-	meta := loadgen.Summary{
-		Experiment: cfg.Experiment, Task: cfg.Task, Workload: w.Name, Target: cfg.Target.URL,
-		Protocol: cfg.Target.Protocol, Tags: cfg.Tags, Started: time.Now(),
-	}
-	if err := out.open(meta); err != nil {
-		return cli.Exit(err.Error(), exitFailure)
-	}
-	defer out.close()
-
+	opts := taskrun.Options{Dir: outDir}
 	var prog *loadProgress
 	if !jsonOut && !c.Bool("no-progress") && isTerminal(os.Stderr) {
-		prog = &loadProgress{w: os.Stderr}
-	}
-	opts := loadgen.RunOptions{
-		OnSnapshot: func(s loadgen.Snapshot) {
-			out.snapshot(s)
-			if prog == nil {
-				slog.Info("interval", "i", s.Interval, "offered", s.Offered, "completed", s.Completed,
-					"errors", s.Errors, "timeouts", s.Timeouts, "dropped", s.Dropped,
-					"p99", s.Latency.P99, "lateness_p99", s.Lateness.P99)
-			}
-		},
-	}
-	if prog != nil {
+		prog = &loadProgress{w: c.App.ErrWriter}
 		opts.OnProgress = prog.update
+	} else {
+		opts.OnSnapshot = func(s loadgen.Snapshot) {
+			slog.Info("interval", "i", s.Interval, "offered", s.Offered, "completed", s.Completed,
+				"errors", s.Errors, "timeouts", s.Timeouts, "dropped", s.Dropped,
+				"p99", s.Latency.P99, "lateness_p99", s.Lateness.P99)
+		}
 	}
-	sum, runErr := loadgen.Run(c.Context, cfg, w, opts)
+	sum, runErr := taskrun.Run(c.Context, cfg, w, opts)
 	if prog != nil {
 		prog.clear()
 	}
 	if sum != nil {
-		if err := out.summary(sum); err != nil {
-			slog.Error("write results", "err", err)
-			if runErr == nil {
-				runErr = err
-			}
-		}
 		if jsonOut {
-			enc := json.NewEncoder(os.Stdout)
-			enc.SetIndent("", "  ")
-			_ = enc.Encode(sum)
+			_ = printJSON(c.App.Writer, sum)
 		} else {
-			printLoadSummary(os.Stdout, sum)
+			printLoadSummary(c.App.Writer, sum)
 		}
 	}
-	return loadRunExit(runErr, sum)
+	return loadRunErr(runErr, sum)
 }
 
-// loadRunExit maps the outcome of a load run to the CLI's exit codes:
-// 3 unreachable target, 130 interrupted (partial results written), 1 other
-// failures.
-func loadRunExit(runErr error, sum *loadgen.Summary) error {
+// loadRunErr gives the outcome of a load run its kind: an unreachable target
+// (exit 3), an interruption with partial results written (130), or another
+// failure (1).
+func loadRunErr(runErr error, sum *loadgen.Summary) error {
 	switch {
 	case runErr == nil:
 		return nil
 	case errors.Is(runErr, loadgen.ErrUnreachable):
-		return cli.Exit(runErr.Error(), exitUnavailable)
+		return errkind.Unavailable(runErr)
 	case sum != nil && sum.Status == loadgen.StatusInterrupted:
-		return cli.Exit("interrupted; partial results written", exitInterrupted)
+		return errkind.Interrupted(errors.New("interrupted; partial results written"))
 	}
-	return cli.Exit(runErr.Error(), exitFailure)
-}
-
-// loadOutputs writes a run's files: snapshots.jsonl as intervals finish,
-// metrics through the task sink, summary.json at the end. With no directory
-// it writes nothing.
-type loadOutputs struct {
-	dir   string
-	meta  loadgen.Summary
-	snaps *os.File
-	bw    *bufio.Writer
-	sink  results.Sink
-	mu    sync.Mutex
-	err   error
-}
-
-func (o *loadOutputs) open(meta loadgen.Summary) error {
-	o.meta = meta
-	if o.dir == "" {
-		return nil
-	}
-	if err := os.MkdirAll(o.dir, 0o755); err != nil {
-		return err
-	}
-	f, err := os.Create(filepath.Join(o.dir, "snapshots.jsonl"))
-	if err != nil {
-		return err
-	}
-	o.snaps, o.bw = f, bufio.NewWriter(f)
-	sink, err := openTaskSink(o.dir)
-	if err != nil {
-		f.Close()
-		return fmt.Errorf("open metrics sink: %w", err)
-	}
-	o.sink = sink
-	return nil
-}
-
-func (o *loadOutputs) fail(err error) {
-	if err != nil && o.err == nil {
-		o.err = err
-		slog.Error("write results", "err", err)
-	}
-}
-
-func (o *loadOutputs) snapshot(s loadgen.Snapshot) {
-	if o.dir == "" {
-		return
-	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	b, _ := json.Marshal(s)
-	b = append(b, '\n')
-	_, err := o.bw.Write(b)
-	o.fail(err)
-	// One snapshot a second: flush each, so `gpuorch run` (and anyone
-	// tailing the file) sees rate, p99 and errors while the task runs.
-	o.fail(o.bw.Flush())
-	o.fail(o.sink.Write(context.Background(), results.SnapshotPoints(o.meta, s)...))
-}
-
-func (o *loadOutputs) summary(sum *loadgen.Summary) error {
-	if o.dir == "" {
-		return nil
-	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.fail(o.sink.Write(context.Background(), results.SummaryPoints(*sum)...))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	o.fail(o.sink.Flush(ctx))
-	o.fail(o.bw.Flush())
-	b, _ := json.MarshalIndent(sum, "", "  ")
-	o.fail(loadgenWriteFile(filepath.Join(o.dir, "summary.json"), append(b, '\n')))
-	return o.err
-}
-
-func (o *loadOutputs) close() {
-	if o.snaps != nil {
-		_ = o.bw.Flush()
-		o.fail(o.snaps.Close())
-	}
-	if o.sink != nil {
-		o.fail(o.sink.Close())
-	}
-}
-
-func loadgenWriteFile(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return runErr
 }
 
 // loadProgress redraws one status line on a terminal.

@@ -26,7 +26,7 @@ func loadgenProc(t *testing.T, args ...string) *exec.Cmd {
 	return cmd
 }
 
-func exitCode(err error) int {
+func procExitCode(err error) int {
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		return ee.ExitCode()
@@ -75,7 +75,7 @@ func TestLoadgenRunManifest(t *testing.T) {
 	})
 	cmd := loadgenProc(t, "loadgen", "run", "--manifest", m, "--json")
 	out, err := cmd.Output()
-	if code := exitCode(err); code != 0 {
+	if code := procExitCode(err); code != 0 {
 		t.Fatalf("exit %d: %s", code, out)
 	}
 	var printed loadgen.Summary
@@ -126,7 +126,7 @@ func TestLoadgenRunExitCodes(t *testing.T) {
 	for _, tt := range tests {
 		cmd := loadgenProc(t, append([]string{"loadgen", "run"}, tt.args...)...)
 		out, err := cmd.CombinedOutput()
-		if code := exitCode(err); code != tt.code || !strings.Contains(string(out), tt.msg) {
+		if code := procExitCode(err); code != tt.code || !strings.Contains(string(out), tt.msg) {
 			t.Errorf("%s: exit %d (want %d), output:\n%s", tt.name, code, tt.code, out)
 		}
 	}
@@ -149,7 +149,7 @@ func TestLoadgenRunInterrupted(t *testing.T) {
 	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
-		if code := exitCode(err); code != exitInterrupted {
+		if code := procExitCode(err); code != exitInterrupted {
 			t.Fatalf("exit %d after SIGINT, want %d", code, exitInterrupted)
 		}
 	case <-time.After(10 * time.Second):

@@ -4,8 +4,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -13,9 +15,12 @@ import (
 	"syscall"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/gpuorch/gpuorch/internal/errkind"
 )
 
-// Exit codes. They are part of the CLI contract and documented in docs/cli.md.
+// Exit codes. They are part of the CLI contract and documented in docs/cli.md;
+// exitCode is the one place an error becomes one.
 const (
 	exitOK          = 0
 	exitFailure     = 1 // the operation ran and failed (a task failed, a check did not pass)
@@ -23,6 +28,25 @@ const (
 	exitUnavailable = 3 // a service gpuorch needs (target, Slurm, InfluxDB) is unreachable
 	exitInterrupted = 130
 )
+
+// exitCode maps an error's kind (internal/errkind) to the exit code.
+func exitCode(err error) int {
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, errkind.ErrInterrupted), errors.Is(err, context.Canceled):
+		return exitInterrupted
+	case errors.Is(err, errkind.ErrInvalid):
+		return exitUsage
+	case errors.Is(err, errkind.ErrUnavailable):
+		return exitUnavailable
+	}
+	var ec cli.ExitCoder // TRANSITIONAL: until every command returns kinds
+	if errors.As(err, &ec) {
+		return ec.ExitCode()
+	}
+	return exitFailure
+}
 
 var version = "dev"
 
@@ -34,7 +58,7 @@ func register(c *cli.Command) { commands = append(commands, c) }
 
 func newApp() *cli.App {
 	sort.Slice(commands, func(i, j int) bool { return commands[i].Name < commands[j].Name })
-	return &cli.App{
+	app := &cli.App{
 		Name:                 "gpuorch",
 		Usage:                "benchmark GPU clusters: serving experiments, training runs and GPU slices, locally or through Slurm",
 		Version:              version,
@@ -47,28 +71,80 @@ func newApp() *cli.App {
 		Before: func(c *cli.Context) error {
 			var lvl slog.Level
 			if err := lvl.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-				return cli.Exit(fmt.Sprintf("bad --log-level %q: %v", c.String("log-level"), err), exitUsage)
+				return errkind.Invalidf("bad --log-level %q: %v", c.String("log-level"), err)
 			}
-			slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})))
+			slog.SetDefault(slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: lvl})))
 			return nil
 		},
+		Action:       groupAction,
+		OnUsageError: usageError,
+		// Errors go back to main, which prints them and picks the exit code;
+		// urfave/cli must not exit by itself.
+		ExitErrHandler: func(*cli.Context, error) {},
 	}
+	strictCommands(app.Commands)
+	return app
+}
+
+// strictCommands makes every command report bad flags as usage errors and
+// every command group refuse an unknown subcommand (urfave/cli would print
+// "No help topic" and exit 3, the code for an unreachable service).
+func strictCommands(cmds []*cli.Command) {
+	for _, c := range cmds {
+		if c.OnUsageError == nil {
+			c.OnUsageError = usageError
+		}
+		if len(c.Subcommands) > 0 {
+			if c.Action == nil {
+				c.Action = groupAction
+			}
+			strictCommands(c.Subcommands)
+		}
+	}
+}
+
+func usageError(_ *cli.Context, err error, _ bool) error { return errkind.Invalid(err) }
+
+// groupAction runs when a command group (or gpuorch itself) is given no
+// known subcommand: help without arguments, an error with one.
+func groupAction(c *cli.Context) error {
+	if c.NArg() == 0 {
+		if c.Command != nil && c.Command.Name != "" {
+			return cli.ShowSubcommandHelp(c)
+		}
+		return cli.ShowAppHelp(c)
+	}
+	subs := c.App.Commands
+	name := "gpuorch"
+	if c.Command != nil && c.Command.Name != "" {
+		subs, name = c.Command.Subcommands, "gpuorch "+c.Command.Name
+	}
+	msg := fmt.Sprintf("%s: unknown command %q", name, c.Args().First())
+	if s := cli.SuggestCommand(subs, c.Args().First()); s != "" {
+		msg += ". " + s
+	}
+	return errkind.Invalidf("%s (see %s --help)", msg, name)
+}
+
+// printJSON writes v as indented JSON: every --json output goes through it.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := newApp().RunContext(ctx, os.Args)
-	if err == nil {
-		return
+	os.Exit(run(ctx, newApp(), os.Args, os.Stderr))
+}
+
+// run runs the app and returns the exit code, having printed the error (if
+// any, and not already reported) to stderr.
+func run(ctx context.Context, app *cli.App, args []string, stderr io.Writer) int {
+	err := app.RunContext(ctx, args)
+	if err != nil && !errkind.IsReported(err) && err.Error() != "" {
+		fmt.Fprintln(stderr, "gpuorch:", err)
 	}
-	var ec cli.ExitCoder
-	if errors.As(err, &ec) {
-		if msg := ec.Error(); msg != "" {
-			fmt.Fprintln(os.Stderr, "gpuorch:", msg)
-		}
-		os.Exit(ec.ExitCode())
-	}
-	fmt.Fprintln(os.Stderr, "gpuorch:", err)
-	os.Exit(exitFailure)
+	return exitCode(err)
 }

@@ -15,8 +15,16 @@ import (
 	"github.com/gpuorch/gpuorch/results"
 )
 
+// resultsCmd is the `gpuorch results` group; files add their subcommands to
+// it from their init functions (package-level vars are set before any init).
+var resultsCmd = &cli.Command{
+	Name:  "results",
+	Usage: "review experiment results: tables, comparisons, exports, reports",
+}
+
 func init() {
 	resultsCmd.Subcommands = append(resultsCmd.Subcommands, resultsShowCmd, resultsCompareCmd)
+	register(resultsCmd)
 }
 
 // reviewExp is an experiment named on the command line, resolved.

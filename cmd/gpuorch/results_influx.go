@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/results"
 	"github.com/urfave/cli/v2"
@@ -251,10 +252,10 @@ directory.
 			}
 			return cli.Exit(err.Error(), exitFailure)
 		}
-		spools, _ := filepath.Glob(filepath.Join(exp.Dir, "tasks", "*", influxSpoolDir))
+		spools, _ := filepath.Glob(filepath.Join(layout.Experiment(exp.Dir).TaskGlob(), layout.InfluxSpoolDir))
 		var stores []string
 		if c.Bool("all") {
-			stores, _ = filepath.Glob(filepath.Join(exp.Dir, "tasks", "*", "metrics.lp"))
+			stores, _ = filepath.Glob(filepath.Join(layout.Experiment(exp.Dir).TaskGlob(), layout.MetricsFile))
 		}
 		sort.Strings(spools)
 		sort.Strings(stores)

@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gpuorch/gpuorch/internal/layout"
+	"github.com/gpuorch/gpuorch/taskrun"
 )
 
 // clearInfluxEnv makes a test independent of the developer's InfluxDB
@@ -87,8 +90,8 @@ func TestResultsInfluxEndToEnd(t *testing.T) {
 	home := t.TempDir()
 	t.Setenv("GPUORCH_INFLUX_URL", base)
 	t.Setenv("GPUORCH_INFLUX_BUCKET", "gpuorch_no_such_database")
-	if _, err := openTaskSink(t.TempDir()); err == nil || !strings.Contains(err.Error(), "database not found") {
-		t.Fatalf("missing database: openTaskSink err = %v", err)
+	if _, err := taskrun.OpenSink(t.Context(), layout.Task(t.TempDir())); err == nil || !strings.Contains(err.Error(), "database not found") {
+		t.Fatalf("missing database: OpenSink err = %v", err)
 	}
 	db := testDB(t, base)
 	t.Setenv("GPUORCH_INFLUX_BUCKET", db)
@@ -137,31 +140,5 @@ func TestResultsInfluxEndToEnd(t *testing.T) {
 	_, _, code = runCLI(t, home, "results", "push", exp.ID())
 	if code != exitUnavailable {
 		t.Fatalf("push to an unreachable server: exit %d", code)
-	}
-}
-
-func TestInfluxPreflight(t *testing.T) {
-	clearInfluxEnv(t)
-	ctx := t.Context()
-	if err := influxPreflight(ctx, false); err != nil {
-		t.Fatalf("not configured: %v", err)
-	}
-	t.Setenv("GPUORCH_INFLUX_URL", "http://127.0.0.1:1")
-	if err := influxPreflight(ctx, true); err != nil {
-		t.Fatalf("unreachable, allowed: %v", err)
-	}
-	err := influxPreflight(ctx, false)
-	if ec, ok := err.(interface{ ExitCode() int }); !ok || ec.ExitCode() != exitUnavailable {
-		t.Fatalf("unreachable: %v", err)
-	}
-	base := os.Getenv("GPUORCH_TEST_INFLUX_URL")
-	if base == "" {
-		t.Skip("no InfluxDB for the rest: eval \"$(test/influxdb/up.sh --test-env)\"")
-	}
-	t.Setenv("GPUORCH_INFLUX_URL", base)
-	t.Setenv("GPUORCH_INFLUX_BUCKET", "gpuorch_no_such_database")
-	err = influxPreflight(ctx, true) // a missing database is never waved through
-	if ec, ok := err.(interface{ ExitCode() int }); !ok || ec.ExitCode() != exitUsage || !strings.Contains(err.Error(), "database not found") {
-		t.Fatalf("missing database: %v", err)
 	}
 }

@@ -12,11 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/llmbench"
 	"github.com/gpuorch/gpuorch/loadgen"
 	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/perfmodel"
 	"github.com/gpuorch/gpuorch/results"
+	"github.com/gpuorch/gpuorch/taskrun"
 )
 
 // predCase is one benchmark level: what was measured and what the roofline
@@ -76,11 +78,11 @@ func makeBenchExperiment(t *testing.T, home string) *orchestrator.Experiment {
 			Tags: task.Config.Tags, Status: loadgen.StatusCompleted, Started: t0, Ended: t0.Add(10 * time.Second)}
 		sum.Total = loadgen.Snapshot{Interval: -1, Offered: 20, Sent: 20, Completed: 20, SLOMet: 20, OfferedRate: 2, AchievedRate: 2, Goodput: 2,
 			Latency: q(c.e2el), TTFT: q(c.ttft), TPOT: q(c.tpot), ITL: q(c.tpot), E2EL: q(c.e2el), InputTokens: 2000, OutputTokens: c.outTokens}
-		sink, err := openTaskSink(exp.TaskDir(i))
+		sink, err := taskrun.OpenSink(t.Context(), layout.Task(exp.TaskDir(i)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := copyPrediction(context.Background(), exp.TaskDir(i), sink); err != nil {
+		if err := taskrun.CopyPrediction(context.Background(), layout.Task(exp.TaskDir(i)), sink); err != nil {
 			t.Fatal(err)
 		}
 		if err := sink.Write(context.Background(), results.SummaryPoints(sum)...); err != nil {
@@ -261,13 +263,5 @@ func TestResultsShowPredictionsInflux(t *testing.T) {
 	checkPredRows(t, rows, false)
 	if len(rows) != 3 || rows[2].Predicted != nil {
 		t.Errorf("pending row from influx: %+v", rows)
-	}
-}
-
-// The orchestrator writes what results reads.
-func TestPredictionSchemaNames(t *testing.T) {
-	if llmbench.PredictionMeasurement != results.MeasServingPrediction || llmbench.PredictionFile != results.PredictionFile {
-		t.Errorf("orchestrator writes %s to %s, results reads %s from %s", llmbench.PredictionMeasurement, llmbench.PredictionFile,
-			results.MeasServingPrediction, results.PredictionFile)
 	}
 }

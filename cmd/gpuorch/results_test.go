@@ -12,11 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/urfave/cli/v2"
-
+	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/loadgen"
 	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/results"
+	"github.com/gpuorch/gpuorch/taskrun"
 )
 
 // runCLI runs the gpuorch app in-process and returns its output and exit code.
@@ -26,15 +26,7 @@ func runCLI(t *testing.T, home string, args ...string) (stdout, stderr string, c
 	app := newApp()
 	var o, e bytes.Buffer
 	app.Writer, app.ErrWriter = &o, &e
-	app.ExitErrHandler = func(*cli.Context, error) {} // keep the test process alive
-	err := app.Run(append([]string{"gpuorch"}, args...))
-	if err != nil {
-		code = exitFailure
-		if ec, ok := err.(cli.ExitCoder); ok {
-			code = ec.ExitCode()
-		}
-		fmt.Fprintln(&e, err)
-	}
+	code = run(t.Context(), app, append([]string{"gpuorch"}, args...), &e)
 	return o.String(), e.String(), code
 }
 
@@ -71,7 +63,7 @@ func makeExperiment(t *testing.T, home, name string, scale float64) *orchestrato
 			{Start: t0, SLOFactor: 2, Offered: int64(5 * rate), Completed: int64(5 * rate), SLOMet: int64(4 * rate), Goodput: 0.8 * rate},
 			{Start: t0.Add(5 * time.Second), SLOFactor: 4, Offered: int64(5 * rate), Completed: int64(5 * rate), SLOMet: int64(5 * rate), Goodput: rate},
 		}
-		sink, err := openTaskSink(exp.TaskDir(task.Index))
+		sink, err := taskrun.OpenSink(t.Context(), layout.Task(exp.TaskDir(task.Index)))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -19,8 +17,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/gpuorch/gpuorch/loadgen"
+	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/orchestrator"
+	"github.com/gpuorch/gpuorch/taskrun"
 )
 
 // kvList is a repeatable KEY=VALUE flag that, unlike cli.StringSliceFlag,
@@ -169,7 +168,7 @@ func runAction(c *cli.Context) error {
 		}
 		// A wrong InfluxDB token or a missing database fails here, before
 		// anything runs; an unreachable server only means points are spooled.
-		if err := influxPreflight(ctx, true); err != nil {
+		if err := taskrun.CheckSinks(ctx, true); err != nil {
 			return err
 		}
 		exp, err = orchestrator.Create(plan.HomeDir(), spec, plan, plan.Run.Executor)
@@ -469,40 +468,11 @@ func (p *progress) taskStatus(i int) string {
 	t := &p.exp.Plan.Tasks[i]
 	elapsed := time.Since(p.running[i]).Truncate(time.Second)
 	s := fmt.Sprintf("%s %s/%s", t.Name, elapsed, t.Config.Duration.D())
-	snap, ok := lastSnapshot(filepath.Join(p.exp.TaskDir(i), "snapshots.jsonl"))
+	snap, ok := taskrun.LastSnapshot(layout.Task(p.exp.TaskDir(i)))
 	if !ok {
 		return s
 	}
 	return s + fmt.Sprintf(" %.1f/s p99 %s err %d", snap.AchievedRate, snap.Latency.P99.Round(100*time.Microsecond), snap.Errors+snap.Timeouts)
-}
-
-// lastSnapshot reads the last complete line of a task's snapshots.jsonl.
-func lastSnapshot(path string) (loadgen.Snapshot, bool) {
-	var snap loadgen.Snapshot
-	f, err := os.Open(path)
-	if err != nil {
-		return snap, false
-	}
-	defer f.Close()
-	const tail = 16 << 10
-	fi, err := f.Stat()
-	if err != nil {
-		return snap, false
-	}
-	off := max(fi.Size()-tail, 0)
-	buf := make([]byte, fi.Size()-off)
-	if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
-		return snap, false
-	}
-	buf = bytes.TrimRight(buf[:bytes.LastIndexByte(buf, '\n')+1], "\n")
-	if len(buf) == 0 {
-		return snap, false
-	}
-	line := buf[bytes.LastIndexByte(buf, '\n')+1:]
-	if json.Unmarshal(line, &snap) != nil {
-		return snap, false
-	}
-	return snap, true
 }
 
 // printOutcome says how the run ended; failures always (to stderr), the

@@ -322,22 +322,6 @@ func TestRunCLISpecFromStdin(t *testing.T) {
 	}
 }
 
-func TestLastSnapshot(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "snapshots.jsonl")
-	if _, ok := lastSnapshot(path); ok {
-		t.Error("snapshot from a missing file")
-	}
-	os.WriteFile(path, []byte(`{"interval":0,"achieved_rate":5}`+"\n"+`{"interval":1,"achieved_rate":7,"latency":{"p99":2000000}}`+"\n"+`{"interval":2,"achie`), 0o644)
-	s, ok := lastSnapshot(path)
-	if !ok || s.Interval != 1 || s.AchievedRate != 7 || s.Latency.P99 != 2*time.Millisecond {
-		t.Errorf("got %+v %v, want interval 1 (the last complete line)", s, ok)
-	}
-	os.WriteFile(path, []byte(`{"interval":0`), 0o644)
-	if _, ok := lastSnapshot(path); ok {
-		t.Error("snapshot from a partial line")
-	}
-}
-
 func TestExperimentsList(t *testing.T) {
 	e := newCLIEnv(t)
 	if _, _, code := e.run(nil, "run", "--binary", e.fake, e.spec); code != 0 {

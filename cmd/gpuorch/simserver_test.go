@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -11,8 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/urfave/cli/v2"
 )
 
 // TestSimServerCommand runs `gpuorch sim-server` in-process on a free
@@ -89,11 +86,9 @@ func TestSimServerCommandUsageErrors(t *testing.T) {
 		{[]string{"--dnn", "m", "extra"}, "no arguments"},
 	} {
 		app := newApp()
-		app.ExitErrHandler = func(*cli.Context, error) {} // report, don't os.Exit
 		app.ErrWriter = io.Discard
 		err := app.RunContext(context.Background(), append([]string{"gpuorch", "sim-server"}, tc.args...))
-		var ec cli.ExitCoder
-		if !errors.As(err, &ec) || ec.ExitCode() != exitUsage || !strings.Contains(err.Error(), tc.want) {
+		if exitCode(err) != exitUsage || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: err %v, want exit %d mentioning %q", tc.args, err, exitUsage, tc.want)
 		}
 	}

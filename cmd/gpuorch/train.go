@@ -13,11 +13,13 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/results"
 	"github.com/gpuorch/gpuorch/results/trainlog"
 	"github.com/gpuorch/gpuorch/sbatch"
 	"github.com/gpuorch/gpuorch/sif"
+	"github.com/gpuorch/gpuorch/taskrun"
 )
 
 func init() {
@@ -293,7 +295,7 @@ func jsonBytes(v any) ([]byte, error) {
 // followJob follows a log into the task sink of dir until the Slurm job
 // (if any) ends; it returns the job's final state ("" without a job).
 func followJob(ctx context.Context, c *cli.Context, client *sbatch.Client, jobID, logPath, dir string, tags map[string]string) (trainlog.Result, string, error) {
-	sink, err := openTaskSink(dir)
+	sink, err := taskrun.OpenSink(ctx, layout.Task(dir))
 	if err != nil {
 		return trainlog.Result{}, "", err
 	}

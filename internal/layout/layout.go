@@ -1,0 +1,82 @@
+// Package layout owns the on-disk layout of an experiment directory and of
+// its task directories. Every file name lives here, so that the writers (the
+// orchestrator, a task, the benchmark workflow) and the readers (results,
+// status, reports) agree on where things are.
+//
+//	<home>/<id>/                 Experiment
+//	  spec.toml plan.json state.json
+//	  slurm/array.sbatch         the Slurm executor's script
+//	  bench-spec.json bench.json bench-task.sh   (LLM benchmarks)
+//	  tasks/<i>/                 Task
+//	    manifest.json log summary.json snapshots.jsonl metrics.lp
+//	    influx-spool/ prediction.lp requests.jsonl server.log
+package layout
+
+import (
+	"path/filepath"
+	"strconv"
+)
+
+// File names inside a task directory.
+const (
+	ManifestFile   = "manifest.json"   // the task's loadgen.Config
+	LogFile        = "log"             // the task process's stdout and stderr
+	SummaryFile    = "summary.json"    // the run's loadgen.Summary, written at the end
+	SnapshotsFile  = "snapshots.jsonl" // one loadgen.Snapshot a line, as intervals end
+	MetricsFile    = "metrics.lp"      // the local results store (line protocol)
+	InfluxSpoolDir = "influx-spool"    // points waiting for InfluxDB
+	PredictionFile = "prediction.lp"   // a benchmark's predicted values (line protocol)
+	RequestsFile   = "requests.jsonl"  // per-request rows, when asked for
+	ServerLogFile  = "server.log"      // the model server a benchmark task started
+)
+
+// File names inside an experiment directory.
+const (
+	SpecFile         = "spec.toml"
+	PlanFile         = "plan.json"
+	StateFile        = "state.json"
+	TasksDir         = "tasks"
+	SlurmScriptFile  = "slurm/array.sbatch"
+	BenchSpecFile    = "bench-spec.json"
+	BenchTaskFile    = "bench.json"
+	BenchWrapperFile = "bench-task.sh"
+)
+
+// Experiment is an experiment directory.
+type Experiment string
+
+func (e Experiment) path(name string) string { return filepath.Join(string(e), name) }
+
+func (e Experiment) Spec() string         { return e.path(SpecFile) }
+func (e Experiment) Plan() string         { return e.path(PlanFile) }
+func (e Experiment) State() string        { return e.path(StateFile) }
+func (e Experiment) Tasks() string        { return e.path(TasksDir) }
+func (e Experiment) SlurmScript() string  { return e.path(SlurmScriptFile) }
+func (e Experiment) BenchSpec() string    { return e.path(BenchSpecFile) }
+func (e Experiment) BenchTask() string    { return e.path(BenchTaskFile) }
+func (e Experiment) BenchWrapper() string { return e.path(BenchWrapperFile) }
+
+// Task is task i's directory.
+func (e Experiment) Task(i int) Task { return Task(e.path(string(RelTask(i)))) }
+
+// TaskGlob matches every task directory, for filepath.Glob.
+func (e Experiment) TaskGlob() string { return e.path(filepath.Join(TasksDir, "*")) }
+
+// RelTask is task i's directory relative to the experiment directory, which
+// is the working directory executors run tasks in.
+func RelTask(i int) Task { return Task(filepath.Join(TasksDir, strconv.Itoa(i))) }
+
+// Task is a task directory.
+type Task string
+
+func (t Task) path(name string) string { return filepath.Join(string(t), name) }
+
+func (t Task) Manifest() string    { return t.path(ManifestFile) }
+func (t Task) Log() string         { return t.path(LogFile) }
+func (t Task) Summary() string     { return t.path(SummaryFile) }
+func (t Task) Snapshots() string   { return t.path(SnapshotsFile) }
+func (t Task) Metrics() string     { return t.path(MetricsFile) }
+func (t Task) InfluxSpool() string { return t.path(InfluxSpoolDir) }
+func (t Task) Prediction() string  { return t.path(PredictionFile) }
+func (t Task) Requests() string    { return t.path(RequestsFile) }
+func (t Task) ServerLog() string   { return t.path(ServerLogFile) }

@@ -1,0 +1,29 @@
+package layout
+
+import (
+	"path/filepath"
+	"testing"
+)
+
+func TestPaths(t *testing.T) {
+	e := Experiment("/runs/x-1")
+	cases := []struct{ got, want string }{
+		{e.Spec(), "/runs/x-1/spec.toml"},
+		{e.State(), "/runs/x-1/state.json"},
+		{e.SlurmScript(), "/runs/x-1/slurm/array.sbatch"},
+		{e.BenchWrapper(), "/runs/x-1/bench-task.sh"},
+		{string(e.Task(12)), "/runs/x-1/tasks/12"},
+		{e.Task(3).Metrics(), "/runs/x-1/tasks/3/metrics.lp"},
+		{e.Task(3).InfluxSpool(), "/runs/x-1/tasks/3/influx-spool"},
+		{RelTask(7).Manifest(), "tasks/7/manifest.json"},
+		{RelTask(7).Log(), "tasks/7/log"},
+	}
+	for _, c := range cases {
+		if c.got != c.want {
+			t.Errorf("got %s, want %s", c.got, c.want)
+		}
+	}
+	if ok, _ := filepath.Match(e.TaskGlob(), string(e.Task(40))); !ok {
+		t.Errorf("TaskGlob %s does not match %s", e.TaskGlob(), e.Task(40))
+	}
+}

@@ -1,0 +1,100 @@
+// Package taskrun is what one task of an experiment does: its manifest (a
+// loadgen.Config) becomes a load run whose intervals, summary and metrics
+// land in the task directory (internal/layout) and in the configured sinks.
+// `gpuorch loadgen run` (executors call it with --manifest) and benchmark
+// tasks (llmbench) both run tasks through it.
+package taskrun
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gpuorch/gpuorch/internal/errkind"
+	"github.com/gpuorch/gpuorch/internal/layout"
+	"github.com/gpuorch/gpuorch/loadgen"
+)
+
+// ReadManifest decodes a task manifest strictly: an unknown key is an error.
+// Every error is of kind errkind.ErrInvalid.
+func ReadManifest(path string) (*loadgen.Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, errkind.Invalid(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var cfg loadgen.Config
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, errkind.Invalidf("manifest %s: %w", path, err)
+	}
+	return &cfg, nil
+}
+
+// Prepare checks cfg before anything is written or sent and builds its
+// workload. Every error is of kind errkind.ErrInvalid.
+func Prepare(cfg *loadgen.Config) (*loadgen.Workload, error) {
+	if p := cfg.PacerPriority; p != "" && !slices.Contains(loadgen.PacerPriorities, p) {
+		return nil, errkind.Invalidf("unknown pacer priority %q (want one of %s)", p, strings.Join(loadgen.PacerPriorities, ", "))
+	}
+	if _, err := loadgen.NewTarget(cfg.Target); err != nil {
+		return nil, errkind.Invalid(err)
+	}
+	w, err := loadgen.BuildWorkload(cfg)
+	if err != nil {
+		return nil, errkind.Invalid(err)
+	}
+	return w, nil
+}
+
+// Options are what a run does besides the load itself.
+type Options struct {
+	// Dir is the task directory the outputs go to; "" writes nothing.
+	Dir string
+	// PerRequest also writes one row per request to requests.jsonl.
+	PerRequest bool
+	// OnSnapshot is called with each interval, after it is stored.
+	OnSnapshot func(loadgen.Snapshot)
+	// OnProgress is called about ten times a second (loadgen.RunOptions).
+	OnProgress func(loadgen.Progress)
+}
+
+// Run runs the load of cfg (built by Prepare into w) and writes the task's
+// outputs. The summary is nil only when the run never started. The error
+// keeps loadgen's kinds: an unreachable target is errkind.ErrUnavailable and
+// an interrupted run returns its partial summary with Status interrupted.
+func Run(ctx context.Context, cfg *loadgen.Config, w *loadgen.Workload, opts Options) (*loadgen.Summary, error) {
+	out := &outputs{dir: layout.Task(opts.Dir)}
+	meta := loadgen.Summary{
+		Experiment: cfg.Experiment, Task: cfg.Task, Workload: w.Name, Target: cfg.Target.URL,
+		Protocol: cfg.Target.Protocol, Tags: cfg.Tags, Started: time.Now(),
+	}
+	if err := out.open(ctx, meta, opts.PerRequest); err != nil {
+		return nil, err
+	}
+	defer out.close()
+	ro := loadgen.RunOptions{
+		OnSnapshot: func(s loadgen.Snapshot) {
+			out.snapshot(s)
+			if opts.OnSnapshot != nil {
+				opts.OnSnapshot(s)
+			}
+		},
+		OnProgress: opts.OnProgress,
+	}
+	if out.rows != nil {
+		ro.OnResult = out.rows.write
+	}
+	sum, runErr := loadgen.Run(ctx, cfg, w, ro)
+	if sum != nil {
+		if err := out.summary(sum); err != nil && runErr == nil {
+			runErr = fmt.Errorf("write results: %w", err)
+		}
+	}
+	return sum, runErr
+}
