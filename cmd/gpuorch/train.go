@@ -7,19 +7,16 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/results"
 	"github.com/gpuorch/gpuorch/results/trainlog"
 	"github.com/gpuorch/gpuorch/sbatch"
-	"github.com/gpuorch/gpuorch/sif"
-	"github.com/gpuorch/gpuorch/taskrun"
 )
 
 func init() {
@@ -119,37 +116,12 @@ Examples:
 	})
 }
 
-// loadTraining reads a spec and its [training] table with defaults applied.
+// loadTraining reads the spec (the one argument) and its [training] table.
 func loadTraining(c *cli.Context) (*orchestrator.Spec, orchestrator.TrainingSpec, error) {
 	if c.NArg() != 1 {
-		return nil, orchestrator.TrainingSpec{}, cli.Exit(fmt.Sprintf("train %s: want exactly one SPEC argument (flags go before it)", c.Command.Name), exitUsage)
+		return nil, orchestrator.TrainingSpec{}, errkind.Invalidf("train %s: want exactly one SPEC argument (flags go before it)", c.Command.Name)
 	}
-	var sets []string
-	if l, ok := c.Generic("set").(*kvList); ok && l != nil {
-		sets = *l
-	}
-	spec, err := orchestrator.LoadSpec(c.Args().First(), sets)
-	if err != nil {
-		return nil, orchestrator.TrainingSpec{}, cli.Exit(err.Error(), exitUsage)
-	}
-	if spec.Training == nil {
-		return nil, orchestrator.TrainingSpec{}, cli.Exit(fmt.Sprintf("%s: no [training] table (see docs/training.md)", spec.File), exitUsage)
-	}
-	tr := spec.Training.WithDefaults(spec.Slurm)
-	if err := tr.Validate(); err != nil {
-		return nil, tr, cli.Exit(fmt.Sprintf("%s: %v", spec.File, err), exitUsage)
-	}
-	return spec, tr, nil
-}
-
-func trainRunDir(spec *orchestrator.Spec) (id, dir string, err error) {
-	home := spec.Output.Dir
-	if home == "" {
-		home = orchestrator.Home()
-	}
-	id = orchestrator.NewID(spec.Experiment.Name, time.Now())
-	dir, err = filepath.Abs(filepath.Join(home, id))
-	return id, dir, err
+	return orchestrator.LoadTraining(c.Args().First(), *c.Generic("set").(*kvList))
 }
 
 func trainRender(c *cli.Context) error {
@@ -159,7 +131,7 @@ func trainRender(c *cli.Context) error {
 	}
 	dir := c.String("run-dir")
 	if dir == "" {
-		if _, dir, err = trainRunDir(spec); err != nil {
+		if _, dir, err = orchestrator.TrainingRunDir(spec); err != nil {
 			return err
 		}
 	} else if dir, err = filepath.Abs(dir); err != nil {
@@ -167,46 +139,14 @@ func trainRender(c *cli.Context) error {
 	}
 	job, err := tr.TrainingJob(orchestrator.TrainingJobOptions{Name: spec.Experiment.Name, RunDir: dir, Preflight: c.Bool("preflight")})
 	if err != nil {
-		return cli.Exit(err.Error(), exitUsage)
+		return errkind.Invalid(err)
 	}
 	script, err := job.Render()
 	if err != nil {
-		return cli.Exit(err.Error(), exitUsage)
+		return errkind.Invalid(err)
 	}
 	_, err = io.WriteString(c.App.Writer, script)
 	return err
-}
-
-// checkTrainingImage validates the image for the job: whole, squashfs,
-// the nodes' architecture, the expected version, and the script inside it.
-func checkTrainingImage(c *cli.Context, tr orchestrator.TrainingSpec) error {
-	if tr.Image == "" {
-		return nil
-	}
-	req := append([]string(nil), tr.RequiredPaths...)
-	if tr.Script != "" && tr.Runtime != orchestrator.RuntimeNone {
-		req = append(req, tr.Script)
-	}
-	rep, err := sif.Validate(c.Context, tr.Image, sif.ValidateOptions{Arch: tr.Arch, Version: tr.ImageVersion, RequiredPaths: req})
-	if err != nil {
-		return cli.Exit(fmt.Sprintf("image check: %v (use --skip-image-check if the image is only on the nodes)", err), exitFailure)
-	}
-	if !rep.OK {
-		var msgs []string
-		for _, e := range rep.Failures() {
-			msgs = append(msgs, "  "+e.Error())
-		}
-		return cli.Exit("image check failed, nothing submitted:\n"+strings.Join(msgs, "\n"), exitFailure)
-	}
-	return nil
-}
-
-type trainSubmission struct {
-	ID      string            `json:"id"`
-	Dir     string            `json:"dir"`
-	JobID   string            `json:"job_id"`
-	Summary *trainlog.Summary `json:"summary,omitempty"`
-	State   string            `json:"state,omitempty"`
 }
 
 func trainSubmit(c *cli.Context) error {
@@ -216,126 +156,50 @@ func trainSubmit(c *cli.Context) error {
 		return err
 	}
 	if !c.Bool("skip-image-check") {
-		if err := checkTrainingImage(c, tr); err != nil {
+		if err := orchestrator.CheckTrainingImage(ctx, tr); err != nil {
 			return err
 		}
 	}
-	id, dir, err := trainRunDir(spec)
-	if err != nil {
-		return err
-	}
-	job, err := tr.TrainingJob(orchestrator.TrainingJobOptions{Name: spec.Experiment.Name, RunDir: dir, Preflight: c.Bool("preflight")})
-	if err != nil {
-		return cli.Exit(err.Error(), exitUsage)
-	}
-	script, err := job.Render()
-	if err != nil {
-		return cli.Exit(err.Error(), exitUsage)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "spec.toml"), spec.Source, 0o644); err != nil {
-		return err
-	}
-	path := filepath.Join(dir, orchestrator.TrainingScriptName)
-	if err := os.WriteFile(path, []byte(script), 0o644); err != nil {
-		return err
-	}
 	client := &sbatch.Client{}
-	jobID, err := client.SubmitFile(ctx, path)
+	run, err := orchestrator.SubmitTraining(ctx, client, spec, tr, c.Bool("preflight"))
 	if err != nil {
-		if errors.Is(err, sbatch.ErrUnavailable) {
-			return cli.Exit(fmt.Sprintf("submit: %v (run directory %s kept; resubmit with: sbatch %s)", err, dir, path), exitUnavailable)
-		}
-		return cli.Exit(fmt.Sprintf("submit: %v", err), exitFailure)
+		return err
 	}
-	sub := trainSubmission{ID: id, Dir: dir, JobID: jobID}
-	if b, err := jsonBytes(sub); err == nil {
-		_ = os.WriteFile(filepath.Join(dir, "job.json"), b, 0o644)
-	}
+	w := c.App.Writer
 	if !c.Bool("json") {
-		fmt.Fprintf(c.App.Writer, "submitted %s: job %s, run directory %s\n", id, jobID, dir)
+		fmt.Fprintf(w, "submitted %s: job %s, run directory %s\n", run.ID, run.JobID, run.Dir)
 	}
 	if !c.Bool("follow") {
 		if c.Bool("json") {
-			return imgWriteJSON(c.App.Writer, sub)
+			return printJSON(w, run)
 		}
 		return nil
 	}
-	res, state, ferr := followJob(ctx, c, client, jobID, filepath.Join(dir, orchestrator.TrainingLogName), dir,
-		map[string]string{"experiment": id, "job": jobID, "task": "0"})
-	sub.Summary, sub.State = &res.Summary, state
+	res, state, ferr := orchestrator.FollowTraining(ctx, run.Log(), run.Dir,
+		map[string]string{"experiment": run.ID, "job": run.JobID, "task": "0"},
+		orchestrator.FollowOptions{JobID: run.JobID, Client: client, OnError: warnTo(c.App.ErrWriter)})
+	run.Summary, run.State = &res.Summary, state
 	if c.Bool("json") {
-		imgWriteJSON(c.App.Writer, sub)
+		_ = printJSON(w, run)
 	} else {
-		printTrainSummary(c.App.Writer, res.Summary)
-		fmt.Fprintf(c.App.Writer, "job %s: %s\n", jobID, state)
+		printTrainSummary(w, res.Summary)
+		fmt.Fprintf(w, "job %s: %s\n", run.JobID, state)
 	}
 	if ferr != nil {
 		if errors.Is(ferr, context.Canceled) {
-			return cli.Exit(fmt.Sprintf("stopped following; job %s keeps running (gpuorch train follow --job %s %s)", jobID, jobID, filepath.Join(dir, orchestrator.TrainingLogName)), exitInterrupted)
+			return errkind.Interrupted(fmt.Errorf("stopped following; job %s keeps running (gpuorch train follow --job %s %s)", run.JobID, run.JobID, run.Log()))
 		}
-		return cli.Exit(ferr.Error(), exitFailure)
+		return ferr
 	}
 	if state != string(sbatch.StateCompleted) {
-		return cli.Exit(fmt.Sprintf("job %s ended %s (see %s)", jobID, state, dir), exitFailure)
+		return fmt.Errorf("job %s ended %s (see %s)", run.JobID, state, run.Dir)
 	}
 	return nil
 }
 
-func jsonBytes(v any) ([]byte, error) {
-	var b strings.Builder
-	if err := imgWriteJSON(&b, v); err != nil {
-		return nil, err
-	}
-	return []byte(b.String()), nil
-}
-
-// followJob follows a log into the task sink of dir until the Slurm job
-// (if any) ends; it returns the job's final state ("" without a job).
-func followJob(ctx context.Context, c *cli.Context, client *sbatch.Client, jobID, logPath, dir string, tags map[string]string) (trainlog.Result, string, error) {
-	sink, err := taskrun.OpenSink(ctx, layout.Task(dir))
-	if err != nil {
-		return trainlog.Result{}, "", err
-	}
-	defer sink.Close()
-	var mu sync.Mutex
-	state := ""
-	var lastPoll time.Time
-	done := func() bool {
-		if jobID == "" {
-			return false
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if time.Since(lastPoll) < 5*time.Second {
-			return false
-		}
-		lastPoll = time.Now()
-		tasks, err := client.Tasks(ctx, jobID)
-		if err != nil || len(tasks) == 0 {
-			return false
-		}
-		for _, t := range tasks {
-			state = string(t.State)
-			if !t.State.Terminal() {
-				return false
-			}
-		}
-		return true
-	}
-	res, err := trainlog.Follow(ctx, logPath, trainlog.FollowOptions{
-		Sink: sink, Collector: &trainlog.Collector{Tags: tags}, Done: done,
-		StopAtDone: jobID == "",
-		OnError: func(e error) {
-			fmt.Fprintf(c.App.ErrWriter, "gpuorch: %s: %v\n", logPath, e)
-		},
-	})
-	if err == nil && jobID != "" && state == "" {
-		done()
-	}
-	return res, state, err
+// warnTo prints problems that do not stop the command.
+func warnTo(w io.Writer) func(error) {
+	return func(err error) { fmt.Fprintf(w, "gpuorch: %v\n", err) }
 }
 
 func printTrainSummary(w io.Writer, s trainlog.Summary) {
@@ -357,17 +221,17 @@ func printTrainSummary(w io.Writer, s trainlog.Summary) {
 
 func trainParse(c *cli.Context) error {
 	if c.NArg() != 1 {
-		return cli.Exit("train parse: want exactly one LOG argument (flags go before it)", exitUsage)
+		return errkind.Invalidf("train parse: want exactly one LOG argument (flags go before it)")
 	}
 	f, err := os.Open(c.Args().First())
 	if err != nil {
-		return cli.Exit(err.Error(), exitUsage)
+		return errkind.Invalid(err)
 	}
 	defer f.Close()
 	col := &trainlog.Collector{Tags: map[string]string{"experiment": c.String("experiment"), "job": c.String("job")}}
 	errs, err := trainlog.Parse(f, col)
 	if err != nil {
-		return cli.Exit(fmt.Sprintf("read %s: %v", f.Name(), err), exitFailure)
+		return fmt.Errorf("read %s: %w", f.Name(), err)
 	}
 	for _, e := range errs {
 		fmt.Fprintf(c.App.ErrWriter, "gpuorch: %s: %v\n", f.Name(), e)
@@ -377,27 +241,26 @@ func trainParse(c *cli.Context) error {
 	case c.Bool("points"):
 		var b []byte
 		for _, r := range col.Records() {
-			p := r.Point(col.Tags)
 			var err error
-			if b, err = results.AppendLine(b[:0], p); err != nil {
+			if b, err = results.AppendLine(b[:0], r.Point(col.Tags)); err != nil {
 				return err
 			}
 			w.Write(b)
 		}
 		return nil
 	case c.Bool("json"):
-		return imgWriteJSON(w, col.Summary())
+		return printJSON(w, col.Summary())
 	}
 	printTrainSummary(w, col.Summary())
 	if col.Summary().Intervals == 0 {
-		return cli.Exit("", exitFailure)
+		return errkind.Reported(errors.New("no training intervals"))
 	}
 	return nil
 }
 
 func trainFollow(c *cli.Context) error {
 	if c.NArg() != 1 {
-		return cli.Exit("train follow: want exactly one LOG argument (flags go before it)", exitUsage)
+		return errkind.Invalidf("train follow: want exactly one LOG argument (flags go before it)")
 	}
 	logPath := c.Args().First()
 	out := c.String("out")
@@ -405,15 +268,16 @@ func trainFollow(c *cli.Context) error {
 		out = filepath.Dir(logPath)
 	}
 	tags := map[string]string{"experiment": c.String("experiment"), "job": c.String("job")}
-	res, state, err := followJob(c.Context, c, &sbatch.Client{}, c.String("job"), logPath, out, tags)
+	res, state, err := orchestrator.FollowTraining(c.Context, logPath, out, tags,
+		orchestrator.FollowOptions{JobID: c.String("job"), Client: &sbatch.Client{}, OnError: warnTo(c.App.ErrWriter)})
 	if c.Bool("json") {
-		imgWriteJSON(c.App.Writer, map[string]any{"summary": res.Summary, "points": res.Points, "finished": res.Finished, "state": state})
+		printJSON(c.App.Writer, map[string]any{"summary": res.Summary, "points": res.Points, "finished": res.Finished, "state": state})
 	} else {
 		printTrainSummary(c.App.Writer, res.Summary)
-		fmt.Fprintf(c.App.Writer, "%d points stored in %s\n", res.Points, filepath.Join(out, "metrics.lp"))
+		fmt.Fprintf(c.App.Writer, "%d points stored in %s\n", res.Points, layout.Task(out).Metrics())
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
-		return cli.Exit(err.Error(), exitFailure)
+		return err
 	}
 	return nil
 }
