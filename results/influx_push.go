@@ -9,7 +9,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"time"
+
+	"github.com/gpuorch/gpuorch/internal/layout"
 )
 
 // PushResult is what one push delivered.
@@ -123,4 +126,33 @@ func PushFile(ctx context.Context, cfg InfluxConfig, path string) (PushResult, e
 		return res, err
 	}
 	return res, errors.Join(errs...)
+}
+
+// PushExperiment delivers every task's spool under an experiment directory
+// to InfluxDB, oldest first, and with all every task's local store too. It
+// returns what each file delivered; the error joins every file's error.
+func PushExperiment(ctx context.Context, cfg InfluxConfig, expDir string, all bool) ([]PushResult, error) {
+	dir := layout.Experiment(expDir)
+	spools, _ := filepath.Glob(filepath.Join(dir.TaskGlob(), layout.InfluxSpoolDir))
+	var stores []string
+	if all {
+		stores, _ = filepath.Glob(filepath.Join(dir.TaskGlob(), layout.MetricsFile))
+	}
+	sort.Strings(spools)
+	sort.Strings(stores)
+	var out []PushResult
+	var errs []error
+	for _, files := range []struct {
+		paths []string
+		push  func(context.Context, InfluxConfig, string) (PushResult, error)
+	}{{spools, PushSpool}, {stores, PushFile}} {
+		for _, p := range files.paths {
+			r, err := files.push(ctx, cfg, p)
+			out = append(out, r)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", p, err))
+			}
+		}
+	}
+	return out, errors.Join(errs...)
 }

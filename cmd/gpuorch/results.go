@@ -1,16 +1,12 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/results"
 )
@@ -27,69 +23,30 @@ func init() {
 	register(resultsCmd)
 }
 
-// reviewExp is an experiment named on the command line, resolved.
-type reviewExp struct {
-	Label string                   // what tables call it: its id, or the directory name
-	ID    string                   // experiment id ("" when only a directory is known)
-	Dir   string                   // experiment directory (local store)
-	Exp   *orchestrator.Experiment // nil for a bare directory of metrics files
-}
-
-// resolveExperiment finds EXP: an experiment id, unique id prefix or name
-// under home (orchestrator.Open), an experiment directory, or any directory
-// holding tasks/<i>/metrics.lp files (e.g. copied from a cluster).
-func resolveExperiment(home, arg string) (reviewExp, error) {
-	e, err := orchestrator.Open(home, arg)
-	if err == nil {
-		return reviewExp{Label: e.ID(), ID: e.ID(), Dir: e.Dir, Exp: e}, nil
-	}
-	if st, serr := os.Stat(arg); serr == nil && st.IsDir() {
-		abs, _ := filepath.Abs(arg)
-		return reviewExp{Label: filepath.Base(abs), Dir: arg}, nil
-	}
-	if errors.Is(err, orchestrator.ErrNotFound) {
-		return reviewExp{}, cli.Exit(fmt.Sprintf("%v\n(list experiments with `gpuorch experiments list`, or pass an experiment directory)", err), exitUsage)
-	}
-	return reviewExp{}, cli.Exit(err.Error(), exitFailure)
-}
-
-// reviewSource picks where `results show` and `compare` read an experiment's
-// points from, and the experiment id to filter on ("" = everything in the
-// source). It is a variable so the InfluxDB wiring can read from InfluxDB
-// when configured; by default it is the experiment's local store.
-var reviewSource = func(_ context.Context, e reviewExp, warn io.Writer) (results.Source, string, error) {
-	st := results.NewLocalStore(e.Dir)
-	st.OnMalformed = func(le *results.LineError) {
-		fmt.Fprintf(warn, "warning: skipping malformed line %v\n", le)
-	}
-	return st, "", nil
-}
-
-// loadReview reads one experiment's review model, completed with the
-// executor's task states when the experiment directory has them.
-func loadReview(c *cli.Context, e reviewExp) (*results.Results, error) {
-	src, id, err := reviewSource(c.Context, e, c.App.ErrWriter)
+// review opens EXP for review and loads its results from the source the
+// environment selects (results.SelectSource).
+func review(c *cli.Context, arg string) (*orchestrator.Reviewed, *results.Results, error) {
+	r, sel, err := reviewSource(c, arg)
 	if err != nil {
-		return nil, cli.Exit(fmt.Sprintf("results of %s: %v", e.Label, err), exitUnavailable)
+		return nil, nil, err
 	}
-	res, err := results.Load(c.Context, src, id)
+	res, err := r.Load(c.Context, sel)
+	return r, res, err
+}
+
+// reviewSource opens EXP and selects where its points are read from.
+func reviewSource(c *cli.Context, arg string) (*orchestrator.Reviewed, *results.Selected, error) {
+	r, err := orchestrator.OpenReview(c.String("home"), arg)
 	if err != nil {
-		return nil, cli.Exit(fmt.Sprintf("results of %s: %v", e.Label, err), exitFailure)
+		return nil, nil, err
 	}
-	if e.Exp != nil {
-		st := e.Exp.Snapshot()
-		infos := make([]results.TaskInfo, 0, len(st.Tasks))
-		for _, ts := range st.Tasks {
-			ti := results.TaskInfo{Experiment: e.ID, Task: ts.Name, State: string(ts.State), Error: ts.Error}
-			if ts.Index >= 0 && ts.Index < len(e.Exp.Plan.Tasks) {
-				pt := e.Exp.Plan.Tasks[ts.Index]
-				ti.Workload, ti.Params = pt.Workload, pt.Config.Tags
-			}
-			infos = append(infos, ti)
-		}
-		res.AddTaskStates(infos)
+	sel, err := results.SelectSource(c.Context, os.Getenv, r.Dir, r.ID, func(le *results.LineError) {
+		fmt.Fprintf(c.App.ErrWriter, "warning: skipping malformed line %v\n", le)
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("results of %s: %w", r.Label, err)
 	}
-	return res, nil
+	return r, sel, nil
 }
 
 var reviewFlags = []cli.Flag{
@@ -103,7 +60,7 @@ var reviewFlags = []cli.Flag{
 func outputMode(c *cli.Context) (jsonOut, csvOut bool, err error) {
 	jsonOut, csvOut = c.Bool("json"), c.Bool("csv")
 	if jsonOut && csvOut {
-		return false, false, cli.Exit("--json and --csv are exclusive", exitUsage)
+		return false, false, errkind.Invalidf("--json and --csv are exclusive")
 	}
 	return jsonOut, csvOut, nil
 }
@@ -142,17 +99,13 @@ The metrics schema is described in docs/metrics.md.`,
 	Flags: reviewFlags,
 	Action: func(c *cli.Context) error {
 		if c.NArg() != 1 {
-			return cli.Exit("usage: gpuorch results show [--json|--csv] [--per-step] [--per-class] EXP", exitUsage)
+			return errkind.Invalidf("usage: gpuorch results show [--json|--csv] [--per-step] [--per-class] EXP")
 		}
 		jsonOut, csvOut, err := outputMode(c)
 		if err != nil {
 			return err
 		}
-		e, err := resolveExperiment(c.String("home"), c.Args().First())
-		if err != nil {
-			return err
-		}
-		res, err := loadReview(c, e)
+		e, res, err := review(c, c.Args().First())
 		if err != nil {
 			return err
 		}
@@ -169,9 +122,7 @@ The metrics schema is described in docs/metrics.md.`,
 				if rows == nil {
 					rows = []results.Row{}
 				}
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				return enc.Encode(rows)
+				return printJSON(w, rows)
 			}
 			t := results.FlatTable(rows, res.ParamKeys, results.Machine)
 			return t.WriteCSV(w)
@@ -235,7 +186,7 @@ Examples:
 	Flags: reviewFlags,
 	Action: func(c *cli.Context) error {
 		if c.NArg() < 2 {
-			return cli.Exit("usage: gpuorch results compare [--json|--csv] [--per-step] [--per-class] EXP1 EXP2 [EXP...]", exitUsage)
+			return errkind.Invalidf("usage: gpuorch results compare [--json|--csv] [--per-step] [--per-class] EXP1 EXP2 [EXP...]")
 		}
 		jsonOut, csvOut, err := outputMode(c)
 		if err != nil {
@@ -245,11 +196,7 @@ Examples:
 		var all []*results.Results
 		seen := map[string]int{}
 		for _, arg := range c.Args().Slice() {
-			e, err := resolveExperiment(c.String("home"), arg)
-			if err != nil {
-				return err
-			}
-			res, err := loadReview(c, e)
+			e, res, err := review(c, arg)
 			if err != nil {
 				return err
 			}
@@ -268,9 +215,7 @@ Examples:
 			if rows == nil {
 				rows = []results.CompareRow{}
 			}
-			enc := json.NewEncoder(w)
-			enc.SetIndent("", "  ")
-			return enc.Encode(rows)
+			return printJSON(w, rows)
 		case csvOut:
 			t := cmp.Table(results.Machine)
 			return t.WriteCSV(w)

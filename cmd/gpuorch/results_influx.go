@@ -1,18 +1,15 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
-	"github.com/gpuorch/gpuorch/internal/layout"
+	"github.com/gpuorch/gpuorch/internal/atomicfile"
+	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/results"
 	"github.com/urfave/cli/v2"
@@ -20,39 +17,6 @@ import (
 
 func init() {
 	resultsCmd.Subcommands = append(resultsCmd.Subcommands, resultsPingCmd, resultsPushCmd, resultsReportCmd)
-	// show, compare and report read from InfluxDB when it is configured
-	// (same points, same output), unless GPUORCH_RESULTS_SOURCE=local.
-	local := reviewSource
-	reviewSource = func(ctx context.Context, e reviewExp, warn io.Writer) (results.Source, string, error) {
-		switch os.Getenv("GPUORCH_RESULTS_SOURCE") {
-		case "", "auto", "influxdb":
-		case "local":
-			return local(ctx, e, warn)
-		default:
-			return nil, "", fmt.Errorf("GPUORCH_RESULTS_SOURCE=%q: want local, influxdb or auto", os.Getenv("GPUORCH_RESULTS_SOURCE"))
-		}
-		cfg, err := results.LoadInfluxConfig(os.Getenv)
-		if err != nil {
-			return nil, "", fmt.Errorf("influxdb configuration: %w", err)
-		}
-		if !cfg.Configured() || e.ID == "" { // a bare directory has no experiment id to query by
-			if os.Getenv("GPUORCH_RESULTS_SOURCE") == "influxdb" {
-				return nil, "", fmt.Errorf("GPUORCH_RESULTS_SOURCE=influxdb but InfluxDB is not configured or %s has no experiment id", e.Label)
-			}
-			return local(ctx, e, warn)
-		}
-		if err := results.Check(ctx, cfg); err != nil {
-			return nil, "", fmt.Errorf("%w (set GPUORCH_RESULTS_SOURCE=local to read the local store)", err)
-		}
-		return results.NewInfluxSource(cfg), e.ID, nil
-	}
-}
-
-func sourceName(src results.Source, e reviewExp) string {
-	if is, ok := src.(*results.InfluxSource); ok {
-		return fmt.Sprintf("InfluxDB %s, bucket %s", is.Cfg.URL, is.Cfg.Bucket)
-	}
-	return "local store " + e.Dir
 }
 
 var resultsReportCmd = &cli.Command{
@@ -90,42 +54,22 @@ Example:
 			args, out = args[:1], v
 		}
 		if len(args) != 1 {
-			return cli.Exit("usage: gpuorch results report [-o report.html] EXP", exitUsage)
+			return errkind.Invalidf("usage: gpuorch results report [-o report.html] EXP")
 		}
-		e, err := resolveExperiment(c.String("home"), args[0])
+		e, sel, err := reviewSource(c, args[0])
 		if err != nil {
 			return err
 		}
-		src, id, err := reviewSource(c.Context, e, c.App.ErrWriter)
+		d, err := results.LoadReport(c.Context, sel.Source, sel.Experiment, sel.Name)
 		if err != nil {
-			if results.IsUnreachable(err) {
-				return cli.Exit(fmt.Sprintf("results of %s: %v", e.Label, err), exitUnavailable)
-			}
-			return cli.Exit(fmt.Sprintf("results of %s: %v", e.Label, err), exitFailure)
-		}
-		d, err := results.LoadReport(c.Context, src, id, sourceName(src, e))
-		if err != nil {
-			return cli.Exit(fmt.Sprintf("results of %s: %v", e.Label, err), exitFailure)
+			return fmt.Errorf("results of %s: %w", e.Label, err)
 		}
 		d.Experiment = e.Label
 		if out == "-" {
 			return results.WriteReport(c.App.Writer, d)
 		}
-		tmp := out + ".tmp"
-		f, err := os.Create(tmp)
-		if err != nil {
-			return cli.Exit(err.Error(), exitFailure)
-		}
-		if err := results.WriteReport(f, d); err != nil {
-			f.Close()
-			os.Remove(tmp)
-			return cli.Exit(fmt.Sprintf("report of %s: %v", e.Label, err), exitFailure)
-		}
-		if err := f.Close(); err != nil {
-			return cli.Exit(err.Error(), exitFailure)
-		}
-		if err := os.Rename(tmp, out); err != nil {
-			return cli.Exit(err.Error(), exitFailure)
+		if err := atomicfile.Write(out, 0o644, func(w io.Writer) error { return results.WriteReport(w, d) }); err != nil {
+			return fmt.Errorf("report of %s: %w", e.Label, err)
 		}
 		fmt.Fprintf(c.App.ErrWriter, "wrote %s (%d tasks, from %s)\n", out, len(d.Results.Tasks), d.Source)
 		return nil
@@ -142,16 +86,24 @@ $GPUORCH_CONFIG (default ~/.config/gpuorch/config.toml); see docs/influxdb.md:
 
 The token is never accepted on the command line.`
 
-// loadInfluxOrExit loads the InfluxDB settings and insists they exist.
-func loadInfluxOrExit() (results.InfluxConfig, error) {
+// loadInflux loads the InfluxDB settings and insists they exist.
+func loadInflux() (results.InfluxConfig, error) {
 	cfg, err := results.LoadInfluxConfig(os.Getenv)
 	if err != nil {
-		return cfg, cli.Exit(fmt.Sprintf("influxdb configuration: %v", err), exitUsage)
+		return cfg, errkind.Invalidf("influxdb configuration: %w", err)
 	}
 	if !cfg.Configured() {
-		return cfg, cli.Exit("InfluxDB is not configured: set GPUORCH_INFLUX_URL (see `gpuorch results ping --help`)", exitUsage)
+		return cfg, errkind.Invalidf("InfluxDB is not configured: set GPUORCH_INFLUX_URL (see `gpuorch results ping --help`)")
 	}
 	return cfg, nil
+}
+
+// influxErr gives a failed InfluxDB check its kind.
+func influxErr(err error) error {
+	if results.IsUnreachable(err) {
+		return errkind.Unavailable(err)
+	}
+	return err
 }
 
 var resultsPingCmd = &cli.Command{
@@ -165,14 +117,12 @@ configuration, 3 the server is unreachable.
 ` + influxConfigHelp,
 	Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"}},
 	Action: func(c *cli.Context) error {
-		cfg, err := loadInfluxOrExit()
+		cfg, err := loadInflux()
 		if err != nil {
 			return err
 		}
 		rep, perr := results.Ping(c.Context, cfg)
 		if c.Bool("json") {
-			enc := json.NewEncoder(c.App.Writer)
-			enc.SetIndent("", "  ")
 			out := struct {
 				results.PingReport
 				OK    bool   `json:"ok"`
@@ -181,7 +131,7 @@ configuration, 3 the server is unreachable.
 			if perr != nil {
 				out.Error = perr.Error()
 			}
-			if err := enc.Encode(out); err != nil {
+			if err := printJSON(c.App.Writer, out); err != nil {
 				return err
 			}
 		} else {
@@ -201,14 +151,7 @@ configuration, 3 the server is unreachable.
 			fmt.Fprintf(w, "write:    %s\n", rep.Write)
 			fmt.Fprintf(w, "query:    %s\n", rep.Query)
 		}
-		switch {
-		case perr == nil:
-			return nil
-		case results.IsUnreachable(perr):
-			return cli.Exit(perr.Error(), exitUnavailable)
-		default:
-			return cli.Exit(perr.Error(), exitFailure)
-		}
+		return influxErr(perr)
 	},
 }
 
@@ -236,49 +179,22 @@ directory.
 	},
 	Action: func(c *cli.Context) error {
 		if c.NArg() != 1 {
-			return cli.Exit("usage: gpuorch results push [--all] EXPERIMENT", exitUsage)
+			return errkind.Invalidf("usage: gpuorch results push [--all] EXPERIMENT")
 		}
-		cfg, err := loadInfluxOrExit()
+		cfg, err := loadInflux()
 		if err != nil {
 			return err
 		}
 		exp, err := orchestrator.Open(orchestrator.Home(), c.Args().First())
 		if err != nil {
-			return cli.Exit(err.Error(), exitUsage)
+			return errkind.Invalid(err)
 		}
 		if err := results.Check(c.Context, cfg); err != nil {
-			if results.IsUnreachable(err) {
-				return cli.Exit(err.Error(), exitUnavailable)
-			}
-			return cli.Exit(err.Error(), exitFailure)
+			return influxErr(err)
 		}
-		spools, _ := filepath.Glob(filepath.Join(layout.Experiment(exp.Dir).TaskGlob(), layout.InfluxSpoolDir))
-		var stores []string
-		if c.Bool("all") {
-			stores, _ = filepath.Glob(filepath.Join(layout.Experiment(exp.Dir).TaskGlob(), layout.MetricsFile))
-		}
-		sort.Strings(spools)
-		sort.Strings(stores)
-		var all []results.PushResult
-		var errs []error
-		for _, s := range spools {
-			r, err := results.PushSpool(c.Context, cfg, s)
-			all = append(all, r)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", s, err))
-			}
-		}
-		for _, s := range stores {
-			r, err := results.PushFile(c.Context, cfg, s)
-			all = append(all, r)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", s, err))
-			}
-		}
+		all, perr := results.PushExperiment(c.Context, cfg, exp.Dir, c.Bool("all"))
 		if c.Bool("json") {
-			enc := json.NewEncoder(c.App.Writer)
-			enc.SetIndent("", "  ")
-			if err := enc.Encode(all); err != nil {
+			if err := printJSON(c.App.Writer, all); err != nil {
 				return err
 			}
 		} else {
@@ -294,9 +210,6 @@ directory.
 				fmt.Fprintf(c.App.Writer, "total: delivered %d, rejected %d, still pending %d\n", delivered, rejected, pending)
 			}
 		}
-		if err := errors.Join(errs...); err != nil {
-			return cli.Exit(err.Error(), exitFailure)
-		}
-		return nil
+		return perr
 	},
 }

@@ -1,0 +1,64 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/gpuorch/gpuorch/internal/errkind"
+	"github.com/gpuorch/gpuorch/results"
+)
+
+// Reviewed is an experiment named for review (results show, compare,
+// report): an experiment under home, or a directory of task metrics.
+type Reviewed struct {
+	Label string      // what tables call it: its id, or the directory name
+	ID    string      // experiment id ("" when only a directory is known)
+	Dir   string      // experiment directory (local store)
+	Exp   *Experiment // nil for a bare directory of metrics files
+}
+
+// OpenReview finds arg: an experiment id, unique id prefix or name under
+// home (Open), an experiment directory, or any directory holding
+// tasks/<i>/metrics.lp files (e.g. copied from a cluster). An experiment
+// that is not there is an error of kind errkind.ErrInvalid.
+func OpenReview(home, arg string) (*Reviewed, error) {
+	e, err := Open(home, arg)
+	if err == nil {
+		return &Reviewed{Label: e.ID(), ID: e.ID(), Dir: e.Dir, Exp: e}, nil
+	}
+	if st, serr := os.Stat(arg); serr == nil && st.IsDir() {
+		abs, _ := filepath.Abs(arg)
+		return &Reviewed{Label: filepath.Base(abs), Dir: arg}, nil
+	}
+	if errors.Is(err, ErrNotFound) {
+		return nil, errkind.Invalidf("%w\n(list experiments with `gpuorch experiments list`, or pass an experiment directory)", err)
+	}
+	return nil, err
+}
+
+// Load reads the experiment's review model from its source (see
+// results.SelectSource), completed with the executor's task states when
+// the experiment directory has them.
+func (r *Reviewed) Load(ctx context.Context, sel *results.Selected) (*results.Results, error) {
+	res, err := results.Load(ctx, sel.Source, sel.Experiment)
+	if err != nil {
+		return nil, fmt.Errorf("results of %s: %w", r.Label, err)
+	}
+	if r.Exp != nil {
+		st := r.Exp.Snapshot()
+		infos := make([]results.TaskInfo, 0, len(st.Tasks))
+		for _, ts := range st.Tasks {
+			ti := results.TaskInfo{Experiment: r.ID, Task: ts.Name, State: string(ts.State), Error: ts.Error}
+			if ts.Index >= 0 && ts.Index < len(r.Exp.Plan.Tasks) {
+				pt := r.Exp.Plan.Tasks[ts.Index]
+				ti.Workload, ti.Params = pt.Workload, pt.Config.Tags
+			}
+			infos = append(infos, ti)
+		}
+		res.AddTaskStates(infos)
+	}
+	return res, nil
+}
