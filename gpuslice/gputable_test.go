@@ -1,6 +1,9 @@
 package gpuslice
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // TestLookupGPUNames pins what LookupGPU answers for every row of the GPU
 // table and the NVML spellings its matcher accepts (NVML names, lower case,
@@ -108,6 +111,29 @@ func TestLookupGPUNames(t *testing.T) {
 		if g.Name != c.name || g.PeakFP16 != c.peak || g.Memory != c.mem || g.MatchedBy != c.matchedBy || msg != c.err {
 			t.Errorf("LookupGPU(%q) = %g TFLOPS, %s, matched by %q, error %q; want %g, %s, %q, %q",
 				c.name, g.PeakFP16, g.Memory, g.MatchedBy, msg, c.peak, c.mem, c.matchedBy, c.err)
+		}
+	}
+}
+
+// TestMatchGPU checks what only MatchGPU tells: the bandwidth, the vendor,
+// and rows whose memory ignores the name.
+func TestMatchGPU(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		want   GPUPeaks
+		errSub string
+	}{
+		{"NVIDIA H100 PCIe", GPUPeaks{Model: "H100 PCIE", Vendor: "NVIDIA", PeakFP16: 835, Memory: 80 * GiB, BandwidthGBps: 2000}, ""},
+		{"NVIDIA H200", GPUPeaks{Model: "H200", Vendor: "NVIDIA", PeakFP16: 989, Memory: 141 * GiB, BandwidthGBps: 4800}, ""},
+		{"NVIDIA A100-SXM4-40GB", GPUPeaks{Model: "A100", Vendor: "NVIDIA", PeakFP16: 312, Memory: 40 * GiB, BandwidthGBps: 1555}, ""},
+		{"NVIDIA A100 80GB PCIe", GPUPeaks{Model: "A100", Vendor: "NVIDIA", PeakFP16: 312, Memory: 80 * GiB, BandwidthGBps: 1935}, ""},
+		{"NVIDIA A100-SXM4-80GB", GPUPeaks{Model: "A100", Vendor: "NVIDIA", PeakFP16: 312, Memory: 80 * GiB, BandwidthGBps: 2039}, ""},
+		{"AMD Instinct MI300X 192GB", GPUPeaks{Model: "MI300X", Vendor: "AMD", PeakFP16: 1307, Memory: 192e9, BandwidthGBps: 5300}, ""},
+		{"Tesla K80 12GB", GPUPeaks{Memory: 12 * GiB}, "peak FP16 TFLOPS unknown"},
+	} {
+		got, err := MatchGPU(c.name)
+		if got != c.want || (err == nil) != (c.errSub == "") || (err != nil && !strings.Contains(err.Error(), c.errSub)) {
+			t.Errorf("MatchGPU(%q) = %+v, %v; want %+v, error containing %q", c.name, got, err, c.want, c.errSub)
 		}
 	}
 }
