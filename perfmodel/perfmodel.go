@@ -99,69 +99,17 @@ type Device struct {
 	MemoryGB      float64 `json:"memory_gb"`             // 1e9 bytes
 }
 
-// bandwidth is HBM bandwidth in GB/s by the first matching name token set
-// (more specific first), from NVIDIA's and AMD's data sheets.
-var bandwidth = []struct {
-	tokens []string
-	gbps   float64
-}{
-	{[]string{"H100", "PCIE"}, 2000},
-	{[]string{"H100", "NVL"}, 3900},
-	{[]string{"H100"}, 3350},
-	{[]string{"H800", "PCIE"}, 2000},
-	{[]string{"H800"}, 3350},
-	{[]string{"H200"}, 4800},
-	{[]string{"H20"}, 4000},
-	{[]string{"B200"}, 8000},
-	{[]string{"A100", "40GB"}, 1555},
-	{[]string{"A100", "PCIE"}, 1935},
-	{[]string{"A100"}, 2039},
-	{[]string{"A800"}, 2039},
-	{[]string{"A30"}, 933},
-	{[]string{"A40"}, 696},
-	{[]string{"A10G"}, 600},
-	{[]string{"A10"}, 600},
-	{[]string{"L40S"}, 864},
-	{[]string{"L40"}, 864},
-	{[]string{"L4"}, 300},
-	{[]string{"T4"}, 320},
-	{[]string{"V100S"}, 1134},
-	{[]string{"V100"}, 900},
-	{[]string{"RTX", "4090"}, 1008},
-	{[]string{"RTX", "5090"}, 1792},
-	{[]string{"MI300X"}, 5300},
-}
-
-// LookupDevice finds a GPU model's peaks: FP16 TFLOPS and memory from
-// gpuslice's table, bandwidth from this package's.
+// LookupDevice finds a GPU model's peaks in gpuslice's GPU table
+// (gpuslice.MatchGPU). An error comes with what is known (llmbench fills the
+// rest from explicit numbers).
 func LookupDevice(name string) (Device, error) {
-	toks := map[string]bool{}
-	for _, t := range strings.FieldsFunc(strings.ToUpper(name), func(r rune) bool {
-		return !(r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
-	}) {
-		toks[t] = true
+	g, err := gpuslice.MatchGPU(name)
+	d := Device{Name: name, BandwidthGBps: g.BandwidthGBps}
+	if err != nil {
+		return d, fmt.Errorf("device %q: %w", name, err)
 	}
-	d := Device{Name: name}
-	for _, b := range bandwidth {
-		ok := true
-		for _, t := range b.tokens {
-			ok = ok && toks[t]
-		}
-		if ok {
-			d.BandwidthGBps = b.gbps
-			break
-		}
-	}
-	if toks["MI300X"] {
-		d.PeakTFLOPS, d.MemoryGB = 1307, 192
-	} else {
-		spec, err := gpuslice.LookupGPU(name, nil)
-		if err != nil {
-			return d, fmt.Errorf("device %q: %w", name, err)
-		}
-		d.PeakTFLOPS = spec.PeakFP16
-		d.MemoryGB = float64(spec.Memory) / 1e9
-	}
+	d.PeakTFLOPS = g.PeakFP16
+	d.MemoryGB = float64(g.Memory) / 1e9
 	if d.BandwidthGBps == 0 {
 		return d, fmt.Errorf("device %q: memory bandwidth unknown; give memory_bandwidth_gbps", name)
 	}
