@@ -2,21 +2,15 @@ package main
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/gpuorch/gpuorch/internal/errkind"
-	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/llmbench"
 	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/perfmodel"
-	"github.com/gpuorch/gpuorch/taskrun"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 )
@@ -142,20 +136,9 @@ func benchPlan(c *cli.Context) error {
 			return err
 		}
 		fmt.Fprintln(w)
-		printPredictions(w, p.Task.Predictions)
+		perfmodel.WriteTable(w, p.Task.Predictions)
 	}
 	return nil
-}
-
-func printPredictions(w io.Writer, ps []perfmodel.Prediction) {
-	ms := func(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d)/float64(time.Millisecond)) }
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CONCURRENCY\tBATCH\tTTFT_MS\tTPOT_MS\tE2EL_MS\tOUTPUT_TOK/S\tREQ/S\tQUEUE_MS\tPREFILL\tDECODE")
-	for _, p := range ps {
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%.1f\t%.2f\t%.1f\t%s-bound\t%s-bound\n", p.Concurrency, p.Batch, ms(p.TTFT), ms(p.TPOT), ms(p.E2EL),
-			p.OutputTokensPerS, p.RequestsPerS, p.QueueS*1000, p.PrefillBound, p.DecodeBound)
-	}
-	tw.Flush()
 }
 
 func benchSimulate(c *cli.Context) error {
@@ -176,7 +159,7 @@ func benchSimulate(c *cli.Context) error {
 	arch, _ := r.Spec.Arch()
 	fmt.Fprintf(w, "simulated %s (%.2fB params, %.0f KV bytes/token) on %s (%.0f TFLOPS FP16, %.0f GB/s, %.0f GB) × tp %d; %d input / %d output tokens\n",
 		r.Spec.Model.Name, arch.Params/1e9, arch.KVBytesPerToken, dev.Name, dev.PeakTFLOPS, dev.BandwidthGBps, dev.MemoryGB, max(r.Spec.Hardware.TP, 1), r.InputTokens, r.OutputTokens)
-	printPredictions(w, preds)
+	perfmodel.WriteTable(w, preds)
 	return nil
 }
 
@@ -268,7 +251,7 @@ func benchTask(c *cli.Context) error {
 	}
 	sum, err := llmbench.RunTask(c.Context, expDir, args[3], llmbench.Self(), c.App.ErrWriter)
 	if sum != nil {
-		printLoadSummary(c.App.Writer, sum)
+		sum.WriteText(c.App.Writer)
 	}
 	return loadRunErr(err, sum)
 }
@@ -286,65 +269,11 @@ func benchShow(c *cli.Context) error {
 	if c.Bool("json") {
 		return printJSON(w, map[string]any{"experiment": exp.ID(), "levels": levels})
 	}
-	fmt.Fprintf(w, "experiment %s\n", exp.ID())
-	rate := func(v *float64, format string) string {
-		if v == nil {
-			return "-"
-		}
-		return fmt.Sprintf(format, *v)
+	if err := llmbench.WriteLevels(w, exp.ID(), levels); err != nil {
+		return err
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CONCURRENCY\tSTATE\tCOMPLETED\tFAILED\tREQ/S\tIN_TOK/S\tOUT_TOK/S\tGOODPUT/S")
-	for _, l := range levels {
-		if m := l.Metrics; m == nil {
-			fmt.Fprintf(tw, "%d\t%s\t-\t-\t-\t-\t-\t-\n", l.Concurrency, l.State)
-		} else {
-			fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", l.Concurrency, l.State, m.Completed, m.Failed,
-				rate(m.RequestThroughput, "%.2f"), rate(m.InputThroughput, "%.1f"), rate(m.OutputThroughput, "%.1f"), rate(m.Goodput, "%.2f"))
-		}
-	}
-	tw.Flush()
-	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CONCURRENCY\tMETRIC_MS\tMEAN\tMEDIAN\tP25\tP75\tP95\tP99\tMIN\tMAX\tPREDICTED\tERROR")
-	pct := func(l llmbench.Level, k string) string {
-		if e, ok := l.ErrorPct[k]; ok {
-			return fmt.Sprintf("%+.1f%%", e)
-		}
-		return "-"
-	}
-	for _, l := range levels {
-		if l.Metrics == nil {
-			continue
-		}
-		for _, k := range []string{"ttft", "tpot", "itl", "e2el"} {
-			q := l.Metrics.Stat(k)
-			pred := "-"
-			if pv, ok := l.PredictedMS(k); ok {
-				pred = fmt.Sprintf("%.2f", pv)
-			}
-			fmt.Fprintf(tw, "%d\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%s\n", l.Concurrency, k, q.Mean, q.Median, q.P25, q.P75, q.P95, q.P99, q.Min, q.Max, pred, pct(l, k))
-		}
-		if l.Predicted != nil {
-			fmt.Fprintf(tw, "%d\tout_tok/s\t%s\t\t\t\t\t\t\t\t%.1f\t%s\n", l.Concurrency, rate(l.Metrics.OutputThroughput, "%.1f"), l.Predicted.OutputTokensPerS, pct(l, "output_throughput"))
-		}
-	}
-	tw.Flush()
 	if c.Bool("per-request") {
-		for i, l := range levels {
-			rows, err := taskrun.ReadRequestRows(layout.Experiment(exp.Dir).Task(i).Requests())
-			if err != nil {
-				fmt.Fprintf(w, "\n%s: no per-request rows (run with --per-request)\n", l.Task)
-				continue
-			}
-			fmt.Fprintf(w, "\n%s\n", l.Task)
-			tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "#\tOUTCOME\tIN\tOUT\tTTFT_MS\tTPOT_MS\tE2EL_MS")
-			for _, r := range rows {
-				fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%.2f\t%.2f\t%.2f\n", r.Index, r.Outcome, r.InputTokens, r.OutputTokens, r.TTFTMS, r.TPOTMS, r.E2ELMS)
-			}
-			tw.Flush()
-		}
+		return llmbench.WriteRequestRows(w, exp, levels)
 	}
 	return nil
 }
@@ -442,7 +371,7 @@ func benchStep(c *cli.Context) error {
 			return printJSON(c.App.Writer, map[string]any{"workflow": w, "predictions": preds})
 		}
 		_ = printWorkflow(c.App.Writer, w, false)
-		printPredictions(c.App.Writer, preds)
+		perfmodel.WriteTable(c.App.Writer, preds)
 		return nil
 	}
 	fmt.Fprint(c.App.ErrWriter, p.Describe())
@@ -460,37 +389,5 @@ func printWorkflow(out io.Writer, w *llmbench.Workflow, jsonOut bool) error {
 	if jsonOut {
 		return printJSON(out, w)
 	}
-	fmt.Fprintf(out, "workflow %s: %s, step %d of %d\n", w.ID, w.Status, w.CurrentStep, w.TotalSteps)
-	if w.Experiment != "" {
-		fmt.Fprintf(out, "experiment %s (gpuorch bench show %s)\n", w.Experiment, w.Experiment)
-	}
-	if w.Reason != "" {
-		fmt.Fprintf(out, "reason: %s\n", w.Reason)
-	}
-	data := w.Data()
-	keys := make([]string, 0, len(data))
-	for k := range data {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		v := data[k]
-		if k == "nodes" {
-			var hs []string
-			for _, n := range v.([]any) {
-				if m, ok := n.(map[string]any); ok {
-					hs = append(hs, fmt.Sprint(m["hostname"]))
-				} else {
-					hs = append(hs, fmt.Sprint(n))
-				}
-			}
-			v = strings.Join(hs, ", ")
-		}
-		b, _ := json.Marshal(v)
-		fmt.Fprintf(out, "  %-22s %s\n", k, b)
-	}
-	if missing := w.Missing(); len(missing) > 0 && w.Status == "in_progress" {
-		fmt.Fprintf(out, "steps not sent yet: %s (step 6 only for cloud models)\n", strings.Join(missing, ", "))
-	}
-	return nil
+	return w.WriteText(out)
 }

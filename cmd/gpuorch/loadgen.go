@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -216,7 +215,7 @@ func loadgenRun(c *cli.Context) error {
 		if jsonOut {
 			_ = printJSON(c.App.Writer, sum)
 		} else {
-			printLoadSummary(c.App.Writer, sum)
+			sum.WriteText(c.App.Writer)
 		}
 	}
 	return loadRunErr(runErr, sum)
@@ -266,47 +265,5 @@ func (p *loadProgress) clear() {
 	defer p.mu.Unlock()
 	if p.last > 0 {
 		fmt.Fprint(p.w, "\r"+strings.Repeat(" ", p.last)+"\r")
-	}
-}
-
-func printLoadSummary(w io.Writer, s *loadgen.Summary) {
-	t := s.Total
-	dur := s.Ended.Sub(s.Started).Truncate(time.Millisecond)
-	fmt.Fprintf(w, "%s  %s %s  workload %s  (%v)\n", s.Status, s.Protocol, s.Target, s.Workload, dur)
-	if s.Error != "" {
-		fmt.Fprintf(w, "error: %s\n", s.Error)
-	}
-	fmt.Fprintf(w, "requests  offered %d (%.1f/s)  completed %d (%.1f/s)  errors %d  timeouts %d  dropped %d  cancelled %d\n",
-		t.Offered, t.OfferedRate, t.Completed, t.AchievedRate, t.Errors, t.Timeouts, t.Dropped, t.Cancelled)
-	if len(s.ErrorKinds) > 0 {
-		kinds := make([]string, 0, len(s.ErrorKinds))
-		for k, n := range s.ErrorKinds {
-			kinds = append(kinds, fmt.Sprintf("%s: %d", k, n))
-		}
-		sort.Strings(kinds)
-		fmt.Fprintf(w, "failures  %s\n", strings.Join(kinds, ", "))
-	}
-	if t.Completed > 0 {
-		fmt.Fprintf(w, "SLO met   %d of %d (%.1f%%)  goodput %.1f/s\n", t.SLOMet, t.Completed,
-			100*float64(t.SLOMet)/float64(t.Completed), t.Goodput)
-	}
-	row := func(name string, q loadgen.Quantiles) {
-		if q.Count == 0 {
-			return
-		}
-		fmt.Fprintf(w, "%-9s p50 %-9v p90 %-9v p99 %-9v p99.9 %-9v max %v\n", name, q.P50, q.P90, q.P99, q.P999, q.Max)
-	}
-	row("latency", t.Latency)
-	row("service", t.Service)
-	row("lateness", t.Lateness)
-	row("ttft", t.TTFT)
-	row("tpot", t.TPOT)
-	row("itl", t.ITL)
-	row("e2el", t.E2EL)
-	for _, c := range s.Classes {
-		fmt.Fprintf(w, "class %-4s offered %d completed %d slo met %d p99 %v\n", c.Class, c.Offered, c.Completed, c.SLOMet, c.Latency.P99)
-	}
-	for _, st := range s.Steps {
-		fmt.Fprintf(w, "slo ×%-6g offered %d completed %d slo met %d p99 %v\n", st.SLOFactor, st.Offered, st.Completed, st.SLOMet, st.Latency.P99)
 	}
 }

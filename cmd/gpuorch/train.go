@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -182,7 +181,7 @@ func trainSubmit(c *cli.Context) error {
 	if c.Bool("json") {
 		_ = printJSON(w, run)
 	} else {
-		printTrainSummary(w, res.Summary)
+		res.Summary.WriteText(w)
 		fmt.Fprintf(w, "job %s: %s\n", run.JobID, state)
 	}
 	if ferr != nil {
@@ -200,23 +199,6 @@ func trainSubmit(c *cli.Context) error {
 // warnTo prints problems that do not stop the command.
 func warnTo(w io.Writer) func(error) {
 	return func(err error) { fmt.Fprintf(w, "gpuorch: %v\n", err) }
-}
-
-func printTrainSummary(w io.Writer, s trainlog.Summary) {
-	if s.Intervals == 0 {
-		fmt.Fprintln(w, "no train_inner lines (is --log-format json set, and is this rank 0's log?)")
-		return
-	}
-	fmt.Fprintf(w, "updates %d-%d in %d intervals (%s to %s)\n", s.FirstUpdate, s.LastUpdate, s.Intervals,
-		s.Start.Format(time.DateTime), s.End.Format(time.DateTime))
-	if s.HasSteadyState {
-		fmt.Fprintf(w, "steady state (%d intervals, first excluded): %.4g words/s mean, %.4g last; %.3g updates/s; %.4g s/update\n",
-			s.SteadyIntervals, s.MeanWPS, s.LastWPS, s.MeanUPS, s.SecondsPerUpdate)
-	} else {
-		fmt.Fprintln(w, "steady state: needs at least two intervals (the first one includes start-up)")
-	}
-	fmt.Fprintf(w, "final loss %.4g bits/token, ppl %.5g; %.4g tokens/update; peak %.3g GiB allocated\n",
-		s.FinalLoss, s.FinalPPL, s.WPB, s.MaxCUDAGB)
 }
 
 func trainParse(c *cli.Context) error {
@@ -251,7 +233,7 @@ func trainParse(c *cli.Context) error {
 	case c.Bool("json"):
 		return printJSON(w, col.Summary())
 	}
-	printTrainSummary(w, col.Summary())
+	col.Summary().WriteText(w)
 	if col.Summary().Intervals == 0 {
 		return errkind.Reported(errors.New("no training intervals"))
 	}
@@ -273,7 +255,7 @@ func trainFollow(c *cli.Context) error {
 	if c.Bool("json") {
 		printJSON(c.App.Writer, map[string]any{"summary": res.Summary, "points": res.Points, "finished": res.Finished, "state": state})
 	} else {
-		printTrainSummary(c.App.Writer, res.Summary)
+		res.Summary.WriteText(c.App.Writer)
 		fmt.Fprintf(c.App.Writer, "%d points stored in %s\n", res.Points, layout.Task(out).Metrics())
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
