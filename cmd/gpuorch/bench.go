@@ -235,7 +235,7 @@ func executeBench(c *cli.Context, s *llmbench.Started, preds []perfmodel.Predict
 	} else {
 		fmt.Fprintf(c.App.ErrWriter, "experiment %s: %s (gpuorch bench show %s)\n", st.ID, st.State, st.ID)
 	}
-	return runExit(c.Context, st, execErr)
+	return orchestrator.Outcome(c.Context, st, execErr)
 }
 
 // benchTask is what the wrapper runs: `gpuorch bench task loadgen run

@@ -197,7 +197,7 @@ func loadgenRun(c *cli.Context) error {
 	jsonOut := c.Bool("json")
 	opts := taskrun.Options{Dir: outDir}
 	var prog *loadProgress
-	if !jsonOut && !c.Bool("no-progress") && isTerminal(os.Stderr) {
+	if !jsonOut && !c.Bool("no-progress") && isTerminal(c.App.ErrWriter) {
 		prog = &loadProgress{w: c.App.ErrWriter}
 		opts.OnProgress = prog.update
 	} else {

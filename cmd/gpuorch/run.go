@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,11 +11,11 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/taskrun"
@@ -90,80 +89,45 @@ func runAction(c *cli.Context) error {
 	ctx := c.Context
 	out := c.App.Writer
 	jsonOut := c.Bool("json")
+	if c.IsSet("parallel") && c.Int("parallel") < 1 {
+		return errkind.Invalidf("run: --parallel must be at least 1")
+	}
 	var exp *orchestrator.Experiment
-
 	if id := c.String("resume"); id != "" {
 		if c.NArg() > 0 {
-			return cli.Exit("run: give either SPEC or --resume EXP, not both", exitUsage)
+			return errkind.Invalidf("run: give either SPEC or --resume EXP, not both")
 		}
 		if len(*c.Generic("set").(*kvList)) > 0 {
-			return cli.Exit("run: --set changes a spec; a resumed experiment runs its saved plan (plan.json) unchanged", exitUsage)
+			return errkind.Invalidf("run: --set changes a spec; a resumed experiment runs its saved plan (plan.json) unchanged")
 		}
 		var err error
-		exp, err = orchestrator.Open(orchestrator.Home(), id)
-		if err != nil {
-			return cli.Exit(err.Error(), exitUsage)
+		if exp, err = orchestrator.Open(orchestrator.Home(), id); err != nil {
+			return errkind.Invalid(err)
 		}
 		if c.IsSet("parallel") {
-			if c.Int("parallel") < 1 {
-				return cli.Exit("run: --parallel must be at least 1", exitUsage)
-			}
 			exp.Plan.Run.Parallel = c.Int("parallel")
 		}
 		if c.Bool("dry-run") {
 			// What a resume would run: best effort to see what the
 			// executor still has.
-			if ex, err := newExecutor(c, executorName(c, exp)); err == nil {
-				if err := ex.Refresh(ctx, exp); err != nil {
-					fmt.Fprintf(c.App.ErrWriter, "run: %v; going by the saved state\n", err)
-				}
+			ex, _ := newExecutor(c, executorName(c, exp), nil)
+			p, err := orchestrator.ResumePlan(ctx, exp, ex)
+			if err != nil {
+				fmt.Fprintf(c.App.ErrWriter, "run: %v; going by the saved state\n", err)
 			}
-			st := exp.Snapshot()
-			p := *exp.Plan
-			p.Tasks = nil
-			for _, i := range orchestrator.ResumeIndices(&st) {
-				p.Tasks = append(p.Tasks, exp.Plan.Tasks[i])
-			}
-			return printPlan(out, &p, jsonOut)
+			return printPlan(out, p, jsonOut)
 		}
 	} else {
-		if c.NArg() != 1 {
-			return cli.Exit("run: want one SPEC.toml argument (see gpuorch run --help)", exitUsage)
-		}
-		sets := *c.Generic("set").(*kvList)
-		var spec *orchestrator.Spec
-		var err error
-		if path := c.Args().First(); path == "-" {
-			src, rerr := io.ReadAll(os.Stdin)
-			if rerr != nil {
-				return cli.Exit("run: read spec from stdin: "+rerr.Error(), exitUsage)
-			}
-			spec, err = orchestrator.ParseSpec("<stdin>", src, sets)
-		} else {
-			spec, err = orchestrator.LoadSpec(path, sets)
-		}
+		spec, plan, err := loadPlan(c)
 		if err != nil {
-			return cli.Exit(err.Error(), exitUsage)
-		}
-		plan, err := spec.Plan()
-		if err != nil {
-			return cli.Exit(err.Error(), exitUsage)
-		}
-		if c.IsSet("executor") {
-			plan.Run.Executor = c.String("executor")
-		}
-		if c.IsSet("parallel") {
-			if c.Int("parallel") < 1 {
-				return cli.Exit("run: --parallel must be at least 1", exitUsage)
-			}
-			plan.Run.Parallel = c.Int("parallel")
+			return err
 		}
 		if c.Bool("dry-run") {
 			return printPlan(out, plan, jsonOut)
 		}
 		// Build the executor before creating the directory, so a bad
 		// --executor leaves nothing behind.
-		if _, err := newExecutor(c, plan.Run.Executor); err != nil {
+		if _, err := newExecutor(c, plan.Run.Executor, nil); err != nil {
 			return err
 		}
 		// A wrong InfluxDB token or a missing database fails here, before
@@ -171,14 +135,13 @@ func runAction(c *cli.Context) error {
 		if err := taskrun.CheckSinks(ctx, true); err != nil {
 			return err
 		}
-		exp, err = orchestrator.Create(plan.HomeDir(), spec, plan, plan.Run.Executor)
-		if err != nil {
-			return cli.Exit(err.Error(), exitFailure)
+		if exp, err = orchestrator.Create(plan.HomeDir(), spec, plan, plan.Run.Executor); err != nil {
+			return err
 		}
 	}
 
 	force := make(chan struct{})
-	ex, err := newExecutorForce(c, executorName(c, exp), force)
+	ex, err := newExecutor(c, executorName(c, exp), force)
 	if err != nil {
 		return err
 	}
@@ -186,7 +149,7 @@ func runAction(c *cli.Context) error {
 	defer close(finished)
 	go watchInterrupts(ctx, c.App.ErrWriter, force, finished, ex.Name() == "local")
 
-	tty := !jsonOut && isTerminal(os.Stdout)
+	tty := !jsonOut && isTerminal(out)
 	if !jsonOut {
 		fmt.Fprintln(out, exp.ID())
 	}
@@ -204,7 +167,7 @@ func runAction(c *cli.Context) error {
 		prog.Stop()
 	}
 	st := exp.Snapshot()
-	if c.Bool("wait") && execErr == nil && ctx.Err() == nil && !allEnded(st) {
+	if c.Bool("wait") && execErr == nil && ctx.Err() == nil && !orchestrator.AllEnded(st) {
 		return waitRun(c, exp, ex, jsonOut)
 	}
 	if jsonOut {
@@ -214,36 +177,65 @@ func runAction(c *cli.Context) error {
 	} else {
 		printOutcome(c.App.ErrWriter, tty, exp, st)
 	}
-	return runExit(ctx, st, execErr)
+	return orchestrator.Outcome(ctx, st, execErr)
 }
 
-// executorName is the executor for exp: --executor, else the one it was
-// run with, else its plan's.
+// loadPlan reads the spec (a file, or - for stdin) with the --set overrides
+// and plans it, with --executor and --parallel applied.
+func loadPlan(c *cli.Context) (*orchestrator.Spec, *orchestrator.Plan, error) {
+	if c.NArg() != 1 {
+		return nil, nil, errkind.Invalidf("run: want one SPEC.toml argument (see gpuorch run --help)")
+	}
+	sets := *c.Generic("set").(*kvList)
+	var spec *orchestrator.Spec
+	var err error
+	if path := c.Args().First(); path == "-" {
+		src, rerr := io.ReadAll(c.App.Reader)
+		if rerr != nil {
+			return nil, nil, errkind.Invalidf("run: read spec from stdin: %w", rerr)
+		}
+		spec, err = orchestrator.ParseSpec("<stdin>", src, sets)
+	} else {
+		spec, err = orchestrator.LoadSpec(path, sets)
+	}
+	if err != nil {
+		return nil, nil, errkind.Invalid(err)
+	}
+	plan, err := spec.Plan()
+	if err != nil {
+		return nil, nil, errkind.Invalid(err)
+	}
+	if c.IsSet("executor") {
+		plan.Run.Executor = c.String("executor")
+	}
+	if c.IsSet("parallel") {
+		plan.Run.Parallel = c.Int("parallel")
+	}
+	return spec, plan, nil
+}
+
+// executorName is the executor for exp: --executor, else the one it runs
+// with.
 func executorName(c *cli.Context, exp *orchestrator.Experiment) string {
 	if c.IsSet("executor") {
 		return c.String("executor")
 	}
-	if st := exp.Snapshot(); st.Executor != "" {
-		return st.Executor
-	}
-	return exp.Plan.Run.Executor
+	return exp.ExecutorName()
 }
 
 // waitRun follows a submitted (Slurm) experiment to its end, as
 // `status --watch` does, then prints the per-task table (or the run JSON)
 // and exits as a local run would.
 func waitRun(c *cli.Context, exp *orchestrator.Experiment, ex orchestrator.Executor, jsonOut bool) error {
-	ctx := c.Context
 	ew := c.App.ErrWriter
 	st := exp.Snapshot()
 	if n := len(st.Submissions); n > 0 && st.Submissions[n-1].JobID != "" {
 		fmt.Fprintf(ew, "submitted as %s job %s; waiting for its %d task(s) (Ctrl-C stops waiting, not the job)\n", ex.Name(), st.Submissions[n-1].JobID, len(st.Submissions[n-1].Indices))
 	}
-	tty := !jsonOut && isTerminal(os.Stderr)
-	unavailable, werr := watchExp(ctx, ew, exp, ex, c.Duration("interval"), tty, nil)
+	unavailable, werr := watchExp(c, exp, ex, !jsonOut && isTerminal(ew), nil)
 	st = exp.Snapshot()
 	if werr != nil {
-		if ctx.Err() != nil {
+		if c.Context.Err() != nil {
 			fmt.Fprintf(ew, "stopped waiting; experiment %s is %s. Follow it with: gpuorch status --watch %s\n", st.ID, st.State, st.ID)
 		}
 		return werr
@@ -253,12 +245,12 @@ func waitRun(c *cli.Context, exp *orchestrator.Experiment, ex orchestrator.Execu
 			return err
 		}
 	} else {
-		printStatus(c.App.Writer, exp, st)
+		orchestrator.WriteStatus(c.App.Writer, exp, st)
 	}
 	if unavailable != nil {
-		return cli.Exit(fmt.Sprintf("run: %v (the state shown may be stale)", unavailable), exitUnavailable)
+		return errkind.Unavailablef("run: %w (the state shown may be stale)", unavailable)
 	}
-	return runExit(ctx, st, nil)
+	return orchestrator.Outcome(c.Context, st, nil)
 }
 
 // watchInterrupts tells the user what the first Ctrl-C does and, for a
@@ -284,53 +276,24 @@ func watchInterrupts(ctx context.Context, w io.Writer, force chan struct{}, fini
 	}
 }
 
-func newExecutor(c *cli.Context, name string) (orchestrator.Executor, error) {
-	return newExecutorForce(c, name, nil)
-}
-
-func newExecutorForce(c *cli.Context, name string, force <-chan struct{}) (orchestrator.Executor, error) {
+func newExecutor(c *cli.Context, name string, force <-chan struct{}) (orchestrator.Executor, error) {
 	ex, err := orchestrator.NewExecutor(name, orchestrator.ExecutorOptions{
 		Binary:   c.String("binary"),
 		Parallel: c.Int("parallel"),
 		Force:    force,
 	})
 	if err != nil {
-		return nil, cli.Exit("run: "+err.Error(), exitUsage)
+		return nil, errkind.Invalidf("run: %w", err)
 	}
 	return ex, nil
 }
 
-// runExit maps the experiment's outcome onto the CLI's exit codes.
-func runExit(ctx context.Context, st orchestrator.State, execErr error) error {
-	switch {
-	case st.State == orchestrator.ExpInterrupted || ctx.Err() != nil:
-		return cli.Exit("", exitInterrupted)
-	case errors.Is(execErr, orchestrator.ErrUnavailable):
-		return cli.Exit(fmt.Sprintf("run: %v (experiment %s saved as %s; retry with gpuorch run --resume %s)", execErr, st.ID, st.State, st.ID), exitUnavailable)
-	case execErr != nil:
-		return cli.Exit(fmt.Sprintf("run: %v (experiment %s is %s)", execErr, st.ID, st.State), exitFailure)
-	case st.State == orchestrator.ExpCancelled:
-		return cli.Exit("", exitFailure)
-	case st.State == orchestrator.ExpFailed:
-		unreachable, other := 0, 0
-		for _, t := range st.Tasks {
-			switch {
-			case t.State == orchestrator.TaskCompleted:
-			case t.ExitCode != nil && *t.ExitCode == orchestrator.TaskExitUnreachable:
-				unreachable++
-			default:
-				other++
-			}
-		}
-		if unreachable > 0 && other == 0 {
-			return cli.Exit("", exitUnavailable)
-		}
-		return cli.Exit("", exitFailure)
+// isTerminal reports whether w is a terminal (progress is drawn in place).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
 	}
-	return nil
-}
-
-func isTerminal(f *os.File) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
@@ -478,7 +441,7 @@ func (p *progress) taskStatus(i int) string {
 // printOutcome says how the run ended; failures always (to stderr), the
 // summary line on a terminal.
 func printOutcome(w io.Writer, tty bool, exp *orchestrator.Experiment, st orchestrator.State) {
-	printFailures(w, exp, st)
+	orchestrator.WriteFailures(w, exp, st)
 	counts := st.Counts()
 	if tty || st.State != orchestrator.ExpCompleted {
 		fmt.Fprintf(w, "experiment %s %s: %d/%d tasks completed; directory %s\n", st.ID, st.State, counts[orchestrator.TaskCompleted], len(st.Tasks), exp.Dir)
@@ -510,35 +473,7 @@ func printRunJSON(w io.Writer, exp *orchestrator.Experiment, st orchestrator.Sta
 
 func printPlan(w io.Writer, p *orchestrator.Plan, jsonOut bool) error {
 	if jsonOut {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(p)
+		return printJSON(w, p)
 	}
-	n := len(p.Tasks)
-	par := max(p.Run.Parallel, 1)
-	waves := (n + par - 1) / par
-	fmt.Fprintf(w, "experiment %s: %s (%s × %s), executor %s, %s each",
-		p.Experiment.Name, plural(n, "task"), plural(len(p.Workloads), "workload"), plural(n/max(len(p.Workloads), 1), "sweep point"), p.Run.Executor, p.Run.Duration.D())
-	if p.Run.Executor == "local" {
-		fmt.Fprintf(w, ", %d at a time: about %s of load", par, time.Duration(waves)*p.Run.Duration.D())
-	}
-	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "INDEX\tNAME\tWORKLOAD\tSEED\tPARAMETERS")
-	for i := range p.Tasks {
-		t := &p.Tasks[i]
-		params := p.ParamString(t)
-		if params == "" {
-			params = "-"
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\n", t.Index, t.Name, t.Workload, t.Config.Seed, params)
-	}
-	return tw.Flush()
-}
-
-func plural(n int, what string) string {
-	if n == 1 {
-		return "1 " + what
-	}
-	return fmt.Sprintf("%d %ss", n, what)
+	return p.WriteText(w)
 }

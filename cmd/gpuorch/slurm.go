@@ -1,21 +1,14 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
 	"sort"
-	"strconv"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/sbatch"
 )
@@ -125,75 +118,28 @@ Examples:
 
 func renderAction(c *cli.Context) error {
 	if c.NArg() != 1 {
-		return cli.Exit("render: want one SPEC.toml argument (see gpuorch render --help)", exitUsage)
+		return errkind.Invalidf("render: want one SPEC.toml argument (see gpuorch render --help)")
 	}
 	spec, err := orchestrator.LoadSpec(c.Args().First(), *c.Generic("set").(*kvList))
 	if err != nil {
-		return cli.Exit(err.Error(), exitUsage)
+		return errkind.Invalid(err)
 	}
-	plan, err := spec.Plan()
+	r, err := orchestrator.RenderSlurm(spec, c.String("binary"), c.String("output"))
 	if err != nil {
-		return cli.Exit(err.Error(), exitUsage)
+		return fmt.Errorf("render: %w", err)
 	}
-	plan.Run.Executor = "slurm"
-	bin := c.String("binary")
-	if bin == "" {
-		bin = plan.Slurm.Binary
-	}
-	if bin == "" {
-		if bin, err = os.Executable(); err != nil {
-			return cli.Exit("render: "+err.Error(), exitFailure)
-		}
-	}
-	if bin, err = filepath.Abs(bin); err != nil {
-		return cli.Exit("render: "+err.Error(), exitFailure)
-	}
-	indices := make([]int, len(plan.Tasks))
-	for i := range indices {
-		indices[i] = i
-	}
-	// Validate before creating anything.
-	if _, err := orchestrator.SlurmJob(plan, "check", plan.HomeDir(), bin, indices); err != nil {
-		return cli.Exit("render: "+err.Error(), exitUsage)
-	}
-	exp, err := orchestrator.Create(plan.HomeDir(), spec, plan, "slurm")
-	if err != nil {
-		return cli.Exit("render: "+err.Error(), exitFailure)
-	}
-	job, err := orchestrator.SlurmJob(exp.Plan, exp.ID(), exp.Dir, bin, indices)
-	if err != nil {
-		return cli.Exit("render: "+err.Error(), exitUsage)
-	}
-	script, err := job.Render()
-	if err != nil {
-		return cli.Exit("render: "+err.Error(), exitUsage)
-	}
-	paths := []string{filepath.Join(exp.Dir, "slurm", "array.sbatch")}
-	if d := c.String("output"); d != "" {
-		paths = append(paths, filepath.Join(d, exp.ID()+".sbatch"))
-	}
-	for _, p := range paths {
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return cli.Exit("render: "+err.Error(), exitFailure)
-		}
-		if err := os.WriteFile(p, []byte(script), 0o644); err != nil {
-			return cli.Exit("render: "+err.Error(), exitFailure)
-		}
-	}
+	exp, script := r.Experiment, r.Paths[len(r.Paths)-1]
 	out := c.App.Writer
 	if c.Bool("json") {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"id": exp.ID(), "dir": exp.Dir, "script": paths[len(paths)-1], "tasks": len(indices)})
+		return printJSON(out, map[string]any{"id": exp.ID(), "dir": exp.Dir, "script": script, "tasks": r.Tasks})
 	}
 	if c.Bool("stdout") {
-		fmt.Fprint(out, script)
+		fmt.Fprint(out, r.Script)
 	}
-	script0 := paths[len(paths)-1]
-	fmt.Fprintf(c.App.ErrWriter, "experiment %s: %d tasks as one array job; script %s\n", exp.ID(), len(indices), script0)
-	fmt.Fprintf(c.App.ErrWriter, "submit by hand: sbatch %s\nor submit and track: gpuorch run --resume %s\n", script0, exp.ID())
+	fmt.Fprintf(c.App.ErrWriter, "experiment %s: %d tasks as one array job; script %s\n", exp.ID(), r.Tasks, script)
+	fmt.Fprintf(c.App.ErrWriter, "submit by hand: sbatch %s\nor submit and track: gpuorch run --resume %s\n", sbatch.Quote(script), exp.ID())
 	if !c.Bool("stdout") {
-		fmt.Fprintln(out, script0)
+		fmt.Fprintln(out, script)
 	}
 	return nil
 }
@@ -201,22 +147,11 @@ func renderAction(c *cli.Context) error {
 // openExp opens EXP (the single argument) and builds its executor.
 func openExp(c *cli.Context, verb string) (*orchestrator.Experiment, orchestrator.Executor, error) {
 	if c.NArg() != 1 {
-		return nil, nil, cli.Exit(fmt.Sprintf("%s: want one EXP argument (see gpuorch %s --help)", verb, verb), exitUsage)
+		return nil, nil, errkind.Invalidf("%s: want one EXP argument (see gpuorch %s --help)", verb, verb)
 	}
-	exp, err := orchestrator.Open(orchestrator.Home(), c.Args().First())
+	exp, ex, err := orchestrator.OpenWith(orchestrator.Home(), c.Args().First(), orchestrator.ExecutorOptions{Binary: c.String("binary")})
 	if err != nil {
-		return nil, nil, cli.Exit(verb+": "+err.Error(), exitUsage)
-	}
-	name := exp.Snapshot().Executor
-	if name == "" {
-		name = exp.Plan.Run.Executor
-	}
-	if name == "" {
-		name = "local"
-	}
-	ex, err := orchestrator.NewExecutor(name, orchestrator.ExecutorOptions{Binary: c.String("binary")})
-	if err != nil {
-		return nil, nil, cli.Exit(verb+": "+err.Error(), exitUsage)
+		return nil, nil, fmt.Errorf("%s: %w", verb, err)
 	}
 	return exp, ex, nil
 }
@@ -229,25 +164,23 @@ func statusAction(c *cli.Context) error {
 	ctx := c.Context
 	out := c.App.Writer
 	var unavailable error
-	if err := refreshExp(ctx, exp, ex); err != nil {
+	if err := orchestrator.Refresh(ctx, exp, ex); err != nil {
 		if !errors.Is(err, orchestrator.ErrUnavailable) {
-			return cli.Exit("status: "+err.Error(), exitFailure)
+			return fmt.Errorf("status: %w", err)
 		}
 		unavailable = err
 		fmt.Fprintf(c.App.ErrWriter, "status: %v\nstatus: showing the state saved at %s\n", err, exp.Snapshot().Updated.Local().Format("15:04:05"))
 	}
 	if c.Bool("watch") {
-		tty := !c.Bool("json") && isTerminal(os.Stderr)
+		tty := !c.Bool("json") && isTerminal(c.App.ErrWriter)
 		var err error
-		if unavailable, err = watchExp(ctx, c.App.ErrWriter, exp, ex, c.Duration("interval"), tty, unavailable); err != nil {
+		if unavailable, err = watchExp(c, exp, ex, tty, unavailable); err != nil {
 			return err
 		}
 	}
 	st := exp.Snapshot()
 	if c.Bool("json") {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(struct {
+		if err := printJSON(out, struct {
 			Dir string `json:"dir"`
 			orchestrator.State
 			Counts map[orchestrator.TaskState]int `json:"counts"`
@@ -255,179 +188,39 @@ func statusAction(c *cli.Context) error {
 			return err
 		}
 	} else {
-		printStatus(out, exp, st)
+		orchestrator.WriteStatus(out, exp, st)
 	}
 	switch {
 	case unavailable != nil:
-		return cli.Exit("", exitUnavailable)
+		return errkind.Reported(errkind.Unavailable(unavailable))
 	case st.State == orchestrator.ExpFailed || st.State == orchestrator.ExpCancelled:
-		return cli.Exit("", exitFailure)
+		return errkind.Reported(fmt.Errorf("experiment %s is %s", st.ID, st.State))
 	}
 	return nil
 }
 
-// refreshExp re-reads state.json (another gpuorch process, a local run or a
-// cancel, may have written it) and brings it up to date from the executor.
-func refreshExp(ctx context.Context, exp *orchestrator.Experiment, ex orchestrator.Executor) error {
-	if err := exp.Reload(); err != nil {
-		return err
-	}
-	return ex.Refresh(ctx, exp)
-}
-
-// watchExp polls the executor every interval until every task has ended,
-// drawing progressLine on w: a progress bar redrawn in place on a terminal,
-// else a timestamped line per change. Unreachable Slurm does not stop it
-// (slurmctld may come back): it returns the last refresh's ErrUnavailable
-// error, nil if the last refresh worked (unavailable is the first one's).
-// Ctrl-C returns an exit-130 error.
-func watchExp(ctx context.Context, w io.Writer, exp *orchestrator.Experiment, ex orchestrator.Executor, interval time.Duration, tty bool, unavailable error) (lastUnavailable, err error) {
-	last := ""
-	for !allEnded(exp.Snapshot()) {
-		line := progressLine(exp.Snapshot(), tty)
+// watchExp follows exp until every task has ended (orchestrator.Watch),
+// drawing its progress on stderr: a bar redrawn in place on a terminal,
+// else a timestamped line per change.
+func watchExp(c *cli.Context, exp *orchestrator.Experiment, ex orchestrator.Executor, tty bool, unavailable error) (error, error) {
+	w, last := c.App.ErrWriter, ""
+	lastUnavailable, err := orchestrator.Watch(c.Context, exp, ex, c.Duration("interval"), unavailable, func(st orchestrator.State) {
+		line := orchestrator.ProgressLine(st, tty)
 		if tty {
 			fmt.Fprintf(w, "\r\033[K%s", line)
 		} else if line != last {
 			fmt.Fprintf(w, "%s  %s\n", time.Now().Format("15:04:05"), line)
 		}
 		last = line
-		select {
-		case <-ctx.Done():
-			if tty {
-				fmt.Fprintln(w)
-			}
-			return unavailable, cli.Exit("", exitInterrupted)
-		case <-time.After(interval):
-		}
-		if err := refreshExp(ctx, exp, ex); err != nil {
-			if !errors.Is(err, orchestrator.ErrUnavailable) {
-				return err, cli.Exit("status: "+err.Error(), exitFailure)
-			}
-			unavailable = err
-			continue
-		}
-		unavailable = nil
-	}
+	})
 	if tty {
-		fmt.Fprintf(w, "\r\033[K%s\n", progressLine(exp.Snapshot(), true))
-	}
-	return unavailable, nil
-}
-
-// printFailures prints one line per failed or timed-out task: its state,
-// why, its exit code and the full path of its log.
-func printFailures(w io.Writer, exp *orchestrator.Experiment, st orchestrator.State) {
-	for _, t := range st.Tasks {
-		if t.State != orchestrator.TaskFailed && t.State != orchestrator.TaskTimeout {
-			continue
-		}
-		exit := "-"
-		if t.ExitCode != nil {
-			exit = strconv.Itoa(*t.ExitCode)
-		}
-		why := t.Error
-		// The message names the log relative to the directory; the full
-		// path follows.
-		for _, sep := range []string{" (log: ", "; see "} {
-			if k := strings.Index(why, sep); k >= 0 {
-				why = why[:k]
-			}
-		}
-		if why == "" {
-			why = string(t.State)
-		}
-		fmt.Fprintf(w, "task %d (%s) %s: %s [exit code %s, log %s]\n", t.Index, t.Name, t.State, why, exit, filepath.Join(exp.Dir, t.Log))
-	}
-}
-
-func allEnded(st orchestrator.State) bool {
-	for _, t := range st.Tasks {
-		if !t.State.Terminal() {
-			return false
+		if err != nil {
+			fmt.Fprintln(w)
+		} else {
+			fmt.Fprintf(w, "\r\033[K%s\n", orchestrator.ProgressLine(exp.Snapshot(), true))
 		}
 	}
-	return true
-}
-
-// progressLine is "[#######.......] 7/15 ended: 5 completed, 2 failed; 3 running, 5 pending".
-func progressLine(st orchestrator.State, bar bool) string {
-	n := len(st.Tasks)
-	c := st.Counts()
-	ended := 0
-	for s, k := range c {
-		if s.Terminal() {
-			ended += k
-		}
-	}
-	var parts []string
-	for _, s := range []orchestrator.TaskState{orchestrator.TaskCompleted, orchestrator.TaskFailed, orchestrator.TaskTimeout,
-		orchestrator.TaskCancelled, orchestrator.TaskInterrupted, orchestrator.TaskRunning, orchestrator.TaskPending} {
-		if c[s] > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", c[s], s))
-		}
-	}
-	line := fmt.Sprintf("%d/%d ended: %s", ended, n, strings.Join(parts, ", "))
-	if !bar {
-		return line
-	}
-	const width = 30
-	fill := 0
-	if n > 0 {
-		fill = ended * width / n
-	}
-	return "[" + strings.Repeat("#", fill) + strings.Repeat(".", width-fill) + "] " + line
-}
-
-func printStatus(w io.Writer, exp *orchestrator.Experiment, st orchestrator.State) {
-	var jobs []string
-	for _, s := range st.Submissions {
-		if s.JobID != "" {
-			jobs = append(jobs, s.JobID)
-		}
-	}
-	job := ""
-	if len(jobs) > 0 {
-		job = ", job " + strings.Join(jobs, ", ")
-	}
-	fmt.Fprintf(w, "experiment %s  %s  (executor %s%s)\n", st.ID, st.State, st.Executor, job)
-	if st.Error != "" {
-		fmt.Fprintf(w, "error: %s\n", st.Error)
-	}
-	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "INDEX\tNAME\tSTATE\tEXIT\tJOB\tNODE\tELAPSED\tMESSAGE")
-	for _, t := range st.Tasks {
-		exit := "-"
-		if t.ExitCode != nil {
-			exit = strconv.Itoa(*t.ExitCode)
-		}
-		elapsed := "-"
-		if t.Start != nil {
-			end := time.Now()
-			if t.End != nil {
-				end = *t.End
-			}
-			elapsed = end.Sub(*t.Start).Round(time.Second).String()
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Index, t.Name, t.State, exit, dash(t.JobID), dash(t.Node), elapsed, dash(t.Error))
-	}
-	tw.Flush()
-	fmt.Fprintln(w, progressLine(st, false))
-	printFailures(w, exp, st)
-	switch {
-	case st.State == orchestrator.ExpFailed && len(orchestrator.RetryIndices(&st)) > 0:
-		fmt.Fprintf(w, "retry the failed tasks with: gpuorch retry %s\n", st.ID)
-	case st.State == orchestrator.ExpNotSubmitted || st.State == orchestrator.ExpInterrupted || st.State == orchestrator.ExpCancelled:
-		fmt.Fprintf(w, "resume with: gpuorch run --resume %s\n", st.ID)
-	case st.State == orchestrator.ExpCompleted:
-		fmt.Fprintf(w, "results: gpuorch results show %s\n", st.ID)
-	}
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
+	return lastUnavailable, err
 }
 
 func cancelAction(c *cli.Context) error {
@@ -441,17 +234,13 @@ func cancelAction(c *cli.Context) error {
 		sort.Ints(idx)
 		for _, i := range idx {
 			if i < 0 || i >= len(exp.Plan.Tasks) {
-				return cli.Exit(fmt.Sprintf("cancel: experiment %s has no task %d (it has 0..%d)", exp.ID(), i, len(exp.Plan.Tasks)-1), exitUsage)
+				return errkind.Invalidf("cancel: experiment %s has no task %d (it has 0..%d)", exp.ID(), i, len(exp.Plan.Tasks)-1)
 			}
 		}
 	}
 	before := exp.Snapshot()
 	if err := ex.Cancel(c.Context, exp, idx); err != nil {
-		code := exitFailure
-		if errors.Is(err, orchestrator.ErrUnavailable) || errors.Is(err, sbatch.ErrUnavailable) {
-			code = exitUnavailable
-		}
-		return cli.Exit("cancel: "+err.Error(), code)
+		return unavailableErr(fmt.Errorf("cancel: %w", err))
 	}
 	after := exp.Snapshot()
 	n := 0
@@ -464,6 +253,15 @@ func cancelAction(c *cli.Context) error {
 	return nil
 }
 
+// unavailableErr marks an executor's error as an unreachable service when it
+// is one.
+func unavailableErr(err error) error {
+	if errors.Is(err, orchestrator.ErrUnavailable) || errors.Is(err, sbatch.ErrUnavailable) {
+		return errkind.Unavailable(err)
+	}
+	return err
+}
+
 func retryAction(c *cli.Context) error {
 	exp, ex, err := openExp(c, "retry")
 	if err != nil {
@@ -471,21 +269,17 @@ func retryAction(c *cli.Context) error {
 	}
 	ctx := c.Context
 	if err := ex.Refresh(ctx, exp); err != nil {
-		code := exitFailure
-		if errors.Is(err, orchestrator.ErrUnavailable) {
-			code = exitUnavailable
-		}
-		return cli.Exit("retry: "+err.Error(), code)
+		return unavailableErr(fmt.Errorf("retry: %w", err))
 	}
 	st := exp.Snapshot()
 	idx := orchestrator.RetryIndices(&st)
 	if len(idx) == 0 {
-		fmt.Fprintf(c.App.ErrWriter, "experiment %s: no failed or timed-out tasks to retry (%s)\n", st.ID, progressLine(st, false))
+		fmt.Fprintf(c.App.ErrWriter, "experiment %s: no failed or timed-out tasks to retry (%s)\n", st.ID, orchestrator.ProgressLine(st, false))
 		return nil
 	}
 	fmt.Fprintf(c.App.ErrWriter, "experiment %s: retrying %d task(s): %s\n", st.ID, len(idx), sbatch.ArraySpec(idx))
 	jsonOut := c.Bool("json")
-	tty := !jsonOut && isTerminal(os.Stdout)
+	tty := !jsonOut && isTerminal(c.App.Writer)
 	if tty {
 		attachProgress(c.App.Writer, exp)
 	}
@@ -501,5 +295,5 @@ func retryAction(c *cli.Context) error {
 		}
 		printOutcome(c.App.ErrWriter, tty, exp, st)
 	}
-	return runExit(ctx, st, execErr)
+	return orchestrator.Outcome(ctx, st, execErr)
 }
