@@ -1,11 +1,9 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 
+	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/loadgen"
 	"github.com/urfave/cli/v2"
 )
@@ -38,38 +36,14 @@ A small generated day ships in loadgen/testdata/azure.`,
 					&cli.Float64Flag{Name: "sigma", Value: 2.5, Usage: "log-normal spread of popularity"},
 				},
 				Action: func(c *cli.Context) error {
-					days := c.Int("days")
-					if days < 1 || days > 14 || c.Int("functions") < 1 {
-						return cli.Exit("--days must be 1-14 and --functions ≥ 1", exitUsage)
+					days, err := loadgen.GenerateAzureTraceDays(c.String("dir"), c.Int("days"), loadgen.AzureGenOptions{
+						Functions: c.Int("functions"), Seed: c.Int64("seed"),
+						MeanRate: c.Float64("mean-rate"), Sigma: c.Float64("sigma"),
+					})
+					for _, d := range days {
+						fmt.Fprintf(c.App.Writer, "%s: %d functions, %d invocations (%.1f/s over the day)\n", d.Path, d.Functions, d.Invocations, float64(d.Invocations)/86400)
 					}
-					dir := c.String("dir")
-					if err := os.MkdirAll(dir, 0o755); err != nil {
-						return cli.Exit(err.Error(), exitFailure)
-					}
-					for d := 1; d <= days; d++ {
-						fns := loadgen.GenerateAzureTrace(loadgen.AzureGenOptions{
-							Functions: c.Int("functions"), Seed: c.Int64("seed"), Day: d,
-							MeanRate: c.Float64("mean-rate"), Sigma: c.Float64("sigma"),
-						})
-						path := filepath.Join(dir, fmt.Sprintf("invocations_per_function_md.anon.d%02d.csv", d))
-						f, err := os.Create(path)
-						if err != nil {
-							return cli.Exit(err.Error(), exitFailure)
-						}
-						err = loadgen.WriteAzureTrace(f, fns)
-						if cerr := f.Close(); err == nil {
-							err = cerr
-						}
-						if err != nil {
-							return cli.Exit(fmt.Sprintf("write %s: %v", path, err), exitFailure)
-						}
-						var total uint64
-						for _, fn := range fns {
-							total += fn.Total
-						}
-						fmt.Fprintf(c.App.Writer, "%s: %d functions, %d invocations (%.1f/s over the day)\n", path, len(fns), total, float64(total)/86400)
-					}
-					return nil
+					return err
 				},
 			},
 			{
@@ -81,44 +55,19 @@ A small generated day ships in loadgen/testdata/azure.`,
 				},
 				Action: func(c *cli.Context) error {
 					if c.Args().Len() != 1 {
-						return cli.Exit("usage: gpuorch loadgen azure-trace stats FILE", exitUsage)
+						return errkind.Invalidf("usage: gpuorch loadgen azure-trace stats FILE")
 					}
 					t, err := loadgen.ReadAzureTrace(c.Args().First())
 					if err != nil {
-						return cli.Exit(err.Error(), exitUsage)
+						return errkind.Invalid(err)
 					}
-					fns := t.ByPopularity()
-					var total uint64
-					peak := make([]uint64, loadgen.AzureMinutes)
-					for _, f := range fns {
-						total += f.Total
-						for m, v := range f.Counts {
-							peak[m] += uint64(v)
-						}
-					}
-					var pk uint64
-					for _, v := range peak {
-						pk = max(pk, v)
-					}
-					top := min(10, len(fns))
-					var topShare uint64
-					for _, f := range fns[:top] {
-						topShare += f.Total
-					}
-					out := map[string]any{
-						"file": t.File, "functions": len(fns), "invocations": total,
-						"mean_per_s": float64(total) / 86400, "peak_minute_per_s": float64(pk) / 60,
-						"top10_share":                 float64(topShare) / float64(max(total, 1)),
-						"azure_rate_per_s_at_scale_1": float64(total) / 86400,
-					}
+					st := t.Stats()
 					if c.Bool("json") {
-						enc := json.NewEncoder(c.App.Writer)
-						enc.SetIndent("", "  ")
-						return enc.Encode(out)
+						return printJSON(c.App.Writer, st)
 					}
 					fmt.Fprintf(c.App.Writer, "%s: %d functions, %d invocations; mean %.1f/s, peak minute %.1f/s; top 10 functions %.1f%% of invocations\n",
-						t.File, len(fns), total, out["mean_per_s"], out["peak_minute_per_s"], 100*out["top10_share"].(float64))
-					fmt.Fprintf(c.App.Writer, "azure offers about %.1f/s × load_factor × 0.125 × num_workers (any interval: it compresses time, not counts per second)\n", float64(total)/86400)
+						st.File, st.Functions, st.Invocations, st.MeanPerS, st.PeakMinute, 100*st.Top10Share)
+					fmt.Fprintf(c.App.Writer, "azure offers about %.1f/s × load_factor × 0.125 × num_workers (any interval: it compresses time, not counts per second)\n", st.RateAtScale1)
 					return nil
 				},
 			},

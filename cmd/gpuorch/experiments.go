@@ -29,7 +29,7 @@ An experiment can then be named by its id, a unique id prefix, or its name
 			Action: func(c *cli.Context) error {
 				list, err := orchestrator.List(c.String("home"))
 				if err != nil && !errors.Is(err, os.ErrNotExist) {
-					return cli.Exit(err.Error(), exitFailure)
+					return err
 				}
 				if c.Bool("json") {
 					if list == nil {

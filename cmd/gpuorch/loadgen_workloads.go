@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/loadgen"
 	"github.com/urfave/cli/v2"
 )
@@ -31,7 +32,7 @@ Check its schedule first with gpuorch loadgen plan. Details: docs/workloads.md.`
 	Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print the catalogue as JSON"}},
 	Action: func(c *cli.Context) error {
 		if c.Args().Len() > 0 {
-			return cli.Exit("usage: gpuorch loadgen workloads [--json]", exitUsage)
+			return errkind.Invalidf("usage: gpuorch loadgen workloads [--json]")
 		}
 		cat := loadgen.ClockworkCatalogue()
 		if c.Bool("json") {
@@ -119,7 +120,7 @@ batch-1 latency on the simulated server) and says so.`,
 	},
 	Action: func(c *cli.Context) error {
 		if c.Args().Len() == 0 {
-			return cli.Exit("usage: gpuorch loadgen plan [--duration D] WORKLOAD [PARAMS...] (see gpuorch loadgen workloads)", exitUsage)
+			return errkind.Invalidf("usage: gpuorch loadgen plan [--duration D] WORKLOAD [PARAMS...] (see gpuorch loadgen workloads)")
 		}
 		args := c.Args().Slice()
 		cfg := &loadgen.Config{
@@ -130,18 +131,16 @@ batch-1 latency on the simulated server) and says so.`,
 		}
 		w, err := loadgen.BuildWorkload(cfg)
 		if err != nil {
-			return cli.Exit(err.Error(), exitUsage)
+			return errkind.Invalid(err)
 		}
 		rep, err := loadgen.PlanWorkload(w, loadgen.PlanOptions{
 			Duration: c.Duration("duration"), Interval: c.Duration("interval"), Service: c.Duration("service"),
 		})
 		if err != nil {
-			return cli.Exit(err.Error(), exitUsage)
+			return errkind.Invalid(err)
 		}
 		if c.Bool("json") {
-			enc := json.NewEncoder(c.App.Writer)
-			enc.SetIndent("", "  ")
-			return enc.Encode(rep)
+			return printJSON(c.App.Writer, rep)
 		}
 		rep.WriteText(c.App.Writer, c.Int("rows"))
 		return nil

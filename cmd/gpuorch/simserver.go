@@ -3,10 +3,10 @@ package main
 import (
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 
 	"github.com/BurntSushi/toml"
+	"github.com/gpuorch/gpuorch/internal/atomicfile"
+	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/loadgen/simserver"
 	"github.com/urfave/cli/v2"
 )
@@ -58,26 +58,26 @@ See docs/sim-server.md.`,
 
 func simServerAction(c *cli.Context) error {
 	if c.NArg() > 0 {
-		return cli.Exit(fmt.Sprintf("sim-server takes no arguments (got %q); flags go before arguments", c.Args().First()), exitUsage)
+		return errkind.Invalidf("sim-server takes no arguments (got %q); flags go before arguments", c.Args().First())
 	}
 	var cfg simserver.Config
 	if path := c.String("config"); path != "" {
 		var err error
 		if cfg, err = simserver.LoadFile(path); err != nil {
-			return cli.Exit(err.Error(), exitUsage)
+			return errkind.Invalid(err)
 		}
 	}
 	for _, s := range c.StringSlice("dnn") {
 		d, _, err := simserver.ParseModelFlag("dnn", s)
 		if err != nil {
-			return cli.Exit(err.Error(), exitUsage)
+			return errkind.Invalid(err)
 		}
 		cfg.DNN = append(cfg.DNN, *d)
 	}
 	for _, s := range c.StringSlice("llm") {
 		_, l, err := simserver.ParseModelFlag("llm", s)
 		if err != nil {
-			return cli.Exit(err.Error(), exitUsage)
+			return errkind.Invalid(err)
 		}
 		cfg.LLM = append(cfg.LLM, *l)
 	}
@@ -105,32 +105,27 @@ func simServerAction(c *cli.Context) error {
 	}
 	srv, err := simserver.New(cfg)
 	if err != nil {
-		return cli.Exit(err.Error(), exitUsage)
+		return errkind.Invalid(err)
 	}
 	if c.Bool("print-config") {
 		return toml.NewEncoder(c.App.Writer).Encode(srv.Config())
 	}
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
-		return cli.Exit(fmt.Sprintf("sim-server: listen on %s: %v", cfg.Server.Listen, err), exitUnavailable)
+		return errkind.Unavailablef("sim-server: listen on %s: %w", cfg.Server.Listen, err)
 	}
 	addr := ln.Addr().String()
 	if path := c.String("addr-file"); path != "" {
-		// Write then rename, so a script polling for the file never reads half an address.
-		tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
-		if err := os.WriteFile(tmp, []byte(addr+"\n"), 0o644); err != nil {
+		// Atomically, so a script polling for the file never reads half an address.
+		if err := atomicfile.WriteFile(path, []byte(addr+"\n"), 0o644); err != nil {
 			ln.Close()
-			return cli.Exit(fmt.Sprintf("sim-server: write --addr-file: %v", err), exitFailure)
-		}
-		if err := os.Rename(tmp, path); err != nil {
-			ln.Close()
-			return cli.Exit(fmt.Sprintf("sim-server: write --addr-file: %v", err), exitFailure)
+			return fmt.Errorf("sim-server: write --addr-file: %w", err)
 		}
 	}
 	fmt.Fprintf(c.App.ErrWriter, "gpuorch sim-server: %d models (%d DNN entries, %d LLM entries); listening on %s\n",
 		srv.NumModels(), len(cfg.DNN), len(cfg.LLM), addr)
 	if err := srv.Serve(c.Context, ln); err != nil {
-		return cli.Exit(err.Error(), exitFailure)
+		return err
 	}
 	fmt.Fprintln(c.App.ErrWriter, "gpuorch sim-server: stopped")
 	return nil
