@@ -108,16 +108,16 @@ func usageError(_ *cli.Context, err error, _ bool) error { return errkind.Invali
 // groupAction runs when a command group (or gpuorch itself) is given no
 // known subcommand: help without arguments, an error with one.
 func groupAction(c *cli.Context) error {
+	root := c.Command == nil || c.Command.Name == "" || c.Command.Name == c.App.Name
 	if c.NArg() == 0 {
-		if c.Command != nil && c.Command.Name != "" {
-			return cli.ShowSubcommandHelp(c)
+		if root {
+			return cli.ShowAppHelp(c)
 		}
-		return cli.ShowAppHelp(c)
+		return cli.ShowSubcommandHelp(c)
 	}
-	subs := c.App.Commands
-	name := "gpuorch"
-	if c.Command != nil && c.Command.Name != "" {
-		subs, name = c.Command.Subcommands, "gpuorch "+c.Command.Name
+	subs, name := c.App.Commands, c.App.Name
+	if !root {
+		subs, name = c.Command.Subcommands, c.App.Name+" "+c.Command.Name
 	}
 	msg := fmt.Sprintf("%s: unknown command %q", name, c.Args().First())
 	if s := cli.SuggestCommand(subs, c.Args().First()); s != "" {
