@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/gpuorch/gpuorch/internal/layout"
 )
 
 func init() {
@@ -175,7 +177,7 @@ const cancelPoll = 200 * time.Millisecond
 // that state.json says were cancelled (by `gpuorch cancel` in another
 // process), until ctx ends. It re-reads state.json only when it was replaced.
 func (l *Local) watchCancels(ctx context.Context, exp *Experiment) {
-	path := filepath.Join(exp.Dir, "state.json")
+	path := layout.Experiment(exp.Dir).State()
 	var last os.FileInfo
 	tick := time.NewTicker(cancelPoll)
 	defer tick.Stop()

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/atomicfile"
+	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/sbatch"
 )
 
@@ -101,7 +102,7 @@ func SlurmJob(plan *Plan, expID, expDir, binary string, indices []int) (*sbatch.
 		Exclude:       sp.Exclude,
 		Array:         sbatch.ArraySpec(indices),
 		ArrayThrottle: sp.Throttle,
-		Output:        filepath.Join(dir, "tasks", "%a", "log"),
+		Output:        filepath.Join(dir, layout.TasksDir, "%a", layout.LogFile),
 		WorkDir:       dir,
 		OpenMode:      "append", // a retried task appends to its log
 		Comment:       sp.Comment,

@@ -9,12 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/atomicfile"
+	"github.com/gpuorch/gpuorch/internal/layout"
 	"golang.org/x/sys/unix"
 )
 
@@ -168,7 +168,7 @@ func (e *Experiment) update(fn func(*State) error, reload bool) error {
 		return err
 	}
 	next.Updated = time.Now().UTC()
-	if err := atomicfile.WriteJSON(filepath.Join(e.Dir, "state.json"), &next, 0o644); err != nil {
+	if err := atomicfile.WriteJSON(layout.Experiment(e.Dir).State(), &next, 0o644); err != nil {
 		return err
 	}
 	e.state = next
@@ -193,7 +193,7 @@ func (e *Experiment) Reload() error {
 // one (Create writes the first).
 func (e *Experiment) reloadLocked() error {
 	var st State
-	err := readJSON(filepath.Join(e.Dir, "state.json"), &st)
+	err := readJSON(layout.Experiment(e.Dir).State(), &st)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return nil
@@ -251,20 +251,20 @@ func (e *Experiment) SetState(st ExperimentState, errMsg string) error {
 }
 
 // TaskDir is tasks/<i> inside the experiment directory.
-func (e *Experiment) TaskDir(i int) string { return filepath.Join(e.Dir, "tasks", strconv.Itoa(i)) }
+func (e *Experiment) TaskDir(i int) string { return string(layout.Experiment(e.Dir).Task(i)) }
 
 // ManifestPath is the task's manifest, relative to the experiment directory
 // (executors run tasks with the experiment directory as working directory).
-func ManifestPath(i int) string { return filepath.Join("tasks", strconv.Itoa(i), "manifest.json") }
+func ManifestPath(i int) string { return layout.RelTask(i).Manifest() }
 
 // LogPath is the task's log (stdout and stderr), relative to the experiment directory.
-func LogPath(i int) string { return filepath.Join("tasks", strconv.Itoa(i), "log") }
+func LogPath(i int) string { return layout.RelTask(i).Log() }
 
 // SummaryPath is the task's summary.json, relative to the experiment directory.
-func SummaryPath(i int) string { return filepath.Join("tasks", strconv.Itoa(i), "summary.json") }
+func SummaryPath(i int) string { return layout.RelTask(i).Summary() }
 
 // MetricsPath is the task's metrics.lp (line protocol), relative to the experiment directory.
-func MetricsPath(i int) string { return filepath.Join("tasks", strconv.Itoa(i), "metrics.lp") }
+func MetricsPath(i int) string { return layout.RelTask(i).Metrics() }
 
 // Incomplete lists the indices of tasks that have not completed (what a
 // resume runs).
@@ -352,7 +352,7 @@ func Create(home string, spec *Spec, plan *Plan, executor string) (*Experiment, 
 	now := time.Now().UTC()
 	id := NewID(plan.Experiment.Name, now)
 	dir := filepath.Join(home, id)
-	if err := os.MkdirAll(filepath.Join(dir, "tasks"), 0o755); err != nil {
+	if err := os.MkdirAll(layout.Experiment(dir).Tasks(), 0o755); err != nil {
 		return nil, fmt.Errorf("create experiment directory: %w", err)
 	}
 	p := *plan
@@ -366,13 +366,13 @@ func Create(home string, spec *Spec, plan *Plan, executor string) (*Experiment, 
 	// would spend seconds in fsync) and made durable by one syncfs before
 	// state.json, the commit point, is written with its own fsync.
 	if spec != nil && spec.Source != nil {
-		if err := os.WriteFile(filepath.Join(dir, "spec.toml"), spec.Source, 0o644); err != nil {
+		if err := os.WriteFile(layout.Experiment(dir).Spec(), spec.Source, 0o644); err != nil {
 			return nil, fmt.Errorf("write spec.toml: %w", err)
 		}
 	}
 	b, err := json.MarshalIndent(&p, "", "  ")
 	if err == nil {
-		err = os.WriteFile(filepath.Join(dir, "plan.json"), append(b, '\n'), 0o644)
+		err = os.WriteFile(layout.Experiment(dir).Plan(), append(b, '\n'), 0o644)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("write plan.json: %w", err)
@@ -463,16 +463,16 @@ func Open(home, idOrPath string) (*Experiment, error) {
 }
 
 func isExperimentDir(d string) bool {
-	_, err := os.Stat(filepath.Join(d, "state.json"))
+	_, err := os.Stat(layout.Experiment(d).State())
 	return err == nil
 }
 
 func load(dir string) (*Experiment, error) {
 	e := &Experiment{Dir: dir, Plan: &Plan{}}
-	if err := readJSON(filepath.Join(dir, "plan.json"), e.Plan); err != nil {
+	if err := readJSON(layout.Experiment(dir).Plan(), e.Plan); err != nil {
 		return nil, err
 	}
-	if err := readJSON(filepath.Join(dir, "state.json"), &e.state); err != nil {
+	if err := readJSON(layout.Experiment(dir).State(), &e.state); err != nil {
 		return nil, err
 	}
 	if len(e.state.Tasks) != len(e.Plan.Tasks) {
@@ -485,7 +485,7 @@ func load(dir string) (*Experiment, error) {
 // readState reads an experiment directory's state.json.
 func readState(dir string) (State, error) {
 	var st State
-	err := readJSON(filepath.Join(dir, "state.json"), &st)
+	err := readJSON(layout.Experiment(dir).State(), &st)
 	return st, err
 }
 
@@ -527,12 +527,12 @@ func List(home string) ([]Summary, error) {
 		}
 		d := filepath.Join(home, ent.Name())
 		var st State
-		if readJSON(filepath.Join(d, "state.json"), &st) != nil {
+		if readJSON(layout.Experiment(d).State(), &st) != nil {
 			continue
 		}
 		s := Summary{ID: st.ID, Name: st.Name, Dir: d, State: st.State, Executor: st.Executor, Created: st.Created, Tasks: len(st.Tasks), Counts: st.Counts()}
 		var p Plan
-		if readJSON(filepath.Join(d, "plan.json"), &p) == nil {
+		if readJSON(layout.Experiment(d).Plan(), &p) == nil {
 			s.Tags = p.Experiment.Tags
 		}
 		out = append(out, s)
