@@ -342,7 +342,7 @@ func pEnum(name, def, help string, choices ...string) ClockworkParam {
 	return ClockworkParam{Name: name, Type: "enum", Default: def, Help: help, Choices: choices}
 }
 
-// registerClockwork makes every catalogue workload available as
+// init makes every catalogue workload available as
 // workload.arrival (and positionally on `gpuorch loadgen run`).
 func init() {
 	for _, s := range clockworkCatalogue {

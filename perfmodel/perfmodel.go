@@ -41,7 +41,7 @@ func (a Arch) bytesPerParam() float64 {
 	return 2
 }
 
-// kvDimBytes is 2 × layers × kv_dim × 2 bytes (FP16 cache).
+// kv is the KV cache per token in bytes: 2 (K and V) × layers × kv_dim × 2 bytes (FP16).
 func kv(layers, hidden, heads, kvHeads int) float64 {
 	return 2 * float64(layers) * float64(hidden*kvHeads/heads) * 2
 }

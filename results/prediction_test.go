@@ -12,7 +12,7 @@ import (
 )
 
 // predictionPoint is a serving_prediction point as gpuorch bench writes it
-// (orchestrator.PredictionPoint; the CLI tests use that one).
+// (llmbench.PredictionPoint; the CLI tests use that one).
 func predictionPoint(exp, task string, ttft, tpot, e2el, outTokS float64, at time.Time) Point {
 	return Point{Measurement: MeasServingPrediction, Time: at,
 		Tags: map[string]string{TagExperiment: exp, TagTask: task, TagWorkload: "closed", TagProtocol: "openai", "concurrency": "4"},
