@@ -3,26 +3,14 @@ package loadgen
 import (
 	"fmt"
 	"strconv"
-	"time"
+
+	"github.com/gpuorch/gpuorch/internal/duration"
 )
 
 // Duration is a time.Duration that reads and writes as text ("250ms", "1m30s")
-// in TOML and JSON, so specs and manifests stay readable.
-type Duration time.Duration
-
-// D returns the value as a time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
-
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
-
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return fmt.Errorf("invalid duration %q (want e.g. \"500ms\", \"30s\", \"2m\")", string(b))
-	}
-	*d = Duration(v)
-	return nil
-}
+// in TOML and JSON, so specs and manifests stay readable: gpuorch's one
+// duration type, named here because loadgen's configs are its main users.
+type Duration = duration.Duration
 
 // Config is one load run: what a task manifest holds (as JSON) and what
 // `gpuorch loadgen run` executes. The orchestrator produces one per sweep
