@@ -9,6 +9,7 @@ require (
 	github.com/ProtonMail/go-crypto v1.4.1
 	github.com/go-echarts/go-echarts/v2 v2.6.7
 	github.com/influxdata/influxdb-client-go/v2 v2.14.0
+	github.com/pelletier/go-toml/v2 v2.4.3
 	github.com/sylabs/sif/v2 v2.24.2
 	github.com/urfave/cli/v2 v2.27.7
 	golang.org/x/sys v0.47.0
