@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gpuorch/gpuorch/internal/tomlstrict"
 	"github.com/gpuorch/gpuorch/loadgen"
 )
 
@@ -90,7 +91,22 @@ func formatValue(v any) string {
 // into a loadgen.Config, so any manifest field can be swept. Task i gets seed
 // run.seed + i unless the sweep sets seed.
 func (s *Spec) Plan() (*Plan, error) {
-	d := &decoder{file: s.File, pos: sweepPositions(s), overridden: map[string]string{}}
+	doc := s.doc
+	if doc == nil {
+		doc = &tomlstrict.Doc{File: s.File}
+	}
+	// Errors that appear only once a point is applied blame the [sweep]
+	// line of the key when it was swept.
+	errAt := func(key, format string, args ...any) error {
+		for _, sp := range s.Sweep {
+			for _, sk := range sp.Parts() {
+				if sk == key || strings.HasPrefix(key, sk+".") || strings.HasPrefix(sk, key+".") {
+					return &SpecError{File: s.File, Line: max(sp.Line, 1), Key: tomlstrict.Dotted([]string{"sweep", sp.Key}), Msg: fmt.Sprintf(format, args...)}
+				}
+			}
+		}
+		return doc.Errorf(strings.Split(key, "."), format, args...)
+	}
 	p := &Plan{
 		Experiment: s.Experiment,
 		Run:        s.Run,
@@ -148,7 +164,7 @@ func (s *Spec) Plan() (*Plan, error) {
 			for k, sp := range s.Sweep {
 				for j, key := range sp.Parts() {
 					v := sp.component(vals[k], j)
-					if err := setPath(tree, strings.Split(key, "."), func(any) any { return deepCopy(v) }); err != nil {
+					if err := tomlstrict.SetPath(tree, strings.Split(key, "."), func(any) any { return deepCopy(v) }); err != nil {
 						return nil, &SpecError{File: s.File, Line: sp.Line, Key: key, Msg: fmt.Sprintf("sweep %q: %v", key, err)}
 					}
 				}
@@ -159,33 +175,23 @@ func (s *Spec) Plan() (*Plan, error) {
 				}
 			}
 			var cfg loadgen.Config
-			md, err := decodeTree(tree, &cfg)
+			unknown, err := tomlstrict.DecodeTree(tree, &cfg)
 			if err != nil {
-				return nil, &SpecError{File: s.File, Line: 1, Msg: fmt.Sprintf("task %d: %s", idx, cleanTOMLError(err))}
+				return nil, &SpecError{File: s.File, Line: 1, Msg: fmt.Sprintf("task %d: %v", idx, err)}
 			}
-			if und := md.Undecoded(); len(und) > 0 {
-				return nil, &SpecError{File: s.File, Line: 1, Key: und[0].String(), Msg: fmt.Sprintf("task %d: unknown key %q", idx, und[0].String())}
+			if len(unknown) > 0 {
+				key := tomlstrict.Dotted(unknown[0])
+				return nil, &SpecError{File: s.File, Line: 1, Key: key, Msg: fmt.Sprintf("task %d: unknown key %q", idx, key)}
 			}
-			// Semantic checks again, now that the point is applied; blame
-			// the [sweep] line when the offending key was swept.
-			at := func(key string) []string {
-				for _, sp := range s.Sweep {
-					for _, sk := range sp.Parts() {
-						if sk == key || strings.HasPrefix(key, sk+".") || strings.HasPrefix(sk, key+".") {
-							return []string{"sweep", sp.Key}
-						}
-					}
-				}
-				return strings.Split(key, ".")
-			}
-			if err := d.validateTarget(cfg.Target, at); err != nil {
+			// Semantic checks again, now that the point is applied.
+			if err := validateTarget(cfg.Target, errAt); err != nil {
 				return nil, err
 			}
 			if cfg.Workload.Arrival == "" {
-				return nil, d.errAt(at("workload.arrival"), "task %d: workload.arrival is empty", idx)
+				return nil, errAt("workload.arrival", "task %d: workload.arrival is empty", idx)
 			}
 			if cfg.Duration <= 0 {
-				return nil, d.errAt(at("duration"), "task %d: duration must be positive", idx)
+				return nil, errAt("duration", "task %d: duration must be positive", idx)
 			}
 			t := Task{Index: idx, Workload: wl.Name}
 			name := fmt.Sprintf("t%0*d", width, idx)
@@ -217,21 +223,6 @@ func (s *Spec) Plan() (*Plan, error) {
 
 // MaxTasks bounds a plan; larger sweeps are almost always a typo.
 const MaxTasks = 100000
-
-// sweepPositions is the spec's position index, with a sweep key's canonical
-// name ("workload.rate") resolving to the line it was written on.
-func sweepPositions(s *Spec) *positions {
-	ps := &positions{lines: map[string]int{}, first: map[string]int{}}
-	if s.pos != nil {
-		for _, k := range s.pos.order {
-			ps.add(strings.Split(k, pathSep), s.pos.lines[k])
-		}
-	}
-	for _, sp := range s.Sweep {
-		ps.add([]string{"sweep", sp.Key}, sp.Line)
-	}
-	return ps
-}
 
 // paramTags picks a short tag name per sweep key: its last segment, or the
 // whole key with '_' for '.' where last segments collide.

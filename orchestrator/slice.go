@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/gpuorch/gpuorch/gpuslice"
+	"github.com/gpuorch/gpuorch/internal/tomlstrict"
 	"github.com/gpuorch/gpuorch/sbatch"
 )
 
@@ -35,14 +36,14 @@ func (d *decoder) resolveSlice(s *Spec) error {
 	if path == "" {
 		path, from = os.Getenv(EnvPools), []string{"slice"}
 		if path == "" {
-			return d.errAt(from, `[slice] needs a pools file: set slice.pools = "pools.toml" (relative to the spec) or $%s`, EnvPools)
+			return d.Errorf(from, `[slice] needs a pools file: set slice.pools = "pools.toml" (relative to the spec) or $%s`, EnvPools)
 		}
 	} else if !filepath.IsAbs(path) && s.File != "" {
 		path = filepath.Join(filepath.Dir(s.File), path)
 	}
 	m, err := gpuslice.LoadModel(path)
 	if err != nil {
-		return d.errAt(from, "slice.pools: %v", err)
+		return d.Errorf(from, "slice.pools: %v", err)
 	}
 	sl, err := m.PlanOverride(ss.Override)
 	if err != nil {
@@ -51,7 +52,7 @@ func (d *decoder) resolveSlice(s *Spec) error {
 		if !strings.Contains(msg, path) {
 			msg += " (in " + path + ")"
 		}
-		return d.errAt(key, "%s: %s", dotted(key), msg)
+		return d.Errorf(key, "%s: %s", tomlstrict.Dotted(key), msg)
 	}
 	// The slice decides where the job runs; a [slurm] value that says
 	// otherwise is a contradiction, not a preference.
@@ -61,12 +62,12 @@ func (d *decoder) resolveSlice(s *Spec) error {
 		{"gres", s.Slurm.Gres, sl.Gres},
 	} {
 		if c.have != "" && c.have != c.want {
-			return d.errAt([]string{"slurm", c.key}, "slurm.%s %q conflicts with [slice], which sets %s %q (pool %s, qos %s): remove slurm.%s",
+			return d.Errorf([]string{"slurm", c.key}, "slurm.%s %q conflicts with [slice], which sets %s %q (pool %s, qos %s): remove slurm.%s",
 				c.key, c.have, c.key, c.want, sl.Workload.Pool, sl.Workload.QoS, c.key)
 		}
 	}
 	if s.Slurm.GPUs != "" {
-		return d.errAt([]string{"slurm", "gpus"}, "slurm.gpus %q conflicts with [slice]: a slice is %s of one GPU, not whole GPUs; remove slurm.gpus", s.Slurm.GPUs, sl.Gres)
+		return d.Errorf([]string{"slurm", "gpus"}, "slurm.gpus %q conflicts with [slice]: a slice is %s of one GPU, not whole GPUs; remove slurm.gpus", s.Slurm.GPUs, sl.Gres)
 	}
 	s.Slurm.Slice = &sl
 	return nil

@@ -351,57 +351,6 @@ func TestTooManyTasks(t *testing.T) {
 	}
 }
 
-func TestPositions(t *testing.T) {
-	src := `a = 1
-"quoted.key" = 'x' # comment with = sign
-[t]
-b.c = """
-x = 1
-"""
-d = [
-  { e = 1 },
-  { f = 2, g = [1, 2] },
-]
-[[arr]]
-h = 1
-[arr.sub]
-i = 1
-[[arr]]
-h = 2
-[[arr.list]]
-j = 1
-[[arr.list]]
-j = 2
-k = '''it's'''
-`
-	ps := scanPositions(src)
-	for _, c := range []struct {
-		path []string
-		line int
-	}{
-		{[]string{"a"}, 1},
-		{[]string{"quoted.key"}, 2},
-		{[]string{"t"}, 3},
-		{[]string{"t", "b", "c"}, 4},
-		{[]string{"t", "d"}, 7},
-		{[]string{"t", "d", "#0", "e"}, 8},
-		{[]string{"t", "d", "#1", "g"}, 9},
-		{[]string{"arr", "#0", "h"}, 12},
-		{[]string{"arr", "#0", "sub", "i"}, 14},
-		{[]string{"arr", "#1", "h"}, 16},
-		{[]string{"arr", "#1", "list", "#0", "j"}, 18},
-		{[]string{"arr", "#1", "list", "#1", "j"}, 20},
-		{[]string{"arr", "#1", "list", "#1", "k"}, 21},
-		{[]string{"arr", "h"}, 12},                // no index: first element
-		{[]string{"t", "nope"}, 3},                // unknown: enclosing table
-		{[]string{"arr", "#1", "list", "#0"}, 17}, // header of an element
-	} {
-		if got := ps.line(c.path); got != c.line {
-			t.Errorf("%v: line %d, want %d", c.path, got, c.line)
-		}
-	}
-}
-
 func FuzzParseSpec(f *testing.F) {
 	f.Add([]byte(goodSpec), "")
 	f.Add([]byte(baseSpec), "workload.rate=5")

@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"github.com/gpuorch/gpuorch/gpuslice"
+	"github.com/gpuorch/gpuorch/internal/tomlstrict"
 	"github.com/gpuorch/gpuorch/loadgen"
 )
 
@@ -29,8 +30,8 @@ type Spec struct {
 	Source    []byte   `toml:"-"`
 	Overrides []string `toml:"-"`
 
-	raw map[string]any // the decoded tree after overrides, minus [sweep]
-	pos *positions     // key → line in File
+	raw map[string]any  // the decoded tree after overrides, minus [sweep]
+	doc *tomlstrict.Doc // the document: lines, overrides
 }
 
 // ExperimentSpec is the [experiment] table.
