@@ -270,7 +270,7 @@ func isKey(s string) bool {
 
 // wantQoS is the Slurm QOS a level should be.
 func (m *Model) wantQoS(q *QoS) SlurmQoSState {
-	w := SlurmQoSState{Name: m.SlurmQoS(q.Name), Priority: *q.Priority, PreemptMode: q.PreemptMode, GraceTime: q.GraceTime.Duration, Description: q.Description}
+	w := SlurmQoSState{Name: m.SlurmQoS(q.Name), Priority: *q.Priority, PreemptMode: q.PreemptMode, GraceTime: q.GraceTime.D(), Description: q.Description}
 	for _, lower := range m.Levels() {
 		if qosRank(lower.Name) < qosRank(q.Name) {
 			w.Preempt = append(w.Preempt, m.SlurmQoS(lower.Name))

@@ -1,9 +1,6 @@
 package gpuslice
 
 import (
-	"bufio"
-	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -11,7 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
+	"github.com/gpuorch/gpuorch/internal/duration"
+	"github.com/gpuorch/gpuorch/internal/errkind"
+	"github.com/gpuorch/gpuorch/internal/tomlstrict"
 )
 
 // QoS levels, lowest first. The names are TensorFusion's; their rank decides
@@ -81,12 +80,12 @@ type Pool struct {
 
 // QoS is one level with its Slurm settings and enforcement policy.
 type QoS struct {
-	Name        string   `toml:"-"`
-	Priority    *int     `toml:"priority"`
-	PreemptMode string   `toml:"preempt_mode"` // requeue (default) or cancel
-	GraceTime   Duration `toml:"grace_time"`   // SIGTERM → SIGKILL, in Slurm preemption and in the enforcer
-	OnOverrun   string   `toml:"on_vram_overrun"`
-	Description string   `toml:"description"`
+	Name        string            `toml:"-"`
+	Priority    *int              `toml:"priority"`
+	PreemptMode string            `toml:"preempt_mode"` // requeue (default) or cancel
+	GraceTime   duration.Duration `toml:"grace_time"`   // SIGTERM → SIGKILL, in Slurm preemption and in the enforcer
+	OnOverrun   string            `toml:"on_vram_overrun"`
+	Description string            `toml:"description"`
 }
 
 // Resources is a (tflops, vram) pair; zero means unset.
@@ -114,108 +113,39 @@ type Profile struct {
 	AutoScaling AutoScaling `toml:"autoscaling"`
 }
 
-// Duration is a time.Duration written as "30s" in TOML.
-type Duration struct{ time.Duration }
-
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return err
-	}
-	if v < 0 {
-		return fmt.Errorf("negative duration %q", b)
-	}
-	d.Duration = v
-	return nil
-}
-
-func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
-
 const DefaultIncludeFile = "/etc/slurm/gpuorch-pools.conf"
 
 // LoadModel reads and validates a pools file. Errors name the file and,
-// for syntax errors and unknown keys, the line.
+// for syntax errors, unknown keys and bad values, the line and key.
 func LoadModel(path string) (*Model, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read pools file: %w", err)
 	}
-	m, err := ParseModel(data)
+	m, err := parseModel(path, data)
 	if err != nil {
-		return nil, fmt.Errorf("%s:%w", path, err)
+		return nil, err
 	}
 	m.path = path
 	return m, nil
 }
 
-// ParseModel decodes a pools file strictly. Errors start with "LINE: ".
-func ParseModel(data []byte) (*Model, error) {
+// ParseModel decodes a pools file strictly. Errors start with "LINE: "
+// (0 for a problem in the model as a whole).
+func ParseModel(data []byte) (*Model, error) { return parseModel("", data) }
+
+func parseModel(file string, data []byte) (*Model, error) {
 	var m Model
-	md, err := toml.Decode(string(data), &m)
-	if err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			return nil, fmt.Errorf("%d: %s", pe.Position.Line, pe.Message)
-		}
-		return nil, fmt.Errorf("0: %w", err)
-	}
-	if und := md.Undecoded(); len(und) > 0 {
-		k := und[0]
-		return nil, fmt.Errorf("%d: unknown key %q", keyLine(data, k), k.String())
+	if err := tomlstrict.Decode(file, data, &m); err != nil {
+		return nil, err
 	}
 	if err := m.resolve(); err != nil {
-		return nil, fmt.Errorf("0: %w", err)
+		if file != "" {
+			file += ":"
+		}
+		return nil, errkind.Invalid(fmt.Errorf("%s0: %w", file, err))
 	}
 	return &m, nil
-}
-
-// keyLine finds the line of key k: BurntSushi/toml reports undecoded keys
-// without positions, so track table headers and find "last =" under the
-// header of k's parent (or a dotted key / inline table naming it).
-func keyLine(data []byte, k toml.Key) int {
-	if len(k) == 0 {
-		return 0
-	}
-	last := k[len(k)-1]
-	parent := toml.Key(k[:len(k)-1]).String()
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64*1024), 1<<24)
-	line, table, fallback := 0, "", 0
-	for sc.Scan() {
-		line++
-		t := strings.TrimSpace(sc.Text())
-		if strings.HasPrefix(t, "[") {
-			h := strings.Trim(strings.TrimSpace(strings.SplitN(t, "#", 2)[0]), "[]")
-			table = normKey(h)
-			if normKey(k.String()) == table {
-				return line // an unknown table
-			}
-			continue
-		}
-		if eq := strings.IndexByte(t, '='); eq > 0 {
-			lhs := normKey(strings.TrimSpace(t[:eq]))
-			full := lhs
-			if table != "" {
-				full = table + "." + lhs
-			}
-			if full == normKey(k.String()) || (table == normKey(parent) && lhs == normKey(last)) {
-				return line
-			}
-			if fallback == 0 && strings.Contains(t, last) {
-				fallback = line
-			}
-		}
-	}
-	return fallback
-}
-
-// normKey removes quotes and blanks around dotted key parts.
-func normKey(s string) string {
-	parts := strings.Split(s, ".")
-	for i, p := range parts {
-		parts[i] = strings.Trim(strings.TrimSpace(p), `"'`)
-	}
-	return strings.Join(parts, ".")
 }
 
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
@@ -268,10 +198,13 @@ func (m *Model) resolve() error {
 		default:
 			return fmt.Errorf("qos.%s.on_vram_overrun %q: want requeue, terminate or report", name, q.OnOverrun)
 		}
-		if q.GraceTime.Duration == 0 {
-			q.GraceTime.Duration = 30 * time.Second
+		if q.GraceTime < 0 {
+			return fmt.Errorf("qos.%s.grace_time %s: must not be negative", name, q.GraceTime)
 		}
-		if q.GraceTime.Duration%time.Second != 0 {
+		if q.GraceTime == 0 {
+			q.GraceTime = duration.Duration(30 * time.Second)
+		}
+		if q.GraceTime.D()%time.Second != 0 {
 			return fmt.Errorf("qos.%s.grace_time %s: Slurm counts whole seconds", name, q.GraceTime)
 		}
 	}

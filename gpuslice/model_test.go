@@ -1,9 +1,14 @@
 package gpuslice
 
 import (
+	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gpuorch/gpuorch/internal/errkind"
 )
 
 func TestParseBytes(t *testing.T) {
@@ -132,7 +137,7 @@ func TestParseModelDefaults(t *testing.T) {
 	if m.QoS["low"].OnOverrun != ActionRequeue || m.QoS["high"].OnOverrun != ActionTerminate {
 		t.Errorf("default overrun actions: low %s high %s", m.QoS["low"].OnOverrun, m.QoS["high"].OnOverrun)
 	}
-	if m.QoS["high"].GraceTime.Duration != 5*time.Second || m.QoS["low"].GraceTime.Duration != 30*time.Second {
+	if m.QoS["high"].GraceTime.D() != 5*time.Second || m.QoS["low"].GraceTime.D() != 30*time.Second {
 		t.Errorf("grace times")
 	}
 	if m.Pools["a100"].GPU.PeakFP16 != 312 || m.Pools["h100"].Oversubscription != 2 {
@@ -217,4 +222,33 @@ func FuzzParseModel(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Every decoding error names the line and the key, as LoadModel adds the file.
+func TestParseModelLines(t *testing.T) {
+	base := "[slurm]\nprefix = \"a\"\n[qos.low]\ngrace_time = \"5s\"\n[pools.a]\nnodes = \"n\"\ngpu_model = \"A100\"\ngpus_per_node = 1\n"
+	for _, c := range []struct{ name, doc, want string }{
+		{"unknown key", strings.Replace(base, "gpus_per_node", "gpu_per_node", 1), `8: unknown key "pools.a.gpu_per_node" (did you mean "gpus_per_node"?)`},
+		{"wrong type", strings.Replace(base, "gpus_per_node = 1", `gpus_per_node = "one"`, 1), `8: pools.a.gpus_per_node: incompatible types: TOML value has type string; destination has type integer`},
+		{"bad duration", strings.Replace(base, `"5s"`, `"5"`, 1), `4: qos.low.grace_time: invalid duration "5" (want e.g. "500ms", "30s", "2m")`},
+		{"negative duration", strings.Replace(base, `"5s"`, `"-5s"`, 1), `0: qos.low.grace_time -5s: must not be negative`},
+		{"bad quantity", base + "[profiles.p]\nrequests = { vram = \"lots\" }\n", `10: profiles.p.requests.vram: bad memory quantity "lots" (want e.g. 4Gi, 512Mi, 16GB)`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseModel([]byte(c.doc))
+			if err == nil || err.Error() != c.want {
+				t.Errorf("got  %v\nwant %s", err, c.want)
+			}
+			if !errors.Is(err, errkind.ErrInvalid) {
+				t.Errorf("not invalid input: %v", err)
+			}
+		})
+	}
+	p := filepath.Join(t.TempDir(), "pools.toml")
+	if err := os.WriteFile(p, []byte(strings.Replace(base, "gpus_per_node", "gpu_per_node", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadModel(p); err == nil || !strings.HasPrefix(err.Error(), p+`:8: unknown key "pools.a.gpu_per_node"`) {
+		t.Errorf("LoadModel: %v", err)
+	}
 }

@@ -279,7 +279,7 @@ func (m *Model) Plan(w Workload) (Slice, error) {
 		VRAMShards:    ceilShare(float64(w.Requests.VRAM) / float64(g.Memory) * float64(S)),
 		VRAMLimit:     w.Limits.VRAM,
 		OnOverrun:     q.OnOverrun,
-		Grace:         q.GraceTime.Duration,
+		Grace:         q.GraceTime.D(),
 		Requeue:       q.OnOverrun == ActionRequeue || q.PreemptMode == "requeue",
 	}
 	s.Shards = max(s.ComputeShards, s.VRAMShards, 1)
@@ -296,7 +296,7 @@ func (m *Model) Plan(w Workload) (Slice, error) {
 		EnvThreadPct:                        strconv.Itoa(s.ThreadPercent),
 		EnvQoS:                              q.Name,
 		EnvOnOverrun:                        q.OnOverrun,
-		EnvGrace:                            q.GraceTime.Duration.String(),
+		EnvGrace:                            q.GraceTime.String(),
 	}
 	if w.Limits.TFLOPS > 0 {
 		s.Env[EnvTFLOPSLimit] = strconv.FormatFloat(w.Limits.TFLOPS, 'f', -1, 64)
