@@ -1,40 +1,21 @@
 package simserver
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
+	"github.com/gpuorch/gpuorch/internal/duration"
+	"github.com/gpuorch/gpuorch/internal/tomlstrict"
 )
 
-// Duration is a time.Duration written as text ("3ms", "1.5s") in TOML.
-// (loadgen has the same type; simserver does not import loadgen so that
-// loadgen's own tests may import simserver without a cycle.)
-type Duration time.Duration
-
-// D returns the value as a time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
-
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
-
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return fmt.Errorf("invalid duration %q (want e.g. \"3ms\", \"250us\", \"1.5s\")", string(b))
-	}
-	if v < 0 {
-		return fmt.Errorf("negative duration %q", string(b))
-	}
-	*d = Duration(v)
-	return nil
-}
+// Duration is gpuorch's duration type, text ("3ms", "1.5s") in TOML.
+type Duration = duration.Duration
 
 // Config is the whole simulated server: server settings and the models.
 // The TOML form is documented in docs/sim-server.md.
@@ -254,65 +235,46 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// LoadFile reads a TOML config strictly: a syntax error, a wrong type or an
-// unknown key is an error naming the file, the line and the key.
+// LoadFile reads a TOML config strictly: a syntax error, an unknown key, a
+// wrong type or a bad value is an error naming the file, the line and the
+// key.
 func LoadFile(path string) (Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, fmt.Errorf("read sim-server config: %w", err)
 	}
-	c, err := Parse(data)
-	if err != nil {
-		return Config{}, fmt.Errorf("%s:%w", path, err)
-	}
-	return c, nil
+	return parse(path, data)
 }
 
 // Parse decodes a TOML config (see LoadFile). Errors start with "LINE: ".
-func Parse(data []byte) (Config, error) {
-	var c Config
-	md, err := toml.Decode(string(data), &c)
+func Parse(data []byte) (Config, error) { return parse("", data) }
+
+func parse(file string, data []byte) (Config, error) {
+	doc, err := tomlstrict.Parse(file, data)
 	if err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			return Config{}, fmt.Errorf("%d: %s", pe.Position.Line, pe.Message)
-		}
-		return Config{}, fmt.Errorf("0: %w", err)
+		return Config{}, err
 	}
-	if und := md.Undecoded(); len(und) > 0 {
-		k := und[0]
-		return Config{}, fmt.Errorf("%d: unknown key %q (known: server.{listen,workers,fail_rate,hang_rate,seed}; dnn.{name,copies,b1,max_batch,batch_alpha,instances,jitter,drop,output_shape}; llm.{name,copies,prefill_per_token,ttft_base,tpot,concurrency,batch_slowdown,max_tokens,eos_after})",
-			keyLine(data, k), k.String())
+	var c Config
+	if err := doc.Decode(nil, doc.Tree, &c); err != nil {
+		return Config{}, err
+	}
+	// A time cannot be negative; say where one is.
+	for i, m := range c.DNN {
+		if m.B1 < 0 {
+			return Config{}, doc.Errorf([]string{"dnn", tomlstrict.Elem(i), "b1"}, "dnn.b1: negative duration %q", m.B1)
+		}
+	}
+	for i, m := range c.LLM {
+		for _, f := range []struct {
+			key string
+			d   Duration
+		}{{"prefill_per_token", m.PrefillPerToken}, {"ttft_base", m.TTFTBase}, {"tpot", m.TPOT}} {
+			if f.d < 0 {
+				return Config{}, doc.Errorf([]string{"llm", tomlstrict.Elem(i), f.key}, "llm.%s: negative duration %q", f.key, f.d)
+			}
+		}
 	}
 	return c, nil
-}
-
-// keyLine finds the line of an undecoded key: BurntSushi/toml reports the
-// key but not its position, so look for "last = " after its table header.
-func keyLine(data []byte, k toml.Key) int {
-	if len(k) == 0 {
-		return 0
-	}
-	last := k[len(k)-1]
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64*1024), 1<<24)
-	line, first := 0, 0
-	for sc.Scan() {
-		line++
-		t := strings.TrimSpace(sc.Text())
-		if strings.HasPrefix(t, last) {
-			rest := strings.TrimSpace(strings.TrimPrefix(t, last))
-			if strings.HasPrefix(rest, "=") && first == 0 {
-				first = line
-			}
-		}
-		if strings.HasPrefix(t, "["+last+"]") || strings.HasPrefix(t, "[["+last+"]]") {
-			if first == 0 {
-				first = line
-			}
-		}
-	}
-	return first
 }
 
 // ParseModelFlag parses the command-line model form
@@ -361,7 +323,17 @@ func flagExample(kind string) string {
 	return "resnet50_v2:copies=4000:b1=3ms:max_batch=16"
 }
 
-func parseDur(v string, dst *Duration) error { return dst.UnmarshalText([]byte(v)) }
+func parseDur(v string, dst *Duration) error {
+	var d Duration
+	if err := d.UnmarshalText([]byte(v)); err != nil {
+		return err
+	}
+	if d < 0 {
+		return fmt.Errorf("negative duration %q", v)
+	}
+	*dst = d
+	return nil
+}
 
 func parseInt(v string, dst *int) error {
 	n, err := strconv.Atoi(v)
@@ -415,7 +387,7 @@ func setDNN(m *DNNModel, k, v string) error {
 			m.OutputShape = append(m.OutputShape, n)
 		}
 	default:
-		return fmt.Errorf("unknown key (known: copies, b1, max_batch, batch_alpha, instances, jitter, drop, output_shape)")
+		return unknownFlagKey[DNNModel](k)
 	}
 	return nil
 }
@@ -439,6 +411,18 @@ func setLLM(m *LLMModel, k, v string) error {
 	case "eos_after":
 		return parseInt(v, &m.EOSAfter)
 	default:
-		return fmt.Errorf("unknown key (known: copies, prefill_per_token, ttft_base, tpot, concurrency, batch_slowdown, max_tokens, eos_after)")
+		return unknownFlagKey[LLMModel](k)
 	}
+}
+
+// unknownFlagKey says which keys a model of type M takes after its name:
+// its TOML keys.
+func unknownFlagKey[M any](k string) error {
+	var known []string
+	for _, n := range tomlstrict.KnownKeys(reflect.TypeFor[M](), nil) {
+		if n != "name" {
+			known = append(known, n)
+		}
+	}
+	return fmt.Errorf("unknown key%s (known: %s)", tomlstrict.Suggest(k, known), strings.Join(known, ", "))
 }

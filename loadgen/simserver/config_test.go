@@ -163,3 +163,28 @@ func TestConfigRoundTrip(t *testing.T) {
 		t.Errorf("round trip changed the config:\n%+v\n%+v", back, c)
 	}
 }
+
+// Config file errors name the line and the key; negative times are refused
+// where they are written.
+func TestParseErrorLines(t *testing.T) {
+	for _, tc := range []struct{ name, toml, want string }{
+		{"wrong type", "[[dnn]]\nname = \"m\"\n\n[[dnn]]\nname = \"n\"\ncopies = \"four\"\n", `6: dnn.copies: incompatible types: TOML value has type string; destination has type integer`},
+		{"near miss", "[server]\nworkerz = 2\n", `2: unknown key "server.workerz" (did you mean "workers"?)`},
+		{"bad duration", "[[llm]]\nname = \"m\"\ntpot = \"fast\"\n", `3: llm.tpot: invalid duration "fast" (want e.g. "500ms", "30s", "2m")`},
+		{"negative b1", "[[dnn]]\nname = \"m\"\n[[dnn]]\nname = \"n\"\nb1 = \"-3ms\"\n", `5: dnn.b1: negative duration "-3ms"`},
+		{"negative tpot", "[[llm]]\nname = \"m\"\ntpot = \"-1s\"\n", `3: llm.tpot: negative duration "-1s"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.toml))
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("got  %v\nwant %s", err, tc.want)
+			}
+		})
+	}
+	if _, _, err := ParseModelFlag("llm", "m:tpot=-1ms"); err == nil || !strings.Contains(err.Error(), `negative duration "-1ms"`) {
+		t.Errorf("negative flag duration: %v", err)
+	}
+	if _, _, err := ParseModelFlag("dnn", "m:copis=2"); err == nil || !strings.Contains(err.Error(), `unknown key (did you mean "copies"?) (known: copies, b1, max_batch,`) {
+		t.Errorf("unknown flag key: %v", err)
+	}
+}
