@@ -12,6 +12,10 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/gpuorch/gpuorch/internal/duration"
+	"github.com/gpuorch/gpuorch/internal/errkind"
+	"github.com/gpuorch/gpuorch/internal/tomlstrict"
 )
 
 // Secret holds a credential. It never prints, logs or serialises its value,
@@ -132,28 +136,17 @@ func (c InfluxConfig) sourceName() string {
 
 // influxFileConfig is the [influxdb] table of the config file.
 type influxFileConfig struct {
-	URL           string   `toml:"url"`
-	Bucket        string   `toml:"bucket"`
-	Org           string   `toml:"org"`
-	TokenFile     string   `toml:"token_file"`
-	BatchSize     int      `toml:"batch_size"`
-	FlushInterval duration `toml:"flush_interval"`
-	QueueBatches  int      `toml:"queue_batches"`
-	Timeout       duration `toml:"timeout"`
-	RetryMax      duration `toml:"retry_max"`
-	Concurrency   int      `toml:"concurrency"`
-	EnqueueWait   duration `toml:"enqueue_wait"`
-}
-
-type duration time.Duration
-
-func (d *duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return fmt.Errorf("invalid duration %q (want e.g. \"500ms\", \"2s\")", string(b))
-	}
-	*d = duration(v)
-	return nil
+	URL           string            `toml:"url"`
+	Bucket        string            `toml:"bucket"`
+	Org           string            `toml:"org"`
+	TokenFile     string            `toml:"token_file"`
+	BatchSize     int               `toml:"batch_size"`
+	FlushInterval duration.Duration `toml:"flush_interval"`
+	QueueBatches  int               `toml:"queue_batches"`
+	Timeout       duration.Duration `toml:"timeout"`
+	RetryMax      duration.Duration `toml:"retry_max"`
+	Concurrency   int               `toml:"concurrency"`
+	EnqueueWait   duration.Duration `toml:"enqueue_wait"`
 }
 
 // DefaultConfigPath is $GPUORCH_CONFIG, else ~/.config/gpuorch/config.toml
@@ -190,9 +183,9 @@ func LoadInfluxConfig(getenv func(string) string) (InfluxConfig, error) {
 		if found {
 			c = InfluxConfig{
 				URL: fc.URL, Bucket: fc.Bucket, Org: fc.Org, TokenFile: expandHome(fc.TokenFile, getenv),
-				BatchSize: fc.BatchSize, FlushInterval: time.Duration(fc.FlushInterval), QueueBatches: fc.QueueBatches,
-				Timeout: time.Duration(fc.Timeout), RetryMax: time.Duration(fc.RetryMax), Source: path,
-				Concurrency: fc.Concurrency, EnqueueWait: time.Duration(fc.EnqueueWait),
+				BatchSize: fc.BatchSize, FlushInterval: fc.FlushInterval.D(), QueueBatches: fc.QueueBatches,
+				Timeout: fc.Timeout.D(), RetryMax: fc.RetryMax.D(), Source: path,
+				Concurrency: fc.Concurrency, EnqueueWait: fc.EnqueueWait.D(),
 			}
 		}
 	}
@@ -252,35 +245,43 @@ func LoadInfluxConfig(getenv func(string) string) (InfluxConfig, error) {
 	return c.withDefaults(), nil
 }
 
+// readInfluxFile reads the [influxdb] table of a config file strictly.
+// Other tables belong to other parts of gpuorch; only [influxdb] is ours,
+// and in it every key must be known.
 func readInfluxFile(path string, mustExist bool) (influxFileConfig, bool, error) {
-	var doc struct {
-		InfluxDB *influxFileConfig `toml:"influxdb"`
-	}
-	md, err := toml.DecodeFile(path, &doc)
+	src, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) && !mustExist {
 			return influxFileConfig{}, false, nil
 		}
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			return influxFileConfig{}, false, fmt.Errorf("config %s: %s", path, pe.ErrorWithPosition())
-		}
 		return influxFileConfig{}, false, fmt.Errorf("config %s: %w", path, err)
 	}
-	// Other tables belong to other parts of gpuorch; only [influxdb] is ours,
-	// and in it every key must be known.
-	for _, k := range md.Undecoded() {
-		if len(k) >= 2 && k[0] == "influxdb" {
-			if k[1] == "token" {
-				return influxFileConfig{}, false, fmt.Errorf("config %s: [influxdb] token is not allowed in the config file; put the token in %s or in a 0600 file named by token_file", path, influxTokenEnv)
-			}
-			return influxFileConfig{}, false, fmt.Errorf("config %s: unknown key %q in [influxdb] (known: url, bucket, org, token_file, batch_size, flush_interval, queue_batches, timeout, retry_max, concurrency, enqueue_wait)", path, k.String())
+	doc, err := tomlstrict.Parse(path, src)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			// The parser's own report shows the line in context.
+			return influxFileConfig{}, false, errkind.Invalid(fmt.Errorf("config %s: %s", path, pe.ErrorWithPosition()))
 		}
+		return influxFileConfig{}, false, fmt.Errorf("config %w", err)
 	}
-	if doc.InfluxDB == nil {
+	tbl, ok := doc.Tree["influxdb"]
+	if !ok {
 		return influxFileConfig{}, false, nil
 	}
-	return *doc.InfluxDB, true, nil
+	if m, ok := tbl.(map[string]any); ok {
+		if _, ok := m["token"]; ok {
+			return influxFileConfig{}, false, fmt.Errorf("config %w", doc.Errorf([]string{"influxdb", "token"},
+				"[influxdb] token is not allowed in the config file; put the token in %s or in a 0600 file named by token_file", influxTokenEnv))
+		}
+	}
+	var file struct {
+		InfluxDB *influxFileConfig `toml:"influxdb"`
+	}
+	if err := doc.Decode(nil, map[string]any{"influxdb": tbl}, &file); err != nil {
+		return influxFileConfig{}, false, fmt.Errorf("config %w", err)
+	}
+	return *file.InfluxDB, true, nil
 }
 
 func expandHome(p string, getenv func(string) string) string {

@@ -2,6 +2,7 @@ package results
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gpuorch/gpuorch/internal/errkind"
 )
 
 func envMap(m map[string]string) func(string) string {
@@ -185,4 +188,31 @@ func FuzzFluxString(f *testing.F) {
 			t.Fatalf("fluxString(%q) = %s, reads back as %q (ok=%v)", s, q, got, ok)
 		}
 	})
+}
+
+// Mistakes in the config file name the file, the line and the key, and are
+// bad input (exit code 2).
+func TestInfluxConfigFileErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ name, body, want string }{
+		{"near miss", "[loadgen]\nx = 1\n[influxdb]\nurl = \"http://h:1\"\nbukket = \"x\"\n", `:5: unknown key "influxdb.bukket" (did you mean "bucket"?)`},
+		{"wrong type", "[influxdb]\nurl = \"http://h:1\"\nbatch_size = \"big\"\n", `:3: influxdb.batch_size: incompatible types: TOML value has type string; destination has type integer`},
+		{"bad duration", "[influxdb]\nurl = \"http://h:1\"\n\ntimeout = \"10\"\n", `:4: influxdb.timeout: invalid duration "10" (want e.g. "500ms", "30s", "2m")`},
+		{"token", "[influxdb]\nurl = \"http://h:1\"\ntoken = \"x\"\n", `:3: [influxdb] token is not allowed in the config file`},
+		{"not a table", "influxdb = \"http://h:1\"\n", `:1: influxdb: type mismatch for results.influxFileConfig: expected table but found string`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".toml")
+			if err := os.WriteFile(p, []byte(tc.body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := LoadInfluxConfig(envMap(map[string]string{"GPUORCH_CONFIG": p}))
+			if err == nil || !strings.HasPrefix(err.Error(), "config "+p+tc.want) {
+				t.Errorf("got  %v\nwant config %s%s…", err, p, tc.want)
+			}
+			if !errors.Is(err, errkind.ErrInvalid) {
+				t.Errorf("not invalid input: %v", err)
+			}
+		})
+	}
 }
