@@ -13,9 +13,8 @@ import (
 	"reflect"
 	"strings"
 
-	"github.com/BurntSushi/toml"
-
 	"github.com/gpuorch/gpuorch/gpuslice"
+	"github.com/gpuorch/gpuorch/internal/tomlstrict"
 	"github.com/gpuorch/gpuorch/loadgen"
 	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/perfmodel"
@@ -43,8 +42,8 @@ type Spec struct {
 	Run      RunSpec                `toml:"run" json:"run,omitempty"`
 	Slurm    orchestrator.SlurmSpec `toml:"slurm" json:"slurm,omitempty"`
 
-	File string `toml:"-" json:"-"`
-	pos  *positions
+	File string          `toml:"-" json:"-"`
+	doc  *tomlstrict.Doc // nil for a spec read from JSON
 }
 
 // IntList is an integer or a list of integers.
@@ -178,7 +177,7 @@ func ParseSpec(file string, src []byte) (*Spec, error) {
 			key := ""
 			if f, ok := strings.CutPrefix(msg, "unknown field "); ok {
 				key = strings.Trim(f, `"`)
-				msg = fmt.Sprintf("unknown key %q%s", key, suggest(key, benchKeys()))
+				msg = fmt.Sprintf("unknown key %q%s", key, tomlstrict.Suggest(key, tomlstrict.KnownKeys(reflect.TypeFor[Spec](), nil)))
 			}
 			var te *json.UnmarshalTypeError
 			if errors.As(err, &te) {
@@ -192,54 +191,24 @@ func ParseSpec(file string, src []byte) (*Spec, error) {
 			return nil, &orchestrator.SpecError{File: file, Line: lineAt(src, int(dec.InputOffset())), Msg: "trailing data after the JSON object"}
 		}
 	} else {
-		md, err := toml.Decode(string(src), s)
+		doc, err := tomlstrict.Parse(file, src)
 		if err != nil {
-			var pe toml.ParseError
-			if errors.As(err, &pe) && pe.Position.Line > 0 {
-				return nil, &orchestrator.SpecError{File: file, Line: pe.Position.Line, Key: pe.LastKey, Msg: keyMsg(pe.LastKey, pe.Message)}
+			var se *orchestrator.SpecError
+			if errors.As(err, &se) && se.Key != "" {
+				se.Msg = se.Key + ": " + se.Msg
 			}
-			return nil, badLeaf(file, string(src), err)
+			return nil, err
 		}
-		s.pos = scanPositions(string(src))
-		if und := md.Undecoded(); len(und) > 0 {
-			k := []string(und[0])
-			known := knownKeys(reflect.TypeOf(Spec{}), k)
-			return nil, &orchestrator.SpecError{File: file, Line: max(s.pos.line(k), 1), Key: und[0].String(),
-				Msg: fmt.Sprintf("unknown key %q%s", und[0].String(), suggest(k[len(k)-1], known))}
+		if err := doc.Decode(nil, doc.Tree, s); err != nil {
+			return nil, err
 		}
+		s.doc = doc
 	}
 	if err := s.Check(); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
-
-// badLeaf finds the key a type error came from (BurntSushi's decode errors
-// carry no position): each value is decoded on its own, in file order.
-func badLeaf(file, src string, err error) error {
-	var raw map[string]any
-	if _, perr := toml.Decode(src, &raw); perr != nil {
-		return &orchestrator.SpecError{File: file, Msg: cleanTOMLError(err)}
-	}
-	d := &decoder{file: file, pos: scanPositions(src), overridden: map[string]string{}}
-	for _, lf := range d.leaves(nil, raw) {
-		var probe Spec
-		if _, e := decodeTree(buildTree(lf.abs, lf.val), &probe); e != nil {
-			key := dotted(lf.abs)
-			return &orchestrator.SpecError{File: file, Line: max(d.pos.line(lf.abs), 1), Key: key, Msg: key + ": " + cleanTOMLError(e)}
-		}
-	}
-	return &orchestrator.SpecError{File: file, Msg: cleanTOMLError(err)}
-}
-
-func keyMsg(key, msg string) string {
-	if key == "" {
-		return msg
-	}
-	return key + ": " + msg
-}
-
-func benchKeys() []string { return knownKeys(reflect.TypeOf(Spec{}), []string{"x"}) }
 
 func lineAt(src []byte, off int) int {
 	if off > len(src) {
@@ -250,11 +219,7 @@ func lineAt(src []byte, off int) int {
 
 // errf is a SpecError at key (dotted).
 func (s *Spec) errf(key, format string, args ...any) error {
-	line := 0
-	if s.pos != nil {
-		line = s.pos.line(strings.Split(key, "."))
-	}
-	return &orchestrator.SpecError{File: s.File, Line: line, Key: key, Msg: key + ": " + fmt.Sprintf(format, args...)}
+	return &orchestrator.SpecError{File: s.File, Line: s.doc.Line(strings.Split(key, ".")), Key: key, Msg: key + ": " + fmt.Sprintf(format, args...)}
 }
 
 // Check validates what the spec says on its own (names, required keys,

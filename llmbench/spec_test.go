@@ -236,3 +236,22 @@ func TestBenchExamples(t *testing.T) {
 		}
 	}
 }
+
+// The bench spec's TOML errors read as every other strict TOML file's:
+// file:line, the key, the first problem in file order.
+func TestParseBenchSpecTOMLErrors(t *testing.T) {
+	for _, tc := range []struct{ name, from, to, want string }{
+		{"bad duration", `ttft = "500ms"`, `ttft = "500"`, `b.toml:22: slo.ttft: invalid duration "500" (want e.g. "500ms", "30s", "2m")`},
+		{"bad level type", `[1, 8]`, `[1, "8"]`, `b.toml:3: concurrent_requests: element 1: want an integer, got string`},
+		{"first in file order", "tp = 2", "tp = \"2\"\ndevce = \"x\"", `b.toml:19: hardware.tp: incompatible types: TOML value has type string; destination has type integer`},
+		{"unknown table", "[slo]", "[sloo]", `b.toml:21: unknown key "sloo" (did you mean "slo"?)`},
+		{"syntax", `cluster = "c1"`, `cluster = "c1`, `b.toml:5: cluster: strings cannot contain newlines`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseSpec("b.toml", []byte(strings.Replace(benchTOML, tc.from, tc.to, 1)))
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("got  %v\nwant %s", err, tc.want)
+			}
+		})
+	}
+}
