@@ -1,19 +1,15 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"runtime"
-	"sort"
-	"strings"
-	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/sif"
 )
 
@@ -94,26 +90,22 @@ Exit codes: 0 verified, 1 not verified, 2 no such file, unreadable key or bad fl
 
 func imageArg(c *cli.Context) (string, error) {
 	if c.NArg() != 1 {
-		return "", cli.Exit(fmt.Sprintf("image %s: want exactly one IMAGE argument (flags go before it)", c.Command.Name), exitUsage)
+		return "", errkind.Invalidf("image %s: want exactly one IMAGE argument (flags go before it)", c.Command.Name)
 	}
 	p := c.Args().First()
 	if _, err := os.Stat(p); err != nil {
-		return "", cli.Exit(fmt.Sprintf("image %s: %v", c.Command.Name, err), exitUsage)
+		return "", errkind.Invalidf("image %s: %w", c.Command.Name, err)
 	}
 	return p, nil
 }
 
-func imageError(err error) error {
+// imageErr gives an error reading an image its kind: a file that is not
+// there or not readable is bad input; a broken image is a failure.
+func imageErr(err error) error {
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
-		return cli.Exit(err.Error(), exitUsage)
+		return errkind.Invalid(err)
 	}
-	return cli.Exit(err.Error(), exitFailure)
-}
-
-func imgWriteJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	return err
 }
 
 func imageInspect(c *cli.Context) error {
@@ -123,92 +115,18 @@ func imageInspect(c *cli.Context) error {
 	}
 	img, err := sif.Inspect(c.Context, p, sif.InspectOptions{HeadersOnly: c.Bool("headers-only")})
 	if err != nil {
-		return imageError(err)
+		return imageErr(err)
 	}
-	w := c.App.Writer
 	if c.Bool("json") {
-		return imgWriteJSON(w, img)
+		return printJSON(c.App.Writer, img)
 	}
-	h := img.Header
-	fmt.Fprintf(w, "Image:        %s (%d bytes)\n", img.Path, img.FileSize)
-	fmt.Fprintf(w, "ID:           %s\n", h.ID)
-	fmt.Fprintf(w, "SIF version:  %s\nArch:         %s\n", h.Version, h.Arch)
-	fmt.Fprintf(w, "Created:      %s\nModified:     %s\n", h.CreatedAt.Format("2006-01-02 15:04:05 MST"), h.ModifiedAt.Format("2006-01-02 15:04:05 MST"))
-	fmt.Fprintf(w, "Descriptors:  %d used, %d free, table at %d (%d bytes)\n", len(img.Descriptors), h.DescriptorsFree, h.DescriptorsOffset, h.DescriptorsSize)
-	fmt.Fprintf(w, "Data:         %d bytes at offset %d\n\n", h.DataSize, h.DataOffset)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tGROUP\tLINK\tTYPE\tNAME\tOFFSET\tSIZE\tDETAIL")
-	for _, d := range img.Descriptors {
-		link := "-"
-		if d.LinkedID != 0 {
-			link = fmt.Sprint(d.LinkedID)
-			if d.LinkedGroup {
-				link = "group " + link
-			}
-		}
-		group := "-"
-		if d.GroupID != 0 {
-			group = fmt.Sprint(d.GroupID)
-		}
-		detail := ""
-		if d.FS != "" {
-			detail = fmt.Sprintf("%s %s %s", d.FS, d.PartType, d.Arch)
-		}
-		name := d.Name
-		if name == "" {
-			name = "-"
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", d.ID, group, link, d.Type, name, d.Offset, d.Size, detail)
-	}
-	tw.Flush()
-	if img.Primary != nil {
-		fmt.Fprintf(w, "\nPrimary partition: object %d, %s, %s, %d bytes at offset %d\n", img.Primary.ID, img.Primary.FS, img.Primary.Arch, img.Primary.Size, img.Primary.Offset)
-	} else {
-		fmt.Fprintln(w, "\nPrimary partition: none")
-	}
-	if len(img.Signatures) == 0 {
-		fmt.Fprintln(w, "Signatures:   none")
-	}
-	for _, s := range img.Signatures {
-		what := fmt.Sprintf("object %d", s.Signs)
-		if s.LinkedGroup {
-			what = fmt.Sprintf("group %d", s.Signs)
-		}
-		fmt.Fprintf(w, "Signature:    object %d signs %s, %s, key %s (not verified; see image verify)\n", s.ID, what, s.Hash, s.Fingerprint)
-	}
-	if md := img.Metadata; md != nil {
-		fmt.Fprintf(w, "\nLabels (from %s):\n", md.Source)
-		for _, k := range imgSortedKeys(md.Labels) {
-			fmt.Fprintf(w, "  %s: %s\n", k, md.Labels[k])
-		}
-		for _, k := range imgSortedKeys(md.Environment) {
-			fmt.Fprintf(w, "Environment %s:\n%s\n", k, imgIndent(md.Environment[k]))
-		}
-		if md.Runscript != "" {
-			fmt.Fprintf(w, "Runscript:\n%s\n", imgIndent(md.Runscript))
-		}
-	}
-	if img.Deffile != "" {
-		fmt.Fprintf(w, "Definition file:\n%s\n", imgIndent(img.Deffile))
+	if err := img.WriteText(c.App.Writer); err != nil {
+		return err
 	}
 	for _, warn := range img.Warnings {
 		fmt.Fprintf(c.App.ErrWriter, "gpuorch: warning: %s\n", warn)
 	}
 	return nil
-}
-
-func imgIndent(s string) string {
-	s = strings.TrimRight(s, "\n")
-	return "  " + strings.ReplaceAll(s, "\n", "\n  ")
-}
-
-func imgSortedKeys(m map[string]string) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }
 
 func imageValidate(c *cli.Context) error {
@@ -221,38 +139,13 @@ func imageValidate(c *cli.Context) error {
 		RequiredPaths: c.StringSlice("require"), RequireSigned: c.Bool("signed"),
 	})
 	if err != nil {
-		return imageError(err)
+		return imageErr(err)
 	}
-	w := c.App.Writer
-	if c.Bool("json") {
-		if err := imgWriteJSON(w, rep); err != nil {
-			return err
-		}
-	} else {
-		for _, ch := range rep.Checks {
-			mark := "ok  "
-			if !ch.OK {
-				mark = "FAIL"
-			}
-			where := ""
-			if ch.Object != 0 {
-				where += fmt.Sprintf(" object %d", ch.Object)
-			}
-			if ch.Offset != nil {
-				where += fmt.Sprintf(" offset %d", *ch.Offset)
-			}
-			if ch.Inside != "" {
-				where += " " + ch.Inside
-			}
-			if where != "" {
-				where = " [" + strings.TrimSpace(where) + "]"
-			}
-			fmt.Fprintf(w, "%s %-9s %s%s\n", mark, ch.Name, ch.Detail, where)
-		}
+	if err := printJSONOrText(c, rep, rep.WriteText); err != nil {
+		return err
 	}
 	if !rep.OK {
-		n := len(rep.Failures())
-		return cli.Exit(fmt.Sprintf("%s: %d check(s) failed", p, n), exitFailure)
+		return fmt.Errorf("%s: %d check(s) failed", p, len(rep.Failures()))
 	}
 	return nil
 }
@@ -264,31 +157,17 @@ func imageVerify(c *cli.Context) error {
 	}
 	keys, err := sif.ReadKeyRing(c.StringSlice("key")...)
 	if err != nil {
-		return cli.Exit(err.Error(), exitUsage)
+		return errkind.Invalid(err)
 	}
 	v, err := sif.Verify(c.Context, p, keys)
 	if err != nil {
-		return imageError(err)
+		return imageErr(err)
 	}
-	w := c.App.Writer
-	if c.Bool("json") {
-		if err := imgWriteJSON(w, v); err != nil {
-			return err
-		}
-	} else {
-		for _, s := range v.Signatures {
-			if s.OK {
-				fmt.Fprintf(w, "ok   signature object %d by %s (%s): objects %v intact\n", s.Signature, s.Signer, s.Fingerprint, s.Objects)
-			} else {
-				fmt.Fprintf(w, "FAIL signature object %d: %s\n", s.Signature, s.Error)
-			}
-		}
-		if v.Error != "" {
-			fmt.Fprintf(w, "FAIL %s\n", v.Error)
-		}
+	if err := printJSONOrText(c, v, v.WriteText); err != nil {
+		return err
 	}
 	if !v.OK {
-		return cli.Exit(fmt.Sprintf("%s: not verified", p), exitFailure)
+		return fmt.Errorf("%s: not verified", p)
 	}
 	return nil
 }

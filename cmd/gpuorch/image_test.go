@@ -118,3 +118,33 @@ model_size = "125m"
 		})
 	}
 }
+
+// TestImageExitCodes needs no built image: a bad argument or key file exits
+// 2, a file that is not a SIF image 1.
+func TestImageExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	notSIF := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(notSIF, []byte("not an image\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"image", "inspect"}, exitUsage, "image inspect: want exactly one IMAGE argument"},
+		{[]string{"image", "validate", notSIF, notSIF}, exitUsage, "want exactly one IMAGE argument"},
+		{[]string{"image", "validate", filepath.Join(dir, "nope.sif")}, exitUsage, "image validate: stat "},
+		{[]string{"image", "verify", "--key", filepath.Join(dir, "nope.asc"), notSIF}, exitUsage, "read key"},
+		{[]string{"image", "inspect", notSIF}, exitFailure, notSIF},
+		{[]string{"image", "validate", notSIF}, exitFailure, "check(s) failed"},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			out, errOut, code := runCLI(t, dir, tc.args...)
+			if code != tc.code || !strings.Contains(out+errOut, tc.want) {
+				t.Fatalf("exit %d (want %d), output lacks %q:\n%s%s", code, tc.code, tc.want, out, errOut)
+			}
+		})
+	}
+}

@@ -133,6 +133,14 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+// printJSONOrText writes v with printJSON under --json, else with text.
+func printJSONOrText(c *cli.Context, v any, text func(io.Writer) error) error {
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, v)
+	}
+	return text(c.App.Writer)
+}
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
