@@ -68,3 +68,13 @@ func CPUDevice() NodeDevice {
 	}
 	return NodeDevice{Name: name, Type: "cpu", DeviceInfo: map[string]any{"num_virtual_cores": runtime.NumCPU()}, AvailableCount: n}
 }
+
+// HasGPU reports whether the node has a GPU device.
+func (n Node) HasGPU() bool {
+	for _, d := range n.Devices {
+		if d.Type == "gpu" {
+			return true
+		}
+	}
+	return false
+}
