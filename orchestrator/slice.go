@@ -128,3 +128,12 @@ func ApplySlice(j *sbatch.Job, s gpuslice.Slice, gpuorchBin string, command sbat
 		sbatch.Raw(`rc=$?; kill "$enforcer" 2>/dev/null; exit $rc`),
 	)
 }
+
+// SliceJob is a job running argv in slice s with the per-job enforcer
+// started beside it (ApplySlice, as the Slurm executor does for experiments
+// with a [slice]): what `gpuorch slice plan --script` prints.
+func SliceJob(s gpuslice.Slice, gpuorchBin string, argv []string) *sbatch.Job {
+	j := &sbatch.Job{Name: "slice-" + s.Workload.Pool}
+	ApplySlice(j, s, gpuorchBin, sbatch.CommandArgv(argv...))
+	return j
+}

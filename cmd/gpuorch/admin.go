@@ -1,14 +1,14 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
+	"io"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/gpuorch/gpuorch/gpuslice"
+	"github.com/gpuorch/gpuorch/internal/errkind"
 )
 
 func init() {
@@ -56,20 +56,19 @@ still queued in its partitions or QOS should be cancelled first.`,
 
 func loadPools(c *cli.Context) (*gpuslice.Model, error) {
 	if c.NArg() != 1 {
-		return nil, cli.Exit("want one argument: the pools file (e.g. examples/pools.toml)", exitUsage)
+		return nil, errkind.Invalidf("want one argument: the pools file (e.g. examples/pools.toml)")
 	}
 	m, err := gpuslice.LoadModel(c.Args().First())
-	if err != nil {
-		return nil, cli.Exit(err.Error(), exitUsage)
-	}
-	return m, nil
+	return m, errkind.Invalid(err)
 }
 
-func slurmExit(err error) error {
-	if errors.Is(err, gpuslice.ErrNoSlurm) {
-		return cli.Exit(err.Error()+"\n(is Slurm running? for the test cluster: bash test/slurm/up.sh)", exitUnavailable)
+// slurmErr gives an error from Slurm its kind: an unreachable Slurm is
+// errkind.ErrUnavailable, with the hint how to start the test cluster.
+func slurmErr(err error) error {
+	if errors.Is(err, gpuslice.ErrNoSlurm) || errors.Is(err, errkind.ErrUnavailable) {
+		return errkind.Unavailablef("%w\n(is Slurm running? for the test cluster: bash test/slurm/up.sh)", err)
 	}
-	return cli.Exit(err.Error(), exitFailure)
+	return err
 }
 
 func adminPlan(c *cli.Context) error {
@@ -79,27 +78,15 @@ func adminPlan(c *cli.Context) error {
 	}
 	p, err := (&gpuslice.Admin{}).Plan(c.Context, m)
 	if err != nil {
-		return slurmExit(err)
+		return slurmErr(err)
 	}
 	if c.Bool("json") {
-		return gsPrintJSON(p)
+		return printJSON(c.App.Writer, p)
 	}
 	for _, w := range p.Warnings {
-		fmt.Fprintln(os.Stderr, "warning:", w)
+		fmt.Fprintln(c.App.ErrWriter, "warning:", w)
 	}
-	if len(p.Actions) == 0 {
-		fmt.Println("up to date: the cluster matches", m.Path())
-		return nil
-	}
-	for _, a := range p.Actions {
-		fmt.Println(a.String())
-	}
-	fmt.Printf("\n%d change(s) for `gpuorch admin apply`", p.Changes())
-	if n := len(p.Actions) - p.Changes(); n > 0 {
-		fmt.Printf(", %d manual", n)
-	}
-	fmt.Println()
-	return nil
+	return p.WriteText(c.App.Writer, m.Path())
 }
 
 func adminApply(c *cli.Context) error {
@@ -108,35 +95,13 @@ func adminApply(c *cli.Context) error {
 		return err
 	}
 	done, err := (&gpuslice.Admin{}).Apply(c.Context, m)
-	if c.Bool("json") {
-		if done == nil {
-			done = []gpuslice.Action{}
-		}
-		if perr := gsPrintJSON(done); perr != nil {
-			return perr
-		}
-	} else {
-		for _, a := range done {
-			fmt.Println("done:", a.String())
-		}
+	if done == nil {
+		done = []gpuslice.Action{}
 	}
-	if err != nil {
-		return slurmExit(err)
+	if werr := printJSONOrText(c, done, func(w io.Writer) error { return gpuslice.WriteApplied(w, done, m.Path(), err == nil) }); werr != nil {
+		return werr
 	}
-	if !c.Bool("json") {
-		if len(done) == 0 {
-			fmt.Println("nothing to do: the cluster matches", m.Path())
-		} else {
-			fmt.Printf("applied %d change(s); verified\n", len(done))
-		}
-	}
-	return nil
-}
-
-func gsPrintJSON(v any) error {
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	return slurmErr(err)
 }
 
 func adminRemove(c *cli.Context) error {
@@ -145,14 +110,8 @@ func adminRemove(c *cli.Context) error {
 		return err
 	}
 	done, err := (&gpuslice.Admin{}).Remove(c.Context, m)
-	for _, a := range done {
-		fmt.Println("done:", a.String())
+	if werr := gpuslice.WriteRemoved(c.App.Writer, done, err == nil); werr != nil {
+		return werr
 	}
-	if err != nil {
-		return slurmExit(err)
-	}
-	if len(done) == 0 {
-		fmt.Println("nothing to remove")
-	}
-	return nil
+	return slurmErr(err)
 }

@@ -1,15 +1,15 @@
 package main
 
 import (
-	"fmt"
+	"errors"
+	"io"
 	"os"
-	"strings"
-	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/gpuorch/gpuorch/gpuslice"
 	"github.com/gpuorch/gpuorch/gpuslice/nvmlx"
+	"github.com/gpuorch/gpuorch/internal/errkind"
 )
 
 func init() {
@@ -52,24 +52,16 @@ func nodesProbe(c *cli.Context) error {
 	if p := c.String("pools"); p != "" {
 		m, err := gpuslice.LoadModel(p)
 		if err != nil {
-			return cli.Exit(err.Error(), exitUsage)
+			return errkind.Invalid(err)
 		}
 		overrides = m.GPUModels
 	}
 	n := nvmlx.Probe(nvmlx.Default(), overrides)
-	if c.Bool("json") {
-		if err := gsPrintJSON(n); err != nil {
-			return err
-		}
-	} else {
-		printNodes([]gpuslice.Node{n})
+	if err := printJSONOrText(c, n, func(w io.Writer) error { return gpuslice.WriteNodes(w, []gpuslice.Node{n}) }); err != nil {
+		return err
 	}
-	hasGPU := false
-	for _, d := range n.Devices {
-		hasGPU = hasGPU || d.Type == "gpu"
-	}
-	if !hasGPU && c.Bool("require-gpu") {
-		return cli.Exit(n.Note, exitUnavailable)
+	if !n.HasGPU() && c.Bool("require-gpu") {
+		return errkind.Unavailable(errors.New(n.Note))
 	}
 	return nil
 }
@@ -79,99 +71,24 @@ func nodesList(c *cli.Context) error {
 	if p := c.String("pools"); p != "" {
 		var err error
 		if m, err = gpuslice.LoadModel(p); err != nil {
-			return cli.Exit(err.Error(), exitUsage)
+			return errkind.Invalid(err)
 		}
 	}
 	nodes, err := gpuslice.ClusterNodes(c.Context, nil, m)
 	if err != nil {
-		return slurmExit(err)
+		return slurmErr(err)
 	}
 	if c.Bool("probe") {
 		bin := c.String("binary")
 		if bin == "" {
 			if bin, err = os.Executable(); err != nil {
-				return cli.Exit("cannot find this binary for --probe: "+err.Error()+" (give --binary)", exitUsage)
+				return errkind.Invalidf("cannot find this binary for --probe: %w (give --binary)", err)
 			}
 		}
-		for i := range nodes {
-			if nodes[i].Status != "Ready" {
-				continue
-			}
-			fmt.Fprintf(os.Stderr, "probing %s (%d/%d)…\n", nodes[i].Hostname, i+1, len(nodes))
-			p, err := gpuslice.ProbeNode(c.Context, nil, nodes[i].Hostname, bin, c.StringSlice("srun-arg")...)
-			if err != nil {
-				nodes[i].Note = err.Error()
-				continue
-			}
-			// NVML's view of the devices replaces Slurm's; Slurm's state stays.
-			nodes[i].Devices, nodes[i].Driver, nodes[i].CUDA, nodes[i].Note = p.Devices, p.Driver, p.CUDA, p.Note
-		}
+		gpuslice.ProbeNodes(c.Context, nil, nodes, bin, c.StringSlice("srun-arg"), c.App.ErrWriter)
 	}
-	if c.Bool("json") {
-		if nodes == nil {
-			nodes = []gpuslice.Node{}
-		}
-		return gsPrintJSON(nodes)
+	if nodes == nil {
+		nodes = []gpuslice.Node{}
 	}
-	printNodes(nodes)
-	return nil
-}
-
-func printNodes(nodes []gpuslice.Node) {
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tSTATUS\tTYPE\tDEVICE\tAVAILABLE\tPEAK FP16 TFLOPS\tDETAIL")
-	for _, n := range nodes {
-		status := n.Status
-		if n.SlurmState != "" {
-			status += " (" + strings.ToLower(n.SlurmState) + ")"
-		}
-		for _, d := range n.Devices {
-			peak := "-"
-			if d.DeviceConfig.PeakFP16TFLOPS != nil {
-				peak = fmt.Sprintf("%g", *d.DeviceConfig.PeakFP16TFLOPS)
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", n.Hostname, status, d.Type, d.Name, d.AvailableCount, peak, deviceDetail(n, d))
-		}
-		if n.Note != "" {
-			fmt.Fprintf(tw, "%s\t%s\t\t\t\t\tnote: %s\n", n.Hostname, status, n.Note)
-		}
-	}
-	tw.Flush()
-}
-
-func deviceDetail(n gpuslice.Node, d gpuslice.NodeDevice) string {
-	var parts []string
-	if v, ok := asInt(d.DeviceInfo["memory_total_bytes"]); ok {
-		parts = append(parts, "mem "+gpuslice.Bytes(v).String())
-	}
-	switch v := d.DeviceInfo["mig_mode"].(type) {
-	case []string:
-		parts = append(parts, "MIG "+strings.Join(v, ","))
-	case []any: // after a JSON round trip (--probe)
-		parts = append(parts, fmt.Sprintf("MIG %v", v))
-	}
-	if v, ok := asInt(d.DeviceInfo["shards"]); ok && d.Type == "gpu" {
-		parts = append(parts, fmt.Sprintf("shards %v/%d used", d.DeviceInfo["shards_allocated"], v))
-	}
-	if v, ok := asInt(d.DeviceInfo["num_virtual_cores"]); ok {
-		parts = append(parts, fmt.Sprintf("%d cores", v))
-	}
-	if d.Type == "gpu" && n.Driver != "" {
-		parts = append(parts, "driver "+n.Driver)
-	}
-	return strings.Join(parts, ", ")
-}
-
-// asInt reads a number from device_info, which holds Go ints locally and
-// float64s after a JSON round trip.
-func asInt(v any) (uint64, bool) {
-	switch x := v.(type) {
-	case int:
-		return uint64(x), true
-	case uint64:
-		return x, true
-	case float64:
-		return uint64(x), true
-	}
-	return 0, false
+	return printJSONOrText(c, nodes, func(w io.Writer) error { return gpuslice.WriteNodes(w, nodes) })
 }

@@ -1,8 +1,8 @@
 package main
 
 import (
-	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -12,9 +12,8 @@ import (
 
 	"github.com/gpuorch/gpuorch/gpuslice"
 	"github.com/gpuorch/gpuorch/gpuslice/nvmlx"
+	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/orchestrator"
-	"github.com/gpuorch/gpuorch/results"
-	"github.com/gpuorch/gpuorch/sbatch"
 )
 
 func init() {
@@ -110,136 +109,64 @@ func sliceOverride(c *cli.Context) (gpuslice.Override, error) {
 func slicePlan(c *cli.Context) error {
 	m, err := gpuslice.LoadModel(c.String("pools"))
 	if err != nil {
-		return cli.Exit(err.Error(), exitUsage)
+		return errkind.Invalid(err)
 	}
 	o, err := sliceOverride(c)
 	if err != nil {
-		return cli.Exit(err.Error(), exitUsage)
+		return errkind.Invalid(err)
 	}
 	s, err := m.PlanOverride(o)
 	if err != nil {
-		return cli.Exit(err.Error(), exitUsage)
+		return errkind.Invalid(err)
 	}
 	if c.Bool("script") {
 		if c.NArg() == 0 {
-			return cli.Exit("--script needs the command to run: gpuorch slice plan … --script -- COMMAND ARGS…", exitUsage)
+			return errkind.Invalidf("--script needs the command to run: gpuorch slice plan … --script -- COMMAND ARGS…")
 		}
-		script, err := SliceJob(s, "gpuorch", c.Args().Slice()).Render()
+		script, err := orchestrator.SliceJob(s, "gpuorch", c.Args().Slice()).Render()
 		if err != nil {
-			return cli.Exit(err.Error(), exitUsage)
+			return errkind.Invalid(err)
 		}
-		fmt.Print(script)
-		return nil
+		_, err = io.WriteString(c.App.Writer, script)
+		return err
 	}
-	if c.Bool("json") {
-		return gsPrintJSON(s)
-	}
-	w := s.Workload
-	fmt.Printf("workload   pool %s, qos %s (%s)", w.Pool, w.QoS, w.QoSFrom)
-	if w.Profile != "" {
-		fmt.Printf(", profile %s", w.Profile)
-	}
-	fmt.Printf(", replicas %d, local GPU %v\n", w.Replicas, w.IsLocalGPU)
-	fmt.Printf("request    %g TFLOPS, %s VRAM\n", w.Requests.TFLOPS, w.Requests.VRAM)
-	fmt.Printf("limit      %g TFLOPS, %s VRAM\n", w.Limits.TFLOPS, w.Limits.VRAM)
-	fmt.Printf("gpu        %s: %g TFLOPS peak FP16, %s (%s)\n", s.GPU.Name, s.GPU.PeakFP16, s.GPU.Memory, s.GPU.MatchedBy)
-	fmt.Printf("shards     %d of %d per GPU (compute %d, vram %d)\n", s.Shards, s.ShardsPerGPU, s.ComputeShards, s.VRAMShards)
-	fmt.Printf("sbatch    ")
-	for _, kv := range s.SbatchOptions() {
-		if kv[1] == "" {
-			fmt.Printf(" --%s", kv[0])
-		} else {
-			fmt.Printf(" --%s=%s", kv[0], kv[1])
-		}
-	}
-	fmt.Println()
-	for _, k := range s.EnvNames() {
-		fmt.Printf("env        %s=%s\n", k, s.Env[k])
-	}
-	fmt.Printf("overrun    %s (grace %s)\n", s.OnOverrun, s.Grace)
-	return nil
-}
-
-// SliceJob renders a job running argv in slice s with the per-job enforcer
-// started beside it (orchestrator.ApplySlice, as the Slurm executor does for
-// experiments with a [slice]).
-func SliceJob(s gpuslice.Slice, gpuorchBin string, argv []string) *sbatch.Job {
-	j := &sbatch.Job{Name: "slice-" + s.Workload.Pool}
-	orchestrator.ApplySlice(j, s, gpuorchBin, sbatch.CommandArgv(argv...))
-	return j
+	return printJSONOrText(c, s, s.WriteText)
 }
 
 func sliceEnforce(c *cli.Context) error {
-	job := c.String("job")
-	if job == "" {
-		job = os.Getenv("SLURM_JOB_ID")
-	}
+	opts := gpuslice.EnforcerOptions{Job: c.String("job"), LimitsDir: c.String("limits-dir"), Metrics: c.String("metrics"),
+		Interval: c.Duration("interval"), ComputeSustain: c.Duration("compute-sustain"), DryRun: c.Bool("dry-run")}
+	w := c.App.Writer
 	if dir := c.String("register"); dir != "" {
-		if err := gpuslice.RegisterLimits(dir, job, os.Getenv); err != nil {
-			return cli.Exit("register: "+err.Error(), exitUsage)
+		job, err := opts.Register(dir)
+		if err != nil {
+			return errkind.Invalidf("register: %w", err)
 		}
-		fmt.Printf("registered job %s limits in %s/%s\n", job, dir, job)
+		fmt.Fprintf(w, "registered job %s limits in %s/%s\n", job, dir, job)
 		return nil
 	}
-	var limits gpuslice.Limits
-	if dir := c.String("limits-dir"); dir != "" {
-		limits = &gpuslice.DirLimits{Dir: dir}
-	} else {
-		if job == "" {
-			return cli.Exit("no job: run inside a Slurm job, or give --job ID, or --limits-dir DIR for daemon mode", exitUsage)
-		}
-		lim, err := gpuslice.LimitFromEnv(os.Getenv)
-		if err != nil {
-			return cli.Exit(err.Error(), exitUsage)
-		}
-		limits = gpuslice.StaticLimits{job: lim}
-	}
-	sess, err := nvmlx.Open(nvmlx.Default())
+	e, err := nvmlx.NewEnforcer(nil, opts)
 	if err != nil {
-		if errors.Is(err, nvmlx.ErrNoNVML) {
-			return cli.Exit("no NVIDIA GPU on this node, nothing to enforce: "+err.Error(), exitUnavailable)
-		}
-		return cli.Exit(err.Error(), exitFailure)
+		return err
 	}
-	defer sess.Close()
-	var sink results.Sink
-	if p := c.String("metrics"); p != "" {
-		lf, err := results.OpenLineFile(p)
-		if err != nil {
-			return cli.Exit(err.Error(), exitUsage)
-		}
-		defer lf.Close()
-		sink = lf
-	}
-	host, _ := os.Hostname()
-	if n := os.Getenv("SLURMD_NODENAME"); n != "" {
-		host = n
-	}
-	e := &gpuslice.Enforcer{GPU: sess, Procs: &gpuslice.ProcFS{}, Sig: gpuslice.OSSignaller{}, Limits: limits, Sink: sink,
-		Config: gpuslice.EnforcerConfig{Node: host, Interval: c.Duration("interval"), ComputeSustain: c.Duration("compute-sustain"), DryRun: c.Bool("dry-run")}}
-	print := func(ev gpuslice.Event) {
-		fmt.Printf("%s job %s qos %s %s over limit (%d > %d): %s pids %v", ev.Time.Format(time.RFC3339Nano), ev.Job, ev.QoS, ev.Kind, ev.Used, ev.Limit, ev.Action, ev.PIDs)
-		if ev.Err != "" {
-			fmt.Printf(" (%s)", ev.Err)
-		}
-		fmt.Println()
-	}
+	defer e.Close()
+	show := func(ev gpuslice.Event) { ev.WriteText(w) }
 	if c.Bool("once") {
 		evs, err := e.Poll(c.Context)
 		for _, ev := range evs {
-			print(ev)
+			show(ev)
 		}
 		if err != nil {
-			return cli.Exit(err.Error(), exitFailure)
+			return err
 		}
-		fmt.Printf("polled %d GPU(s); %d event(s)\n", sess.Count(), len(evs))
-		if sink != nil {
-			return sink.Flush(c.Context)
+		fmt.Fprintf(w, "polled %d GPU(s); %d event(s)\n", e.GPUs(), len(evs))
+		if e.Sink != nil {
+			return e.Sink.Flush(c.Context)
 		}
 		return nil
 	}
 	// The job script kills the enforcer with SIGTERM when the work ends.
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	return e.Run(ctx, print)
+	return e.Run(ctx, show)
 }

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"errors"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,44 +8,44 @@ import (
 	"github.com/gpuorch/gpuorch/gpuslice"
 )
 
-// TestSliceJobScriptRuns renders a slice job and runs it with bash (as
-// slurmd would run the batch script): the command gets the MPS and slice
-// environment, its exit code is the script's, and a hostile argument stays
-// one word.
-func TestSliceJobScriptRuns(t *testing.T) {
-	m, err := gpuslice.LoadModel("../../examples/pools.toml")
-	if err != nil {
-		t.Fatal(err)
+// TestSliceCLI runs `gpuorch slice` in process: output on the app's writer,
+// bad input exit 2.
+func TestSliceCLI(t *testing.T) {
+	const pools = "../../examples/pools.toml"
+	t.Setenv(gpuslice.EnvJobID, "")
+	for _, k := range []string{gpuslice.EnvVRAMLimit, gpuslice.EnvThreadPct, gpuslice.EnvQoS, gpuslice.EnvOnOverrun, gpuslice.EnvGrace} {
+		t.Setenv(k, "")
 	}
-	s, err := m.PlanOverride(gpuslice.Override{Profile: "small-infer", VRAMLimit: 6 * gpuslice.GiB})
-	if err != nil {
-		t.Fatal(err)
+	reg := t.TempDir()
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		code int
+		want string
+	}{
+		{"plan", nil, []string{"slice", "plan", "--pools", pools, "--profile", "small-infer"}, 0, "sbatch     --partition=gs_a100 --qos=gs_medium --gres=shard:1 --requeue\n"},
+		{"plan json", nil, []string{"slice", "plan", "--pools", pools, "--profile", "small-infer", "--json"}, 0, `"gres": "shard:1"`},
+		{"plan script", nil, []string{"slice", "plan", "--pools", pools, "--profile", "small-infer", "--script", "--", "python", "serve it.py"}, 0, "#SBATCH --gres=shard:1\n"},
+		{"plan missing pools", nil, []string{"slice", "plan", "--pools", filepath.Join(reg, "nope.toml")}, exitUsage, "nope.toml"},
+		{"plan unknown profile", nil, []string{"slice", "plan", "--pools", pools, "--profile", "huge"}, exitUsage, `profile "huge"`},
+		{"plan bad vram", nil, []string{"slice", "plan", "--pools", pools, "--profile", "small-infer", "--vram-limit", "lots"}, exitUsage, "--vram-limit"},
+		{"plan does not fit", nil, []string{"slice", "plan", "--pools", pools, "--pool", "a100", "--tflops-limit", "400"}, exitUsage, "does not fit on one GPU of pool a100"},
+		{"plan script without command", nil, []string{"slice", "plan", "--pools", pools, "--profile", "small-infer", "--script"}, exitUsage, "--script needs the command"},
+		{"enforce no job", nil, []string{"slice", "enforce", "--once"}, exitUsage, "no job: run inside a Slurm job"},
+		{"enforce no limits", map[string]string{gpuslice.EnvJobID: "42"}, []string{"slice", "enforce", "--once"}, exitUsage, "no limit in the environment"},
+		{"register no job", map[string]string{gpuslice.EnvVRAMLimit: "1Gi"}, []string{"slice", "enforce", "--register", reg}, exitUsage, `register: bad job id ""`},
+		{"register", map[string]string{gpuslice.EnvVRAMLimit: "1Gi"}, []string{"slice", "enforce", "--job", "7", "--register", reg}, 0, "registered job 7 limits in " + reg + "/7\n"},
 	}
-	dir := t.TempDir()
-	marker := filepath.Join(dir, "pwned")
-	script, err := SliceJob(s, "true", []string{"sh", "-c", `echo "$CUDA_MPS_PINNED_DEVICE_MEM_LIMIT $GPUORCH_SLICE_VRAM_LIMIT [$1]"; exit 7`, "x", "$(touch " + marker + ")"}).Render()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"#SBATCH --partition=gs_a100", "#SBATCH --qos=gs_medium", "#SBATCH --gres=shard:1", "#SBATCH --requeue"} {
-		if !strings.Contains(script, want+"\n") {
-			t.Errorf("script lacks %q:\n%s", want, script)
-		}
-	}
-	path := filepath.Join(dir, "job.sh")
-	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("bash", path).CombinedOutput()
-	var ee *exec.ExitError
-	if err == nil || !errors.As(err, &ee) || ee.ExitCode() != 7 {
-		t.Fatalf("exit: %v\n%s", err, out)
-	}
-	want := "0=6144M 6442450944 [$(touch " + marker + ")]\n"
-	if string(out) != want {
-		t.Fatalf("output %q, want %q", out, want)
-	}
-	if _, err := os.Stat(marker); err == nil {
-		t.Fatal("argument ran as code")
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			out, errOut, code := runCLI(t, t.TempDir(), tc.args...)
+			if code != tc.code || !strings.Contains(out+errOut, tc.want) {
+				t.Fatalf("exit %d (want %d), output lacks %q:\n%s%s", code, tc.code, tc.want, out, errOut)
+			}
+		})
 	}
 }
