@@ -41,10 +41,6 @@ func exitCode(err error) int {
 	case errors.Is(err, errkind.ErrUnavailable):
 		return exitUnavailable
 	}
-	var ec cli.ExitCoder // TRANSITIONAL: until every command returns kinds
-	if errors.As(err, &ec) {
-		return ec.ExitCode()
-	}
 	return exitFailure
 }
 
