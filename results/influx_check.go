@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gpuorch/gpuorch/internal/errkind"
 	ihttp "github.com/influxdata/influxdb-client-go/v2/api/http"
 )
 
@@ -34,10 +35,10 @@ type CheckError struct {
 func (e *CheckError) Error() string { return fmt.Sprintf("influxdb at %s: %s", e.URL, e.Msg) }
 func (e *CheckError) Unwrap() error { return e.Err }
 
-// IsUnreachable reports whether err is a CheckError of kind unreachable.
-func IsUnreachable(err error) bool {
-	var ce *CheckError
-	return errors.As(err, &ce) && ce.Kind == CheckUnreachable
+// Is makes a check that found nothing answering (CheckUnreachable) match
+// errkind.ErrUnavailable.
+func (e *CheckError) Is(target error) bool {
+	return target == errkind.ErrUnavailable && e.Kind == CheckUnreachable
 }
 
 // PingReport is what `gpuorch results ping` shows.

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gpuorch/gpuorch/internal/errkind"
 )
 
 // testPoint is point i of a stream: one series per task, a fixed timestamp
@@ -119,10 +121,10 @@ func TestCheckUnreachable(t *testing.T) {
 	sharedInfluxURL(t)
 	cfg := InfluxConfig{URL: "http://127.0.0.1:1", Bucket: "x", Timeout: time.Second}
 	err := Check(context.Background(), cfg)
-	if !IsUnreachable(err) || !strings.Contains(err.Error(), "test/influxdb/up.sh") {
+	if !errors.Is(err, errkind.ErrUnavailable) || !strings.Contains(err.Error(), "test/influxdb/up.sh") {
 		t.Fatalf("err = %v", err)
 	}
-	if _, err := Ping(context.Background(), cfg); !IsUnreachable(err) {
+	if _, err := Ping(context.Background(), cfg); !errors.Is(err, errkind.ErrUnavailable) {
 		t.Fatalf("ping err = %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package results
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/gpuorch/gpuorch/internal/errkind"
@@ -52,8 +53,8 @@ func SelectSource(ctx context.Context, getenv func(string) string, dir, expID st
 	}
 	if err := Check(ctx, cfg); err != nil {
 		err = fmt.Errorf("%w (set %s=local to read the local store)", err, EnvSource)
-		if IsUnreachable(err) {
-			return nil, errkind.Unavailable(err)
+		if errors.Is(err, errkind.ErrUnavailable) {
+			return nil, err
 		}
 		return nil, errkind.Invalid(err)
 	}

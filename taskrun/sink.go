@@ -33,7 +33,7 @@ func OpenSink(ctx context.Context, dir layout.Task) (results.Sink, error) {
 	cctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	if err := results.Check(cctx, cfg); err != nil {
-		if !results.IsUnreachable(err) {
+		if !errors.Is(err, errkind.ErrUnavailable) {
 			local.Close()
 			return nil, err
 		}
@@ -64,12 +64,12 @@ func CheckSinks(ctx context.Context, allowUnreachable bool) error {
 	switch {
 	case err == nil:
 		return nil
-	case results.IsUnreachable(err):
+	case errors.Is(err, errkind.ErrUnavailable):
 		if allowUnreachable {
 			slog.Warn("influxdb unreachable; points will be spooled", "err", err)
 			return nil
 		}
-		return errkind.Unavailable(err)
+		return err
 	default:
 		var ce *results.CheckError
 		if errors.As(err, &ce) {

@@ -98,14 +98,6 @@ func loadInflux() (results.InfluxConfig, error) {
 	return cfg, nil
 }
 
-// influxErr gives a failed InfluxDB check its kind.
-func influxErr(err error) error {
-	if results.IsUnreachable(err) {
-		return errkind.Unavailable(err)
-	}
-	return err
-}
-
 var resultsPingCmd = &cli.Command{
 	Name:  "ping",
 	Usage: "check the InfluxDB connection: server, token, database, Flux queries",
@@ -151,7 +143,7 @@ configuration, 3 the server is unreachable.
 			fmt.Fprintf(w, "write:    %s\n", rep.Write)
 			fmt.Fprintf(w, "query:    %s\n", rep.Query)
 		}
-		return influxErr(perr)
+		return perr // an unreachable server is errkind.ErrUnavailable
 	},
 }
 
@@ -190,7 +182,7 @@ directory.
 			return errkind.Invalid(err)
 		}
 		if err := results.Check(c.Context, cfg); err != nil {
-			return influxErr(err)
+			return err
 		}
 		all, perr := results.PushExperiment(c.Context, cfg, exp.Dir, c.Bool("all"))
 		if c.Bool("json") {
