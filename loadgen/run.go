@@ -126,7 +126,7 @@ func (r *runner) clock() time.Duration { return time.Since(r.start) }
 // Run executes one load run: readiness probe, SLO calibration if needed,
 // then the workload's schedule for cfg.Duration (or until the workload
 // ends). It always returns a Summary when the run started; err is non-nil
-// when it could not start (wrapping ErrUnreachable for an unreachable
+// when it could not start (wrapping errkind.ErrUnavailable for an unreachable
 // target) or when ctx was cancelled (the Summary then has status
 // "interrupted" and holds what was measured so far).
 func Run(ctx context.Context, cfg *Config, w *Workload, opts RunOptions) (*Summary, error) {

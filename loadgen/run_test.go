@@ -8,10 +8,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gpuorch/gpuorch/internal/errkind"
 )
 
 func runCfg(url string, wc WorkloadConfig, d time.Duration) *Config {
@@ -199,8 +202,8 @@ func TestRunUnreachable(t *testing.T) {
 	cfg := runCfg("http://"+addr, WorkloadConfig{Arrival: "fixed", Rate: 10}, time.Second)
 	w, _ := BuildWorkload(cfg)
 	sum, err := Run(context.Background(), cfg, w, RunOptions{})
-	if !errors.Is(err, ErrUnreachable) {
-		t.Fatalf("err = %v, want ErrUnreachable", err)
+	if !errors.Is(err, errkind.ErrUnavailable) || !strings.Contains(err.Error(), "target unreachable: ") {
+		t.Fatalf("err = %v, want errkind.ErrUnavailable saying the target is unreachable", err)
 	}
 	if sum.Status != StatusFailed || sum.Error == "" {
 		t.Errorf("summary status %q error %q", sum.Status, sum.Error)

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gpuorch/gpuorch/internal/errkind"
 )
 
 // Target sends requests to a server. Implementations are safe for
@@ -30,10 +32,6 @@ type Target interface {
 	// decides whether it was a timeout or the end of the run.
 	Do(ctx context.Context, res *Result, clock func() time.Duration) error
 }
-
-// ErrUnreachable wraps readiness failures: the target could not be reached
-// or said it is not ready.
-var ErrUnreachable = errors.New("target unreachable")
 
 // DeadlineHeader carries the time left until a request's SLO deadline, in
 // milliseconds as a decimal, so a server may drop what it cannot finish.
@@ -265,7 +263,7 @@ func (h *httpTarget) Ready(ctx context.Context) error {
 	}
 	code, err := try(h.readyURL)
 	if err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrUnreachable, h.readyURL, unwrapURLError(err))
+		return errkind.Unavailablef("target unreachable: %s: %v", h.readyURL, unwrapURLError(err))
 	}
 	if h.anyStatusReady || code/100 == 2 {
 		return nil
@@ -276,7 +274,7 @@ func (h *httpTarget) Ready(ctx context.Context) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: %s answered %d, not ready", ErrUnreachable, h.readyURL, code)
+	return errkind.Unavailablef("target unreachable: %s answered %d, not ready", h.readyURL, code)
 }
 
 func unwrapURLError(err error) error {

@@ -228,8 +228,8 @@ func loadRunErr(runErr error, sum *loadgen.Summary) error {
 	switch {
 	case runErr == nil:
 		return nil
-	case errors.Is(runErr, loadgen.ErrUnreachable):
-		return errkind.Unavailable(runErr)
+	case errors.Is(runErr, errkind.ErrUnavailable):
+		return runErr
 	case sum != nil && sum.Status == loadgen.StatusInterrupted:
 		return errkind.Interrupted(errors.New("interrupted; partial results written"))
 	}
