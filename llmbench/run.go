@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/atomicfile"
+	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/perfmodel"
@@ -26,7 +27,7 @@ import (
 // CheckEndpoint is the readiness check of an OpenAI-compatible endpoint:
 // GET <base>/v1/models with the credential as a bearer token. A 401 or 403
 // means the endpoint rejected the credential; no answer wraps
-// ErrUnavailable.
+// errkind.ErrUnavailable.
 func CheckEndpoint(ctx context.Context, base, secret string) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
@@ -39,7 +40,7 @@ func CheckEndpoint(ctx context.Context, base, secret string) error {
 	}
 	resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil}}).Do(req)
 	if err != nil {
-		return fmt.Errorf("%w: readiness check of %s: %v", orchestrator.ErrUnavailable, base, redactErr(err, secret))
+		return fmt.Errorf("%w: readiness check of %s: %v", errkind.ErrUnavailable, base, redactErr(err, secret))
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
@@ -201,7 +202,7 @@ func StartServer(ctx context.Context, argv []string, self, logPath string, ready
 		}
 		if time.Now().After(deadline) {
 			s.Stop()
-			return nil, fmt.Errorf("%w: model server not ready after %v (GET %s/v1/models); see %s", orchestrator.ErrUnavailable, ready, s.URL, logPath)
+			return nil, fmt.Errorf("%w: model server not ready after %v (GET %s/v1/models); see %s", errkind.ErrUnavailable, ready, s.URL, logPath)
 		}
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gpuorch/gpuorch/orchestrator"
+	"github.com/gpuorch/gpuorch/internal/errkind"
 )
 
 const benchTOML = `name = "b1"
@@ -170,7 +170,7 @@ func TestCheckEndpoint(t *testing.T) {
 	if err := CheckEndpoint(ctx, srv.URL, "bad"); err == nil || !strings.Contains(err.Error(), "rejected the credential (HTTP 401)") || strings.Contains(err.Error(), "bad") {
 		t.Errorf("bad key: %v", err)
 	}
-	if err := CheckEndpoint(ctx, "http://127.0.0.1:1", "k"); !errors.Is(err, orchestrator.ErrUnavailable) {
+	if err := CheckEndpoint(ctx, "http://127.0.0.1:1", "k"); !errors.Is(err, errkind.ErrUnavailable) {
 		t.Errorf("unreachable: %v", err)
 	}
 }

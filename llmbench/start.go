@@ -30,7 +30,7 @@ func Inventory(ctx context.Context, cluster string) ([]gpuslice.Node, error) {
 	cmd := exec.CommandContext(ctx, "scontrol", "show", "config")
 	b, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("%w: scontrol show config: %v", orchestrator.ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: scontrol show config: %v", errkind.ErrUnavailable, err)
 	}
 	name := ""
 	for _, l := range strings.Split(string(b), "\n") {
@@ -51,17 +51,12 @@ func DefaultEnv() Env {
 	return Env{Inventory: Inventory, Credential: creds.Get}
 }
 
-// specError gives a spec problem its kind: bad input, or a service that
-// could not be asked (Slurm for the inventory).
+// specError gives a spec problem its kind: bad input. A service that could
+// not be asked (Slurm for the inventory) already is errkind.ErrUnavailable.
 func specError(err error) error {
 	var se *orchestrator.SpecError
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &se):
+	if errors.As(err, &se) {
 		return errkind.Invalid(err)
-	case errors.Is(err, orchestrator.ErrUnavailable):
-		return errkind.Unavailable(err)
 	}
 	return err
 }

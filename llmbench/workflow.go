@@ -206,8 +206,8 @@ func ApplyStep(ctx context.Context, home string, payload []byte, env Env) (*Step
 	switch {
 	case err == nil:
 		return res, nil
-	case errors.Is(err, orchestrator.ErrUnavailable):
-		return nil, errkind.Unavailable(err)
+	case errors.Is(err, errkind.ErrUnavailable):
+		return nil, err
 	}
 	return nil, errkind.Invalid(err)
 }

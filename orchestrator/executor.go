@@ -2,7 +2,6 @@ package orchestrator
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -27,8 +26,8 @@ import (
 //   - Execute has already appended a Submission for the indices (and set them
 //     pending) before Submit is called; an executor that gets a batch job id
 //     stores it in that last Submission and in each task's JobID.
-//   - Submit returns an error wrapping ErrUnavailable when the service it
-//     needs (slurmctld) cannot be reached, so the CLI exits 3 and the
+//   - Submit returns an error wrapping errkind.ErrUnavailable when the
+//     service it needs (slurmctld) cannot be reached, so the CLI exits 3 and the
 //     experiment is saved as not-submitted, resumable with `run --resume`.
 type Executor interface {
 	// Name is the registry name ("local", "slurm").
@@ -109,10 +108,6 @@ func NewExecutor(name string, opts ExecutorOptions) (Executor, error) {
 	}
 	return f(opts)
 }
-
-// ErrUnavailable marks errors caused by a service gpuorch needs (a target,
-// slurmctld, InfluxDB) being unreachable; the CLI exits 3 on it.
-var ErrUnavailable = errors.New("service unavailable")
 
 // Execute hands the given tasks (nil = every task not completed; an empty
 // slice = none, only the experiment state is recomputed) to ex:

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/atomicfile"
+	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/loadgen"
 )
 
@@ -624,7 +625,7 @@ type unavailableExecutor struct{ calls int }
 func (u *unavailableExecutor) Name() string { return "unavailable" }
 func (u *unavailableExecutor) Submit(ctx context.Context, exp *Experiment, indices []int) error {
 	u.calls++
-	return fmt.Errorf("%w: cannot reach the batch system", ErrUnavailable)
+	return fmt.Errorf("%w: cannot reach the batch system", errkind.ErrUnavailable)
 }
 func (u *unavailableExecutor) Refresh(ctx context.Context, exp *Experiment) error { return nil }
 func (u *unavailableExecutor) Cancel(ctx context.Context, exp *Experiment, indices []int) error {
@@ -634,7 +635,7 @@ func (u *unavailableExecutor) Cancel(ctx context.Context, exp *Experiment, indic
 func TestExecuteSubmitFailureIsResumable(t *testing.T) {
 	exp := newTestExperiment(t, testSpec(t, []string{"ok", "ok"}, "50ms", 1, ""))
 	err := Execute(context.Background(), exp, &unavailableExecutor{}, nil)
-	if !errors.Is(err, ErrUnavailable) {
+	if !errors.Is(err, errkind.ErrUnavailable) {
 		t.Fatalf("err %v", err)
 	}
 	st := exp.Snapshot()

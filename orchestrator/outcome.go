@@ -17,7 +17,7 @@ func Outcome(ctx context.Context, st State, execErr error) error {
 	switch {
 	case st.State == ExpInterrupted || ctx.Err() != nil:
 		return errkind.Reported(errkind.Interrupted(fmt.Errorf("experiment %s interrupted", st.ID)))
-	case errors.Is(execErr, ErrUnavailable):
+	case errors.Is(execErr, errkind.ErrUnavailable):
 		return errkind.Unavailablef("run: %w (experiment %s saved as %s; retry with gpuorch run --resume %s)", execErr, st.ID, st.State, st.ID)
 	case execErr != nil:
 		return fmt.Errorf("run: %w (experiment %s is %s)", execErr, st.ID, st.State)

@@ -118,8 +118,8 @@ func Refresh(ctx context.Context, exp *Experiment, ex Executor) error {
 // Watch refreshes exp from its executor every interval until every task has
 // ended, calling show with the state before each wait. An unreachable Slurm
 // does not stop it (slurmctld may come back): it returns the last refresh's
-// ErrUnavailable error as lastUnavailable, nil if the last refresh worked
-// (unavailable is what the caller's own first refresh returned). Other
+// errkind.ErrUnavailable error as lastUnavailable, nil if the last refresh
+// worked (unavailable is what the caller's own first refresh returned). Other
 // refresh errors end the watch; ctx's end is an errkind.ErrInterrupted.
 func Watch(ctx context.Context, exp *Experiment, ex Executor, interval time.Duration, unavailable error, show func(State)) (lastUnavailable, err error) {
 	for !AllEnded(exp.Snapshot()) {
@@ -130,7 +130,7 @@ func Watch(ctx context.Context, exp *Experiment, ex Executor, interval time.Dura
 		case <-time.After(interval):
 		}
 		if err := Refresh(ctx, exp, ex); err != nil {
-			if !errors.Is(err, ErrUnavailable) {
+			if !errors.Is(err, errkind.ErrUnavailable) {
 				return err, fmt.Errorf("status: %w", err)
 			}
 			unavailable = err

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/atomicfile"
+	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/sbatch"
 )
@@ -221,7 +222,8 @@ func (s *Slurm) Submit(ctx context.Context, exp *Experiment, indices []int) erro
 	id, err := s.client.SubmitFile(ctx, abs)
 	if err != nil {
 		if errors.Is(err, sbatch.ErrUnavailable) {
-			return fmt.Errorf("%w: submit %s: %w", ErrUnavailable, rel, err)
+			// "service unavailable: " leads the message, as it always has.
+			return fmt.Errorf("%w: submit %s: %w", errkind.ErrUnavailable, rel, err)
 		}
 		return fmt.Errorf("submit %s: %w", rel, err)
 	}
@@ -267,7 +269,7 @@ func (s *Slurm) refuseLive(ctx context.Context, exp *Experiment, indices []int) 
 		q, err := s.client.Queue(ctx, job)
 		if err != nil {
 			if errors.Is(err, sbatch.ErrUnavailable) {
-				return fmt.Errorf("%w: %w", ErrUnavailable, err)
+				return fmt.Errorf("%w: %w", errkind.ErrUnavailable, err)
 			}
 			return err
 		}
@@ -310,7 +312,7 @@ func (s *Slurm) Refresh(ctx context.Context, exp *Experiment) error {
 		tasks, err := s.client.Tasks(ctx, job, idx...)
 		if err != nil {
 			if errors.Is(err, sbatch.ErrUnavailable) {
-				return fmt.Errorf("%w: %w", ErrUnavailable, err)
+				return fmt.Errorf("%w: %w", errkind.ErrUnavailable, err)
 			}
 			return err
 		}
@@ -422,7 +424,7 @@ func (s *Slurm) Cancel(ctx context.Context, exp *Experiment, indices []int) erro
 	for job, idx := range byJob {
 		if err := s.client.Cancel(ctx, job, idx...); err != nil {
 			if errors.Is(err, sbatch.ErrUnavailable) {
-				return fmt.Errorf("%w: %w", ErrUnavailable, err)
+				return fmt.Errorf("%w: %w", errkind.ErrUnavailable, err)
 			}
 			return err
 		}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/sbatch"
 	"github.com/gpuorch/gpuorch/sbatch/slurmtest"
 )
@@ -222,8 +223,8 @@ func TestSlurmUnavailableThenResume(t *testing.T) {
 	real := ex.client
 	ex.SetClient(&sbatch.Client{Env: []string{fakeTaskEnv + "=1", slurmtest.UnreachableConf(t)}, Attempts: 2, Backoff: 50 * time.Millisecond})
 	err := Execute(ctx, exp, ex, nil)
-	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "Unable to contact slurm controller") {
-		t.Fatalf("err = %v, want ErrUnavailable quoting Slurm", err)
+	if !errors.Is(err, errkind.ErrUnavailable) || !strings.Contains(err.Error(), "Unable to contact slurm controller") {
+		t.Fatalf("err = %v, want errkind.ErrUnavailable quoting Slurm", err)
 	}
 	st := exp.Snapshot()
 	if st.State != ExpNotSubmitted || st.Submissions[0].JobID != "" || st.Submissions[0].Script == "" {
@@ -246,7 +247,7 @@ func TestSlurmBadPartition(t *testing.T) {
 	defer cancel()
 	exp := newSlurmExperiment(t, testSpec(t, []string{"ok"}, "100ms", 1, "[slurm]\npartition = \"nosuch\"\n"))
 	err := Execute(ctx, exp, ex, nil)
-	if err == nil || !strings.Contains(err.Error(), "Invalid partition name specified") || errors.Is(err, ErrUnavailable) {
+	if err == nil || !strings.Contains(err.Error(), "Invalid partition name specified") || errors.Is(err, errkind.ErrUnavailable) {
 		t.Fatalf("err = %v", err)
 	}
 	if st := exp.Snapshot(); st.State != ExpNotSubmitted || !strings.Contains(st.Error, "Invalid partition") {

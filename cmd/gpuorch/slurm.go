@@ -165,7 +165,7 @@ func statusAction(c *cli.Context) error {
 	out := c.App.Writer
 	var unavailable error
 	if err := orchestrator.Refresh(ctx, exp, ex); err != nil {
-		if !errors.Is(err, orchestrator.ErrUnavailable) {
+		if !errors.Is(err, errkind.ErrUnavailable) {
 			return fmt.Errorf("status: %w", err)
 		}
 		unavailable = err
@@ -256,7 +256,7 @@ func cancelAction(c *cli.Context) error {
 // unavailableErr marks an executor's error as an unreachable service when it
 // is one.
 func unavailableErr(err error) error {
-	if errors.Is(err, orchestrator.ErrUnavailable) || errors.Is(err, sbatch.ErrUnavailable) {
+	if errors.Is(err, errkind.ErrUnavailable) || errors.Is(err, sbatch.ErrUnavailable) {
 		return errkind.Unavailable(err)
 	}
 	return err
