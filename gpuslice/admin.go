@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/atomicfile"
+	"github.com/gpuorch/gpuorch/sbatch"
 )
 
 // Admin action kinds, in the order apply runs them.
@@ -128,7 +129,7 @@ func (a *Admin) ReadState(ctx context.Context, m *Model) (*ClusterState, error) 
 	if err != nil {
 		return nil, fmt.Errorf("read partitions: %w", err)
 	}
-	for _, kv := range parseOneLiners(string(out)) {
+	for _, kv := range sbatch.ParseOneliners(string(out)) {
 		p := PartitionState{Name: kv["PartitionName"], Nodes: kv["Nodes"], State: kv["State"]}
 		if q := kv["AllowQos"]; q != "" && q != "ALL" {
 			p.AllowQoS = strings.Split(q, ",")
@@ -147,7 +148,7 @@ func (a *Admin) ReadState(ctx context.Context, m *Model) (*ClusterState, error) 
 	if err != nil {
 		return nil, fmt.Errorf("read nodes: %w", err)
 	}
-	for _, kv := range parseOneLiners(string(out)) {
+	for _, kv := range sbatch.ParseOneliners(string(out)) {
 		st.NodeGres[kv["NodeName"]] = kv["Gres"]
 	}
 	st.UserQoS = map[string][][]string{}
@@ -233,39 +234,6 @@ func ParseSlurmDuration(s string) (time.Duration, error) {
 		secs = secs*60 + n
 	}
 	return time.Duration(days*86400+secs) * time.Second, nil
-}
-
-// parseOneLiners reads `scontrol show … -o`: one record a line, Key=Value
-// words. Values with blanks (Reason=…) end at the next " Key=".
-func parseOneLiners(s string) []map[string]string {
-	var out []map[string]string
-	for _, line := range strings.Split(s, "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" {
-			continue
-		}
-		kv := map[string]string{}
-		key := ""
-		for _, w := range strings.Fields(line) {
-			if i := strings.IndexByte(w, '='); i > 0 && isKey(w[:i]) {
-				key = w[:i]
-				kv[key] = w[i+1:]
-			} else if key != "" {
-				kv[key] += " " + w
-			}
-		}
-		out = append(out, kv)
-	}
-	return out
-}
-
-func isKey(s string) bool {
-	for _, c := range s {
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == ':' || c == '/') {
-			return false
-		}
-	}
-	return true
 }
 
 // wantQoS is the Slurm QOS a level should be.

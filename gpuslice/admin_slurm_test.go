@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gpuorch/gpuorch/sbatch"
 )
 
 // slurmUp skips unless the test cluster (test/slurm/up.sh) answers.
@@ -207,7 +209,7 @@ func checkPreemption(ctx context.Context, t *testing.T, a *Admin, partition, low
 		if err != nil {
 			return "", ""
 		}
-		kv := parseOneLiners(strings.ReplaceAll(string(out), "\n", " "))
+		kv := sbatch.ParseOneliners(strings.ReplaceAll(string(out), "\n", " "))
 		if len(kv) == 0 {
 			return "", ""
 		}

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gpuorch/gpuorch/sbatch"
 )
 
 // stateOf is the cluster state a fully applied model leaves (as ReadState
@@ -99,7 +101,7 @@ func FuzzParseQoSList(f *testing.F) {
 func FuzzParseOneLiners(f *testing.F) {
 	f.Add("NodeName=node1 Arch=x86_64 Gres=gpu:4,shard:8 Reason=a b c [root@2026]\n")
 	f.Fuzz(func(t *testing.T, s string) {
-		for _, kv := range parseOneLiners(s) {
+		for _, kv := range sbatch.ParseOneliners(s) {
 			for k := range kv {
 				if k == "" || strings.Contains(k, "=") {
 					t.Fatalf("bad key %q from %q", k, s)

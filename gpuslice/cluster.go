@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/gpuorch/gpuorch/sbatch"
 )
 
 // ClusterNodes lists the cluster's nodes from `scontrol show node -o` in
@@ -34,7 +36,7 @@ func ClusterNodes(ctx context.Context, r Runner, m *Model) ([]Node, error) {
 		}
 	}
 	var nodes []Node
-	for _, kv := range parseOneLiners(string(out)) {
+	for _, kv := range sbatch.ParseOneliners(string(out)) {
 		n := Node{Hostname: kv["NodeName"], SlurmState: kv["State"], Partitions: kv["Partitions"], Gres: kv["Gres"], Status: "Ready"}
 		st := strings.ToUpper(n.SlurmState)
 		for _, bad := range []string{"DOWN", "DRAIN", "FAIL", "NOT_RESPONDING", "UNKNOWN", "FUTURE", "POWERED_DOWN"} {

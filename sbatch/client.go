@@ -266,38 +266,13 @@ func (c *Client) CancelJobs(ctx context.Context, jobIDs ...string) error {
 }
 
 // ShowJob returns `scontrol show job -o ID` as key → value for each record
-// (one per array task still known to slurmctld).
+// (one per array task still known to slurmctld), read by ParseOneliners.
 func (c *Client) ShowJob(ctx context.Context, jobID string) ([]map[string]string, error) {
 	out, err := c.call(ctx, nil, retryAlways, "scontrol", "show", "job", "-o", jobID)
 	if err != nil {
 		return nil, err
 	}
-	var recs []map[string]string
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		if line != "" {
-			recs = append(recs, parseKeyValues(line))
-		}
-	}
-	return recs, nil
-}
-
-// parseKeyValues splits scontrol's one-line "K=V K=V" records. Values may
-// contain spaces (Command, Comment, Reason): a token without '=' belongs to
-// the previous value.
-func parseKeyValues(line string) map[string]string {
-	m := map[string]string{}
-	var last string
-	for _, f := range strings.Fields(line) {
-		k, v, ok := strings.Cut(f, "=")
-		if !ok || k == "" || strings.ContainsAny(k, "/:") {
-			if last != "" {
-				m[last] += " " + f
-			}
-			continue
-		}
-		m[k], last = v, k
-	}
-	return m
+	return ParseOneliners(out), nil
 }
 
 const squeueFormat = "%i|%T|%r|%N"

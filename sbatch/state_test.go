@@ -147,13 +147,6 @@ func TestParseSacctAndMerge(t *testing.T) {
 	}
 }
 
-func TestParseKeyValues(t *testing.T) {
-	m := parseKeyValues("JobId=5 JobName=a b Comment=x  y Reason=None Command=/tmp/a.sh arg")
-	if m["JobId"] != "5" || m["JobName"] != "a b" || m["Comment"] != "x y" || m["Command"] != "/tmp/a.sh arg" {
-		t.Errorf("got %v", m)
-	}
-}
-
 func TestParseParsable(t *testing.T) {
 	for in, want := range map[string]string{"42\n": "42", "42;ci\n": "42", "sbatch: warning: x\n43\n": "43"} {
 		got, err := parseParsable(in)
