@@ -221,7 +221,7 @@ func (s *Slurm) Submit(ctx context.Context, exp *Experiment, indices []int) erro
 	abs, _ := filepath.Abs(path)
 	id, err := s.client.SubmitFile(ctx, abs)
 	if err != nil {
-		if errors.Is(err, sbatch.ErrUnavailable) {
+		if errors.Is(err, errkind.ErrUnavailable) {
 			// "service unavailable: " leads the message, as it always has.
 			return fmt.Errorf("%w: submit %s: %w", errkind.ErrUnavailable, rel, err)
 		}
@@ -268,7 +268,7 @@ func (s *Slurm) refuseLive(ctx context.Context, exp *Experiment, indices []int) 
 	for job, idx := range byJob {
 		q, err := s.client.Queue(ctx, job)
 		if err != nil {
-			if errors.Is(err, sbatch.ErrUnavailable) {
+			if errors.Is(err, errkind.ErrUnavailable) {
 				return fmt.Errorf("%w: %w", errkind.ErrUnavailable, err)
 			}
 			return err
@@ -311,7 +311,7 @@ func (s *Slurm) Refresh(ctx context.Context, exp *Experiment) error {
 	for job, idx := range byJob {
 		tasks, err := s.client.Tasks(ctx, job, idx...)
 		if err != nil {
-			if errors.Is(err, sbatch.ErrUnavailable) {
+			if errors.Is(err, errkind.ErrUnavailable) {
 				return fmt.Errorf("%w: %w", errkind.ErrUnavailable, err)
 			}
 			return err
@@ -423,7 +423,7 @@ func (s *Slurm) Cancel(ctx context.Context, exp *Experiment, indices []int) erro
 	}
 	for job, idx := range byJob {
 		if err := s.client.Cancel(ctx, job, idx...); err != nil {
-			if errors.Is(err, sbatch.ErrUnavailable) {
+			if errors.Is(err, errkind.ErrUnavailable) {
 				return fmt.Errorf("%w: %w", errkind.ErrUnavailable, err)
 			}
 			return err

@@ -115,7 +115,7 @@ func SubmitTraining(ctx context.Context, client *sbatch.Client, spec *Spec, tr T
 	}
 	jobID, err := client.SubmitFile(ctx, path)
 	if err != nil {
-		if errors.Is(err, sbatch.ErrUnavailable) {
+		if errors.Is(err, errkind.ErrUnavailable) {
 			return nil, errkind.Unavailablef("submit: %w (run directory %s kept; resubmit with: sbatch %s)", err, dir, sbatch.Quote(path))
 		}
 		return nil, fmt.Errorf("submit: %w", err)

@@ -1,91 +1,22 @@
 package sbatch
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gpuorch/gpuorch/internal/errkind"
 )
 
-// ErrUnavailable matches (errors.Is) every error that means Slurm could not
-// be reached: slurmctld or slurmdbd down, or the Slurm tools not installed.
-var ErrUnavailable = errors.New("slurm unavailable")
-
-// Error is a Slurm command that failed. Its message quotes Slurm's own
-// stderr, which is what users know how to act on ("Invalid qos
-// specification", "Invalid partition name specified", …).
-type Error struct {
-	Args        []string // the command line
-	ExitCode    int      // -1 when it did not run or was killed
-	Stderr      string
-	Unreachable bool // slurmctld/slurmdbd could not be contacted, or the tool is missing
-	Err         error
-}
-
-func (e *Error) Error() string {
-	msg := strings.TrimSpace(e.Stderr)
-	if msg == "" && e.Err != nil {
-		msg = e.Err.Error()
-	}
-	if msg == "" {
-		msg = fmt.Sprintf("exit status %d", e.ExitCode)
-	}
-	if strings.HasPrefix(msg, e.Args[0]+":") {
-		return msg // Slurm's tools prefix their own name
-	}
-	return fmt.Sprintf("%s: %s", e.Args[0], msg)
-}
-
-func (e *Error) Unwrap() error { return e.Err }
-
-func (e *Error) Is(target error) bool { return target == ErrUnavailable && e.Unreachable }
-
-// unreachableMarkers are the messages Slurm's clients print when they cannot
-// talk to slurmctld or slurmdbd.
-var unreachableMarkers = []string{
-	"Unable to contact slurm controller",
-	"Unable to establish connection",
-	"Socket timed out on send/recv",
-	"Zero Bytes were transmitted or received",
-	"Connection refused",
-	"Connection reset by peer",
-	"Communication connection failure",
-	"failed to open persistent connection",
-	"Problem talking to the database",
-	"backup controller in standby mode",
-	"Slurm temporarily unable to accept job",
-	"Transport endpoint is not connected",
-}
-
-// connectFailure are the unreachable messages after which the request surely
-// did not reach slurmctld, so a submission can be retried without risking a
-// duplicate job.
-var connectFailure = []string{
-	"Unable to contact slurm controller (connect failure)",
-	"Connection refused",
-	"Slurm temporarily unable to accept job",
-}
-
-func containsAny(s string, subs []string) bool {
-	for _, m := range subs {
-		if strings.Contains(s, m) {
-			return true
-		}
-	}
-	return false
-}
-
-// Client runs Slurm's command-line tools. The zero value is ready to use:
-// tools from PATH, a 60 s timeout per call, 4 attempts with backoff while
-// Slurm is unreachable.
+// Client is gpuorch's typed view of Slurm (submit, queue, accounting,
+// cancel, …), each call run through Runner with the fields below. The zero
+// value is ready to use: tools from PATH, a 60 s timeout per call, 4
+// attempts with backoff while Slurm is unreachable.
 type Client struct {
 	// BinDir holds sbatch, squeue, … ("" = look them up in PATH).
 	BinDir string
@@ -100,86 +31,16 @@ type Client struct {
 	Log      *slog.Logger
 }
 
-func (c *Client) log() *slog.Logger {
-	if c.Log != nil {
-		return c.Log
-	}
-	return slog.Default()
+// runner is the runner the client's calls go through.
+func (c *Client) runner() Runner {
+	return Runner{BinDir: c.BinDir, Env: c.Env, Timeout: c.Timeout, Attempts: c.Attempts, Backoff: c.Backoff, Log: c.Log}
 }
 
-// run executes one tool once. stdin may be nil.
-func (c *Client) run(ctx context.Context, stdin []byte, name string, args ...string) (string, error) {
-	timeout := c.Timeout
-	if timeout <= 0 {
-		timeout = 60 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	path := name
-	if c.BinDir != "" {
-		path = filepath.Join(c.BinDir, name)
-	}
-	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.WaitDelay = time.Second
-	if len(c.Env) > 0 {
-		cmd.Env = append(os.Environ(), c.Env...)
-	}
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	if err == nil {
-		return stdout.String(), nil
-	}
-	e := &Error{Args: append([]string{name}, args...), ExitCode: -1, Stderr: stderr.String(), Err: err}
-	var ee *exec.ExitError
-	switch {
-	case errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist):
-		e.Unreachable = true
-		e.Stderr = fmt.Sprintf("%s not found: Slurm's tools are not installed here (for a test cluster run test/slurm/up.sh)", name)
-	case ctx.Err() != nil:
-		e.Unreachable = true
-		e.Stderr = strings.TrimSpace(e.Stderr + fmt.Sprintf("\n%s did not answer within %v", name, timeout))
-		if ctx.Err() == context.Canceled {
-			e.Err = ctx.Err()
-		}
-	case errors.As(err, &ee):
-		e.ExitCode = ee.ExitCode()
-		e.Unreachable = containsAny(e.Stderr, unreachableMarkers)
-	}
-	return stdout.String(), e
-}
-
-// call runs a tool, retrying with backoff while Slurm is unreachable and
-// retry(err) allows it.
+// call runs a tool through the client's runner, retrying while Slurm is
+// unreachable and retry allows it.
 func (c *Client) call(ctx context.Context, stdin []byte, retry func(*Error) bool, name string, args ...string) (string, error) {
-	attempts := c.Attempts
-	if attempts <= 0 {
-		attempts = 4
-	}
-	wait := c.Backoff
-	if wait <= 0 {
-		wait = time.Second
-	}
-	for i := 1; ; i++ {
-		out, err := c.run(ctx, stdin, name, args...)
-		var e *Error
-		if err == nil || !errors.As(err, &e) || !e.Unreachable || !retry(e) || i >= attempts || ctx.Err() != nil {
-			return out, err
-		}
-		c.log().Warn("slurm unreachable, retrying", "cmd", name, "attempt", i, "wait", wait, "err", e.Error())
-		select {
-		case <-ctx.Done():
-			return out, err
-		case <-time.After(wait):
-		}
-		wait *= 2
-	}
+	return c.runner().call(ctx, stdin, retry, name, args...)
 }
-
-func retryAlways(*Error) bool { return true }
 
 // Submit submits a batch script with `sbatch --parsable`, the script on
 // stdin, extra sbatch arguments first. It returns the job id (the master id
@@ -187,9 +48,7 @@ func retryAlways(*Error) bool { return true }
 // slurmctld surely never saw it, so no job is submitted twice.
 func (c *Client) Submit(ctx context.Context, script string, args ...string) (string, error) {
 	argv := append([]string{"--parsable"}, args...)
-	out, err := c.call(ctx, []byte(script), func(e *Error) bool {
-		return containsAny(e.Stderr, connectFailure)
-	}, "sbatch", argv...)
+	out, err := c.call(ctx, []byte(script), retryConnect, "sbatch", argv...)
 	if err != nil {
 		return "", err
 	}
@@ -200,9 +59,7 @@ func (c *Client) Submit(ctx context.Context, script string, args ...string) (str
 // records the path; Slurm's own tools show it).
 func (c *Client) SubmitFile(ctx context.Context, path string, args ...string) (string, error) {
 	argv := append(append([]string{"--parsable"}, args...), path)
-	out, err := c.call(ctx, nil, func(e *Error) bool {
-		return containsAny(e.Stderr, connectFailure)
-	}, "sbatch", argv...)
+	out, err := c.call(ctx, nil, retryConnect, "sbatch", argv...)
 	if err != nil {
 		return "", err
 	}
@@ -223,7 +80,7 @@ func parseParsable(out string) (string, error) {
 
 // Ping asks slurmctld whether it is up (`scontrol ping`), without retries.
 func (c *Client) Ping(ctx context.Context) error {
-	out, err := c.run(ctx, nil, "scontrol", "ping")
+	out, err := c.runner().once(ctx, nil, "scontrol", "ping")
 	if err != nil {
 		var e *Error
 		if errors.As(err, &e) && strings.Contains(e.Stderr+out, "DOWN") {
@@ -430,7 +287,7 @@ func (c *Client) Wait(ctx context.Context, jobID string, want []int, interval ti
 	}
 	for {
 		tasks, err := c.Tasks(ctx, jobID, want...)
-		if err != nil && !errors.Is(err, ErrUnavailable) {
+		if err != nil && !errors.Is(err, errkind.ErrUnavailable) {
 			return tasks, err
 		}
 		if err == nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/sbatch"
 	"github.com/gpuorch/gpuorch/sbatch/slurmtest"
 )
@@ -166,7 +167,7 @@ func TestSubmitRejected(t *testing.T) {
 			_ = c.Cancel(ctx, id)
 			t.Fatalf("%+v accepted as job %s", tt.job, id)
 		}
-		if !errors.As(err, &se) || !strings.Contains(err.Error(), tt.want) || errors.Is(err, sbatch.ErrUnavailable) {
+		if !errors.As(err, &se) || !strings.Contains(err.Error(), tt.want) || errors.Is(err, errkind.ErrUnavailable) {
 			t.Errorf("err = %v, want Slurm's %q and not unavailable", err, tt.want)
 		}
 		if time.Since(start) > 5*time.Second {
@@ -181,17 +182,17 @@ func TestUnreachable(t *testing.T) {
 	c := &sbatch.Client{Env: []string{slurmtest.UnreachableConf(t)}, Attempts: 3, Backoff: 50 * time.Millisecond}
 	ctx := ctxT(t, 30*time.Second)
 	_, err := c.Submit(ctx, "#!/bin/bash\ntrue\n")
-	if !errors.Is(err, sbatch.ErrUnavailable) || !strings.Contains(err.Error(), "Unable to contact slurm controller") {
+	if !errors.Is(err, errkind.ErrUnavailable) || !strings.Contains(err.Error(), "Unable to contact slurm controller") {
 		t.Fatalf("submit err = %v, want unavailable with Slurm's message", err)
 	}
-	if _, err := c.Queue(ctx, "1"); !errors.Is(err, sbatch.ErrUnavailable) {
+	if _, err := c.Queue(ctx, "1"); !errors.Is(err, errkind.ErrUnavailable) {
 		t.Fatalf("squeue err = %v, want unavailable", err)
 	}
-	if err := c.Ping(ctx); !errors.Is(err, sbatch.ErrUnavailable) {
+	if err := c.Ping(ctx); !errors.Is(err, errkind.ErrUnavailable) {
 		t.Fatalf("ping err = %v, want unavailable", err)
 	}
 	missing := &sbatch.Client{BinDir: t.TempDir()}
-	if _, err := missing.Submit(ctx, "#!/bin/bash\n"); !errors.Is(err, sbatch.ErrUnavailable) || !strings.Contains(err.Error(), "up.sh") {
+	if _, err := missing.Submit(ctx, "#!/bin/bash\n"); !errors.Is(err, errkind.ErrUnavailable) || !strings.Contains(err.Error(), "up.sh") {
 		t.Fatalf("missing tools err = %v", err)
 	}
 }

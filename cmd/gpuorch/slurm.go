@@ -240,7 +240,7 @@ func cancelAction(c *cli.Context) error {
 	}
 	before := exp.Snapshot()
 	if err := ex.Cancel(c.Context, exp, idx); err != nil {
-		return unavailableErr(fmt.Errorf("cancel: %w", err))
+		return fmt.Errorf("cancel: %w", err) // an unreachable Slurm is errkind.ErrUnavailable
 	}
 	after := exp.Snapshot()
 	n := 0
@@ -253,15 +253,6 @@ func cancelAction(c *cli.Context) error {
 	return nil
 }
 
-// unavailableErr marks an executor's error as an unreachable service when it
-// is one.
-func unavailableErr(err error) error {
-	if errors.Is(err, errkind.ErrUnavailable) || errors.Is(err, sbatch.ErrUnavailable) {
-		return errkind.Unavailable(err)
-	}
-	return err
-}
-
 func retryAction(c *cli.Context) error {
 	exp, ex, err := openExp(c, "retry")
 	if err != nil {
@@ -269,7 +260,7 @@ func retryAction(c *cli.Context) error {
 	}
 	ctx := c.Context
 	if err := ex.Refresh(ctx, exp); err != nil {
-		return unavailableErr(fmt.Errorf("retry: %w", err))
+		return fmt.Errorf("retry: %w", err)
 	}
 	st := exp.Snapshot()
 	idx := orchestrator.RetryIndices(&st)
