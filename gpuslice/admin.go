@@ -108,11 +108,7 @@ type Admin struct {
 }
 
 func (a *Admin) run(ctx context.Context, argv ...string) ([]byte, error) {
-	r := a.Run
-	if r == nil {
-		r = ExecRunner{}
-	}
-	return r.Run(ctx, argv[0], argv[1:]...)
+	return runner(a.Run).Run(ctx, argv[0], argv[1:]...)
 }
 
 // ReadState gathers the cluster's QOS, partitions, include file and node Gres.

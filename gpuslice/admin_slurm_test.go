@@ -16,11 +16,11 @@ func slurmUp(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	out, err := (ExecRunner{}).Run(ctx, "scontrol", "ping")
+	out, err := (sbatch.Runner{}).Run(ctx, "scontrol", "ping")
 	if err != nil || !strings.Contains(string(out), "UP") {
 		t.Skipf("Slurm test cluster not running (start it with `bash test/slurm/up.sh`): %v", err)
 	}
-	if _, err := (ExecRunner{}).Run(ctx, "sacctmgr", "-n", "-P", "show", "qos", "format=name"); err != nil {
+	if _, err := (sbatch.Runner{}).Run(ctx, "sacctmgr", "-n", "-P", "show", "qos", "format=name"); err != nil {
 		t.Skipf("Slurm accounting not reachable (start the cluster with `bash test/slurm/up.sh`): %v", err)
 	}
 	if _, err := os.Stat(DefaultIncludeFile); err != nil {
@@ -73,7 +73,7 @@ description = "preempts medium and low"
 			t.Errorf("remove: %v (did %v)", err, done)
 		}
 		b, _ := os.ReadFile(DefaultIncludeFile)
-		st, err := (ExecRunner{}).Run(context.Background(), "sacctmgr", "-n", "-P", "show", "qos", "format=name")
+		st, err := (sbatch.Runner{}).Run(context.Background(), "sacctmgr", "-n", "-P", "show", "qos", "format=name")
 		if strings.Contains(string(b), prefix) || (err == nil && strings.Contains(string(st), prefix)) {
 			t.Errorf("prefix %s left behind:\n%s\n%s", prefix, b, st)
 		}

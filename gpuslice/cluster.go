@@ -16,9 +16,7 @@ import (
 // when a model is given, with its peak FP16), available_count = GPUs not
 // allocated; the CPU from CPUTot/CPUAlloc.
 func ClusterNodes(ctx context.Context, r Runner, m *Model) ([]Node, error) {
-	if r == nil {
-		r = ExecRunner{}
-	}
+	r = runner(r)
 	out, err := r.Run(ctx, "scontrol", "show", "node", "-o")
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
@@ -95,9 +93,7 @@ func tresCount(tres, name string) int {
 // ProbeNode runs `BINARY nodes probe --json` on one node through srun and
 // decodes its answer.
 func ProbeNode(ctx context.Context, r Runner, node, binary string, srunArgs ...string) (Node, error) {
-	if r == nil {
-		r = ExecRunner{}
-	}
+	r = runner(r)
 	args := append([]string{"-N1", "-n1", "-w", node, "--quiet"}, srunArgs...)
 	args = append(args, binary, "nodes", "probe", "--json")
 	out, err := r.Run(ctx, "srun", args...)

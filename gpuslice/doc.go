@@ -2,7 +2,8 @@
 // maps them to Slurm partitions, QOS and shards, and enforces slices on a
 // node through NVML.
 //
-// It imports sbatch (an edge between leaf packages) for its `scontrol -o`
-// parser, so partitions, nodes and jobs are read by the same rules
-// everywhere.
+// It imports sbatch (an edge between leaf packages) for Slurm's command
+// runner and its `scontrol -o` parser: the admin, the node listing and the
+// enforcer's requeue call Slurm the way every other package does, with the
+// same timeouts, retries and unavailability error (errkind.ErrUnavailable).
 package gpuslice

@@ -589,10 +589,6 @@ func (s OSSignaller) Signal(pid int, sig syscall.Signal) error {
 }
 
 func (s OSSignaller) Requeue(ctx context.Context, job string) error {
-	r := s.Run
-	if r == nil {
-		r = ExecRunner{}
-	}
-	_, err := r.Run(ctx, "scontrol", "requeue", job)
+	_, err := runner(s.Run).Run(ctx, "scontrol", "requeue", job)
 	return err
 }

@@ -86,7 +86,8 @@ func containsAny(s string, subs []string) bool {
 	return false
 }
 
-// Runner runs Slurm's command-line tools: Client's calls go through it. The
+// Runner runs Slurm's command-line tools: every package that calls Slurm goes
+// through it (Client, and gpuslice's admin, node listing and enforcer). The
 // zero value is ready to use: tools from PATH, a 60 s timeout per call, 4
 // attempts with backoff while Slurm is unreachable.
 type Runner struct {

@@ -65,7 +65,7 @@ func loadPools(c *cli.Context) (*gpuslice.Model, error) {
 // slurmErr gives an error from Slurm its kind: an unreachable Slurm is
 // errkind.ErrUnavailable, with the hint how to start the test cluster.
 func slurmErr(err error) error {
-	if errors.Is(err, gpuslice.ErrNoSlurm) || errors.Is(err, errkind.ErrUnavailable) {
+	if errors.Is(err, errkind.ErrUnavailable) {
 		return errkind.Unavailablef("%w\n(is Slurm running? for the test cluster: bash test/slurm/up.sh)", err)
 	}
 	return err

@@ -12,6 +12,7 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxa100"
 
 	"github.com/gpuorch/gpuorch/gpuslice"
+	"github.com/gpuorch/gpuorch/sbatch"
 )
 
 // TestEnforcerRequeuesRealSlurmJob submits a real batch job to the Slurm
@@ -19,7 +20,7 @@ import (
 // limit, and checks the enforcer's `scontrol requeue` puts the job back in
 // the queue (Restarts=1) and its process is gone.
 func TestEnforcerRequeuesRealSlurmJob(t *testing.T) {
-	r := gpuslice.ExecRunner{}
+	r := sbatch.Runner{}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	if out, err := r.Run(ctx, "scontrol", "ping"); err != nil || !strings.Contains(string(out), "UP") {
