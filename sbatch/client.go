@@ -132,6 +132,38 @@ func (c *Client) ShowJob(ctx context.Context, jobID string) ([]map[string]string
 	return ParseOneliners(out), nil
 }
 
+// ClusterName returns the Slurm cluster's name (ClusterName in `scontrol
+// show config`, which reads it from slurmctld).
+func (c *Client) ClusterName(ctx context.Context) (string, error) {
+	out, err := c.call(ctx, nil, retryAlways, "scontrol", "show", "config")
+	if err != nil {
+		return "", err
+	}
+	name, ok := parseConfig(out)["ClusterName"]
+	if !ok || name == "" {
+		return "", fmt.Errorf("scontrol show config: no ClusterName in its output")
+	}
+	return name, nil
+}
+
+// parseConfig reads `scontrol show config`: "Key = Value" lines, padded
+// with blanks; lines with no single word before '=' (headings, the ping
+// line) are skipped.
+func parseConfig(out string) map[string]string {
+	m := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		k, v, ok := strings.Cut(l, "=")
+		k = strings.TrimSpace(k)
+		if !ok || k == "" || strings.ContainsAny(k, " \t") {
+			continue
+		}
+		if _, seen := m[k]; !seen { // the main section comes first
+			m[k] = strings.TrimSpace(v)
+		}
+	}
+	return m
+}
+
 const squeueFormat = "%i|%T|%r|%N"
 
 // Queue lists the job's tasks still in slurmctld's queue (`squeue -r`):

@@ -1,6 +1,7 @@
 package sbatch
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -33,5 +34,28 @@ func TestRepeatable(t *testing.T) {
 				t.Errorf("repeatable = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestParseConfig(t *testing.T) {
+	out := `Configuration data as of 2026-12-04T13:45:18
+AccountingStorageHost   = localhost
+AuthAltParameters       = jwt_key=/etc/slurm/jwt_hs256.key
+AcctGatherNodeFreq      = 0 sec
+ClusterName             = ci
+SlurmctldParameters     = (null)
+
+Cgroup Support Configuration:
+AllowedRAMSpace         = 100.0%
+ClusterName             = not-the-first
+
+Slurmctld(primary) at vm is UP
+`
+	want := map[string]string{
+		"AccountingStorageHost": "localhost", "AuthAltParameters": "jwt_key=/etc/slurm/jwt_hs256.key",
+		"AcctGatherNodeFreq": "0 sec", "ClusterName": "ci", "SlurmctldParameters": "(null)", "AllowedRAMSpace": "100.0%",
+	}
+	if got := parseConfig(out); !reflect.DeepEqual(got, want) {
+		t.Errorf("parseConfig:\n got %q\nwant %q", got, want)
 	}
 }

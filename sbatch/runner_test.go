@@ -210,3 +210,28 @@ func TestRunnerMissingTool(t *testing.T) {
 		t.Errorf("%d retries in %v: a missing tool was retried", log.retries(), time.Since(start))
 	}
 }
+
+// TestClusterName reads the cluster's name from slurmctld and checks it
+// against slurm.conf.
+func TestClusterName(t *testing.T) {
+	slurmtest.Require(t)
+	b, err := os.ReadFile("/etc/slurm/slurm.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ""
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(l), "="); ok && strings.EqualFold(k, "ClusterName") {
+			want = v
+		}
+	}
+	ctx := ctxT(t, 30*time.Second)
+	got, err := (&sbatch.Client{}).ClusterName(ctx)
+	if err != nil || got != want || got == "" {
+		t.Fatalf("ClusterName = %q, %v; slurm.conf says %q", got, err, want)
+	}
+	down := &sbatch.Client{Env: []string{slurmtest.UnreachableConf(t)}, Attempts: 1}
+	if _, err := down.ClusterName(ctx); !errors.Is(err, errkind.ErrUnavailable) || !strings.Contains(err.Error(), "Unable to contact slurm controller") {
+		t.Fatalf("unreachable: err = %v, want unavailable quoting Slurm", err)
+	}
+}
