@@ -5,15 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 
 	"github.com/gpuorch/gpuorch/gpuslice"
 	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/perfmodel"
+	"github.com/gpuorch/gpuorch/sbatch"
 )
 
 // Inventory lists a cluster's nodes: "local" is this machine (also known as
@@ -27,16 +26,9 @@ func Inventory(ctx context.Context, cluster string) ([]gpuslice.Node, error) {
 		}
 		return out, nil
 	}
-	cmd := exec.CommandContext(ctx, "scontrol", "show", "config")
-	b, err := cmd.Output()
+	name, err := (&sbatch.Client{}).ClusterName(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%w: scontrol show config: %v", errkind.ErrUnavailable, err)
-	}
-	name := ""
-	for _, l := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(l, "="); ok && strings.TrimSpace(k) == "ClusterName" {
-			name = strings.TrimSpace(v)
-		}
+		return nil, err
 	}
 	if name != cluster {
 		return nil, fmt.Errorf("unknown cluster (this Slurm cluster is %q; or use \"local\")", name)
