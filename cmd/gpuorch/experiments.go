@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -35,9 +34,7 @@ An experiment can then be named by its id, a unique id prefix, or its name
 					if list == nil {
 						list = []orchestrator.Summary{}
 					}
-					enc := json.NewEncoder(c.App.Writer)
-					enc.SetIndent("", "  ")
-					return enc.Encode(list)
+					return printJSON(c.App.Writer, list)
 				}
 				if len(list) == 0 {
 					fmt.Fprintf(c.App.ErrWriter, "no experiments in %s\n", c.String("home"))

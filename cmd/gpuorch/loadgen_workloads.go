@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -48,9 +47,7 @@ Check its schedule first with gpuorch loadgen plan. Details: docs/workloads.md.`
 			for _, s := range cat {
 				out.Workloads = append(out.Workloads, entry{s, s.Usage()})
 			}
-			enc := json.NewEncoder(c.App.Writer)
-			enc.SetIndent("", "  ")
-			return enc.Encode(out)
+			return printJSON(c.App.Writer, out)
 		}
 		writeCatalogue(c.App.Writer, cat)
 		return nil

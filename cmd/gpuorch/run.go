@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -466,9 +465,7 @@ func printRunJSON(w io.Writer, exp *orchestrator.Experiment, st orchestrator.Sta
 		Error string                       `json:"error,omitempty"`
 		Tasks []orchestrator.TaskStatus    `json:"tasks"`
 	}{st.ID, exp.Dir, st.State, st.Error, st.Tasks}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	return printJSON(w, v)
 }
 
 func printPlan(w io.Writer, p *orchestrator.Plan, jsonOut bool) error {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"runtime"
 	"runtime/debug"
@@ -24,7 +23,7 @@ func init() {
 				}
 			}
 			if c.Bool("json") {
-				return json.NewEncoder(c.App.Writer).Encode(v)
+				return printJSON(c.App.Writer, v)
 			}
 			fmt.Fprintf(c.App.Writer, "gpuorch %s (%s, %s)\n", v["version"], v["go"], v["platform"])
 			return nil
