@@ -8,31 +8,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpuorch/gpuorch/internal/testgate"
 	"github.com/gpuorch/gpuorch/sbatch"
 )
-
-// slurmUp skips unless the test cluster (test/slurm/up.sh) answers.
-func slurmUp(t *testing.T) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := (sbatch.Runner{}).Run(ctx, "scontrol", "ping")
-	if err != nil || !strings.Contains(string(out), "UP") {
-		t.Skipf("Slurm test cluster not running (start it with `bash test/slurm/up.sh`): %v", err)
-	}
-	if _, err := (sbatch.Runner{}).Run(ctx, "sacctmgr", "-n", "-P", "show", "qos", "format=name"); err != nil {
-		t.Skipf("Slurm accounting not reachable (start the cluster with `bash test/slurm/up.sh`): %v", err)
-	}
-	if _, err := os.Stat(DefaultIncludeFile); err != nil {
-		t.Skipf("%s missing: start the cluster with `bash test/slurm/up.sh`: %v", DefaultIncludeFile, err)
-	}
-}
 
 // TestAdminApplyOnCluster applies a model with a unique prefix to the real
 // test cluster, checks Slurm shows it, checks a second apply changes nothing,
 // changes the model and re-applies, and removes everything at the end.
 func TestAdminApplyOnCluster(t *testing.T) {
-	slurmUp(t)
+	testgate.SlurmAdmin(t, DefaultIncludeFile)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	prefix := fmt.Sprintf("gst%d_", os.Getpid()%100000)
@@ -261,7 +245,7 @@ func checkPreemption(ctx context.Context, t *testing.T, a *Admin, partition, low
 }
 
 func TestClusterNodesOnCluster(t *testing.T) {
-	slurmUp(t)
+	testgate.SlurmAdmin(t, DefaultIncludeFile)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	m := mustModel(t, testModel) // a100 pool on node[1-2], h100 on node[3-4]

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gpuorch/gpuorch/internal/testgate"
 )
 
 // TestProbeNodesOnCluster probes the test cluster's nodes through srun with
@@ -16,7 +18,7 @@ import (
 // whose probe fails keeps Slurm's devices with the error as its note, and a
 // node not Ready is left alone.
 func TestProbeNodesOnCluster(t *testing.T) {
-	slurmUp(t)
+	testgate.Slurm(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	nodes, err := ClusterNodes(ctx, nil, nil)
@@ -29,7 +31,7 @@ func TestProbeNodesOnCluster(t *testing.T) {
 	}
 	for _, h := range []string{"node1", "node2", "node3"} {
 		if _, ok := byName[h]; !ok || nodes[byName[h]].Status != "Ready" {
-			t.Skipf("%s not Ready in the test cluster: %+v", h, nodes)
+			t.Fatalf("%s not Ready in the test cluster (test/slurm/up.sh brings all four up): %+v", h, nodes)
 		}
 	}
 	nodes = []Node{nodes[byName["node1"]], nodes[byName["node2"]], nodes[byName["node3"]]}

@@ -8,16 +8,16 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/errkind"
+	"github.com/gpuorch/gpuorch/internal/testgate"
 	"github.com/gpuorch/gpuorch/sbatch"
-	"github.com/gpuorch/gpuorch/sbatch/slurmtest"
 )
 
 // TestSlurmUnreachable points every gpuslice call into Slurm at a closed
 // controller port: each fails with errkind.ErrUnavailable, saying what it
 // was doing and quoting Slurm.
 func TestSlurmUnreachable(t *testing.T) {
-	slurmtest.Require(t)
-	r := sbatch.Runner{Env: []string{slurmtest.UnreachableConf(t)}, Attempts: 1}
+	testgate.Slurm(t)
+	r := sbatch.Runner{Env: []string{testgate.SlurmUnreachableConf(t)}, Attempts: 1}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	m := mustModel(t, testModel)

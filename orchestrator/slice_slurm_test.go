@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/gpuslice"
-	"github.com/gpuorch/gpuorch/sbatch/slurmtest"
+	"github.com/gpuorch/gpuorch/internal/testgate"
 )
 
 // TestSlurmSliceOnCluster applies a pools model with a unique prefix to the
@@ -21,10 +21,7 @@ import (
 // (SLURM_SHARDS_ON_NODE) and MPS/enforcer environment, and had the enforcer
 // started beside it. Only this run's partition and QOS are removed after.
 func TestSlurmSliceOnCluster(t *testing.T) {
-	slurmtest.Require(t)
-	if _, err := os.Stat(gpuslice.DefaultIncludeFile); err != nil {
-		t.Skipf("%s missing: start the cluster with `bash test/slurm/up.sh`: %v", gpuslice.DefaultIncludeFile, err)
-	}
+	testgate.SlurmAdmin(t, gpuslice.DefaultIncludeFile)
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpuorch/gpuorch/internal/testgate"
 	"github.com/gpuorch/gpuorch/sbatch"
-	"github.com/gpuorch/gpuorch/sbatch/slurmtest"
 )
 
 // benchSweep is a spec with n sweep points whose jobs are submitted held
@@ -46,7 +46,7 @@ extra_args = ["--hold"]
 //
 //	go test -run '^$' -bench SlurmSubmit -benchtime 1x ./orchestrator/
 func BenchmarkSlurmSubmit1000(b *testing.B) {
-	slurmtest.Require(b)
+	testgate.Slurm(b)
 	const n = 1000
 	ctx := context.Background()
 	client := &sbatch.Client{}

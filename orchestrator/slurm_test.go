@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/errkind"
+	"github.com/gpuorch/gpuorch/internal/testgate"
 	"github.com/gpuorch/gpuorch/sbatch"
-	"github.com/gpuorch/gpuorch/sbatch/slurmtest"
 )
 
 func TestSlurmJobRender(t *testing.T) {
@@ -81,7 +81,7 @@ HF_HOME = "/data/hf cache"
 // fake task (TestMain), with fast polling.
 func slurmTestExecutor(t *testing.T) *Slurm {
 	t.Helper()
-	slurmtest.Require(t)
+	testgate.Slurm(t)
 	t.Parallel()
 	exe, err := os.Executable()
 	if err != nil {
@@ -221,7 +221,7 @@ func TestSlurmUnavailableThenResume(t *testing.T) {
 	defer cancel()
 	exp := newSlurmExperiment(t, testSpec(t, []string{"ok", "ok"}, "100ms", 1, ""))
 	real := ex.client
-	ex.SetClient(&sbatch.Client{Env: []string{fakeTaskEnv + "=1", slurmtest.UnreachableConf(t)}, Attempts: 2, Backoff: 50 * time.Millisecond})
+	ex.SetClient(&sbatch.Client{Env: []string{fakeTaskEnv + "=1", testgate.SlurmUnreachableConf(t)}, Attempts: 2, Backoff: 50 * time.Millisecond})
 	err := Execute(ctx, exp, ex, nil)
 	if !errors.Is(err, errkind.ErrUnavailable) || !strings.Contains(err.Error(), "Unable to contact slurm controller") {
 		t.Fatalf("err = %v, want errkind.ErrUnavailable quoting Slurm", err)

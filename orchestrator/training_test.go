@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpuorch/gpuorch/internal/testgate"
 	"github.com/gpuorch/gpuorch/results/trainlog"
 	"github.com/gpuorch/gpuorch/sbatch"
-	"github.com/gpuorch/gpuorch/sbatch/slurmtest"
 )
 
 func TestTrainingSpecFromTOML(t *testing.T) {
@@ -182,7 +182,7 @@ func FuzzTrainingRender(f *testing.F) {
 // TestTrainingOnSlurm launches the stand-in trainer with runtime "none" on
 // 2 nodes x 4 tasks of the test cluster and checks every rank's view.
 func TestTrainingOnSlurm(t *testing.T) {
-	slurmtest.Require(t)
+	testgate.Slurm(t)
 	t.Parallel()
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o755); err != nil {
@@ -316,7 +316,7 @@ func TestTrainingOnSlurm(t *testing.T) {
 // --signal=B:USR1@180 would send before the time limit, and checks that the
 // job requeues itself (the trap runs scontrol requeue on the host).
 func TestTrainingRequeueOnUSR1(t *testing.T) {
-	slurmtest.Require(t)
+	testgate.Slurm(t)
 	t.Parallel()
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/errkind"
+	"github.com/gpuorch/gpuorch/internal/testgate"
 	"github.com/gpuorch/gpuorch/sbatch"
-	"github.com/gpuorch/gpuorch/sbatch/slurmtest"
 )
 
 func ctxT(t *testing.T, d time.Duration) context.Context {
@@ -34,7 +34,7 @@ func squeueField(t *testing.T, id, f string) string {
 // quotes, '#', backslashes and spaces, and checks that Slurm reads back
 // exactly the values rendered: the quoting matches sbatch's own tokenizer.
 func TestDirectiveQuotingOnSlurm(t *testing.T) {
-	slurmtest.Require(t)
+	testgate.Slurm(t)
 	c := &sbatch.Client{}
 	ctx := ctxT(t, 30*time.Second)
 	if err := c.Ping(ctx); err != nil {
@@ -70,7 +70,7 @@ func TestDirectiveQuotingOnSlurm(t *testing.T) {
 // exit codes once sacct has caught up, and that the script received its
 // argv byte-identical.
 func TestArrayJobStates(t *testing.T) {
-	slurmtest.Require(t)
+	testgate.Slurm(t)
 	c := &sbatch.Client{}
 	ctx := ctxT(t, 90*time.Second)
 	dir := t.TempDir()
@@ -143,7 +143,7 @@ func TestArrayJobStates(t *testing.T) {
 // TestSubmitRejected shows Slurm's own message for a partition or QoS that
 // does not exist, and does not retry it.
 func TestSubmitRejected(t *testing.T) {
-	slurmtest.Require(t)
+	testgate.Slurm(t)
 	c := &sbatch.Client{}
 	ctx := ctxT(t, 30*time.Second)
 	for _, tt := range []struct {
@@ -178,8 +178,8 @@ func TestSubmitRejected(t *testing.T) {
 
 // TestUnreachable points the client at a controller that is not there.
 func TestUnreachable(t *testing.T) {
-	slurmtest.Require(t)
-	c := &sbatch.Client{Env: []string{slurmtest.UnreachableConf(t)}, Attempts: 3, Backoff: 50 * time.Millisecond}
+	testgate.Slurm(t)
+	c := &sbatch.Client{Env: []string{testgate.SlurmUnreachableConf(t)}, Attempts: 3, Backoff: 50 * time.Millisecond}
 	ctx := ctxT(t, 30*time.Second)
 	_, err := c.Submit(ctx, "#!/bin/bash\ntrue\n")
 	if !errors.Is(err, errkind.ErrUnavailable) || !strings.Contains(err.Error(), "Unable to contact slurm controller") {

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/errkind"
+	"github.com/gpuorch/gpuorch/internal/testgate"
 	"github.com/gpuorch/gpuorch/sbatch"
-	"github.com/gpuorch/gpuorch/sbatch/slurmtest"
 )
 
 // retryLog is a slog destination that counts the runner's retries.
@@ -38,7 +38,7 @@ func (l *retryLog) retries() int {
 
 func (l *retryLog) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
 
-// hungConf is slurmtest.UnreachableConf with slurmctld's port on a listener
+// hungConf is testgate.SlurmUnreachableConf with slurmctld's port on a listener
 // that accepts connections and never answers, and a message timeout longer
 // than the runner's: a controller that hangs.
 func hungConf(t *testing.T) string {
@@ -68,7 +68,7 @@ func hungConf(t *testing.T) string {
 			c.Close()
 		}
 	})
-	env := slurmtest.UnreachableConf(t)
+	env := testgate.SlurmUnreachableConf(t)
 	path := strings.TrimPrefix(env, "SLURM_CONF=")
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -78,7 +78,7 @@ func hungConf(t *testing.T) string {
 	conf := strings.Replace(string(b), "\nSlurmctldPort=9\n", "\nSlurmctldPort="+port+"\n", 1)
 	conf = strings.Replace(conf, "\nMessageTimeout=1\n", "\nMessageTimeout=60\n", 1)
 	if conf == string(b) || !strings.Contains(conf, "MessageTimeout=60") {
-		t.Fatalf("slurmtest.UnreachableConf no longer sets SlurmctldPort=9 and MessageTimeout=1:\n%s", b)
+		t.Fatalf("testgate.SlurmUnreachableConf no longer sets SlurmctldPort=9 and MessageTimeout=1:\n%s", b)
 	}
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -90,7 +90,7 @@ func hungConf(t *testing.T) string {
 // answers: each call ends at the runner's timeout as unavailable; a read is
 // tried Attempts times, a change once.
 func TestRunnerTimeout(t *testing.T) {
-	slurmtest.Require(t)
+	testgate.Slurm(t)
 	env := hungConf(t)
 	tests := []struct {
 		name     string
@@ -131,8 +131,8 @@ func TestRunnerTimeout(t *testing.T) {
 // every failure is unavailable and quotes Slurm; reads and calls that surely
 // never reached slurmctld (a connect failure) are retried, others are not.
 func TestRunnerUnreachable(t *testing.T) {
-	slurmtest.Require(t)
-	env := slurmtest.UnreachableConf(t)
+	testgate.Slurm(t)
+	env := testgate.SlurmUnreachableConf(t)
 	tests := []struct {
 		argv     []string
 		want     string // in the message
@@ -168,7 +168,7 @@ func TestRunnerUnreachable(t *testing.T) {
 // unavailable service, and is not retried; a call that works returns the
 // tool's output.
 func TestRunnerSlurmError(t *testing.T) {
-	slurmtest.Require(t)
+	testgate.Slurm(t)
 	var log retryLog
 	r := sbatch.Runner{Attempts: 3, Backoff: 10 * time.Millisecond, Log: log.logger()}
 	ctx := ctxT(t, 30*time.Second)
@@ -214,7 +214,7 @@ func TestRunnerMissingTool(t *testing.T) {
 // TestClusterName reads the cluster's name from slurmctld and checks it
 // against slurm.conf.
 func TestClusterName(t *testing.T) {
-	slurmtest.Require(t)
+	testgate.Slurm(t)
 	b, err := os.ReadFile("/etc/slurm/slurm.conf")
 	if err != nil {
 		t.Fatal(err)
@@ -230,7 +230,7 @@ func TestClusterName(t *testing.T) {
 	if err != nil || got != want || got == "" {
 		t.Fatalf("ClusterName = %q, %v; slurm.conf says %q", got, err, want)
 	}
-	down := &sbatch.Client{Env: []string{slurmtest.UnreachableConf(t)}, Attempts: 1}
+	down := &sbatch.Client{Env: []string{testgate.SlurmUnreachableConf(t)}, Attempts: 1}
 	if _, err := down.ClusterName(ctx); !errors.Is(err, errkind.ErrUnavailable) || !strings.Contains(err.Error(), "Unable to contact slurm controller") {
 		t.Fatalf("unreachable: err = %v, want unavailable quoting Slurm", err)
 	}

@@ -21,9 +21,9 @@ import (
 
 	"github.com/gpuorch/gpuorch/gpuslice"
 	"github.com/gpuorch/gpuorch/internal/layout"
+	"github.com/gpuorch/gpuorch/internal/testgate"
 	"github.com/gpuorch/gpuorch/llmbench"
 	"github.com/gpuorch/gpuorch/orchestrator"
-	"github.com/gpuorch/gpuorch/sbatch/slurmtest"
 )
 
 // gpuorchShim is a "gpuorch" binary for tests that run it through
@@ -369,7 +369,7 @@ func TestBenchBadInput(t *testing.T) {
 }
 
 func TestBenchSlurmArrayJob(t *testing.T) {
-	slurmtest.Require(t)
+	testgate.Slurm(t)
 	out, err := exec.Command("scontrol", "show", "config").Output()
 	if err != nil {
 		t.Fatal(err)

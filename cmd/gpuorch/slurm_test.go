@@ -7,15 +7,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpuorch/gpuorch/internal/testgate"
 	"github.com/gpuorch/gpuorch/orchestrator"
-	"github.com/gpuorch/gpuorch/sbatch/slurmtest"
 )
 
 // TestRunCLISlurmWait: `run --executor slurm --wait` follows the array job
 // to its end, prints the per-task table and exits 1 because a task failed,
 // naming its exit code and the full path of its log; `status` says the same.
 func TestRunCLISlurmWait(t *testing.T) {
-	slurmtest.Require(t)
+	testgate.Slurm(t)
 	t.Parallel()
 	e := newCLIEnv(t)
 	out, errOut, code := e.run([]string{"FAKE_EXIT_1=7"}, "run", "--executor", "slurm", "--wait", "--interval", "300ms", "--binary", e.fake, e.spec)
@@ -46,7 +46,7 @@ func TestRunCLISlurmWait(t *testing.T) {
 // whose tasks 1 and 2 still run resubmits only the failed task 0, instead of
 // refusing the whole resume (or running 1 and 2 twice).
 func TestRunCLISlurmResumeSkipsQueued(t *testing.T) {
-	slurmtest.Require(t)
+	testgate.Slurm(t)
 	t.Parallel()
 	e := newCLIEnv(t)
 	env := []string{"FAKE_EXIT_0=1", "FAKE_SLEEP_1=120", "FAKE_SLEEP_2=120"}

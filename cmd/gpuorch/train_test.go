@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gpuorch/gpuorch/internal/testgate"
 	"github.com/gpuorch/gpuorch/results"
-	"github.com/gpuorch/gpuorch/sbatch/slurmtest"
 	"github.com/gpuorch/gpuorch/sif/siftest"
 )
 
@@ -48,7 +48,7 @@ script = "/opt/missing.sh"
 // TestTrainSubmitFollowOnSlurm submits the stand-in trainer (runtime none)
 // to the test cluster through the CLI and follows its log into metrics.lp.
 func TestTrainSubmitFollowOnSlurm(t *testing.T) {
-	slurmtest.Require(t)
+	testgate.Slurm(t)
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
 	bin := filepath.Join(dir, "standin")

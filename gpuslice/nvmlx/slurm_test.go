@@ -12,6 +12,7 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxa100"
 
 	"github.com/gpuorch/gpuorch/gpuslice"
+	"github.com/gpuorch/gpuorch/internal/testgate"
 	"github.com/gpuorch/gpuorch/sbatch"
 )
 
@@ -20,12 +21,10 @@ import (
 // limit, and checks the enforcer's `scontrol requeue` puts the job back in
 // the queue (Restarts=1) and its process is gone.
 func TestEnforcerRequeuesRealSlurmJob(t *testing.T) {
+	testgate.Slurm(t)
 	r := sbatch.Runner{}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	if out, err := r.Run(ctx, "scontrol", "ping"); err != nil || !strings.Contains(string(out), "UP") {
-		t.Skipf("Slurm test cluster not running (start it with `bash test/slurm/up.sh`): %v", err)
-	}
 	out, err := r.Run(ctx, "sbatch", "--parsable", "--requeue", "--job-name=gpuslice-requeue-test", "-o", "/dev/null", "--wrap", "exec sleep 300")
 	if err != nil {
 		t.Fatal(err)
