@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpuorch/gpuorch/internal/testgate"
 	"github.com/gpuorch/gpuorch/loadgen"
 	"github.com/gpuorch/gpuorch/loadgen/simserver"
 	"github.com/gpuorch/gpuorch/results"
@@ -150,10 +151,7 @@ func influxQL(t *testing.T, base, db, q string) (int, error) {
 // gpuorch's InfluxDB sink, then runs every panel and variable query of both
 // dashboards and checks each returns rows.
 func TestPanelQueriesReturnRows(t *testing.T) {
-	base := os.Getenv("GPUORCH_TEST_INFLUX_URL")
-	if base == "" {
-		t.Skip("no InfluxDB: run test/influxdb/build.sh && eval \"$(test/influxdb/up.sh --env)\" (sets GPUORCH_TEST_INFLUX_URL)")
-	}
+	base := testgate.InfluxDB(t)
 	db := fmt.Sprintf("gpuorch_dash_%d", os.Getpid())
 	if _, err := influxQL(t, base, "", "CREATE DATABASE "+db); err != nil {
 		t.Fatal(err)

@@ -9,30 +9,18 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gpuorch/gpuorch/internal/testgate"
 )
 
-// Tests against a real InfluxDB 1.8.10. They skip unless
-// GPUORCH_TEST_INFLUX_URL names a running server (test/influxdb/up.sh
-// prints it). Tests that stop and start the server, or need auth or Flux
-// off, run a private influxd from the same binary (GPUORCH_TEST_INFLUXD, or
-// <repo>/.cache/bin/influxd from test/influxdb/build.sh, or PATH).
-
-const influxSkipMsg = "no InfluxDB: run test/influxdb/build.sh && eval \"$(test/influxdb/up.sh --env)\" (sets GPUORCH_TEST_INFLUX_URL)"
-
-func sharedInfluxURL(t testing.TB) string {
-	t.Helper()
-	u := os.Getenv("GPUORCH_TEST_INFLUX_URL")
-	if u == "" {
-		t.Skip(influxSkipMsg)
-	}
-	return u
-}
+// Tests against a real InfluxDB 1.8.10: the shared server
+// (testgate.InfluxDB). Tests that stop and start the server, or need auth or
+// Flux off, run a private influxd from the same binary (testgate.Influxd).
 
 var dbSeq atomic.Int64
 
@@ -40,7 +28,7 @@ var dbSeq atomic.Int64
 // when the test ends; it returns a config pointing at it.
 func testDatabase(t testing.TB) InfluxConfig {
 	t.Helper()
-	u := sharedInfluxURL(t)
+	u := testgate.InfluxDB(t)
 	db := fmt.Sprintf("gpuorch_t_%d_%d", os.Getpid(), dbSeq.Add(1))
 	influxQL(t, u, "", "CREATE DATABASE "+db)
 	t.Cleanup(func() { influxQL(t, u, "", "DROP DATABASE "+db) })
@@ -111,24 +99,6 @@ func countPoints(t testing.TB, base, db, m, f string) int64 {
 	return int64(vals[0][1].(float64))
 }
 
-func influxdBinary(t testing.TB) string {
-	t.Helper()
-	sharedInfluxURL(t)
-	if p := os.Getenv("GPUORCH_TEST_INFLUXD"); p != "" {
-		return p
-	}
-	if p, err := filepath.Abs("../.cache/bin/influxd"); err == nil {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("influxd"); err == nil {
-		return p
-	}
-	t.Skip("no influxd binary: run test/influxdb/build.sh (or set GPUORCH_TEST_INFLUXD)")
-	return ""
-}
-
 // privateInfluxd is an influxd this test starts, stops and restarts.
 type privateInfluxd struct {
 	t      testing.TB
@@ -159,7 +129,7 @@ func freePort(t testing.TB) (int, net.Listener) {
 
 func startPrivateInfluxd(t testing.TB, o influxdOpts) *privateInfluxd {
 	t.Helper()
-	bin := influxdBinary(t)
+	bin := testgate.Influxd(t)
 	var d *privateInfluxd
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {

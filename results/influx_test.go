@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/errkind"
+	"github.com/gpuorch/gpuorch/internal/testgate"
 )
 
 // testPoint is point i of a stream: one series per task, a fixed timestamp
@@ -118,7 +119,7 @@ func TestCheckMissingDatabase(t *testing.T) {
 }
 
 func TestCheckUnreachable(t *testing.T) {
-	sharedInfluxURL(t)
+	testgate.InfluxDB(t)
 	cfg := InfluxConfig{URL: "http://127.0.0.1:1", Bucket: "x", Timeout: time.Second}
 	err := Check(context.Background(), cfg)
 	if !errors.Is(err, errkind.ErrUnavailable) || !strings.Contains(err.Error(), "test/influxdb/up.sh") {
@@ -275,7 +276,7 @@ func TestHelperWriterProcess(t *testing.T) {
 
 // While InfluxDB is down, a 1,000 points/s stream costs disk, not memory.
 func TestInfluxSinkMemoryBoundedWhileDown(t *testing.T) {
-	sharedInfluxURL(t)
+	testgate.InfluxDB(t)
 	cfg := InfluxConfig{URL: "http://127.0.0.1:1", Bucket: "gpuorch", BatchSize: 100, QueueBatches: 4,
 		FlushInterval: 50 * time.Millisecond, Timeout: time.Second, RetryMax: 200 * time.Millisecond}
 	s, err := NewInfluxSink(cfg, t.TempDir())

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/gpuorch/gpuorch/internal/errkind"
+	"github.com/gpuorch/gpuorch/internal/testgate"
 )
 
 // clearInfluxEnv leaves InfluxDB unconfigured, whatever the environment says.
@@ -35,10 +36,7 @@ func TestCheckSinks(t *testing.T) {
 	if !errors.Is(err, errkind.ErrUnavailable) {
 		t.Fatalf("unreachable: %v", err)
 	}
-	base := os.Getenv("GPUORCH_TEST_INFLUX_URL")
-	if base == "" {
-		t.Skip("no InfluxDB for the rest: eval \"$(test/influxdb/up.sh --test-env)\"")
-	}
+	base := testgate.InfluxDB(t)
 	t.Setenv("GPUORCH_INFLUX_URL", base)
 	t.Setenv("GPUORCH_INFLUX_BUCKET", "gpuorch_no_such_database")
 	err = CheckSinks(ctx, true) // a missing database is never waved through

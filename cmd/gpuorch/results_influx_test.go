@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/gpuorch/gpuorch/internal/layout"
+	"github.com/gpuorch/gpuorch/internal/testgate"
 	"github.com/gpuorch/gpuorch/taskrun"
 )
 
@@ -44,10 +45,7 @@ func TestResultsPingExitCodes(t *testing.T) {
 		t.Errorf("token leaked or not reported as set:\n%s\n%s", out, errOut)
 	}
 
-	base := os.Getenv("GPUORCH_TEST_INFLUX_URL")
-	if base == "" {
-		t.Skip("no InfluxDB for the rest: eval \"$(test/influxdb/up.sh --test-env)\"")
-	}
+	base := testgate.InfluxDB(t)
 	t.Setenv("GPUORCH_INFLUX_TOKEN", "")
 	t.Setenv("GPUORCH_INFLUX_URL", base)
 	t.Setenv("GPUORCH_INFLUX_BUCKET", "gpuorch_no_such_database")
@@ -83,10 +81,7 @@ func testDB(t *testing.T, base string) string {
 // re-sending the local store never double counts.
 func TestResultsInfluxEndToEnd(t *testing.T) {
 	clearInfluxEnv(t)
-	base := os.Getenv("GPUORCH_TEST_INFLUX_URL")
-	if base == "" {
-		t.Skip("no InfluxDB: eval \"$(test/influxdb/up.sh --test-env)\"")
-	}
+	base := testgate.InfluxDB(t)
 	home := t.TempDir()
 	t.Setenv("GPUORCH_INFLUX_URL", base)
 	t.Setenv("GPUORCH_INFLUX_BUCKET", "gpuorch_no_such_database")

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/layout"
+	"github.com/gpuorch/gpuorch/internal/testgate"
 	"github.com/gpuorch/gpuorch/llmbench"
 	"github.com/gpuorch/gpuorch/loadgen"
 	"github.com/gpuorch/gpuorch/orchestrator"
@@ -243,10 +244,7 @@ func TestResultsShowPredictions(t *testing.T) {
 // show from InfluxDB prints the same predictions and errors.
 func TestResultsShowPredictionsInflux(t *testing.T) {
 	clearInfluxEnv(t)
-	base := os.Getenv("GPUORCH_TEST_INFLUX_URL")
-	if base == "" {
-		t.Skip("no InfluxDB: eval \"$(test/influxdb/up.sh --test-env)\"")
-	}
+	base := testgate.InfluxDB(t)
 	home := t.TempDir()
 	t.Setenv("GPUORCH_INFLUX_URL", base)
 	t.Setenv("GPUORCH_INFLUX_BUCKET", testDB(t, base))
