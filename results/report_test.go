@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/layout"
+	"github.com/gpuorch/gpuorch/internal/testgate"
 )
 
 // reportFixture writes a three-task experiment to a local store and loads
@@ -70,16 +71,7 @@ func TestWriteReportSelfContained(t *testing.T) {
 // every chart drew a canvas, and takes a screenshot (kept in
 // $GPUORCH_REPORT_SCREENSHOT_DIR when set, for a person to look at).
 func TestReportInChromium(t *testing.T) {
-	chromium := ""
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			chromium = p
-			break
-		}
-	}
-	if chromium == "" {
-		t.Skip("no chromium: apt-get install chromium (Debian) to run the report rendering test")
-	}
+	chromium := testgate.Chromium(t)
 	d := reportFixture(t)
 	dir := t.TempDir()
 	page := filepath.Join(dir, "report.html")

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gpuorch/gpuorch/internal/testgate"
 )
 
 // hostile are seeds for the fuzz target: shell metacharacters, quotes,
@@ -122,9 +124,7 @@ func hasControl(s string) bool { return checkText("x", s) != nil }
 // byte-identical to what was rendered.
 func checkScript(t *testing.T, script string, wantOpts map[string]string, wantArgv map[string][]string, wantEnv string) {
 	t.Helper()
-	if _, err := exec.LookPath("bash"); err != nil {
-		t.Skip("bash not installed")
-	}
+	testgate.Tool(t, "bash", "bash")
 	dir := t.TempDir()
 	bin, work, out := filepath.Join(dir, "bin"), filepath.Join(dir, "work"), filepath.Join(dir, "out")
 	for _, d := range []string{bin, work, out} {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 
+	"github.com/gpuorch/gpuorch/internal/testgate"
 	"github.com/gpuorch/gpuorch/sif"
 	"github.com/gpuorch/gpuorch/sif/siftest"
 )
@@ -47,9 +48,7 @@ func baseOptions() siftest.Options {
 
 func getFixtures(t testing.TB) *fixtures {
 	t.Helper()
-	if _, err := exec.LookPath("mksquashfs"); err != nil {
-		t.Skip("mksquashfs not installed: apt-get install squashfs-tools")
-	}
+	testgate.Mksquashfs(t)
 	if err := buildFixtures(); err != nil {
 		t.Fatalf("building test images: %v", err)
 	}

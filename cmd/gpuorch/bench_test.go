@@ -547,9 +547,7 @@ func TestBenchStepCLIRun(t *testing.T) {
 // a pseudo-terminal.
 func TestBenchRunConfirmOnTerminal(t *testing.T) {
 	t.Parallel()
-	if _, err := exec.LookPath("script"); err != nil {
-		t.Skip("script(1) not installed: no pseudo-terminal to test with")
-	}
+	testgate.Tool(t, "bsdutils", "script") // a pseudo-terminal for the command
 	b := newBenchCLI(t)
 	spec := writeSpec(t, strings.NewReplacer("concurrent_requests = [1, 4]", "concurrent_requests = 1", "num_prompts = 8", "num_prompts = 2").Replace(simSpec))
 	for _, tc := range []struct {

@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/gpuorch/gpuorch/internal/testgate"
 	"github.com/gpuorch/gpuorch/sif/siftest"
 )
 
@@ -24,9 +24,7 @@ func runInProcess(t *testing.T, args ...string) (string, string, int) {
 }
 
 func TestImageCLI(t *testing.T) {
-	if _, err := exec.LookPath("mksquashfs"); err != nil {
-		t.Skip("mksquashfs not installed: apt-get install squashfs-tools")
-	}
+	testgate.Mksquashfs(t)
 	dir := t.TempDir()
 	img := filepath.Join(dir, "metaseq_f7ffa5f_2306.sif")
 	key, err := siftest.NewKey("CLI", "cli@example.org")

@@ -15,9 +15,7 @@ import (
 // TestTrainSubmitRefusesBadImage: the image is checked before anything is
 // created or submitted, so this needs no cluster.
 func TestTrainSubmitRefusesBadImage(t *testing.T) {
-	if _, err := exec.LookPath("mksquashfs"); err != nil {
-		t.Skip("mksquashfs not installed: apt-get install squashfs-tools")
-	}
+	testgate.Mksquashfs(t)
 	dir := t.TempDir()
 	home := filepath.Join(dir, "runs")
 	t.Setenv("GPUORCH_HOME", home)
