@@ -1,6 +1,7 @@
 package results
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,6 +22,36 @@ import (
 // Tests against a real InfluxDB 1.8.10: the shared server
 // (testgate.InfluxDB). Tests that stop and start the server, or need auth or
 // Flux off, run a private influxd from the same binary (testgate.Influxd).
+
+// helperWriterEnv=1 makes the test binary the writer process of
+// TestSpoolSurvivesKilledWriter instead of running the tests.
+const helperWriterEnv = "GPUORCH_HELPER_WRITER"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(helperWriterEnv) == "1" {
+		helperWriter()
+	}
+	os.Exit(m.Run())
+}
+
+// helperWriter streams points into an InfluxDB sink
+// (GPUORCH_HELPER_URL, spooling to GPUORCH_HELPER_SPOOL) until it is killed.
+func helperWriter() {
+	cfg := InfluxConfig{URL: os.Getenv("GPUORCH_HELPER_URL"), Bucket: "gpuorch", BatchSize: 500,
+		FlushInterval: 20 * time.Millisecond, Timeout: time.Second, RetryMax: 200 * time.Millisecond}
+	s, err := NewInfluxSink(cfg, os.Getenv("GPUORCH_HELPER_SPOOL"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helper writer:", err)
+		os.Exit(1)
+	}
+	base := time.Now().Add(-time.Hour)
+	for i := 0; ; i++ {
+		s.Write(context.Background(), testPoint(i, base))
+		if i%500 == 0 {
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+}
 
 var dbSeq atomic.Int64
 

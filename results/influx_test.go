@@ -206,10 +206,10 @@ func TestInfluxSinkSurvivesServerRestart(t *testing.T) {
 func TestSpoolSurvivesKilledWriter(t *testing.T) {
 	cfg := testDatabase(t)
 	spool := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperWriterProcess$")
+	cmd := exec.Command(os.Args[0])
 	// The writer's server is unreachable (nothing listens on port 1), so
 	// everything it writes goes to its spool.
-	cmd.Env = append(os.Environ(), "GPUORCH_HELPER_WRITER=1", "GPUORCH_HELPER_URL=http://127.0.0.1:1", "GPUORCH_HELPER_SPOOL="+spool)
+	cmd.Env = append(os.Environ(), helperWriterEnv+"=1", "GPUORCH_HELPER_URL=http://127.0.0.1:1", "GPUORCH_HELPER_SPOOL="+spool)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -251,26 +251,6 @@ func TestSpoolSurvivesKilledWriter(t *testing.T) {
 	res, err = PushSpool(context.Background(), cfg, spool)
 	if err != nil || res.Delivered != 0 {
 		t.Fatalf("second push: %+v %v", res, err)
-	}
-}
-
-// TestHelperWriterProcess is the writer of TestSpoolSurvivesKilledWriter.
-func TestHelperWriterProcess(t *testing.T) {
-	if os.Getenv("GPUORCH_HELPER_WRITER") != "1" {
-		t.Skip("helper process")
-	}
-	cfg := InfluxConfig{URL: os.Getenv("GPUORCH_HELPER_URL"), Bucket: "gpuorch", BatchSize: 500,
-		FlushInterval: 20 * time.Millisecond, Timeout: time.Second, RetryMax: 200 * time.Millisecond}
-	s, err := NewInfluxSink(cfg, os.Getenv("GPUORCH_HELPER_SPOOL"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := time.Now().Add(-time.Hour)
-	for i := 0; ; i++ {
-		s.Write(context.Background(), testPoint(i, base))
-		if i%500 == 0 {
-			time.Sleep(2 * time.Millisecond)
-		}
 	}
 }
 

@@ -28,14 +28,14 @@ import (
 
 // gpuorchShim is a "gpuorch" binary for tests that run it through
 // executors, wrapper scripts and servers: a script that runs this test
-// binary as gpuorch (TestRunMainHelper) with its arguments.
+// binary as gpuorch (see TestMain) with its arguments.
 const gpuorchShim = `#!/bin/sh
 j='['; s=''
 for a in "$@"; do
   e=$(printf '%s' "$a" | sed 's/\\/\\\\/g; s/"/\\"/g')
   j="$j$s\"$e\""; s=','
 done
-GPUORCH_TEST_MAIN_ARGS="$j]" exec "$GPUORCH_TEST_BINARY" -test.run='^TestRunMainHelper$'
+GPUORCH_TEST_MAIN_ARGS="$j]" exec "$GPUORCH_TEST_BINARY"
 `
 
 // gpuorchBinary writes the shim into the test's temporary directory; it

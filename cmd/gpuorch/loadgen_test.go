@@ -17,11 +17,11 @@ import (
 	"github.com/gpuorch/gpuorch/loadgen"
 )
 
-// loadgenProc starts the gpuorch CLI as a subprocess (TestRunMainHelper).
+// loadgenProc starts the gpuorch CLI as a subprocess (see TestMain).
 func loadgenProc(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
 	raw, _ := json.Marshal(args)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestRunMainHelper$")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "GPUORCH_TEST_MAIN_ARGS="+string(raw), "GPUORCH_INFLUX_URL=")
 	return cmd
 }

@@ -15,21 +15,20 @@ import (
 	"github.com/gpuorch/gpuorch/orchestrator"
 )
 
-// TestRunMainHelper is not a test: run as a subprocess with
-// GPUORCH_TEST_MAIN_ARGS set, it is the gpuorch binary (so the CLI's real
-// exit codes and signal handling are exercised).
-func TestRunMainHelper(t *testing.T) {
-	raw := os.Getenv("GPUORCH_TEST_MAIN_ARGS")
-	if raw == "" {
-		t.Skip("subprocess helper")
+// TestMain: run with GPUORCH_TEST_MAIN_ARGS set (a JSON array of
+// arguments), the test binary is the gpuorch binary, so that subprocess
+// tests exercise the CLI's real exit codes and signal handling.
+func TestMain(m *testing.M) {
+	if raw := os.Getenv("GPUORCH_TEST_MAIN_ARGS"); raw != "" {
+		var args []string
+		if err := json.Unmarshal([]byte(raw), &args); err != nil {
+			panic(err)
+		}
+		os.Args = append([]string{"gpuorch"}, args...)
+		main()
+		os.Exit(0)
 	}
-	var args []string
-	if err := json.Unmarshal([]byte(raw), &args); err != nil {
-		panic(err)
-	}
-	os.Args = append([]string{"gpuorch"}, args...)
-	main()
-	os.Exit(0)
+	os.Exit(m.Run())
 }
 
 // fakeTaskScript stands in for `gpuorch loadgen run --manifest M`: it exits
@@ -87,7 +86,7 @@ func newCLIEnv(t *testing.T) *cliEnv {
 
 func (e *cliEnv) command(extraEnv []string, args ...string) *exec.Cmd {
 	b, _ := json.Marshal(args)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestRunMainHelper$")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "GPUORCH_TEST_MAIN_ARGS="+string(b), "GPUORCH_HOME="+e.home)
 	cmd.Env = append(cmd.Env, e.env...)
 	cmd.Env = append(cmd.Env, extraEnv...)
