@@ -309,12 +309,10 @@ func TestSlurmCancel(t *testing.T) {
 }
 
 // TestSlurmTimeout lets a task hit its Slurm time limit (one minute, Slurm's
-// granularity; about 70 s in all), so it runs only with
-// GPUORCH_TEST_SLURM_SLOW=1.
+// granularity; about 70 s in all, beside the other Slurm tests), so
+// `go test -short` leaves it out.
 func TestSlurmTimeout(t *testing.T) {
-	if os.Getenv("GPUORCH_TEST_SLURM_SLOW") != "1" {
-		t.Skip("takes over a minute: set GPUORCH_TEST_SLURM_SLOW=1 to run it")
-	}
+	testgate.Slow(t)
 	ex := slurmTestExecutor(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
