@@ -6,14 +6,22 @@
 # that --gpu-slice/--gpu-qos appear in sbatch --help and put the slice's
 # environment into batch jobs and srun steps.
 #   bash gpuslice/spank/test.sh
+# `go test ./gpuslice/spank/` runs it (TestSPANKPluginOnCluster), so
+# `make test` and CI do. With GPUORCH_TEST_SLURM=1 (test/env.sh) a missing
+# prerequisite fails the test instead of skipping it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-scontrol ping 2>/dev/null | grep -q UP || { echo "SKIP: Slurm test cluster not running (bash test/slurm/up.sh)"; exit 0; }
-[ -f /usr/include/slurm/spank.h ] || { echo "SKIP: slurm/spank.h missing (apt-get install libslurm-dev)"; exit 0; }
-[ -d /etc/slurm/plugstack.conf.d ] || { echo "SKIP: /etc/slurm/plugstack.conf.d missing"; exit 0; }
+skip() {
+  if [ "${GPUORCH_TEST_SLURM:-}" = 1 ]; then echo "FAIL: $* (GPUORCH_TEST_SLURM=1)"; exit 1; fi
+  echo "SKIP: $*"; exit 0
+}
+scontrol ping 2>/dev/null | grep -q UP || skip "Slurm test cluster not running (sudo bash test/slurm/up.sh)"
+[ -f /usr/include/slurm/spank.h ] || skip "slurm/spank.h missing (apt-get install libslurm-dev)"
+[ -d /etc/slurm/plugstack.conf.d ] || skip "/etc/slurm/plugstack.conf.d missing (apt-get install slurm-wlm-basic-plugins)"
 work=$(mktemp -d /tmp/gpuorch-spank.XXXXXX)
 conf=/etc/slurm/plugstack.conf.d/gpuorch-spank-test-$$.conf
 trap 'rm -f "$conf"; rm -rf "$work"' EXIT
+trap 'exit 143' TERM INT
 export CGO_CFLAGS="-O2 -g -Wno-deprecated-declarations"
 go build -tags spank -buildmode=c-shared -o "$work/gpuorch_spank.so" ./gpuslice/spank
 chmod 755 "$work"
