@@ -22,29 +22,53 @@ type inferOutcome struct {
 	dropped string
 }
 
+// infer sends one KServe v2 inference request. It calls t.Fatal, so only the
+// test's goroutine may call it; other goroutines call inferAsync.
 func infer(t *testing.T, url, model string, hdr ...string) inferOutcome {
 	t.Helper()
+	o, err := inferErr(url, model, hdr...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// inferAsync is infer for a goroutine the test started: a failure is
+// reported with t.Error, and the outcome is then the zero one (code 0).
+func inferAsync(t *testing.T, url, model string, hdr ...string) inferOutcome {
+	o, err := inferErr(url, model, hdr...)
+	if err != nil {
+		t.Error(err)
+		return inferOutcome{}
+	}
+	return o
+}
+
+func inferErr(url, model string, hdr ...string) (inferOutcome, error) {
 	t0 := time.Now()
-	resp, body := do(t, "POST", url+"/v2/models/"+model+"/infer", smallInfer, hdr...)
+	resp, body, err := doErr("POST", url+"/v2/models/"+model+"/infer", smallInfer, hdr...)
+	if err != nil {
+		return inferOutcome{}, err
+	}
 	o := inferOutcome{code: resp.StatusCode, latency: time.Since(t0), dropped: resp.Header.Get(DroppedHeader)}
 	if resp.StatusCode == 200 {
 		b, err := strconv.Atoi(resp.Header.Get(BatchHeader))
 		if err != nil {
-			t.Fatalf("no %s header: %v (%s)", BatchHeader, err, body)
+			return o, fmt.Errorf("no %s header: %v (%s)", BatchHeader, err, body)
 		}
 		o.batch = b
 		e, err := strconv.ParseFloat(resp.Header.Get(ExecHeader), 64)
 		if err != nil {
-			t.Fatalf("no %s header: %v", ExecHeader, err)
+			return o, fmt.Errorf("no %s header: %v", ExecHeader, err)
 		}
 		o.exec = time.Duration(e * float64(time.Millisecond)).Round(time.Microsecond)
 		q, err := strconv.ParseFloat(resp.Header.Get(QueueHeader), 64)
 		if err != nil {
-			t.Fatalf("no %s header: %v", QueueHeader, err)
+			return o, fmt.Errorf("no %s header: %v", QueueHeader, err)
 		}
 		o.queue = time.Duration(q * float64(time.Millisecond))
 	}
-	return o
+	return o, nil
 }
 
 // At low load every request runs alone and takes ≈ b1.
@@ -83,13 +107,13 @@ func TestDNNBatchingUnderLoad(t *testing.T) {
 	const b1 = 200 * time.Millisecond
 	url, srv := start(t, Config{DNN: []DNNModel{{Name: "m", B1: Duration(b1), MaxBatch: 8, BatchAlpha: f64(0.1)}}})
 	first := make(chan inferOutcome, 1)
-	go func() { first <- infer(t, url, "m") }()
+	go func() { first <- inferAsync(t, url, "m") }()
 	waitFor(t, srv, func(st Stats) bool { return st.Total.Requests == 1 })
 	var wg sync.WaitGroup
 	outs := make([]inferOutcome, 12)
 	for i := range outs {
 		wg.Add(1)
-		go func() { defer wg.Done(); outs[i] = infer(t, url, "m") }()
+		go func() { defer wg.Done(); outs[i] = inferAsync(t, url, "m") }()
 	}
 	// All twelve queue while the first runs alone (on a very loaded machine
 	// some may arrive later; then only the weaker checks below apply).
@@ -159,7 +183,7 @@ func TestDeadlineDropping(t *testing.T) {
 	})
 	t.Run("behind a running batch", func(t *testing.T) {
 		busy := make(chan inferOutcome, 1)
-		go func() { busy <- infer(t, url, "m") }()
+		go func() { busy <- inferAsync(t, url, "m") }()
 		time.Sleep(10 * time.Millisecond)
 		// The GPU is busy until ≈50 ms, so this cannot end before ≈100 ms > 70 ms:
 		// it is dropped at arrival, not when it would have started.
@@ -176,7 +200,7 @@ func TestDeadlineDropping(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := 0; i < 3; i++ {
 			wg.Add(1)
-			go func() { defer wg.Done(); infer(t, url, "m") }()
+			go func() { defer wg.Done(); inferAsync(t, url, "m") }()
 			time.Sleep(2 * time.Millisecond)
 		}
 		o := infer(t, url, "m", DeadlineHeader, "120")
@@ -211,7 +235,7 @@ func TestSharedWorkers(t *testing.T) {
 	lat := make([]time.Duration, 4)
 	for i := range lat {
 		wg.Add(1)
-		go func() { defer wg.Done(); lat[i] = infer(t, url, fmt.Sprintf("m-%d", i)).latency }()
+		go func() { defer wg.Done(); lat[i] = inferAsync(t, url, fmt.Sprintf("m-%d", i)).latency }()
 	}
 	wg.Wait()
 	slowest := lat[0]
@@ -289,7 +313,7 @@ func TestManyModels(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if o := infer(t, url, fmt.Sprintf("resnet50_v2-%d", i)); o.code != 200 {
+			if o := inferAsync(t, url, fmt.Sprintf("resnet50_v2-%d", i)); o.code != 200 {
 				t.Errorf("resnet50_v2-%d: %+v", i, o)
 			}
 		}()
@@ -342,7 +366,7 @@ func TestSchedulingOrderAndInstances(t *testing.T) {
 	url, srv := start(t, Config{Server: ServerConfig{Workers: 1}, DNN: []DNNModel{{Name: "a", B1: Duration(b1)}, {Name: "b", B1: Duration(b1)}}})
 	done := make(chan string, 3)
 	send := func(model string) {
-		go func() { infer(t, url, model); done <- model }()
+		go func() { inferAsync(t, url, model); done <- model }()
 	}
 	send("a") // runs at once, occupies the GPU for 40 ms
 	waitFor(t, srv, func(st Stats) bool { return st.Total.Requests == 1 })
@@ -360,7 +384,7 @@ func TestSchedulingOrderAndInstances(t *testing.T) {
 	queued := make([]time.Duration, 2)
 	for i := range queued {
 		wg.Add(1)
-		go func() { defer wg.Done(); queued[i] = infer(t, url2, "m").queue }()
+		go func() { defer wg.Done(); queued[i] = inferAsync(t, url2, "m").queue }()
 	}
 	wg.Wait()
 	if max(queued[0], queued[1]) > b1/2 {

@@ -41,25 +41,36 @@ func start(t *testing.T, cfg Config) (string, *Server) {
 
 var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 
+// do sends a request (hdr: name, value, ...) and returns the response and
+// its body. It calls t.Fatal, so only the test's goroutine may call it;
+// other goroutines call doErr.
 func do(t *testing.T, method, url, body string, hdr ...string) (*http.Response, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	resp, b, err := doErr(method, url, body, hdr...)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return resp, b
+}
+
+func doErr(method, url, body string, hdr ...string) (*http.Response, []byte, error) {
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		return nil, nil, err
 	}
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, fmt.Errorf("%s %s: %w", method, url, err)
 	}
-	return resp, b
+	return resp, b, nil
 }
 
 func f64(v float64) *float64 { return &v }
@@ -211,18 +222,40 @@ type sseEvent struct {
 	data string
 }
 
+// stream posts a streaming request and returns when it was sent and the
+// events received. It calls t.Fatal, so only the test's goroutine may call
+// it; other goroutines call streamAsync.
 func stream(t *testing.T, url, body string) (sent time.Time, events []sseEvent, resp *http.Response) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
-	sent = time.Now()
-	resp, err := client.Do(req)
+	sent, events, resp, err := streamErr(url, body)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return sent, events, resp
+}
+
+// streamAsync is stream for a goroutine the test started: a failure is
+// reported with t.Error, and the events are then nil.
+func streamAsync(t *testing.T, url, body string) (sent time.Time, events []sseEvent) {
+	sent, events, _, err := streamErr(url, body)
+	if err != nil {
+		t.Error(err)
+		return sent, nil
+	}
+	return sent, events
+}
+
+func streamErr(url, body string) (sent time.Time, events []sseEvent, resp *http.Response, err error) {
+	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+	sent = time.Now()
+	resp, err = client.Do(req)
+	if err != nil {
+		return sent, nil, nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 {
 		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("status %d: %s", resp.StatusCode, b)
+		return sent, nil, resp, fmt.Errorf("status %d: %s", resp.StatusCode, b)
 	}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
@@ -232,11 +265,11 @@ func stream(t *testing.T, url, body string) (sent time.Time, events []sseEvent, 
 		}
 		data, ok := strings.CutPrefix(line, "data: ")
 		if !ok {
-			t.Fatalf("not an SSE data line: %q", line)
+			return sent, events, resp, fmt.Errorf("not an SSE data line: %q", line)
 		}
 		events = append(events, sseEvent{time.Now(), data})
 	}
-	return sent, events, resp
+	return sent, events, resp, sc.Err()
 }
 
 func TestOpenAIStreamingShapes(t *testing.T) {
@@ -328,7 +361,7 @@ func TestLLMTiming(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sent, ev, _ := stream(t, url+"/v1/completions", body)
+			sent, ev := streamAsync(t, url+"/v1/completions", body)
 			if len(ev) != out+1 {
 				t.Errorf("%d events, want %d", len(ev), out+1)
 				return
@@ -357,7 +390,7 @@ func TestLLMConcurrencyLimit(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, events[i], _ = stream(t, url+"/v1/completions", body)
+			_, events[i] = streamAsync(t, url+"/v1/completions", body)
 		}()
 		if i == 0 { // let the first take the slot
 			for deadline := time.Now().Add(2 * time.Second); srv.Stats(false).Total.Active != 1; {
@@ -410,7 +443,11 @@ func TestLLMBatchSlowdown(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, ev, _ := stream(t, url+"/v1/completions", body)
+			_, ev := streamAsync(t, url+"/v1/completions", body)
+			if len(ev) < 56 {
+				t.Errorf("%d events, want 61", len(ev))
+				return
+			}
 			// Steps 5..55: all three are surely running then; a long span
 			// keeps one late chunk at either end from moving the mean much.
 			tpots[i] = ev[55].at.Sub(ev[5].at) / 50
