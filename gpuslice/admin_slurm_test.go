@@ -119,12 +119,11 @@ description = "preempts medium and low"
 	}
 
 	// The QOS really preempt: high jobs requeue low ones. Slurm takes 4–25 s
-	// to preempt here, so this runs only when asked for.
-	if os.Getenv("GPUORCH_SLURM_PREEMPT_TEST") != "" {
+	// to preempt here, so go test -short leaves this out.
+	t.Run("preemption", func(t *testing.T) {
+		testgate.Slow(t)
 		checkPreemption(ctx, t, a, prefix+"small", prefix+"low", prefix+"high")
-	} else {
-		t.Log("preemption check skipped: set GPUORCH_SLURM_PREEMPT_TEST=1 to run it (adds 5–30 s)")
-	}
+	})
 
 	// Change the model: add critical, drop low, change a grace time.
 	m2 := mustModel(t, strings.Replace(strings.Replace(doc("[qos.critical]\n"), "[qos.low]\ngrace_time = \"5s\"\n", "", 1), "[qos.medium]", "[qos.medium]\ngrace_time = \"45s\"", 1))
