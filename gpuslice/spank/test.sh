@@ -18,6 +18,10 @@ skip() {
 scontrol ping 2>/dev/null | grep -q UP || skip "Slurm test cluster not running (sudo bash test/slurm/up.sh)"
 [ -f /usr/include/slurm/spank.h ] || skip "slurm/spank.h missing (apt-get install libslurm-dev)"
 [ -d /etc/slurm/plugstack.conf.d ] || skip "/etc/slurm/plugstack.conf.d missing (apt-get install slurm-wlm-basic-plugins)"
+# One run at a time on this cluster: two loaded copies of the plugin
+# register the same options, and sbatch then shows neither.
+exec 9>/tmp/gpuorch-spank-test.lock
+flock -w 300 9 || { echo "FAIL: another run of this test held /tmp/gpuorch-spank-test.lock for 5 minutes"; exit 1; }
 work=$(mktemp -d /tmp/gpuorch-spank.XXXXXX)
 conf=/etc/slurm/plugstack.conf.d/gpuorch-spank-test-$$.conf
 trap 'rm -f "$conf"; rm -rf "$work"' EXIT
