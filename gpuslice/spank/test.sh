@@ -32,7 +32,8 @@ chmod 755 "$work"
 echo "optional $work/gpuorch_spank.so pools=$PWD/examples/pools.toml" >"$conf"
 fail() { echo "FAIL: $*"; exit 1; }
 
-sbatch --help | grep -q -- '--gpu-slice=PROFILE' || fail "--gpu-slice not in sbatch --help"
+help=$(sbatch --help 2>&1) || true
+grep -q -- '--gpu-slice=PROFILE' <<<"$help" || fail "--gpu-slice not in sbatch --help; its errors: $(grep -iv '^ \|^usage\|^$' <<<"$help" | head -20)"
 
 out=$(srun -p debug --gpu-slice=small-infer printenv GPUORCH_SLICE_VRAM_LIMIT CUDA_MPS_PINNED_DEVICE_MEM_LIMIT 2>"$work/srun.err")
 [ "$out" = $'3221225472\n0=3072M' ] || fail "srun env: $out"
