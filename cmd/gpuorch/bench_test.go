@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -72,12 +73,22 @@ func newBenchCLI(t *testing.T) *benchCLI {
 
 func (b *benchCLI) run(stdin string, args ...string) (string, string, int) {
 	b.t.Helper()
-	cmd := exec.Command(b.bin, args...)
-	cmd.Env = append(os.Environ(), b.env...)
-	cmd.Stdin = strings.NewReader(stdin)
 	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err := cmd.Run()
+	var err error
+	// A shim written while a parallel test forks can be briefly held open
+	// for writing by that child (ETXTBSY, golang/go#22315): try again.
+	for try := 0; try < 20; try++ {
+		cmd := exec.Command(b.bin, args...)
+		cmd.Env = append(os.Environ(), b.env...)
+		cmd.Stdin = strings.NewReader(stdin)
+		o.Reset()
+		e.Reset()
+		cmd.Stdout, cmd.Stderr = &o, &e
+		if err = cmd.Run(); !errors.Is(err, syscall.ETXTBSY) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	code := 0
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
