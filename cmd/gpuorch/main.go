@@ -111,11 +111,12 @@ func groupAction(c *cli.Context) error {
 		}
 		return cli.ShowSubcommandHelp(c)
 	}
-	subs, name := c.App.Commands, c.App.Name
+	subs, name, msg := c.App.Commands, c.App.Name, ""
 	if !root {
 		subs, name = c.Command.Subcommands, c.App.Name+" "+c.Command.Name
+		msg = c.Command.Name + ": "
 	}
-	msg := fmt.Sprintf("%s: unknown command %q", name, c.Args().First())
+	msg += fmt.Sprintf("unknown command %q", c.Args().First())
 	if s := cli.SuggestCommand(subs, c.Args().First()); s != "" {
 		msg += ". " + s
 	}

@@ -47,9 +47,9 @@ func TestExitCodesFromTheCLI(t *testing.T) {
 		want int
 		msg  string
 	}{
-		{"unknown command", nil, []string{"bogus"}, exitUsage, `unknown command "bogus"`},
+		{"unknown command", nil, []string{"bogus"}, exitUsage, `gpuorch: unknown command "bogus"`},
 		{"unknown command, suggestion", nil, []string{"rnu"}, exitUsage, "Did you mean"},
-		{"unknown subcommand", nil, []string{"results", "shwo"}, exitUsage, `gpuorch results: unknown command "shwo"`},
+		{"unknown subcommand", nil, []string{"results", "shwo"}, exitUsage, `gpuorch: results: unknown command "shwo"`},
 		{"unknown flag", nil, []string{"run", "--no-such-flag", "x.toml"}, exitUsage, "no-such-flag"},
 		{"bad flag value", nil, []string{"status", "--interval", "soon", "x"}, exitUsage, "soon"},
 		{"bad results source", map[string]string{"GPUORCH_RESULTS_SOURCE": "bogus"}, []string{"results", "show", "."}, exitUsage, "GPUORCH_RESULTS_SOURCE"},
