@@ -19,12 +19,25 @@ import (
 // arguments), the test binary is the gpuorch binary, so that subprocess
 // tests exercise the CLI's real exit codes and signal handling.
 func TestMain(m *testing.M) {
+	// The test binary is gpuorch when a test asks for it: with its
+	// arguments in GPUORCH_TEST_MAIN_ARGS (from the shim or a test), or on
+	// its command line when a gpuorch it started (an executor, a wrapper)
+	// runs it again. The second variable makes those children gpuorch too,
+	// instead of re-running the first one's arguments or the tests.
+	const asGpuorch = "GPUORCH_TEST_AS_GPUORCH"
 	if raw := os.Getenv("GPUORCH_TEST_MAIN_ARGS"); raw != "" {
 		var args []string
 		if err := json.Unmarshal([]byte(raw), &args); err != nil {
 			panic(err)
 		}
+		os.Unsetenv("GPUORCH_TEST_MAIN_ARGS")
+		os.Setenv(asGpuorch, "1")
 		os.Args = append([]string{"gpuorch"}, args...)
+		main()
+		os.Exit(0)
+	}
+	if os.Getenv(asGpuorch) == "1" {
+		os.Args[0] = "gpuorch"
 		main()
 		os.Exit(0)
 	}
