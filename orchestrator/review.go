@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/results"
+	"github.com/gpuorch/gpuorch/results/trainlog"
 )
 
 // Reviewed is an experiment named for review (results show, compare,
@@ -18,6 +20,9 @@ type Reviewed struct {
 	ID    string      // experiment id ("" when only a directory is known)
 	Dir   string      // experiment directory (local store)
 	Exp   *Experiment // nil for a bare directory of metrics files
+	// Training is set for a training run's directory (gpuorch train
+	// submit: job.json, train.log and metrics.lp).
+	Training bool
 }
 
 // OpenReview finds arg: an experiment id, unique id prefix or name under
@@ -28,6 +33,9 @@ func OpenReview(home, arg string) (*Reviewed, error) {
 	e, err := Open(home, arg)
 	if err == nil {
 		return &Reviewed{Label: e.ID(), ID: e.ID(), Dir: e.Dir, Exp: e}, nil
+	}
+	if r := openTrainingRun(home, arg); r != nil {
+		return r, nil
 	}
 	if st, serr := os.Stat(arg); serr == nil && st.IsDir() {
 		abs, _ := filepath.Abs(arg)
@@ -61,4 +69,43 @@ func (r *Reviewed) Load(ctx context.Context, sel *results.Selected) (*results.Re
 		res.AddTaskStates(infos)
 	}
 	return res, nil
+}
+
+// TrainingJobFile records a submitted training job in its run directory.
+const TrainingJobFile = "job.json"
+
+// openTrainingRun finds a training run: the directory arg, or the run id
+// arg under home, holding job.json.
+func openTrainingRun(home, arg string) *Reviewed {
+	dirs := []string{arg}
+	if !strings.ContainsRune(arg, filepath.Separator) {
+		dirs = append(dirs, filepath.Join(home, arg))
+	}
+	for _, d := range dirs {
+		var run TrainingRun
+		if readJSON(filepath.Join(d, TrainingJobFile), &run) != nil {
+			continue
+		}
+		id := run.ID
+		if id == "" {
+			id = filepath.Base(d)
+		}
+		return &Reviewed{Label: id, ID: id, Dir: d, Training: true}
+	}
+	return nil
+}
+
+// LoadTraining reads the training runs among the experiment's points (a
+// training run's own, or training points anywhere in the directory), one
+// summary per experiment, task and job.
+func (r *Reviewed) LoadTraining(ctx context.Context, sel *results.Selected) ([]trainlog.Run, error) {
+	q := results.Query{Measurement: results.MeasTraining}
+	if sel.Experiment != "" {
+		q.Experiments = []string{sel.Experiment}
+	}
+	pts, err := sel.Source.Query(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("training results of %s: %w", r.Label, err)
+	}
+	return trainlog.SummarizeRuns(pts), nil
 }

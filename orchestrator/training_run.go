@@ -121,7 +121,7 @@ func SubmitTraining(ctx context.Context, client *sbatch.Client, spec *Spec, tr T
 		return nil, fmt.Errorf("submit: %w", err)
 	}
 	run := &TrainingRun{ID: id, Dir: dir, JobID: jobID}
-	if err := atomicfile.WriteJSON(filepath.Join(dir, "job.json"), run, 0o644); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(dir, TrainingJobFile), run, 0o644); err != nil {
 		// The job is submitted; job.json only records it.
 		slog.Warn("record the training job", "err", err)
 	}

@@ -16,6 +16,9 @@ const (
 	MeasServingSummary     = "serving_summary"     // one point per task and breakdown
 	MeasServingCalibration = "serving_calibration" // one point per calibrated model
 	MeasServingRequest     = "serving_request"     // optional per-request points (off by default)
+	// MeasTraining holds the points of Metaseq training logs (schema and
+	// parser in results/trainlog; reports chart them).
+	MeasTraining = "training"
 )
 
 // Tag keys of the serving schema. Every one is low-cardinality: bounded by

@@ -9,6 +9,7 @@ import (
 	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/results"
+	"github.com/gpuorch/gpuorch/results/trainlog"
 )
 
 // resultsCmd is the `gpuorch results` group; files add their subcommands to
@@ -89,6 +90,12 @@ A task that is still running, or was killed, has no summary yet: its row is
 summed from its per-second points and has no percentiles. A task that never
 measured anything shows its executor state (pending, failed, ...).
 
+A training run (gpuorch train submit; EXP is its id or run directory) shows
+one row per run from its training points: steady-state words/s, seconds per
+update, the final training loss, each validation subset's last and best loss,
+and the update at which the run diverged (loss inf or NaN), then each run's
+summary; --json prints the runs with their summaries, --csv the table.
+
 Examples:
    gpuorch results show quickstart
    gpuorch results show --per-step slo-sweep-20261122-070415-3fa9
@@ -105,11 +112,22 @@ The metrics schema is described in docs/metrics.md.`,
 		if err != nil {
 			return err
 		}
-		e, res, err := review(c, c.Args().First())
+		e, sel, err := reviewSource(c, c.Args().First())
+		if err != nil {
+			return err
+		}
+		res, err := e.Load(c.Context, sel)
+		if err != nil {
+			return err
+		}
+		runs, err := e.LoadTraining(c.Context, sel)
 		if err != nil {
 			return err
 		}
 		w := c.App.Writer
+		if len(runs) > 0 && len(res.Tasks) == 0 {
+			return showTraining(c, e, runs, jsonOut, csvOut)
+		}
 		if jsonOut || csvOut {
 			rows := append([]results.Row{}, res.Tasks...)
 			if c.Bool("per-class") {
@@ -161,8 +179,35 @@ The metrics schema is described in docs/metrics.md.`,
 		for _, h := range hints {
 			fmt.Fprintf(c.App.ErrWriter, "(more rows with %s)\n", h)
 		}
+		if len(runs) > 0 {
+			fmt.Fprintln(w)
+			return trainlog.RunsTable(runs, results.Human).WriteText(w)
+		}
 		return nil
 	},
+}
+
+// showTraining prints an experiment's training runs: the table (or CSV, or
+// the runs as JSON), then each run's summary, DIVERGED lines included.
+func showTraining(c *cli.Context, e *orchestrator.Reviewed, runs []trainlog.Run, jsonOut, csvOut bool) error {
+	w := c.App.Writer
+	switch {
+	case jsonOut:
+		return printJSON(w, runs)
+	case csvOut:
+		return trainlog.RunsTable(runs, results.Machine).WriteCSV(w)
+	}
+	fmt.Fprintf(w, "training %s (%s)\n\n", e.Label, e.Dir)
+	if err := trainlog.RunsTable(runs, results.Human).WriteText(w); err != nil {
+		return err
+	}
+	for _, r := range runs {
+		fmt.Fprintf(w, "\n%s:\n", r.Label())
+		if err := r.Summary.WriteText(w); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 var resultsCompareCmd = &cli.Command{

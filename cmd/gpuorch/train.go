@@ -73,13 +73,19 @@ or the job failed, 2 bad spec, 3 Slurm unreachable, 130 interrupted.`,
 			},
 			{
 				Name:      "parse",
-				Usage:     "summarise a Metaseq training log (train_inner lines): throughput, time per update, loss",
+				Usage:     "summarise a Metaseq training log: throughput, time per update, training and validation loss",
 				ArgsUsage: "TRAIN.log",
-				Description: `Reads lines "YYYY-MM-DD HH:MM:SS | INFO | train_inner | {json}" (with or
-without an srun --label or slurm_procid prefix) and prints the summary:
-steady-state words/s excluding the first interval, seconds per update,
-final loss and perplexity. --points prints every training point in line
-protocol instead.
+				Description: `Reads metaseq's progress lines "YYYY-MM-DD HH:MM:SS | INFO | TAG | {json}"
+(with or without an srun --label or slurm_procid prefix; TAG train_inner,
+train at the end of an epoch, valid or valid/<subset>); other lines, such as
+the config metaseq.cli.train logs as a Python dict, are skipped. Prints the
+summary: steady-state words/s excluding the first interval, seconds per
+update, final loss and perplexity, each validation subset's last and best
+loss, and where the run diverged (a loss of inf or NaN). --points prints
+every training point in line protocol instead.
+
+Exit codes: 0 summarised, 1 the run diverged or has no training intervals,
+2 the log cannot be read.
 
 Examples:
   gpuorch train parse gpuorch-runs/opt125m-20261122-070415-3fa9/train.log
@@ -193,6 +199,9 @@ func trainSubmit(c *cli.Context) error {
 	if state != string(sbatch.StateCompleted) {
 		return fmt.Errorf("job %s ended %s (see %s)", run.JobID, state, run.Dir)
 	}
+	if msg := res.Summary.Failed(); msg != "" {
+		return fmt.Errorf("job %s: %s (see %s)", run.JobID, msg, run.Dir)
+	}
 	return nil
 }
 
@@ -230,11 +239,22 @@ func trainParse(c *cli.Context) error {
 			w.Write(b)
 		}
 		return nil
-	case c.Bool("json"):
-		return printJSON(w, col.Summary())
 	}
-	col.Summary().WriteText(w)
-	if col.Summary().Intervals == 0 {
+	sum := col.Summary()
+	if c.Bool("json") {
+		if err := printJSON(w, sum); err != nil {
+			return err
+		}
+	} else {
+		sum.WriteText(w)
+	}
+	if msg := sum.Failed(); msg != "" {
+		if c.Bool("json") {
+			return errors.New(msg) // the JSON says it; stderr says why the exit code is 1
+		}
+		return errkind.Reported(errors.New(msg))
+	}
+	if sum.Intervals == 0 && !c.Bool("json") {
 		return errkind.Reported(errors.New("no training intervals"))
 	}
 	return nil
@@ -260,6 +280,9 @@ func trainFollow(c *cli.Context) error {
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
+	}
+	if msg := res.Summary.Failed(); msg != "" {
+		return errkind.Reported(errors.New(msg))
 	}
 	return nil
 }

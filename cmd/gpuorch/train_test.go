@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,5 +89,77 @@ extra_args = ["--max-update", "30", "--log-interval", "5"]
 	}, nil)
 	if err != nil || n != 6 {
 		t.Errorf("%d training points stored (err %v), want 6", n, err)
+	}
+}
+
+// The log shapes metaseq writes (config dump, validation and end-of-epoch
+// lines; a loss that becomes inf, then NaN): train parse summarises them
+// without warnings, a diverged run exits 1 and says where, and results show
+// reads the same from the stored points of a training run.
+func TestTrainParseSeedLogs(t *testing.T) {
+	valid := filepath.Join("..", "..", "results", "trainlog", "testdata", "metaseq-validation.log")
+	diverged := filepath.Join("..", "..", "results", "trainlog", "testdata", "metaseq-diverged.log")
+	out, errOut, code := runInProcess(t, "train", "parse", valid)
+	if code != 0 || errOut != "" {
+		t.Fatalf("validation log: exit %d, stderr %q", code, errOut)
+	}
+	for _, want := range []string{"final loss 12.29 bits/token",
+		"validation valid: last loss 12.41 at update 85, best 12.41 at update 85 (2 evaluations)",
+		"validation valid/combined: last loss 12.41 at update 85"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	out, errOut, code = runInProcess(t, "train", "parse", diverged)
+	if code != exitFailure || !strings.Contains(out, "DIVERGED at update 15: train_inner logged gnorm=inf,loss=inf,ppl=inf") ||
+		strings.Contains(out, "final loss 0") || errOut != "" {
+		t.Errorf("diverged log: exit %d\n%s%s", code, out, errOut)
+	}
+	out, _, code = runInProcess(t, "train", "parse", "--json", diverged)
+	var sum struct {
+		FinalLoss float64 `json:"final_loss"`
+		Diverged  *struct {
+			Update int64  `json:"update"`
+			Values string `json:"values"`
+		} `json:"diverged"`
+	}
+	if err := json.Unmarshal([]byte(out), &sum); err != nil || code != exitFailure || sum.Diverged == nil || sum.Diverged.Update != 15 || sum.FinalLoss != 14.102 {
+		t.Errorf("--json: exit %d, %+v %v\n%s", code, sum, err, out)
+	}
+
+	// A training run directory as train submit leaves it, its points
+	// written by train parse --points.
+	home := t.TempDir()
+	t.Setenv("GPUORCH_HOME", home)
+	t.Setenv("GPUORCH_RESULTS_SOURCE", "local")
+	for _, run := range []struct{ id, log string }{{"opt-valid", valid}, {"opt-diverged", diverged}} {
+		dir := filepath.Join(home, run.id)
+		os.MkdirAll(dir, 0o755)
+		os.WriteFile(filepath.Join(dir, "job.json"), []byte(`{"id": "`+run.id+`", "dir": "`+dir+`", "job_id": "7"}`), 0o644)
+		pts, _, _ := runInProcess(t, "train", "parse", "--points", "--experiment", run.id, "--job", "7", run.log)
+		os.WriteFile(filepath.Join(dir, "metrics.lp"), []byte(pts), 0o644)
+	}
+	out, errOut, code = runInProcess(t, "results", "show", "opt-valid")
+	if code != 0 || !strings.Contains(out, "valid_best_loss") || !strings.Contains(out, "validation valid: last loss 12.41 at update 85, best 12.41") {
+		t.Errorf("results show opt-valid: exit %d\n%s%s", code, out, errOut)
+	}
+	out, errOut, code = runInProcess(t, "results", "show", filepath.Join(home, "opt-diverged"))
+	if code != 0 || !strings.Contains(out, "DIVERGED at update 15") || !strings.Contains(out, "train_inner: gnorm=inf,loss=inf,ppl=inf") {
+		t.Errorf("results show DIR of a diverged run: exit %d\n%s%s", code, out, errOut)
+	}
+	out, _, _ = runInProcess(t, "results", "show", "--json", "opt-diverged")
+	var runs []struct {
+		Experiment string
+		Summary    struct {
+			Diverged struct{ Update int64 } `json:"diverged"`
+		} `json:"summary"`
+	}
+	if err := json.Unmarshal([]byte(out), &runs); err != nil || len(runs) != 1 || runs[0].Experiment != "opt-diverged" || runs[0].Summary.Diverged.Update != 15 {
+		t.Errorf("results show --json: %+v %v\n%s", runs, err, out)
+	}
+	out, _, _ = runInProcess(t, "results", "show", "--csv", "opt-valid")
+	if !strings.HasPrefix(out, "experiment,task,job,first_update,last_update,mean_wps,seconds_per_update,final_loss,final_loss_update,valid_last_loss,valid_best_loss,valid_best_update,") ||
+		!strings.Contains(out, "opt-valid,,7,1,85,726164,3.392857142857143,12.291,85,12.406,12.406,85,") {
+		t.Errorf("results show --csv:\n%s", out)
 	}
 }

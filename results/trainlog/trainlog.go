@@ -6,6 +6,7 @@ package trainlog
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -18,7 +19,7 @@ import (
 )
 
 // Measurement is the measurement name of training points.
-const Measurement = "training"
+const Measurement = results.MeasTraining
 
 // TagTrainInner is the progress-bar tag of periodic training lines.
 const TagTrainInner = "train_inner"
@@ -27,17 +28,70 @@ const TagTrainInner = "train_inner"
 // prefix (srun --label "0: ", the legacy "slurm_procid 0 : ").
 var lineRE = regexp.MustCompile(`^(.*?)(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) \| (\w+) \| ([^|]+?) \| (\{.*\})\s*$`)
 
+// Progress tags metaseq logs under (the progress bar renames its logger to
+// the tag): periodic training lines, end-of-epoch training lines, and
+// validation lines (valid, valid_<subset>, valid/<subset>, valid/combined).
+const (
+	TagTrain = "train"
+	TagValid = "valid"
+)
+
+// IsValidTag reports whether tag is a validation subset's tag.
+func IsValidTag(tag string) bool { return strings.HasPrefix(tag, TagValid) }
+
+// isProgressTag tells progress-bar lines from the lines of module loggers
+// (metaseq.cli.train, metaseq.trainer, …), which log free text — among it
+// the whole config as a Python dict, `{'_name': None, …}`, which is not
+// JSON and not a metric. A logger name is a dotted module path; a progress
+// tag never is, except a validation subset that happens to hold a dot.
+func isProgressTag(tag string) bool {
+	return !strings.Contains(tag, ".") || IsValidTag(tag) || strings.HasPrefix(tag, TagTrain)
+}
+
 // Record is one parsed stats line.
 type Record struct {
 	Time   time.Time // UTC, second resolution as logged
 	Level  string    // INFO
-	Tag    string    // train_inner, train, valid/<subset>
+	Tag    string    // train_inner, train, valid, valid/<subset>
 	Prefix string    // text before the timestamp, trimmed ("0:", "slurm_procid 0 :")
-	// Values are every numeric value (the JSON strings parsed with
-	// strconv.ParseFloat; epoch and update as numbers).
+	// Values are every finite numeric value (the JSON strings parsed with
+	// strconv.ParseFloat; epoch and update as numbers). Keys lose the tag
+	// prefix end-of-epoch and validation lines carry (metaseq's progress
+	// bar logs "valid_loss" under tag "valid", "valid/combined_loss" under
+	// "valid/combined"): every tag's loss is "loss".
 	Values map[string]float64
 	// Nulls lists keys whose value was null (a meter without data).
 	Nulls []string
+	// NonFinite holds keys whose value was inf or NaN, as logged ("inf",
+	// "nan"): a diverged run. InfluxDB stores no such floats, so they are
+	// not in Values.
+	NonFinite map[string]string
+}
+
+// Diverged reports whether the record's loss (any "loss" or "*_loss" key)
+// is infinite or NaN.
+func (r Record) Diverged() bool {
+	for k := range r.NonFinite {
+		if isLossKey(k) {
+			return true
+		}
+	}
+	return false
+}
+
+func isLossKey(k string) bool { return k == "loss" || strings.HasSuffix(k, "_loss") }
+
+// nonFiniteText is the NonFinite map as one field value, "loss=inf,ppl=inf".
+func (r Record) nonFiniteText() string {
+	keys := make([]string, 0, len(r.NonFinite))
+	for k := range r.NonFinite {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		keys[i] = k + "=" + r.NonFinite[k]
+	}
+	return strings.Join(keys, ",")
 }
 
 // ParseError is a line that looks like a stats line but cannot be decoded.
@@ -53,16 +107,17 @@ func (e *ParseError) Error() string {
 	return e.Msg
 }
 
-// ParseLine parses one log line. ok is false for lines that are not stats
-// lines (the many other lines of a training log); err is set for lines that
-// have the shape but a broken JSON object or value.
+// ParseLine parses one log line. ok is false for lines that are not
+// progress lines (the many other lines of a training log, including the
+// config metaseq.cli.train logs as a Python dict); err is set for progress
+// lines with a broken JSON object or value.
 func ParseLine(line string) (rec Record, ok bool, err error) {
 	line = strings.TrimRight(line, "\r\n")
 	if !strings.Contains(line, " | ") || !strings.HasSuffix(strings.TrimSpace(line), "}") {
 		return Record{}, false, nil // cheap pre-filter: most lines are not stats
 	}
 	m := lineRE.FindStringSubmatch(line)
-	if m == nil {
+	if m == nil || !isProgressTag(strings.TrimSpace(m[4])) {
 		return Record{}, false, nil
 	}
 	t, err := time.Parse(time.DateTime, m[2])
@@ -74,11 +129,21 @@ func ParseLine(line string) (rec Record, ok bool, err error) {
 	if err := json.Unmarshal([]byte(m[5]), &raw); err != nil {
 		return Record{}, true, &ParseError{Msg: fmt.Sprintf("%s: bad JSON: %v", rec.Tag, err)}
 	}
+	prefix := rec.Tag + "_"
 	for k, v := range raw {
+		name := k
+		if short, cut := strings.CutPrefix(k, prefix); cut && short != "" {
+			// Keep the prefix only where the short name is logged as well
+			// (a key that keeps its own name); "train_train_wall" of a train
+			// line becomes train_wall, since "train_wall" becomes wall.
+			if _, clash := raw[short]; !clash || strings.HasPrefix(short, prefix) {
+				name = short
+			}
+		}
 		s := strings.TrimSpace(string(v))
 		switch {
 		case s == "null":
-			rec.Nulls = append(rec.Nulls, k)
+			rec.Nulls = append(rec.Nulls, name)
 			continue
 		case strings.HasPrefix(s, `"`):
 			if err := json.Unmarshal(v, &s); err != nil {
@@ -86,16 +151,19 @@ func ParseLine(line string) (rec Record, ok bool, err error) {
 			}
 		}
 		f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-		if err != nil {
+		if err != nil && !errors.Is(err, strconv.ErrRange) {
 			// Non-numeric values (none in current metaseq) are not metrics.
 			continue
 		}
 		if math.IsNaN(f) || math.IsInf(f, 0) {
-			// InfluxDB rejects them; a diverged loss shows as null instead.
-			rec.Nulls = append(rec.Nulls, k)
+			// "inf", "nan" (Python's {:g}), or a number beyond float64.
+			if rec.NonFinite == nil {
+				rec.NonFinite = map[string]string{}
+			}
+			rec.NonFinite[name] = strings.ToLower(strings.TrimSpace(s))
 			continue
 		}
-		rec.Values[k] = f
+		rec.Values[name] = f
 	}
 	sort.Strings(rec.Nulls)
 	return rec, true, nil
@@ -104,8 +172,14 @@ func ParseLine(line string) (rec Record, ok bool, err error) {
 // Standard keys (docs/training.md); others are kept as optional fields.
 var intKeys = map[string]bool{"num_updates": true, "epoch": true, "bsz": true}
 
+// Fields a diverged record's point carries besides its finite values.
+const (
+	FieldDiverged  = "diverged"  // true: the loss was inf or NaN
+	FieldNonFinite = "nonfinite" // "loss=inf,ppl=inf": the keys and what was logged
+)
+
 // fieldName makes a key safe as a field name (metaseq keys already are;
-// valid lines carry "valid/<subset>_loss").
+// older builds' valid lines carry "valid/<subset>_…" keys).
 func fieldName(k string) string {
 	return strings.Map(func(r rune) rune {
 		if r == '/' || r == ' ' || r == ',' || r == '=' || r == '"' || r == '\\' {
@@ -116,7 +190,9 @@ func fieldName(k string) string {
 }
 
 // Point turns a record into a point of measurement "training" with the given
-// tags (experiment, task, job) plus tag=<progress tag>.
+// tags (experiment, task, job) plus tag=<progress tag>. A record with
+// non-finite values gets the field nonfinite (what was logged), and diverged
+// = true when one of them is a loss.
 func (r Record) Point(tags map[string]string) results.Point {
 	t := make(map[string]string, len(tags)+1)
 	for k, v := range tags {
@@ -125,16 +201,22 @@ func (r Record) Point(tags map[string]string) results.Point {
 		}
 	}
 	t["tag"] = r.Tag
-	f := make(map[string]any, len(r.Values))
+	f := make(map[string]any, len(r.Values)+2)
 	for k, v := range r.Values {
 		name := fieldName(k)
-		if name == "" {
+		if name == "" || name == FieldDiverged || name == FieldNonFinite {
 			continue
 		}
 		if intKeys[k] && v == math.Trunc(v) && math.Abs(v) < 1<<53 {
 			f[name] = int64(v)
 		} else {
 			f[name] = v
+		}
+	}
+	if len(r.NonFinite) > 0 {
+		f[FieldNonFinite] = r.nonFiniteText()
+		if r.Diverged() {
+			f[FieldDiverged] = true
 		}
 	}
 	return results.Point{Measurement: Measurement, Tags: t, Fields: f, Time: r.Time}
@@ -146,7 +228,8 @@ func (r Record) Point(tags map[string]string) results.Point {
 // record that is not after the previous one to 1 ms past it.
 type Collector struct {
 	Tags map[string]string
-	// Tags to collect; nil means only train_inner.
+	// Tags to collect; nil means every progress line (train_inner, train,
+	// valid…).
 	Include func(tag string) bool
 
 	last    time.Time
@@ -155,11 +238,7 @@ type Collector struct {
 
 // Add records r (if included) and returns its point.
 func (c *Collector) Add(r Record) (results.Point, bool) {
-	inc := c.Include
-	if inc == nil {
-		inc = func(t string) bool { return t == TagTrainInner }
-	}
-	if !inc(r.Tag) {
+	if c.Include != nil && !c.Include(r.Tag) {
 		return results.Point{}, false
 	}
 	if !r.Time.After(c.last) && !c.last.IsZero() {
@@ -173,10 +252,12 @@ func (c *Collector) Add(r Record) (results.Point, bool) {
 // Records returns what was collected so far.
 func (c *Collector) Records() []Record { return c.records }
 
-// Summary returns the summary of the train_inner records so far.
+// Summary returns the summary of the records so far.
 func (c *Collector) Summary() Summary { return Summarize(c.records) }
 
-// Summary describes a training run from its train_inner lines.
+// Summary describes a training run: throughput and the training loss from
+// its train_inner lines, the validation loss per subset from its valid
+// lines, and whether and where it diverged.
 type Summary struct {
 	Intervals   int       `json:"intervals"` // train_inner lines
 	FirstUpdate int64     `json:"first_update"`
@@ -193,30 +274,90 @@ type Summary struct {
 	// SecondsPerUpdate is Δwall/Δnum_updates over the steady state (falls
 	// back to 1/MeanUPS when wall is missing).
 	SecondsPerUpdate float64 `json:"seconds_per_update"`
-	FinalLoss        float64 `json:"final_loss"` // bits/token
-	FinalPPL         float64 `json:"final_ppl"`
-	WPB              float64 `json:"wpb"`              // tokens per update
-	MaxCUDAGB        float64 `json:"max_cuda_gb"`      // peak cuda_gb_allocated
-	HasSteadyState   bool    `json:"has_steady_state"` // at least two intervals
+	// FinalLoss and FinalPPL are the last train_inner line's with a finite
+	// loss, logged at update FinalLossUpdate: after a divergence, the last
+	// loss before it.
+	FinalLoss       float64 `json:"final_loss"` // bits/token
+	FinalPPL        float64 `json:"final_ppl"`
+	FinalLossUpdate int64   `json:"final_loss_update"`
+	WPB             float64 `json:"wpb"`              // tokens per update
+	MaxCUDAGB       float64 `json:"max_cuda_gb"`      // peak cuda_gb_allocated
+	HasSteadyState  bool    `json:"has_steady_state"` // at least two intervals
+	// Validation has one entry per validation subset (tag), in the order
+	// they first appear.
+	Validation []Validation `json:"validation,omitempty"`
+	// EpochEnds counts end-of-epoch (tag train) lines.
+	EpochEnds int `json:"epoch_ends,omitempty"`
+	// Diverged is the first line whose loss was inf or NaN; nil when none.
+	Diverged *Divergence `json:"diverged,omitempty"`
 }
 
-// Summarize computes the summary of train_inner records (others are
-// ignored), in log order.
+// Validation is one validation subset's loss over the run.
+type Validation struct {
+	Subset      string  `json:"subset"`      // the line's tag: valid, valid/combined, …
+	Evaluations int     `json:"evaluations"` // lines with a finite loss
+	LastLoss    float64 `json:"last_loss"`   // bits/token
+	LastPPL     float64 `json:"last_ppl,omitempty"`
+	LastUpdate  int64   `json:"last_update"`
+	BestLoss    float64 `json:"best_loss"` // the lowest (metaseq's default best_checkpoint_metric)
+	BestUpdate  int64   `json:"best_update"`
+}
+
+// Divergence is where a run's loss first became inf or NaN.
+type Divergence struct {
+	Update int64     `json:"update"` // num_updates of that line (0 when it has none)
+	Tag    string    `json:"tag"`    // train_inner, valid, …
+	Values string    `json:"values"` // what was logged: "loss=inf,ppl=inf"
+	Time   time.Time `json:"time"`
+}
+
+// Summarize computes the summary of records in log order.
 func Summarize(recs []Record) Summary {
 	var tr []Record
+	var s Summary
+	validIdx := map[string]int{}
 	for _, r := range recs {
-		if r.Tag == TagTrainInner {
+		if s.Diverged == nil && r.Diverged() {
+			s.Diverged = &Divergence{Update: int64(r.Values["num_updates"]), Tag: r.Tag, Values: r.nonFiniteText(), Time: r.Time}
+		}
+		switch {
+		case r.Tag == TagTrainInner:
 			tr = append(tr, r)
+		case r.Tag == TagTrain:
+			s.EpochEnds++
+		case IsValidTag(r.Tag):
+			loss, ok := r.Values["loss"]
+			if !ok {
+				continue
+			}
+			i, seen := validIdx[r.Tag]
+			if !seen {
+				i = len(s.Validation)
+				validIdx[r.Tag] = i
+				s.Validation = append(s.Validation, Validation{Subset: r.Tag, BestLoss: loss, BestUpdate: int64(r.Values["num_updates"])})
+			}
+			v := &s.Validation[i]
+			v.Evaluations++
+			v.LastLoss, v.LastPPL, v.LastUpdate = loss, r.Values["ppl"], int64(r.Values["num_updates"])
+			if loss < v.BestLoss {
+				v.BestLoss, v.BestUpdate = loss, v.LastUpdate
+			}
 		}
 	}
-	s := Summary{Intervals: len(tr)}
+	s.Intervals = len(tr)
 	if len(tr) == 0 {
 		return s
 	}
 	first, last := tr[0], tr[len(tr)-1]
 	s.Start, s.End = first.Time, last.Time
 	s.FirstUpdate, s.LastUpdate = int64(first.Values["num_updates"]), int64(last.Values["num_updates"])
-	s.FinalLoss, s.FinalPPL, s.WPB = last.Values["loss"], last.Values["ppl"], last.Values["wpb"]
+	s.WPB = last.Values["wpb"]
+	for i := len(tr) - 1; i >= 0; i-- {
+		if loss, ok := tr[i].Values["loss"]; ok {
+			s.FinalLoss, s.FinalPPL, s.FinalLossUpdate = loss, tr[i].Values["ppl"], int64(tr[i].Values["num_updates"])
+			break
+		}
+	}
 	for _, r := range tr {
 		s.MaxCUDAGB = math.Max(s.MaxCUDAGB, r.Values["cuda_gb_allocated"])
 	}
@@ -257,27 +398,87 @@ func Summarize(recs []Record) Summary {
 	return s
 }
 
+// RecordFromPoint rebuilds a record from a stored training point (the
+// inverse of Record.Point, up to key names made safe as field names).
+func RecordFromPoint(p results.Point) Record {
+	r := Record{Time: p.Time, Tag: p.Tags["tag"], Values: map[string]float64{}}
+	for k, v := range p.Fields {
+		switch x := v.(type) {
+		case float64:
+			r.Values[k] = x
+		case int64:
+			r.Values[k] = float64(x)
+		case uint64:
+			r.Values[k] = float64(x)
+		}
+	}
+	if s, ok := p.Fields[FieldNonFinite].(string); ok && s != "" {
+		r.NonFinite = map[string]string{}
+		for _, kv := range strings.Split(s, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			r.NonFinite[k] = v
+		}
+	}
+	return r
+}
+
 // SummarizePoints rebuilds a summary from stored training points (for
-// `results show`): points of other measurements or tags are ignored.
+// `results show`): points of other measurements are ignored. Points of
+// several experiments or tasks must be split first (SummarizeRuns).
 func SummarizePoints(pts []results.Point) Summary {
 	var recs []Record
 	for _, p := range pts {
-		if p.Measurement != Measurement || p.Tags["tag"] != TagTrainInner {
-			continue
+		if p.Measurement == Measurement {
+			recs = append(recs, RecordFromPoint(p))
 		}
-		r := Record{Time: p.Time, Tag: TagTrainInner, Values: map[string]float64{}}
-		for k, v := range p.Fields {
-			switch x := v.(type) {
-			case float64:
-				r.Values[k] = x
-			case int64:
-				r.Values[k] = float64(x)
-			case uint64:
-				r.Values[k] = float64(x)
-			}
-		}
-		recs = append(recs, r)
 	}
 	sort.SliceStable(recs, func(i, j int) bool { return recs[i].Time.Before(recs[j].Time) })
 	return Summarize(recs)
+}
+
+// Run is one training run among stored points: its experiment, task and
+// job tags, and its summary.
+type Run struct {
+	Experiment string  `json:"experiment,omitempty"`
+	Task       string  `json:"task,omitempty"`
+	Job        string  `json:"job,omitempty"`
+	Summary    Summary `json:"summary"`
+}
+
+// Label names the run for people: "opt125m-… task 0 job 1234", leaving
+// out what it has not.
+func (r Run) Label() string {
+	var parts []string
+	for _, p := range [][2]string{{"", r.Experiment}, {"task ", r.Task}, {"job ", r.Job}} {
+		if p[1] != "" {
+			parts = append(parts, p[0]+p[1])
+		}
+	}
+	if len(parts) == 0 {
+		return "training run"
+	}
+	return strings.Join(parts, " ")
+}
+
+// SummarizeRuns splits training points by experiment, task and job and
+// summarises each, in the order the runs first appear.
+func SummarizeRuns(pts []results.Point) []Run {
+	type key struct{ exp, task, job string }
+	var order []key
+	by := map[key][]results.Point{}
+	for _, p := range pts {
+		if p.Measurement != Measurement {
+			continue
+		}
+		k := key{p.Tags[results.TagExperiment], p.Tags[results.TagTask], p.Tags["job"]}
+		if _, ok := by[k]; !ok {
+			order = append(order, k)
+		}
+		by[k] = append(by[k], p)
+	}
+	runs := make([]Run, 0, len(order))
+	for _, k := range order {
+		runs = append(runs, Run{Experiment: k.exp, Task: k.task, Job: k.job, Summary: SummarizePoints(by[k])})
+	}
+	return runs
 }

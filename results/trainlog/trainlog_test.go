@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +33,9 @@ func TestParseLine(t *testing.T) {
 		{"srun label", "0: 2022-11-11 14:05:29 | INFO | train_inner | " + sample + "\r\n", true, "", "0:", "train_inner"},
 		{"valid tag", "2022-11-11 14:05:29 | INFO | valid/dummy | " + sample, true, "", "", "valid/dummy"},
 		{"not stats", "2022-11-11 14:05:29 | INFO | metaseq_cli.train | training on 8 devices (GPUs/TPUs)", false, "", "", ""},
+		// metaseq.cli.train logs its config as a Python dict: not JSON, not a metric, not a warning.
+		{"config dump", "2022-11-11 14:04:10 | INFO | metaseq.cli.train | {'_name': None, 'common': {'_name': None, 'log_format': 'json', 'fp16': True}}", false, "", "", ""},
+		{"module logger with JSON", `2022-11-11 14:04:10 | INFO | metaseq.trainer | {"loss": "1"}`, false, "", "", ""},
 		{"empty", "", false, "", "", ""},
 		{"broken json", `2022-11-11 14:05:29 | INFO | train_inner | {"loss": "1", }`, true, "bad JSON", "", ""},
 		{"bad time", "2022-13-45 14:05:29 | INFO | train_inner | " + sample, true, "bad timestamp", "", ""},
@@ -111,8 +115,12 @@ func TestParseFileAndSummary(t *testing.T) {
 	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "line 7:") {
 		t.Errorf("errs = %v, want one for line 7", errs)
 	}
-	if n := len(c.Records()); n != 3 {
-		t.Fatalf("records = %d, want 3 train_inner", n)
+	tags := map[string]int{}
+	for _, r := range c.Records() {
+		tags[r.Tag]++
+	}
+	if len(c.Records()) != 4 || tags["train_inner"] != 3 || tags["valid/dummy"] != 1 {
+		t.Fatalf("records by tag = %v, want 3 train_inner and 1 valid/dummy", tags)
 	}
 	s := c.Summary()
 	if s.Intervals != 3 || s.SteadyIntervals != 2 || !s.HasSteadyState {
@@ -146,22 +154,49 @@ func TestCollectorUniqueTimes(t *testing.T) {
 		}
 		prev = p.Time
 	}
-	if _, ok := c.Add(trainlog.Record{Time: ts, Tag: "valid/dummy"}); ok {
-		t.Error("valid line collected by default")
+	// Every progress line is collected by default; Include narrows it.
+	if _, ok := c.Add(trainlog.Record{Time: ts, Tag: "valid/dummy"}); !ok {
+		t.Error("valid line not collected by default")
+	}
+	only := trainlog.Collector{Include: func(tag string) bool { return tag == "train_inner" }}
+	if _, ok := only.Add(trainlog.Record{Time: ts, Tag: "valid"}); ok {
+		t.Error("Include did not leave the valid line out")
 	}
 }
 
+// A summary rebuilt from the stored points (what results show does) is the
+// summary of the log, through line protocol and back.
 func TestSummarizePointsRoundTrip(t *testing.T) {
-	f, _ := os.Open("testdata/metaseq-prs507.log")
-	defer f.Close()
-	c := &trainlog.Collector{}
-	trainlog.Parse(f, c)
-	var pts []results.Point
-	for _, r := range c.Records() {
-		pts = append(pts, r.Point(nil))
-	}
-	if got, want := trainlog.SummarizePoints(pts), c.Summary(); got != want {
-		t.Errorf("from points %+v\nfrom log %+v", got, want)
+	for _, name := range []string{"metaseq-prs507.log", "metaseq-validation.log", "metaseq-diverged.log"} {
+		t.Run(name, func(t *testing.T) {
+			f, err := os.Open(filepath.Join("testdata", name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			c := &trainlog.Collector{Tags: map[string]string{"experiment": "e"}}
+			trainlog.Parse(f, c)
+			lp := filepath.Join(t.TempDir(), "metrics.lp")
+			var b []byte
+			for _, r := range c.Records() {
+				var err error
+				if b, err = results.AppendLine(b, r.Point(c.Tags)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			os.WriteFile(lp, b, 0o644)
+			var pts []results.Point
+			if err := results.ReadLineFile(lp, "training", func(p results.Point) { pts = append(pts, p) }, nil); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := trainlog.SummarizePoints(pts), c.Summary(); !reflect.DeepEqual(got, want) {
+				t.Errorf("from points %+v\nfrom log    %+v", got, want)
+			}
+			runs := trainlog.SummarizeRuns(pts)
+			if len(runs) != 1 || runs[0].Experiment != "e" || !reflect.DeepEqual(runs[0].Summary, c.Summary()) {
+				t.Errorf("runs = %+v", runs)
+			}
+		})
 	}
 }
 
@@ -297,4 +332,128 @@ func FuzzParseLine(f *testing.F) {
 			t.Fatalf("parsed point does not encode: %v (%+v)", err, p)
 		}
 	})
+}
+
+// Validation and end-of-epoch lines as metaseq's progress bar writes them
+// (keys prefixed with the tag), between the config dump and the other lines
+// of a real log: stored with their tag, keys without the prefix, and
+// summarised per subset.
+func TestValidationLog(t *testing.T) {
+	f, err := os.Open("testdata/metaseq-validation.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c := &trainlog.Collector{}
+	errs, err := trainlog.Parse(f, c)
+	if err != nil || len(errs) != 0 {
+		t.Fatalf("errs = %v, err %v (the config dump must not warn)", errs, err)
+	}
+	tags := map[string]int{}
+	var valid, train *trainlog.Record
+	for i, r := range c.Records() {
+		tags[r.Tag]++
+		switch r.Tag {
+		case "valid":
+			valid = &c.Records()[i]
+		case "train":
+			train = &c.Records()[i]
+		}
+	}
+	if want := map[string]int{"train_inner": 3, "valid": 2, "valid/combined": 2, "train": 1}; !reflect.DeepEqual(tags, want) {
+		t.Fatalf("records by tag = %v, want %v", tags, want)
+	}
+	if valid.Values["loss"] != 12.406 || valid.Values["num_updates"] != 85 || valid.Values["best_loss"] != 12.406 {
+		t.Errorf("valid values = %v", valid.Values)
+	}
+	if train.Values["loss"] != 13.016 || train.Values["train_wall"] != 132 || train.Values["wall"] != 365 {
+		t.Errorf("train values = %v", train.Values)
+	}
+	p := valid.Point(map[string]string{"experiment": "e"})
+	if p.Tags["tag"] != "valid" || p.Fields["loss"] != 12.406 || p.Fields["num_updates"] != int64(85) {
+		t.Errorf("valid point = %+v", p)
+	}
+	s := c.Summary()
+	want := []trainlog.Validation{
+		{Subset: "valid", Evaluations: 2, LastLoss: 12.406, LastPPL: 5427.01, LastUpdate: 85, BestLoss: 12.406, BestUpdate: 85},
+		{Subset: "valid/combined", Evaluations: 2, LastLoss: 12.406, LastPPL: 5427.01, LastUpdate: 85, BestLoss: 12.406, BestUpdate: 85},
+	}
+	if !reflect.DeepEqual(s.Validation, want) || s.EpochEnds != 1 || s.Intervals != 3 || s.Diverged != nil {
+		t.Errorf("summary = %+v", s)
+	}
+	var b strings.Builder
+	s.WriteText(&b)
+	if !strings.Contains(b.String(), "validation valid: last loss 12.41 at update 85, best 12.41 at update 85 (2 evaluations)") {
+		t.Errorf("text:\n%s", b.String())
+	}
+	// The best is the lowest loss, not the last one.
+	recs := append([]trainlog.Record(nil), c.Records()...)
+	recs = append(recs, trainlog.Record{Tag: "valid", Values: map[string]float64{"loss": 12.9, "num_updates": 90}})
+	if v := trainlog.Summarize(recs).Validation[0]; v.LastLoss != 12.9 || v.LastUpdate != 90 || v.BestLoss != 12.406 || v.BestUpdate != 85 || v.Evaluations != 3 {
+		t.Errorf("after a worse evaluation: %+v", v)
+	}
+}
+
+// A run whose loss becomes inf, then NaN (Python's {:g} of them): recorded
+// as diverged at the update of the first such line, never as loss 0.
+func TestDivergedLog(t *testing.T) {
+	f, err := os.Open("testdata/metaseq-diverged.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c := &trainlog.Collector{}
+	if errs, err := trainlog.Parse(f, c); err != nil || len(errs) != 0 {
+		t.Fatalf("errs = %v, err %v", errs, err)
+	}
+	s := c.Summary()
+	d := s.Diverged
+	if d == nil || d.Update != 15 || d.Tag != "train_inner" || d.Values != "gnorm=inf,loss=inf,ppl=inf" {
+		t.Fatalf("diverged = %+v", d)
+	}
+	if s.FinalLoss != 14.102 || s.FinalLossUpdate != 10 || s.LastUpdate != 20 || s.Intervals != 4 {
+		t.Errorf("summary = %+v", s)
+	}
+	if s.Failed() == "" || !strings.Contains(s.Failed(), "update 15") {
+		t.Errorf("Failed() = %q", s.Failed())
+	}
+	recs := c.Records()
+	p := recs[3].Point(nil)
+	if p.Fields["diverged"] != true || p.Fields["nonfinite"] != "gnorm=nan,loss=nan,ppl=nan" {
+		t.Errorf("NaN point fields = %v", p.Fields)
+	}
+	if _, ok := p.Fields["loss"]; ok {
+		t.Error("a NaN loss became a field")
+	}
+	if p.Fields["num_updates"] != int64(20) || p.Fields["wps"] != 740112.0 {
+		t.Errorf("finite values of the diverged line lost: %v", p.Fields)
+	}
+	if _, err := results.AppendLine(nil, p); err != nil {
+		t.Fatal(err)
+	}
+	if p := recs[1].Point(nil); p.Fields["diverged"] != nil || p.Fields["nonfinite"] != nil {
+		t.Errorf("a finite line is marked: %v", p.Fields)
+	}
+	var b strings.Builder
+	s.WriteText(&b)
+	text := b.String()
+	for _, want := range []string{"last finite loss 14.1 bits/token at update 10", "DIVERGED at update 15: train_inner logged gnorm=inf,loss=inf,ppl=inf"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "final loss 0") {
+		t.Errorf("text reports a final loss of 0:\n%s", text)
+	}
+	// A non-finite value that is not a loss (an fp16 overflow's gnorm) is
+	// kept as nonfinite but is not a divergence.
+	rec, _, _ := trainlog.ParseLine(`2023-06-08 09:01:24 | INFO | train_inner | {"loss": "14.1", "gnorm": "inf", "num_updates": "15"}`)
+	if rec.Diverged() || rec.NonFinite["gnorm"] != "inf" || rec.Values["loss"] != 14.1 {
+		t.Errorf("gnorm overflow: %+v", rec)
+	}
+	// Beyond float64 is infinite too.
+	rec, _, _ = trainlog.ParseLine(`2023-06-08 09:01:24 | INFO | valid | {"valid_loss": "1e999", "valid_num_updates": "15"}`)
+	if !rec.Diverged() {
+		t.Errorf("valid_loss 1e999: %+v", rec)
+	}
 }
