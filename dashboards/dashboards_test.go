@@ -222,30 +222,39 @@ func TestPanelQueriesReturnRows(t *testing.T) {
 		}
 	}
 
-	// A real Metaseq training log.
-	f, err := os.Open(filepath.Join("..", "results", "trainlog", "testdata", "metaseq-prs507.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	col := &trainlog.Collector{Tags: map[string]string{"experiment": "train-test", "task": "t000"}}
-	if _, err := trainlog.Parse(f, col); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	// Metaseq training logs: real train_inner lines with validation and
+	// end-of-epoch lines (t000), and a run that diverges (t001, moved to
+	// just after t000 so that one time range holds both).
 	var trainFrom, trainTo time.Time
-	for _, r := range col.Records() {
-		if err := sink.Write(ctx, r.Point(col.Tags)); err != nil {
+	for i, name := range []string{"metaseq-validation.log", "metaseq-diverged.log"} {
+		f, err := os.Open(filepath.Join("..", "results", "trainlog", "testdata", name))
+		if err != nil {
 			t.Fatal(err)
 		}
-		if trainFrom.IsZero() || r.Time.Before(trainFrom) {
-			trainFrom = r.Time
+		col := &trainlog.Collector{Tags: map[string]string{"experiment": "train-test", "task": fmt.Sprintf("t%03d", i)}}
+		if _, err := trainlog.Parse(f, col); err != nil {
+			t.Fatal(err)
 		}
-		if r.Time.After(trainTo) {
-			trainTo = r.Time
+		f.Close()
+		if len(col.Records()) < 2 {
+			t.Fatalf("%s gave %d records", name, len(col.Records()))
 		}
-	}
-	if len(col.Records()) < 2 {
-		t.Fatalf("training log gave %d records", len(col.Records()))
+		shift := time.Duration(0)
+		if i > 0 {
+			shift = trainTo.Add(time.Minute).Sub(col.Records()[0].Time)
+		}
+		for _, r := range col.Records() {
+			r.Time = r.Time.Add(shift)
+			if err := sink.Write(ctx, r.Point(col.Tags)); err != nil {
+				t.Fatal(err)
+			}
+			if trainFrom.IsZero() || r.Time.Before(trainFrom) {
+				trainFrom = r.Time
+			}
+			if r.Time.After(trainTo) {
+				trainTo = r.Time
+			}
+		}
 	}
 	if err := sink.Close(); err != nil {
 		t.Fatal(err)

@@ -84,10 +84,12 @@ serving = dashboard("gpuorch-serving", "gpuorch — serving experiments",
                     "gpuorch serving metrics (docs/metrics.md) from InfluxDB 1.8 via InfluxQL. Pick an experiment and tasks.",
                     ["gpuorch", "serving"], serving_vars, sp)
 
-TW = '"experiment" =~ /^$experiment$/ AND "task" =~ /^$task$/ AND "tag" = \'train_inner\''
+TR = '"experiment" =~ /^$experiment$/ AND "task" =~ /^$task$/'
+TW = TR + ' AND "tag" = \'train_inner\''
+TV = TR + ' AND "tag" =~ /^valid/'   # valid, valid_<subset>, valid/<subset>
 TG = 'GROUP BY time($__interval), "task" fill(none)'
-def tsel(fields, group=TG):
-    return f'SELECT {fields} FROM "training" WHERE {TW} AND $timeFilter {group}'
+def tsel(fields, group=TG, where=TW):
+    return f'SELECT {fields} FROM "training" WHERE {where} AND $timeFilter {group}'
 training_vars = [
     var("experiment", "Experiment", 'SHOW TAG VALUES FROM "training" WITH KEY = "experiment"', multi=False, include_all=False),
     var("task", "Task", 'SHOW TAG VALUES FROM "training" WITH KEY = "task" WHERE "experiment" =~ /^$experiment$/'),
@@ -103,8 +105,13 @@ tp.append(ts(6, "Gradient norm", "gnorm before clipping.", [target(tsel('mean("g
 tp.append(ts(7, "GPU memory (GB)", "CUDA memory allocated and reserved per rank 0.",
              [target(tsel('max("cuda_gb_allocated") AS "allocated", max("cuda_gb_reserved") AS "reserved"'), alias="$tag_task $col")], "decgbytes", 0, 24))
 tp.append(ts(8, "Progress (num_updates)", "Optimizer steps done.", [target(tsel('last("num_updates")'), alias="$tag_task")], "short", 12, 24))
+tp.append(ts(9, "Validation loss (bits/token)", "Loss of each validation subset (valid, valid/<subset>, valid/combined lines; keys without the tag prefix), beside the training loss.",
+             [target(tsel('mean("loss")', where=TV, group='GROUP BY time($__interval), "task", "tag" fill(none)'), alias="$tag_task $tag_tag"),
+              target(tsel('mean("loss")'), ref="B", alias="$tag_task train_inner")], "short", 0, 32))
+tp.append(ts(10, "Diverged lines", "Progress lines whose loss was inf or NaN (field diverged): the first one is where the run diverged. Empty for a healthy run.",
+             [target(tsel('count("diverged")', where=TR + ' AND "diverged" = true'), alias="$tag_task")], "short", 12, 32))
 training = dashboard("gpuorch-training", "gpuorch — training runs",
-                     "Metaseq training metrics parsed from the training log (measurement training, tag=train_inner).",
+                     "Metaseq training metrics parsed from the training log (measurement training; tag=train_inner, valid…, train).",
                      ["gpuorch", "training"], training_vars, tp, rng="now-24h")
 
 for name, d in [("serving.json", serving), ("training.json", training)]:

@@ -32,6 +32,7 @@ type ReportData struct {
 	Results    *Results
 	Summary    []Point // serving_summary points (breakdown total and step)
 	Intervals  []Point // serving points for all requests (no class or model)
+	Training   []Point // training points (Metaseq logs: train_inner, valid…, train)
 }
 
 // LoadReport reads what a report on experiment needs from src.
@@ -53,7 +54,12 @@ func LoadReport(ctx context.Context, src Source, experiment, sourceName string) 
 	if err != nil {
 		return nil, fmt.Errorf("read %s points: %w", MeasServing, err)
 	}
-	d := &ReportData{Experiment: experiment, Source: sourceName, Generated: time.Now(), Results: res, Summary: sum}
+	q.Measurement = MeasTraining
+	tr, err := src.Query(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("read %s points: %w", MeasTraining, err)
+	}
+	d := &ReportData{Experiment: experiment, Source: sourceName, Generated: time.Now(), Results: res, Summary: sum, Training: tr}
 	// The all-requests series of a task has neither class nor model; a task
 	// swept over models tags every point with its model, and then that
 	// series is the task's.
@@ -266,22 +272,154 @@ func latencyCDF(d *ReportData) *charts.Line {
 
 var echartsScriptTag = regexp.MustCompile(`<script src="[^"]*echarts\.min\.js"></script>`)
 
-// WriteReport writes a self-contained HTML page: a header with the task
-// table and four charts, with ECharts inlined (no network needed).
+// hasServing reports whether the report has serving results to chart.
+func (d *ReportData) hasServing() bool {
+	return d.Results != nil && (len(d.Results.Tasks) > 0 || len(d.Intervals) > 0)
+}
+
+// trainingRun is one training run's points (same experiment, task, job).
+type trainingRun struct {
+	label string
+	pts   []Point
+}
+
+// trainingRuns groups the training points by run, in time order within each.
+func (d *ReportData) trainingRuns() []trainingRun {
+	var runs []trainingRun
+	idx := map[string]int{}
+	for _, p := range d.Training {
+		var parts []string
+		for _, k := range []string{TagExperiment, TagTask, "job"} {
+			if v := p.Tags[k]; v != "" {
+				parts = append(parts, v)
+			}
+		}
+		label := strings.Join(parts, "/")
+		i, ok := idx[label]
+		if !ok {
+			i = len(runs)
+			idx[label] = i
+			runs = append(runs, trainingRun{label: label})
+		}
+		runs[i].pts = append(runs[i].pts, p)
+	}
+	for _, r := range runs {
+		sort.SliceStable(r.pts, func(i, j int) bool { return r.pts[i].Time.Before(r.pts[j].Time) })
+	}
+	return runs
+}
+
+// divergedAt is the update of the run's first diverged point, or -1.
+func (r trainingRun) divergedAt() int64 {
+	for _, p := range r.pts {
+		if b, _ := p.Fields["diverged"].(bool); b {
+			return fieldInt(p.Fields, "num_updates")
+		}
+	}
+	return -1
+}
+
+// trainingLoss: training loss (train_inner) and each validation subset's
+// loss (tags valid…) against the update, one series each per run; a run that
+// diverged says at which update in the subtitle (its inf/NaN losses cannot
+// be drawn).
+func trainingLoss(d *ReportData) *charts.Line {
+	c := charts.NewLine()
+	runs := d.trainingRuns()
+	sub := "bits/token: train_inner lines, and validation lines per subset"
+	for _, r := range runs {
+		if u := r.divergedAt(); u >= 0 {
+			sub += fmt.Sprintf("; %s DIVERGED at update %d", r.label, u)
+		}
+	}
+	var maxUpdate int64
+	for _, p := range d.Training {
+		maxUpdate = max(maxUpdate, fieldInt(p.Fields, "num_updates"))
+	}
+	c.SetGlobalOptions(append(baseOpts("Training and validation loss", sub, "update", "value", "loss (bits/token)"),
+		// Up to the last update logged, so a divergence's mark shows after
+		// the last finite loss.
+		charts.WithXAxisOpts(opts.XAxis{Name: "update", Type: "value", NameLocation: "middle", NameGap: 30, Scale: opts.Bool(true), Max: maxUpdate}))...)
+	for _, r := range runs {
+		var tags []string
+		series := map[string][]opts.LineData{}
+		for _, p := range r.pts {
+			tag := p.Tags["tag"]
+			if tag != "train_inner" && !strings.HasPrefix(tag, "valid") {
+				continue
+			}
+			loss, ok := fieldFloat(p.Fields, "loss")
+			u, uok := fieldFloat(p.Fields, "num_updates")
+			if !ok || !uok {
+				continue
+			}
+			if _, seen := series[tag]; !seen {
+				tags = append(tags, tag)
+			}
+			series[tag] = append(series[tag], xy(u, loss))
+		}
+		for i, tag := range tags {
+			name := tag
+			if len(runs) > 1 {
+				name = r.label + " " + tag
+			}
+			so := []charts.SeriesOpts{lineOpts()}
+			if u := r.divergedAt(); u >= 0 && i == 0 {
+				// A vertical line where the loss became inf or NaN.
+				so = append(so, charts.WithMarkLineNameXAxisItemOpts(opts.MarkLineNameXAxisItem{Name: "diverged", XAxis: u}))
+			}
+			c.AddSeries(name, series[tag], so...)
+		}
+	}
+	return c
+}
+
+// trainingThroughput: words (tokens)/s of the train_inner lines against the
+// update, one series per run.
+func trainingThroughput(d *ReportData) *charts.Line {
+	c := charts.NewLine()
+	c.SetGlobalOptions(baseOpts("Training throughput", "words (tokens)/s across all GPUs, train_inner lines (the first interval's 0 includes start-up)",
+		"update", "value", "words/s")...)
+	for _, r := range d.trainingRuns() {
+		var data []opts.LineData
+		for _, p := range r.pts {
+			if p.Tags["tag"] != "train_inner" {
+				continue
+			}
+			wps, ok := fieldFloat(p.Fields, "wps")
+			u, uok := fieldFloat(p.Fields, "num_updates")
+			if ok && uok {
+				data = append(data, xy(u, wps))
+			}
+		}
+		c.AddSeries(r.label, data, lineOpts())
+	}
+	return c
+}
+
+// WriteReport writes a self-contained HTML page, with ECharts inlined (no
+// network needed): for serving results a header with the task table and
+// five charts; for training runs a table of runs and charts of the loss
+// (training and validation) and throughput against the update.
 func WriteReport(w io.Writer, d *ReportData) error {
-	if d.Results == nil || (len(d.Results.Tasks) == 0 && len(d.Intervals) == 0) {
-		return fmt.Errorf("report: experiment %q has no serving points", d.Experiment)
+	if !d.hasServing() && len(d.Training) == 0 {
+		return fmt.Errorf("report: experiment %q has no serving or training points", d.Experiment)
 	}
 	page := components.NewPage()
 	page.SetPageTitle("gpuorch report: " + d.Experiment)
 	page.SetLayout(components.PageFlexLayout)
-	page.AddCharts(
-		latencyVsRate(d),
-		overTime(d, "Throughput over time", "completed requests/s per interval, per task", "achieved_rate", "throughput (req/s)"),
-		overTime(d, "p99 latency over time", "corrected p99 per interval, per task", "latency_p99", "p99 latency (ms)"),
-		sloAttainment(d),
-		latencyCDF(d),
-	)
+	if d.hasServing() {
+		page.AddCharts(
+			latencyVsRate(d),
+			overTime(d, "Throughput over time", "completed requests/s per interval, per task", "achieved_rate", "throughput (req/s)"),
+			overTime(d, "p99 latency over time", "corrected p99 per interval, per task", "latency_p99", "p99 latency (ms)"),
+			sloAttainment(d),
+			latencyCDF(d),
+		)
+	}
+	if len(d.Training) > 0 {
+		page.AddCharts(trainingLoss(d), trainingThroughput(d))
+	}
 	var buf bytes.Buffer
 	if err := page.Render(&buf); err != nil {
 		return fmt.Errorf("report: render: %w", err)
@@ -321,8 +459,46 @@ func reportHeader(d *ReportData) string {
 </style>
 `)
 	fmt.Fprintf(&b, "<h1>gpuorch report: %s</h1>\n", html.EscapeString(d.Experiment))
-	fmt.Fprintf(&b, `<div class="meta">%d tasks · source: %s · generated %s</div>`+"\n",
-		len(d.Results.Tasks), html.EscapeString(d.Source), d.Generated.UTC().Format("2006-01-02 15:04:05 UTC"))
+	runs := d.trainingRuns()
+	what := fmt.Sprintf("%d tasks", len(d.Results.Tasks))
+	if !d.hasServing() {
+		what = fmt.Sprintf("%d training run(s)", len(runs))
+	}
+	fmt.Fprintf(&b, `<div class="meta">%s · source: %s · generated %s</div>`+"\n",
+		what, html.EscapeString(d.Source), d.Generated.UTC().Format("2006-01-02 15:04:05 UTC"))
+	if len(runs) > 0 {
+		b.WriteString(`<table class="tasks"><tr><th class="l">training run</th><th>updates</th><th>last loss</th><th>last validation loss</th><th class="l">status</th></tr>` + "\n")
+		for _, r := range runs {
+			var first, last int64 = -1, -1
+			loss, vloss := "–", "–"
+			for _, p := range r.pts {
+				u := fieldInt(p.Fields, "num_updates")
+				tag := p.Tags["tag"]
+				if tag == "train_inner" {
+					if first < 0 {
+						first = u
+					}
+					last = u
+					if v, ok := fieldFloat(p.Fields, "loss"); ok {
+						loss = fmt.Sprintf("%.4g (update %d)", v, u)
+					}
+				}
+				if v, ok := fieldFloat(p.Fields, "loss"); ok && strings.HasPrefix(tag, "valid") {
+					vloss = fmt.Sprintf("%.4g (%s, update %d)", v, tag, u)
+				}
+			}
+			status := "ok"
+			if u := r.divergedAt(); u >= 0 {
+				status = fmt.Sprintf("DIVERGED at update %d", u)
+			}
+			fmt.Fprintf(&b, `<tr><td class="l">%s</td><td>%d–%d</td><td>%s</td><td>%s</td><td class="l">%s</td></tr>`+"\n",
+				html.EscapeString(r.label), first, last, html.EscapeString(loss), html.EscapeString(vloss), html.EscapeString(status))
+		}
+		b.WriteString("</table>\n")
+		if !d.hasServing() {
+			return b.String()
+		}
+	}
 	b.WriteString(`<table class="tasks"><tr><th class="l">task</th><th class="l">status</th><th>offered/s</th><th>achieved/s</th><th>goodput/s</th><th>SLO att.</th><th>p50 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>errors</th><th>timeouts</th><th>dropped</th></tr>` + "\n")
 	for _, r := range d.Results.Tasks {
 		att := "–"

@@ -32,6 +32,12 @@ with the experiment's task table and five charts:
    SLO attainment against SLO factor, per task
    latency CDF per task (from the recorded percentiles)
 
+For a training run (gpuorch train submit; measurement training) it has a
+table of runs (updates, last training and validation loss, DIVERGED at the
+update where the loss became inf or NaN) and two charts against the update:
+training loss with each validation subset's loss (a divergence marked), and
+words/s.
+
 Points come from InfluxDB when it is configured (GPUORCH_INFLUX_URL), else
 from the experiment's local store; GPUORCH_RESULTS_SOURCE=local forces the
 local store. EXP is resolved as for ` + "`gpuorch results show`" + `.
@@ -71,7 +77,11 @@ Example:
 		if err := atomicfile.Write(out, 0o644, func(w io.Writer) error { return results.WriteReport(w, d) }); err != nil {
 			return fmt.Errorf("report of %s: %w", e.Label, err)
 		}
-		fmt.Fprintf(c.App.ErrWriter, "wrote %s (%d tasks, from %s)\n", out, len(d.Results.Tasks), d.Source)
+		what := fmt.Sprintf("%d tasks", len(d.Results.Tasks))
+		if len(d.Results.Tasks) == 0 && len(d.Training) > 0 {
+			what = fmt.Sprintf("%d training points", len(d.Training))
+		}
+		fmt.Fprintf(c.App.ErrWriter, "wrote %s (%s, from %s)\n", out, what, d.Source)
 		return nil
 	},
 }
