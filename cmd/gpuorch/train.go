@@ -196,10 +196,13 @@ func trainSubmit(c *cli.Context) error {
 		}
 		return ferr
 	}
-	if state != string(sbatch.StateCompleted) {
+	msg := res.Summary.Failed()
+	switch {
+	case state != string(sbatch.StateCompleted) && msg != "":
+		return fmt.Errorf("job %s ended %s: %s (see %s)", run.JobID, state, msg, run.Dir)
+	case state != string(sbatch.StateCompleted):
 		return fmt.Errorf("job %s ended %s (see %s)", run.JobID, state, run.Dir)
-	}
-	if msg := res.Summary.Failed(); msg != "" {
+	case msg != "":
 		return fmt.Errorf("job %s: %s (see %s)", run.JobID, msg, run.Dir)
 	}
 	return nil

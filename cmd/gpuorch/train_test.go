@@ -67,28 +67,61 @@ mem = "200M"
 time = "5:00"
 runtime = "none"
 script = "`+bin+`"
-extra_args = ["--max-update", "30", "--log-interval", "5"]
+extra_args = ["--max-update", "30", "--log-interval", "5", "--validate-interval-updates", "15"]
 `), 0o644)
 	out, errOut, code := runInProcess(t, "train", "submit", "--preflight", "--follow", spec)
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s%s", code, out, errOut)
 	}
-	if !strings.Contains(out, "updates 5-30 in 6 intervals") || !strings.Contains(out, "COMPLETED") {
+	if !strings.Contains(out, "updates 5-30 in 6 intervals") || !strings.Contains(out, "COMPLETED") ||
+		!strings.Contains(out, "validation valid: last loss 15.84 at update 30, best 15.84 at update 30 (2 evaluations)") {
 		t.Errorf("output:\n%s", out)
+	}
+	if strings.Contains(errOut, "bad JSON") {
+		t.Errorf("the config dump was parsed as a stats line:\n%s", errOut)
 	}
 	lps, _ := filepath.Glob(filepath.Join(home, "*", "metrics.lp"))
 	if len(lps) != 1 {
 		t.Fatalf("metrics files: %v", lps)
 	}
-	n := 0
+	tags := map[string]int{}
 	err := results.ReadLineFile(lps[0], "training", func(p results.Point) {
-		n++
+		tags[p.Tags["tag"]]++
 		if p.Tags["job"] == "" || !strings.HasPrefix(p.Tags["experiment"], "standin-") {
 			t.Errorf("point tags %v", p.Tags)
 		}
 	}, nil)
-	if err != nil || n != 6 {
-		t.Errorf("%d training points stored (err %v), want 6", n, err)
+	if err != nil || tags["train_inner"] != 6 || tags["valid"] != 2 || tags["train"] != 1 || len(tags) != 3 {
+		t.Errorf("training points stored by tag: %v (err %v), want 6 train_inner, 2 valid, 1 train", tags, err)
+	}
+	// results show finds the run by its id and reads the same from the store.
+	t.Setenv("GPUORCH_RESULTS_SOURCE", "local")
+	id := filepath.Base(filepath.Dir(lps[0]))
+	if show, errOut, code := runInProcess(t, "results", "show", id); code != 0 || !strings.Contains(show, "validation valid: last loss 15.84 at update 30") {
+		t.Errorf("results show %s: exit %d\n%s%s", id, code, show, errOut)
+	}
+
+	// A run that diverges: the stand-in's loss becomes inf at update 15,
+	// NaN at 20, and it fails as metaseq does.
+	os.WriteFile(spec, []byte(`[experiment]
+name = "diverge"
+[training]
+nodes = 1
+gpus_per_node = 2
+cpus_per_task = 1
+mem = "200M"
+time = "5:00"
+runtime = "none"
+script = "`+bin+`"
+extra_args = ["--max-update", "30", "--log-interval", "5"]
+[training.env]
+STANDIN_DIVERGE_AT = "15"
+`), 0o644)
+	out, errOut, code = runInProcess(t, "train", "submit", "--follow", spec)
+	if code != exitFailure || !strings.Contains(out, "DIVERGED at update 15: train_inner logged loss=inf,ppl=inf") ||
+		!strings.Contains(out, "last finite loss 15.7 bits/token at update 10") || strings.Contains(out, "final loss 0") ||
+		!strings.Contains(errOut, "ended FAILED: training diverged at update 15") {
+		t.Errorf("diverged run: exit %d\n%s%s", code, out, errOut)
 	}
 }
 

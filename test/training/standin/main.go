@@ -3,8 +3,13 @@
 // Metaseq-format stats lines (--log-format json), as metaseq does.
 //
 // Usage: standin [metaseq-style args] — it reads --max-update,
-// --log-interval and --log-format and ignores the rest. The rank record
-// goes to $STANDIN_RECORD_DIR/rank-<RANK>.json.
+// --log-interval, --log-format and --validate-interval-updates and ignores
+// the rest. The rank record goes to $STANDIN_RECORD_DIR/rank-<RANK>.json.
+// Like metaseq it logs its config as a Python dict first, validates every
+// --validate-interval-updates updates and at the end (tag "valid", keys
+// prefixed "valid_"), and closes the epoch with a "train" line. With
+// $STANDIN_DIVERGE_AT=N the loss is inf at update N and NaN after it, and
+// the run fails as metaseq's does (FloatingPointError, exit 1).
 package main
 
 import (
@@ -17,7 +22,7 @@ import (
 
 func main() {
 	args := os.Args[1:]
-	maxUpdate, interval, format := 20, 5, ""
+	maxUpdate, interval, format, validEvery := 20, 5, "", 0
 	for i := 0; i < len(args); i++ {
 		next := func() string {
 			if i+1 < len(args) {
@@ -33,6 +38,8 @@ func main() {
 			interval, _ = strconv.Atoi(next())
 		case "--log-format":
 			format = next()
+		case "--validate-interval-updates":
+			validEvery, _ = strconv.Atoi(next())
 		}
 	}
 	if format != "json" {
@@ -63,9 +70,22 @@ func main() {
 	log := func(tag, msg string) {
 		fmt.Printf("%s | INFO | %s | %s\n", time.Now().UTC().Format(time.DateTime), tag, msg)
 	}
-	log("metaseq_cli.train", fmt.Sprintf("training on %d devices (GPUs/TPUs)", world))
+	divergeAt, _ := strconv.Atoi(os.Getenv("STANDIN_DIVERGE_AT"))
+	// metaseq.cli.train logs the whole config (an omegaconf DictConfig) as
+	// a Python dict, then its progress.
+	log("metaseq.cli.train", fmt.Sprintf("{'_name': None, 'common': {'_name': None, 'log_interval': %d, 'log_format': '%s', 'fp16': True}, 'optimization': {'_name': None, 'max_update': %d}, 'dataset': {'_name': None, 'validate_interval_updates': %d}}",
+		interval, format, maxUpdate, validEvery))
+	log("metaseq.cli.train", fmt.Sprintf("training on %d devices (GPUs/TPUs)", world))
 	start := time.Now()
 	loss := 15.9
+	validLoss := 16.0
+	validate := func(u int) {
+		log("metaseq.cli.train", `begin validation on "valid" subset on rank 0`)
+		validLoss -= 0.08
+		b, _ := json.Marshal(map[string]any{"epoch": 1, "valid_loss": fmt.Sprintf("%g", validLoss), "valid_ppl": fmt.Sprintf("%g", pow2(validLoss)),
+			"valid_wps": "1.2e+06", "valid_wpb": "1.04858e+06", "valid_bsz": "512", "valid_num_updates": strconv.Itoa(u)})
+		log("valid", string(b))
+	}
 	for u := interval; u <= maxUpdate; u += interval {
 		time.Sleep(50 * time.Millisecond)
 		wps, ups := "0", "0"
@@ -73,15 +93,33 @@ func main() {
 			wps, ups = fmt.Sprintf("%g", 700000.0+float64(u)), "0.7"
 		}
 		loss -= 0.1
-		stats := map[string]any{"epoch": 1, "loss": fmt.Sprintf("%g", loss), "ppl": fmt.Sprintf("%g", pow2(loss)),
+		lossText, pplText := fmt.Sprintf("%g", loss), fmt.Sprintf("%g", pow2(loss))
+		switch {
+		case divergeAt > 0 && u == divergeAt:
+			lossText, pplText = "inf", "inf"
+		case divergeAt > 0 && u > divergeAt:
+			lossText, pplText = "nan", "nan"
+		}
+		stats := map[string]any{"epoch": 1, "loss": lossText, "ppl": pplText,
 			"wps": wps, "ups": ups, "wpb": "1.04858e+06", "bsz": "512", "num_updates": strconv.Itoa(u),
 			"lr": "2.80112e-07", "gnorm": nil, "clip": "100", "train_wall": "1",
 			"wall": fmt.Sprintf("%g", 10+float64(u)), "cuda_gb_allocated": "19.7"}
 		b, _ := json.Marshal(stats)
 		log("train_inner", string(b))
+		if divergeAt > 0 && u > divergeAt {
+			fmt.Fprintln(os.Stderr, "FloatingPointError: Minimum loss scale reached (0.0001). Your loss is probably exploding.")
+			os.Exit(1)
+		}
+		if validEvery > 0 && u%validEvery == 0 && u < maxUpdate {
+			validate(u)
+		}
 	}
-	log("metaseq_cli.train", fmt.Sprintf("Stopping training due to num_updates: %d >= max_update: %d", maxUpdate, maxUpdate))
-	log("metaseq_cli.train", fmt.Sprintf("done training in %.1f seconds", time.Since(start).Seconds()))
+	log("metaseq.cli.train", fmt.Sprintf("Stopping training due to num_updates: %d >= max_update: %d", maxUpdate, maxUpdate))
+	validate(maxUpdate)
+	b, _ := json.Marshal(map[string]any{"epoch": 1, "train_loss": fmt.Sprintf("%g", loss+0.5), "train_num_updates": strconv.Itoa(maxUpdate),
+		"train_wps": "700000", "train_wall": fmt.Sprintf("%g", 10+float64(maxUpdate))})
+	log("train", string(b))
+	log("metaseq.cli.train", fmt.Sprintf("done training in %.1f seconds", time.Since(start).Seconds()))
 }
 
 func pow2(x float64) float64 {
