@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -18,10 +19,11 @@ import (
 // string is a user value and is shell-quoted wherever it is rendered.
 type TrainingSpec struct {
 	// Nodes is the node count; Hosts, when given, pins the job to those
-	// hosts (--nodelist, the seed's Hostnames) and Nodes defaults to their
-	// number.
+	// hosts (--nodelist, the seed's Hostnames: a list, or one
+	// comma-separated string as the seed writes it) and Nodes defaults to
+	// their number.
 	Nodes       int      `toml:"nodes" json:"nodes,omitempty"`
-	Hosts       []string `toml:"hosts" json:"hosts,omitempty"`
+	Hosts       HostList `toml:"hosts" json:"hosts,omitempty"`
 	GPUsPerNode int      `toml:"gpus_per_node" json:"gpus_per_node,omitempty"` // one task per GPU; default 8
 	CPUsPerTask int      `toml:"cpus_per_task" json:"cpus_per_task,omitempty"` // default 10 (metaseq's on FAIR clusters)
 	Mem         string   `toml:"mem" json:"mem,omitempty"`                     // --mem; default "0" (all of each node)
@@ -39,6 +41,12 @@ type TrainingSpec struct {
 	// (label or file name, the seed's ApptainerImageVersion).
 	Image        string `toml:"image" json:"image,omitempty"`
 	ImageVersion string `toml:"image_version" json:"image_version,omitempty"`
+	// ImageDir, instead of Image, is the directory the seed's profile
+	// works in: the image is ImageDir/metaseq_<ImageVersion>.sif (the name
+	// VirtualClient pulls it as), ImageVersion defaults to
+	// DefaultImageVersion, Script to DefaultTrainingScript, and a script
+	// given by name only is the one in ImageDir (bound into the container).
+	ImageDir string `toml:"image_dir" json:"image_dir,omitempty"`
 	// Arch is the nodes' architecture the image must match; default the
 	// architecture gpuorch runs on.
 	Arch string `toml:"arch" json:"arch,omitempty"`
@@ -71,6 +79,72 @@ type TrainingSpec struct {
 	// MasterPortBase: MASTER_PORT is base + job id % 10000 (default 10000),
 	// so jobs sharing a node do not collide.
 	MasterPortBase int `toml:"master_port_base" json:"master_port_base,omitempty"`
+}
+
+// The seed profile's defaults (VirtualClient PERF-GPU-METASEQ-NVIDIA.json):
+// ApptainerImageVersion and TrainingScript. The seed's documentation gives
+// 1.1.6 for the version, which is the Apptainer version the profile
+// installs; the profile's own default, and its image tag, is f7ffa5f_2306.
+const (
+	DefaultImageVersion   = "f7ffa5f_2306"
+	DefaultTrainingScript = "train_7.5.sh"
+)
+
+// ImageFileName is the file an image version resolves to in image_dir:
+// the name VirtualClient pulls it as (apptainer pull metaseq_<ver>.sif).
+func ImageFileName(version string) string { return "metaseq_" + version + ".sif" }
+
+// HostList is host names: a TOML or JSON list, or one comma-separated
+// string ("gpu01,gpu02", the seed's Hostnames).
+type HostList []string
+
+// splitHosts splits "gpu01, gpu02" into names; empty entries stay (and are
+// refused by Validate with their position).
+func splitHosts(s string) HostList {
+	if strings.TrimSpace(s) == "" {
+		return nil
+	}
+	parts := strings.Split(s, ",")
+	for i := range parts {
+		parts[i] = strings.TrimSpace(parts[i])
+	}
+	return parts
+}
+
+// UnmarshalTOML accepts "gpu01,gpu02" or ["gpu01", "gpu02"].
+func (h *HostList) UnmarshalTOML(v any) error {
+	switch x := v.(type) {
+	case string:
+		*h = splitHosts(x)
+		return nil
+	case []any:
+		out := make(HostList, 0, len(x))
+		for i, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				return fmt.Errorf("element %d: want a host name (string), got %T", i, e)
+			}
+			out = append(out, s)
+		}
+		*h = out
+		return nil
+	}
+	return fmt.Errorf("want a list of host names or one comma-separated string, got %T", v)
+}
+
+// UnmarshalJSON accepts "gpu01,gpu02" or ["gpu01", "gpu02"].
+func (h *HostList) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*h = splitHosts(one)
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return errors.New("want a list of host names or one comma-separated string")
+	}
+	*h = many
+	return nil
 }
 
 // Training runtimes.
@@ -176,7 +250,31 @@ func (t TrainingSpec) WithDefaults(slurm SlurmSpec) TrainingSpec {
 	if t.MasterPortBase == 0 {
 		t.MasterPortBase = defaultPortBase
 	}
+	if t.ImageDir != "" && t.Image == "" {
+		if t.ImageVersion == "" {
+			t.ImageVersion = DefaultImageVersion
+		}
+		if imageVersionRE.MatchString(t.ImageVersion) {
+			t.Image = filepath.Join(t.ImageDir, ImageFileName(t.ImageVersion))
+		}
+		if t.Script == "" && t.ModelSize == "" {
+			t.Script = DefaultTrainingScript
+		}
+		if t.Script != "" && !strings.Contains(t.Script, "/") {
+			t.Script = filepath.Join(t.ImageDir, t.Script)
+		}
+	}
 	return t
+}
+
+// imageVersionRE is what may go into an image file name.
+var imageVersionRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
+
+// ScriptOnHost reports whether the script is a file of image_dir (checked
+// on this machine and bound into the container) rather than a path inside
+// the image.
+func (t *TrainingSpec) ScriptOnHost() bool {
+	return t.ImageDir != "" && t.Script != "" && filepath.Dir(t.Script) == filepath.Clean(t.ImageDir)
 }
 
 // Validate checks a spec with defaults applied; every error names its key.
@@ -204,8 +302,8 @@ func (t *TrainingSpec) Validate() error {
 	}
 	switch t.Runtime {
 	case RuntimeApptainer, RuntimeSingularity:
-		if t.Image == "" {
-			bad("image", "is required with runtime %q", t.Runtime)
+		if t.Image == "" && t.ImageDir == "" {
+			bad("image", "is required with runtime %q (or image_dir with image_version)", t.Runtime)
 		}
 	case RuntimeNone:
 	default:
@@ -213,6 +311,17 @@ func (t *TrainingSpec) Validate() error {
 	}
 	if t.Image != "" && !filepath.IsAbs(t.Image) {
 		bad("image", "must be an absolute path (the same on every node), got %q", t.Image)
+	}
+	if t.ImageDir != "" {
+		if !filepath.IsAbs(t.ImageDir) {
+			bad("image_dir", "must be an absolute path (the same on every node), got %q", t.ImageDir)
+		}
+		switch {
+		case t.Image != "" && t.Image != filepath.Join(t.ImageDir, ImageFileName(t.ImageVersion)):
+			bad("image_dir", "give image (the SIF file) or image_dir (with image_version), not both")
+		case !imageVersionRE.MatchString(t.ImageVersion):
+			bad("image_version", "%q cannot be part of a file name (want letters, digits, '.', '_', '+', '-')", t.ImageVersion)
+		}
 	}
 	switch {
 	case t.Script == "" && t.ModelSize == "":
@@ -451,6 +560,9 @@ echo "gpuorch: job $SLURM_JOB_ID restart ${SLURM_RESTART_COUNT:-0}: $SLURM_JOB_N
 	if t.Runtime != RuntimeNone {
 		launch = append(launch, sbatch.Lit(t.Runtime), sbatch.Lit("exec"), sbatch.Lit("--nv"))
 		binds := append([]string{o.RunDir}, t.Binds...)
+		if t.ScriptOnHost() {
+			binds = append(binds, t.ImageDir)
+		}
 		if t.SaveDir != "" {
 			binds = append(binds, t.SaveDir)
 		}

@@ -57,7 +57,12 @@ func CheckTrainingImage(ctx context.Context, tr TrainingSpec) error {
 		return nil
 	}
 	req := append([]string(nil), tr.RequiredPaths...)
-	if tr.Script != "" && tr.Runtime != RuntimeNone {
+	if tr.ScriptOnHost() {
+		// The seed's layout: the script beside the image, bound in.
+		if st, err := os.Stat(tr.Script); err != nil || st.IsDir() {
+			return fmt.Errorf("image check failed, nothing submitted:\n  training.script: %s: not a file in image_dir", tr.Script)
+		}
+	} else if tr.Script != "" && tr.Runtime != RuntimeNone {
 		req = append(req, tr.Script)
 	}
 	rep, err := sif.Validate(ctx, tr.Image, sif.ValidateOptions{Arch: tr.Arch, Version: tr.ImageVersion, RequiredPaths: req})
