@@ -60,8 +60,17 @@ func ClusterNodes(ctx context.Context, r Runner, m *Model) ([]Node, error) {
 		}
 		cpus, _ := strconv.Atoi(kv["CPUTot"])
 		calloc, _ := strconv.Atoi(kv["CPUAlloc"])
-		n.Devices = append(n.Devices, NodeDevice{Name: "cpu", Type: "cpu", AvailableCount: max(cpus-calloc, 0),
-			DeviceInfo: map[string]any{"num_virtual_cores": cpus, "real_memory_mb": kv["RealMemory"], "arch": kv["Arch"]}})
+		cpu := NodeDevice{Name: "cpu", Type: "cpu", AvailableCount: max(cpus-calloc, 0),
+			DeviceInfo: map[string]any{"num_virtual_cores": cpus, "real_memory_mb": kv["RealMemory"], "arch": kv["Arch"]}}
+		// Slurm names no CPU model (gpuorch nodes probe does), so no peak;
+		// its memory (MiB) and sockets serve simulate.
+		if mb, err := strconv.ParseUint(kv["RealMemory"], 10, 64); err == nil && mb > 0 {
+			cpu.DeviceInfo["memory_total_bytes"] = mb * uint64(MiB)
+		}
+		if sk, err := strconv.Atoi(kv["Sockets"]); err == nil && sk > 0 {
+			cpu.DeviceInfo["sockets"] = sk
+		}
+		n.Devices = append(n.Devices, cpu)
 		nodes = append(nodes, n)
 	}
 	return nodes, nil
