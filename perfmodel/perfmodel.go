@@ -91,9 +91,11 @@ func LookupArch(name string) (Arch, error) {
 	return a, nil
 }
 
-// Device is one accelerator's peaks.
+// Device is one accelerator's peaks: one GPU, or a CPU node's processors
+// (every socket together).
 type Device struct {
 	Name          string  `json:"name"`
+	Kind          string  `json:"kind,omitempty"`        // "gpu" or "cpu"; "" = gpu
 	PeakTFLOPS    float64 `json:"peak_fp16_tflops"`      // dense FP16
 	BandwidthGBps float64 `json:"memory_bandwidth_gbps"` // HBM, GB/s (1e9 bytes)
 	MemoryGB      float64 `json:"memory_gb"`             // 1e9 bytes
@@ -109,6 +111,7 @@ func LookupDevice(name string) (Device, error) {
 		return d, fmt.Errorf("device %q: %w", name, err)
 	}
 	d.PeakTFLOPS = g.PeakFP16
+	d.Kind = "gpu"
 	d.MemoryGB = float64(g.Memory) / 1e9
 	if d.BandwidthGBps == 0 {
 		return d, fmt.Errorf("device %q: memory bandwidth unknown; give memory_bandwidth_gbps", name)
@@ -117,6 +120,20 @@ func LookupDevice(name string) (Device, error) {
 		return d, fmt.Errorf("device %q: memory size unknown (say e.g. \"A100 80GB\"); give memory_gb", name)
 	}
 	return d, nil
+}
+
+// LookupCPU finds a CPU model's peaks in gpuslice's CPU table
+// (gpuslice.MatchCPU), for sockets sockets together: peak FP16 TFLOPS and
+// memory bandwidth are the table's per-socket figures times sockets. A CPU
+// device's memory is the node's, not the model's: MemoryGB is left 0 for
+// the caller to fill (from the node payload or the inventory).
+func LookupCPU(name string, sockets int) (Device, error) {
+	c, err := gpuslice.MatchCPU(name)
+	if err != nil {
+		return Device{Name: name, Kind: "cpu"}, err
+	}
+	sockets = max(sockets, 1)
+	return Device{Name: name, Kind: "cpu", PeakTFLOPS: c.PeakFP16 * float64(sockets), BandwidthGBps: c.BandwidthGBps * float64(sockets)}, nil
 }
 
 // Config is one prediction's input.
