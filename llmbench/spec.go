@@ -33,9 +33,14 @@ type Spec struct {
 	NumPrompts    int            `toml:"num_prompts" json:"num_prompts,omitempty"`
 	Configuration *Configuration `toml:"configuration" json:"configuration,omitempty"`
 	Dataset       *DatasetSpec   `toml:"dataset" json:"dataset,omitempty"`
-	// Cluster is "local" (this machine) or the Slurm cluster's name.
-	Cluster  string                 `toml:"cluster" json:"cluster"`
-	Nodes    []string               `toml:"nodes" json:"nodes,omitempty"`
+	// Cluster is "local" (this machine), the Slurm cluster's name, or a
+	// registered cluster's id or name (gpuorch bench clusters).
+	Cluster string   `toml:"cluster" json:"cluster"`
+	Nodes   []string `toml:"nodes" json:"nodes,omitempty"`
+	// NodeInfo holds the node objects of a workflow's step 4 (Bud's
+	// node-metrics response), by hostname as the payload names it: their
+	// status, devices and available counts size the run and feed simulate.
+	NodeInfo []gpuslice.Node        `toml:"-" json:"node_info,omitempty"`
 	Model    Model                  `toml:"model" json:"model"`
 	Hardware Hardware               `toml:"hardware" json:"hardware,omitempty"`
 	SLO      SLO                    `toml:"slo" json:"slo,omitempty"`
@@ -121,10 +126,56 @@ type Model struct {
 // Cloud reports whether the model is a remote endpoint.
 func (m *Model) Cloud() bool { return m.URL != "" }
 
+// check is the spec's [model] checks (also a registered model's): the key
+// at fault and why.
+func (m *Model) check() (string, error) {
+	if m.Name == "" {
+		return "model.name", fmt.Errorf("required (the model name requests carry)")
+	}
+	kinds := 0
+	for _, set := range []bool{len(m.Command) > 0, m.Image != "", m.URL != ""} {
+		if set {
+			kinds++
+		}
+	}
+	if kinds != 1 {
+		return "model", fmt.Errorf("give exactly one of command (local server), image (local SIF) or url (cloud endpoint)")
+	}
+	if len(m.Args) > 0 && m.Image == "" {
+		return "model.args", fmt.Errorf("only with model.image")
+	}
+	if m.Cloud() {
+		u, err := url.Parse(m.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return "model.url", fmt.Errorf("%q: want http(s)://host[:port][/path]", m.URL)
+		}
+		if u.User != nil {
+			return "model.url", fmt.Errorf("must not carry a user or password; use model.credential")
+		}
+	} else if m.Credential != "" {
+		return "model.credential", fmt.Errorf("only for a cloud model (model.url)")
+	}
+	switch m.Protocol {
+	case "", "openai", "openai-chat":
+	default:
+		return "model.protocol", fmt.Errorf("%q: want \"openai\" or \"openai-chat\"", m.Protocol)
+	}
+	if m.Arch != "" {
+		if _, err := perfmodel.LookupArch(m.Arch); err != nil {
+			return "model.arch", fmt.Errorf("%v", err)
+		}
+	}
+	return "", nil
+}
+
 // Hardware is the device side of simulate, and the GPUs a local
 // server gets: tp devices per task.
 type Hardware struct {
-	Device              string  `toml:"device" json:"device,omitempty"` // GPU model, e.g. "H100", "A100 80GB"
+	Device string `toml:"device" json:"device,omitempty"` // GPU or CPU model, e.g. "H100", "A100 80GB", "Xeon 8480+"
+	// DeviceType picks the node device a run uses and simulate models:
+	// "gpu" or "cpu" (Bud's selected_device_type; "cuda" is gpu); default
+	// the nodes' first GPU, else their CPU.
+	DeviceType          string  `toml:"device_type" json:"device_type,omitempty"`
 	PeakFP16TFLOPS      float64 `toml:"peak_fp16_tflops" json:"peak_fp16_tflops,omitempty"`
 	MemoryBandwidthGBps float64 `toml:"memory_bandwidth_gbps" json:"memory_bandwidth_gbps,omitempty"`
 	MemoryGB            float64 `toml:"memory_gb" json:"memory_gb,omitempty"`
@@ -270,47 +321,30 @@ func (s *Spec) Check() error {
 	if s.Cluster == "" {
 		return s.errf("cluster", "required: \"local\" or the Slurm cluster's name")
 	}
-	m := &s.Model
-	if m.Name == "" {
-		return s.errf("model.name", "required (the model name requests carry)")
-	}
-	kinds := 0
-	for _, set := range []bool{len(m.Command) > 0, m.Image != "", m.URL != ""} {
-		if set {
-			kinds++
-		}
-	}
-	if kinds != 1 {
-		return s.errf("model", "give exactly one of command (local server), image (local SIF) or url (cloud endpoint)")
-	}
-	if len(m.Args) > 0 && m.Image == "" {
-		return s.errf("model.args", "only with model.image")
-	}
-	if m.Cloud() {
-		u, err := url.Parse(m.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return s.errf("model.url", "%q: want http(s)://host[:port][/path]", m.URL)
-		}
-		if u.User != nil {
-			return s.errf("model.url", "must not carry a user or password; use model.credential")
-		}
-	} else if m.Credential != "" {
-		return s.errf("model.credential", "only for a cloud model (model.url)")
-	}
-	switch m.Protocol {
-	case "", "openai", "openai-chat":
-	default:
-		return s.errf("model.protocol", "%q: want \"openai\" or \"openai-chat\"", m.Protocol)
-	}
-	if m.Arch != "" {
-		if _, err := perfmodel.LookupArch(m.Arch); err != nil {
-			return s.errf("model.arch", "%v", err)
-		}
+	if key, err := s.Model.check(); err != nil {
+		return s.errf(key, "%v", err)
 	}
 	if s.Hardware.TP < 0 || s.Hardware.MaxBatch < 0 {
 		return s.errf("hardware", "tp and max_batch must not be negative")
 	}
+	switch s.Hardware.DeviceType {
+	case "", "gpu", "cpu":
+	default:
+		return s.errf("hardware.device_type", "%q: want \"gpu\" or \"cpu\"", s.Hardware.DeviceType)
+	}
 	return nil
+}
+
+// DeviceType turns Bud's selected_device_type into gpuorch's: "cuda" and
+// "gpu" are "gpu", "cpu" is "cpu"; others are not supported.
+func DeviceType(selected string) (string, error) {
+	switch strings.ToLower(selected) {
+	case "cuda", "gpu":
+		return "gpu", nil
+	case "cpu":
+		return "cpu", nil
+	}
+	return "", fmt.Errorf("%q: want \"cuda\" (or \"gpu\") or \"cpu\"", selected)
 }
 
 // Levels are the concurrency levels, one task each, in spec order.
@@ -328,11 +362,22 @@ func (s *Spec) Prompts(level int) int {
 type Env struct {
 	// Inventory lists the nodes of a cluster ("local": this machine).
 	Inventory func(ctx context.Context, cluster string) ([]gpuslice.Node, error)
+	// Cluster resolves a cluster id or name (the registry's
+	// ResolveCluster); nil takes the name as it is.
+	Cluster func(idOrName string) (*Entry, error)
 	// Credential resolves a credential name to its secret.
 	Credential func(name string) (string, error)
 	// SimulateOnly skips what only running needs: the server program or
 	// image and the credential.
 	SimulateOnly bool
+}
+
+// cluster resolves a cluster id or name.
+func (e Env) cluster(idOrName string) (*Entry, error) {
+	if e.Cluster == nil {
+		return &Entry{Kind: Clusters, Cluster: idOrName}, nil
+	}
+	return e.Cluster(idOrName)
 }
 
 // Resolved is a spec checked against the world: the dataset read, token
@@ -342,9 +387,20 @@ type Resolved struct {
 	InputTokens  int
 	OutputTokens int
 	Dataset      *DatasetStats `json:",omitempty"`
-	Nodes        []gpuslice.Node
-	ServerArgv   []string // local server; "gpuorch" as argv[0] means the gpuorch binary
-	Executor     string
+	// Cluster is what the spec's cluster resolved to (a registered one, or
+	// the name itself).
+	Cluster *Entry
+	// Nodes are the chosen nodes: the node payload's when the workflow
+	// gave one (its devices honoured), else the inventory's; NodeNames
+	// their names in the inventory (Slurm's --nodelist).
+	Nodes     []gpuslice.Node
+	NodeNames []string
+	// Device is the device type a run uses ("gpu", "cpu", "" unknown).
+	Device string
+	// fromPayload[i]: Nodes[i] is a node payload with devices (honoured).
+	fromPayload []bool
+	ServerArgv  []string // local server; "gpuorch" as argv[0] means the gpuorch binary
+	Executor    string
 }
 
 // Validate checks the spec against the world before anything runs: the
@@ -353,30 +409,60 @@ type Resolved struct {
 // credential is known. Errors name the key.
 func (s *Spec) Validate(ctx context.Context, env Env) (*Resolved, error) {
 	r := &Resolved{Spec: s, Executor: "local"}
-	if s.Cluster != "local" {
+	cl, err := env.cluster(s.Cluster)
+	if err != nil {
+		return nil, s.errf("cluster", "%q: %v", s.Cluster, err)
+	}
+	r.Cluster = cl
+	if cl.Cluster != "local" {
 		r.Executor = "slurm"
 	}
+	payload := map[string]gpuslice.Node{}
+	for _, n := range s.NodeInfo {
+		payload[n.Hostname] = n
+	}
+	var byName map[string]gpuslice.Node
+	var names []string
 	if env.Inventory != nil {
-		nodes, err := env.Inventory(ctx, s.Cluster)
+		nodes, err := env.Inventory(ctx, cl.Cluster)
 		if err != nil {
-			return nil, s.errf("cluster", "%q: %v", s.Cluster, err)
+			return nil, s.errf("cluster", "%q: %v%s", s.Cluster, err, registerHint(cl, s.Cluster))
 		}
-		byName := map[string]gpuslice.Node{}
-		var names []string
+		byName = map[string]gpuslice.Node{}
 		for _, n := range nodes {
 			byName[n.Hostname] = n
 			names = append(names, n.Hostname)
 		}
-		for _, want := range s.Nodes {
-			n, ok := byName[want]
-			if !ok {
-				return nil, s.errf("nodes", "unknown node %q in cluster %q (have: %s)", want, s.Cluster, strings.Join(names, ", "))
+	}
+	for i, want := range s.Nodes {
+		key := fmt.Sprintf("nodes[%d]", i)
+		real := cl.NodeName(want)
+		inv, known := byName[real]
+		if byName != nil {
+			if !known {
+				return nil, s.errf("nodes", "unknown node %q in cluster %q (have: %s)%s", want, s.Cluster, strings.Join(names, ", "), nodeHint(cl, want))
 			}
-			if n.Status != "" && n.Status != "Ready" {
-				return nil, s.errf("nodes", "node %q is %s", want, n.Status)
+			if inv.Status != "" && inv.Status != "Ready" {
+				return nil, s.errf("nodes", "node %q is %s", want, inv.Status)
 			}
-			r.Nodes = append(r.Nodes, n)
 		}
+		n := inv
+		p, fromPayload := payload[want]
+		if fromPayload {
+			if err := checkNodePayload(p); err != nil {
+				return nil, s.errf("nodes", "%s (%s): %v", key, want, err)
+			}
+			n = withInventoryMemory(p, inv)
+		}
+		r.fromPayload = append(r.fromPayload, fromPayload && len(p.Devices) > 0)
+		if n.Hostname == "" {
+			n.Hostname = want
+		}
+		r.Nodes = append(r.Nodes, n)
+		r.NodeNames = append(r.NodeNames, real)
+	}
+	if err := r.size(); err != nil {
+		return nil, err
 	}
 	switch s.EvalWith {
 	case "configuration":
@@ -465,34 +551,38 @@ func (s *Spec) Arch() (perfmodel.Arch, error) {
 	return a, nil
 }
 
-// Device is the simulated device: [hardware] device from the peak tables,
-// explicit numbers overriding, else the GPU model of the first chosen node
-// that has one.
+// Device is the simulated device: [hardware] device looked up in the GPU
+// table, else the CPU table (one socket); or else the device the run uses
+// on the first chosen node that has one (hardware.device_type, else its
+// first GPU, else its CPU), from the tables and what the node says of it
+// (a node payload's peak_fp16_TFLOPS wins over the table); explicit
+// [hardware] numbers override both.
 func (s *Spec) Device(nodes []gpuslice.Node) (perfmodel.Device, error) {
 	h := &s.Hardware
-	name := h.Device
-	if name == "" {
-		for _, n := range nodes {
-			for _, d := range n.Devices {
-				if d.Type == "gpu" && d.Name != "" && d.Name != "gpu" {
-					name = d.Name
-					break
-				}
-			}
-			if name != "" {
-				break
-			}
-		}
-	}
 	var d perfmodel.Device
-	if name != "" {
-		var err error
-		d, err = perfmodel.LookupDevice(name)
-		if err != nil && (h.PeakFP16TFLOPS == 0 || h.MemoryBandwidthGBps == 0 || h.MemoryGB == 0) {
-			return d, s.errf("hardware.device", "%v", err)
+	var lookupErr error
+	identified := false
+	switch {
+	case h.Device != "":
+		identified = true
+		d, lookupErr = perfmodel.LookupDevice(h.Device)
+		if lookupErr != nil && d.PeakTFLOPS == 0 {
+			if c, err := perfmodel.LookupCPU(h.Device, 1); err == nil {
+				d, lookupErr = c, nil
+			}
+		}
+		d.Name = h.Device
+	default:
+		for _, n := range nodes {
+			nd, ok := pickDevice(n, h.DeviceType)
+			if !ok || deviceType(nd) == "gpu" && (nd.Name == "" || nd.Name == "gpu") && nd.DeviceConfig.PeakFP16TFLOPS == nil {
+				continue // a GPU Slurm names no model of
+			}
+			identified = true
+			d, lookupErr = simDevice(nd)
+			break
 		}
 	}
-	d.Name = name
 	if d.Name == "" {
 		d.Name = "custom"
 	}
@@ -505,8 +595,14 @@ func (s *Spec) Device(nodes []gpuslice.Node) (perfmodel.Device, error) {
 	if h.MemoryGB > 0 {
 		d.MemoryGB = h.MemoryGB
 	}
-	if d.PeakTFLOPS <= 0 || d.BandwidthGBps <= 0 {
-		return d, s.errf("hardware", "simulate needs hardware.device (a GPU model such as \"H100\") or peak_fp16_tflops and memory_bandwidth_gbps")
+	missing := d.PeakTFLOPS <= 0 || d.BandwidthGBps <= 0 || identified && d.MemoryGB <= 0
+	switch {
+	case missing && lookupErr != nil:
+		return d, s.errf("hardware.device", "%v (or give [hardware] peak_fp16_tflops, memory_bandwidth_gbps and memory_gb)", lookupErr)
+	case missing && d.Kind == "cpu" && d.MemoryGB <= 0:
+		return d, s.errf("hardware.memory_gb", "simulate needs the memory of CPU device %q: the node payload (device_config.mem_per_GPU_in_GB) and the inventory do not say it", d.Name)
+	case missing:
+		return d, s.errf("hardware", "simulate needs hardware.device (a GPU model such as \"H100\", a CPU such as \"Xeon 8480+\") or peak_fp16_tflops, memory_bandwidth_gbps and memory_gb")
 	}
 	return d, nil
 }
@@ -581,10 +677,18 @@ func (r *Resolved) Plan() (*orchestrator.Plan, *TaskInfo, error) {
 	if p.Run.Seed == 0 {
 		p.Run.Seed = 42
 	}
-	if r.Executor == "slurm" && len(s.Nodes) > 0 && p.Slurm.Nodelist == "" {
-		p.Slurm.Nodelist = strings.Join(s.Nodes, ",")
+	if r.Executor == "slurm" && len(r.NodeNames) > 0 && p.Slurm.Nodelist == "" {
+		p.Slurm.Nodelist = strings.Join(r.NodeNames, ",")
 	}
-	if !s.Model.Cloud() && p.Slurm.GPUs == "" && p.Slurm.Gres == "" {
+	switch {
+	case s.Model.Cloud():
+	case r.Device == "cpu":
+		// A CPU device: no GPUs; from a node payload, tp of its available
+		// units (Bud's CPU units are NUMA nodes) of its CPUs.
+		if d, ok := pickDevice(r.Nodes[0], "cpu"); ok && r.fromPayload[0] && p.Slurm.CPUsPerTask == 0 {
+			p.Slurm.CPUsPerTask = cpusPerTask(d, s.Hardware.TP)
+		}
+	case p.Slurm.GPUs == "" && p.Slurm.Gres == "":
 		p.Slurm.GPUs = fmt.Sprint(max(s.Hardware.TP, 1))
 		if p.Slurm.GPUs == "1" && len(r.Nodes) > 0 && !hasGPU(r.Nodes) {
 			p.Slurm.GPUs = ""
@@ -635,7 +739,7 @@ func (r *Resolved) Plan() (*orchestrator.Plan, *TaskInfo, error) {
 func hasGPU(nodes []gpuslice.Node) bool {
 	for _, n := range nodes {
 		for _, d := range n.Devices {
-			if d.Type == "gpu" {
+			if deviceType(d) == "gpu" {
 				return true
 			}
 		}
@@ -647,7 +751,14 @@ func hasGPU(nodes []gpuslice.Node) bool {
 func (r *Resolved) Describe(p *orchestrator.Plan, bt *TaskInfo) string {
 	s := r.Spec
 	var b strings.Builder
-	fmt.Fprintf(&b, "benchmark %s: %d task(s), one per concurrency level, executor %s (cluster %s)\n", s.Name, len(p.Tasks), r.Executor, s.Cluster)
+	cluster := s.Cluster
+	if r.Cluster != nil && r.Cluster.ID != "" {
+		cluster = fmt.Sprintf("%s, registered: %s", s.Cluster, r.Cluster.Cluster)
+		if r.Cluster.Name != "" && r.Cluster.Name != s.Cluster {
+			cluster = fmt.Sprintf("%s, registered as %s: %s", s.Cluster, r.Cluster.Name, r.Cluster.Cluster)
+		}
+	}
+	fmt.Fprintf(&b, "benchmark %s: %d task(s), one per concurrency level, executor %s (cluster %s)\n", s.Name, len(p.Tasks), r.Executor, cluster)
 	if s.Description != "" {
 		fmt.Fprintf(&b, "  description: %s\n", s.Description)
 	}
@@ -655,7 +766,19 @@ func (r *Resolved) Describe(p *orchestrator.Plan, bt *TaskInfo) string {
 		fmt.Fprintf(&b, "  tags: %s\n", strings.Join(s.Tags, ", "))
 	}
 	if len(s.Nodes) > 0 {
-		fmt.Fprintf(&b, "  nodes: %s\n", strings.Join(s.Nodes, ", "))
+		names := append([]string(nil), s.Nodes...)
+		for i := range names {
+			if i < len(r.NodeNames) && r.NodeNames[i] != names[i] {
+				names[i] += " (" + r.NodeNames[i] + ")"
+			}
+		}
+		fmt.Fprintf(&b, "  nodes: %s", strings.Join(names, ", "))
+		if len(r.Nodes) > 0 {
+			if d, ok := pickDevice(r.Nodes[0], s.Hardware.DeviceType); ok {
+				fmt.Fprintf(&b, "; device %s %s (available_count %d)", deviceType(d), d.Name, d.AvailableCount)
+			}
+		}
+		b.WriteString("\n")
 	}
 	m := &s.Model
 	switch {

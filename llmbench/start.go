@@ -36,12 +36,17 @@ func Inventory(ctx context.Context, cluster string) ([]gpuslice.Node, error) {
 	return gpuslice.ClusterNodes(ctx, nil, nil)
 }
 
-// DefaultEnv is the world a spec is checked against: the real inventory
-// and the user's credential store.
+// DefaultEnv is the world a spec is checked against: the real inventory,
+// the registered clusters under $GPUORCH_HOME and the user's credential
+// store.
 func DefaultEnv() Env {
 	creds := DefaultCredentials()
-	return Env{Inventory: Inventory, Credential: creds.Get}
+	return Env{Inventory: Inventory, Credential: creds.Get, Cluster: DefaultRegistry().ResolveCluster}
 }
+
+// DefaultRegistry is the registries under $GPUORCH_HOME, checking clusters
+// against the real inventory.
+func DefaultRegistry() Registry { return Registry{Home: orchestrator.Home(), Inventory: Inventory} }
 
 // specError gives a spec problem its kind: bad input. A service that could
 // not be asked (Slurm for the inventory) already is errkind.ErrUnavailable.

@@ -97,6 +97,9 @@ func (w *Workflow) WriteText(out io.Writer) error {
 	if w.Reason != "" {
 		fmt.Fprintf(out, "reason: %s\n", w.Reason)
 	}
+	if len(w.Aliases) > 0 {
+		fmt.Fprintf(out, "also answers to workflow_id %s\n", strings.Join(w.Aliases, ", "))
+	}
 	data := w.Data()
 	keys := make([]string, 0, len(data))
 	for k := range data {
@@ -123,4 +126,58 @@ func (w *Workflow) WriteText(out io.Writer) error {
 		fmt.Fprintf(out, "steps not sent yet: %s (step 6 only for cloud models)\n", strings.Join(missing, ", "))
 	}
 	return nil
+}
+
+// WriteText writes a registry entry for people.
+func (e *Entry) WriteText(w io.Writer) error {
+	fmt.Fprintf(w, "%s %s", e.Kind.singular(), e.ID)
+	if e.Name != "" {
+		fmt.Fprintf(w, " (%s)", e.Name)
+	}
+	fmt.Fprintln(w)
+	switch {
+	case e.Kind == Clusters:
+		fmt.Fprintf(w, "  cluster: %s\n", e.Cluster)
+		names := make([]string, 0, len(e.Nodes))
+		for k := range e.Nodes {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			fmt.Fprintf(w, "  node %s = %s\n", k, e.Nodes[k])
+		}
+	case e.Kind == Models && e.Model != nil:
+		b, _ := json.Marshal(e.Model)
+		fmt.Fprintf(w, "  model: %s\n", b)
+	case e.Kind == Datasets:
+		fmt.Fprintf(w, "  path: %s (%d prompts)\n", e.Path, e.Prompts)
+	}
+	if !e.Added.IsZero() {
+		fmt.Fprintf(w, "  added: %s\n", e.Added.Format("2006-01-02 15:04:05 UTC"))
+	}
+	return nil
+}
+
+// WriteEntries writes a registry's entries as a table.
+func WriteEntries(w io.Writer, es []Entry) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tWHAT")
+	for _, e := range es {
+		what := ""
+		switch e.Kind {
+		case Clusters:
+			what = e.Cluster
+			if len(e.Nodes) > 0 {
+				what += fmt.Sprintf(" (%d node names mapped)", len(e.Nodes))
+			}
+		case Models:
+			if e.Model != nil {
+				what = strings.Join(append(append([]string{e.Model.URL}, e.Model.Command...), e.Model.Image), " ")
+			}
+		case Datasets:
+			what = fmt.Sprintf("%s (%d prompts)", e.Path, e.Prompts)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", e.ID, e.Name, strings.TrimSpace(what))
+	}
+	return tw.Flush()
 }

@@ -17,8 +17,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gpuorch/gpuorch/gpuslice"
 	"github.com/gpuorch/gpuorch/internal/atomicfile"
 	"github.com/gpuorch/gpuorch/internal/errkind"
+	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/orchestrator"
 )
 
@@ -26,9 +28,9 @@ import (
 //
 //	1 basic info       name, tags, description, concurrent_requests, eval_with (+ workflow_total_steps on the first call)
 //	2 evaluation       max_input_tokens + max_output_tokens, or datasets (dataset_ids; the seed's typo datset_ids too)
-//	3 cluster          cluster_id
-//	4 nodes            nodes (hostnames, or node objects with "hostname")
-//	5 model            model_id (+ an inline "model" object); hardware: selected_device_type, tp_size, num_prompts
+//	3 cluster          cluster_id (a registered cluster's id, "local", or the Slurm cluster's name)
+//	4 nodes            nodes (hostnames, or node objects: Bud's node-metrics response, honoured)
+//	5 model            model_id (registered, or an inline "model" object); hardware: selected_device_type, tp_size, num_prompts
 //	6 credential       credential_id (cloud models)
 //	7 confirmation     user_confirmation: true (hardware fields allowed here too)
 //	8 execution        run_as_simulation, trigger_workflow: true
@@ -62,10 +64,14 @@ type Workflow struct {
 	Reason      string `json:"reason,omitempty"`
 	// Steps holds each step's fields as last sent (a resent step
 	// overwrites its own).
-	Steps      map[string]map[string]any `json:"workflow_steps"`
-	Experiment string                    `json:"experiment,omitempty"`
-	Created    time.Time                 `json:"created"`
-	Updated    time.Time                 `json:"updated"`
+	Steps map[string]map[string]any `json:"workflow_steps"`
+	// Aliases are other workflow ids steps carried for this workflow: a
+	// client that made up its own (the seed's payloads carry ids from its
+	// server) continues this one under them.
+	Aliases    []string  `json:"aliases,omitempty"`
+	Experiment string    `json:"experiment,omitempty"`
+	Created    time.Time `json:"created"`
+	Updated    time.Time `json:"updated"`
 }
 
 var commonStepFields = []string{"name", "tags", "description", "concurrent_requests", "eval_with",
@@ -85,23 +91,143 @@ var stepFields = map[int][]string{
 }
 
 // WorkflowDir is where workflows are saved.
-func WorkflowDir(home string) string { return filepath.Join(home, "workflows") }
+func WorkflowDir(home string) string { return layout.Home(home).Workflows() }
 
 var workflowIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
-// LoadWorkflow reads a saved workflow.
+// errUnknownWorkflow marks a workflow id no saved workflow has, as its own
+// or as an alias.
+var errUnknownWorkflow = errors.New("unknown workflow")
+
+// LoadWorkflow reads a saved workflow by its id or one of its aliases.
 func LoadWorkflow(home, id string) (*Workflow, error) {
 	if !workflowIDRE.MatchString(id) {
 		return nil, fmt.Errorf("bad workflow id %q", id)
 	}
 	var w Workflow
-	if err := readJSON(filepath.Join(WorkflowDir(home), id+".json"), &w); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("unknown workflow %q (no %s)", id, filepath.Join(WorkflowDir(home), id+".json"))
-		}
+	err := readJSON(filepath.Join(WorkflowDir(home), id+".json"), &w)
+	if err == nil {
+		return &w, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
-	return &w, nil
+	all, lerr := listWorkflows(home)
+	if lerr != nil {
+		return nil, lerr
+	}
+	// A client that reuses its ids (the seed's payloads always carry the
+	// same) may have given one to several workflows: the one still going
+	// wins, else the latest.
+	var found *Workflow
+	for i := range all {
+		if !contains(all[i].Aliases, id) {
+			continue
+		}
+		if found == nil || all[i].active() && !found.active() || all[i].active() == found.active() && all[i].Updated.After(found.Updated) {
+			found = &all[i]
+		}
+	}
+	if found != nil {
+		return found, nil
+	}
+	return nil, fmt.Errorf("%w %q (no %s, and no workflow answers to it)", errUnknownWorkflow, id, filepath.Join(WorkflowDir(home), id+".json"))
+}
+
+// active reports whether the workflow takes more steps.
+func (w *Workflow) active() bool { return w.Status == "in_progress" || w.Status == "failed" }
+
+// listWorkflows reads every saved workflow.
+func listWorkflows(home string) ([]Workflow, error) {
+	ents, err := os.ReadDir(WorkflowDir(home))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []Workflow
+	for _, de := range ents {
+		if !strings.HasSuffix(de.Name(), ".json") || de.IsDir() {
+			continue
+		}
+		var w Workflow
+		if err := readJSON(filepath.Join(WorkflowDir(home), de.Name()), &w); err != nil {
+			return nil, err
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+// continueWorkflow finds the workflow a payload with workflow_id id
+// continues: the workflow of that id or alias; else, for an id gpuorch has
+// not issued (the seed's payloads carry ids from their own server), the
+// workflow cont (bench step --workflow), else the one workflow in progress
+// whose name is the payload's. The id then becomes an alias of it.
+func continueWorkflow(home, id, cont string, p map[string]any) (*Workflow, error) {
+	w, err := LoadWorkflow(home, id)
+	switch {
+	case err != nil && !errors.Is(err, errUnknownWorkflow):
+		return nil, err
+	case err == nil && (w.ID == id || w.active()):
+		if cont != "" && w.ID != cont && !contains(w.Aliases, cont) {
+			return nil, fmt.Errorf("workflow_id %q is workflow %s, not %s (--workflow)", id, w.ID, cont)
+		}
+		return w, nil
+	case err == nil:
+		// The alias of a finished workflow: a client starting again with
+		// the same ids continues the new workflow, if one is found below.
+		finished := w
+		if w, err := adoptWorkflow(home, id, cont, p); err == nil {
+			return w, nil
+		}
+		return finished, nil
+	}
+	return adoptWorkflow(home, id, cont, p)
+}
+
+// adoptWorkflow finds the workflow an unknown id continues (cont, else the
+// one in progress of the payload's name) and makes the id its alias.
+func adoptWorkflow(home, id, cont string, p map[string]any) (*Workflow, error) {
+	var w *Workflow
+	err := fmt.Errorf("%w %q", errUnknownWorkflow, id)
+	if cont != "" {
+		if w, err = LoadWorkflow(home, cont); err != nil {
+			return nil, err
+		}
+	} else {
+		name, _ := p["name"].(string)
+		all, lerr := listWorkflows(home)
+		if lerr != nil {
+			return nil, lerr
+		}
+		var match []Workflow
+		for _, c := range all {
+			if c.Status == "in_progress" && name != "" && c.Data()["name"] == name {
+				match = append(match, c)
+			}
+		}
+		switch len(match) {
+		case 0:
+			if name == "" {
+				return nil, fmt.Errorf("%v (start one with a step-1 payload, or continue one under this id with --workflow ID)", err)
+			}
+			return nil, fmt.Errorf("%v; no workflow in progress is named %q either (start one with a step-1 payload, or continue one under this id with --workflow ID)", err, name)
+		case 1:
+			w = &match[0]
+		default:
+			ids := make([]string, len(match))
+			for i, m := range match {
+				ids[i] = m.ID
+			}
+			return nil, fmt.Errorf("%v, and %d workflows in progress are named %q (%s): choose one with --workflow ID", err, len(match), name, strings.Join(ids, ", "))
+		}
+	}
+	if w.ID != id && !contains(w.Aliases, id) {
+		w.Aliases = append(w.Aliases, id)
+	}
+	return w, nil
 }
 
 // WithWorkflowID sets the workflow_id of a step payload that has none (the
@@ -202,7 +328,14 @@ type StepResult struct {
 // An error is of kind errkind.ErrUnavailable when a service could not be
 // asked (Slurm for the inventory), else errkind.ErrInvalid.
 func ApplyStep(ctx context.Context, home string, payload []byte, env Env) (*StepResult, error) {
-	res, err := applyStep(ctx, home, payload, env)
+	return ApplyStepTo(ctx, home, payload, "", env)
+}
+
+// ApplyStepTo is ApplyStep continuing workflow cont ("" = the payload's
+// workflow_id only): a payload without workflow_id continues cont, and one
+// whose workflow_id gpuorch has not issued continues cont under that id.
+func ApplyStepTo(ctx context.Context, home string, payload []byte, cont string, env Env) (*StepResult, error) {
+	res, err := applyStep(ctx, home, payload, cont, env)
 	switch {
 	case err == nil:
 		return res, nil
@@ -212,7 +345,7 @@ func ApplyStep(ctx context.Context, home string, payload []byte, env Env) (*Step
 	return nil, errkind.Invalid(err)
 }
 
-func applyStep(ctx context.Context, home string, payload []byte, env Env) (*StepResult, error) {
+func applyStep(ctx context.Context, home string, payload []byte, cont string, env Env) (*StepResult, error) {
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.UseNumber()
 	var p map[string]any
@@ -263,11 +396,14 @@ func applyStep(ctx context.Context, home string, payload []byte, env Env) (*Step
 		}
 	}
 
+	if id, ok := p["workflow_id"]; (!ok || id == nil) && cont != "" {
+		p["workflow_id"] = cont
+	}
 	var w *Workflow
 	if id, ok := p["workflow_id"]; ok && id != nil {
 		ids, _ := id.(string)
 		var err error
-		if w, err = LoadWorkflow(home, ids); err != nil {
+		if w, err = continueWorkflow(home, ids, cont, p); err != nil {
 			return nil, serr("workflow_id", "%v", err)
 		}
 		if w.Status != "in_progress" && w.Status != "failed" {
@@ -391,7 +527,13 @@ func checkStepField(k string, v any) error {
 		if !orchestrator.NameRE.MatchString(s) || len(s) > 50 {
 			return fmt.Errorf("%q: want at most 50 lowercase letters, digits, '.', '_' or '-'", s)
 		}
-	case "description", "eval_with", "cluster_id", "model_id", "credential_id", "selected_device_type", "workflow_id", "callback_topic":
+	case "selected_device_type":
+		if err := str(); err != nil {
+			return err
+		}
+		_, err := DeviceType(v.(string))
+		return err
+	case "description", "eval_with", "cluster_id", "model_id", "credential_id", "workflow_id", "callback_topic":
 		if k == "workflow_id" && v == nil {
 			return nil
 		}
@@ -425,6 +567,9 @@ func checkStepField(k string, v any) error {
 		for i, e := range l {
 			if nodeHostname(e) == "" {
 				return fmt.Errorf("element %d: want a hostname or an object with \"hostname\"", i)
+			}
+			if _, err := decodeNode(e); err != nil {
+				return fmt.Errorf("element %d: %v", i, err)
 			}
 		}
 	case "model", "hardware":
@@ -503,9 +648,14 @@ func checkStep(ctx context.Context, home string, step int, p, data map[string]an
 		if err := need("cluster_id"); err != nil {
 			return err
 		}
+		id := data["cluster_id"].(string)
+		cl, err := env.cluster(id)
+		if err != nil {
+			return serr("cluster_id", "%q: %v", id, err)
+		}
 		if env.Inventory != nil {
-			if _, err := env.Inventory(ctx, data["cluster_id"].(string)); err != nil {
-				return serr("cluster_id", "%q: %v", data["cluster_id"], err)
+			if _, err := env.Inventory(ctx, cl.Cluster); err != nil {
+				return serr("cluster_id", "%q: %v%s", id, err, registerHint(cl, id))
 			}
 		}
 	case 4:
@@ -515,20 +665,30 @@ func checkStep(ctx context.Context, home string, step int, p, data map[string]an
 		if _, ok := data["cluster_id"]; !ok {
 			return serr("nodes", "choose the cluster (step 3, cluster_id) first")
 		}
+		id := data["cluster_id"].(string)
+		cl, err := env.cluster(id)
+		if err != nil {
+			return serr("nodes", "cluster %q: %v", id, err)
+		}
 		if env.Inventory != nil {
-			inv, err := env.Inventory(ctx, data["cluster_id"].(string))
+			inv, err := env.Inventory(ctx, cl.Cluster)
 			if err != nil {
-				return serr("nodes", "cluster %q: %v", data["cluster_id"], err)
+				return serr("nodes", "cluster %q: %v", id, err)
 			}
-			have := map[string]bool{}
+			have := map[string]gpuslice.Node{}
 			var names []string
 			for _, n := range inv {
-				have[n.Hostname] = true
+				have[n.Hostname] = n
 				names = append(names, n.Hostname)
 			}
 			for i, e := range data["nodes"].([]any) {
-				if h := nodeHostname(e); !have[h] {
-					return serr(fmt.Sprintf("nodes[%d]", i), "unknown node %q in cluster %q (have: %s)", h, data["cluster_id"], strings.Join(names, ", "))
+				h := nodeHostname(e)
+				n, ok := have[cl.NodeName(h)]
+				if !ok {
+					return serr(fmt.Sprintf("nodes[%d]", i), "unknown node %q in cluster %q (have: %s)%s", h, id, strings.Join(names, ", "), nodeHint(cl, h))
+				}
+				if n.Status != "" && n.Status != "Ready" {
+					return serr(fmt.Sprintf("nodes[%d]", i), "node %q is %s in the inventory", h, n.Status)
 				}
 			}
 		}
@@ -548,6 +708,11 @@ func checkStep(ctx context.Context, home string, step int, p, data map[string]an
 	case 6:
 		if err := need("credential_id"); err != nil {
 			return err
+		}
+		if _, ok := data["model_id"]; ok {
+			if m, err := workflowModel(home, data); err == nil && !m.Cloud() {
+				return serr("credential_id", "model %q is not a cloud model (no url): a credential is for cloud models", m.Name)
+			}
 		}
 		if env.Credential != nil {
 			if _, err := env.Credential(data["credential_id"].(string)); err != nil {
@@ -599,6 +764,12 @@ func checkComplete(step int, data map[string]any) error {
 // ResolveDataset finds a dataset by id: a path, or
 // $GPUORCH_HOME/datasets/<id>[.json|.jsonl].
 func ResolveDataset(home, id string) (string, error) {
+	if e, err := (Registry{Home: home}).Get(Datasets, id); err == nil {
+		if _, err := LoadDataset(e.Path); err != nil {
+			return "", fmt.Errorf("dataset %q (%s): %v", id, e.Path, err)
+		}
+		return e.Path, nil
+	}
 	cands := []string{id}
 	if !strings.ContainsAny(id, `/\`) {
 		d := filepath.Join(home, "datasets")
@@ -613,24 +784,33 @@ func ResolveDataset(home, id string) (string, error) {
 			return abs, nil
 		}
 	}
-	return "", fmt.Errorf("unknown dataset %q (not a file, and no %s[.json|.jsonl])", id, filepath.Join(home, "datasets", id))
+	return "", fmt.Errorf("unknown dataset %q (not registered — gpuorch bench datasets add --id %s FILE —, not a file, and no %s[.json|.jsonl])", id, id, filepath.Join(home, "datasets", id))
 }
 
 // workflowModel is the model a workflow names: the inline "model" object,
-// else $GPUORCH_HOME/models/<model_id>.json.
+// else the registered model_id (gpuorch bench models), else
+// $GPUORCH_HOME/models/<model_id>.json.
 func workflowModel(home string, data map[string]any) (*Model, error) {
 	id, _ := data["model_id"].(string)
 	var raw []byte
 	if inline, ok := data["model"]; ok {
 		raw, _ = json.Marshal(inline)
 	} else {
+		e, err := (Registry{Home: home}).Get(Models, id)
+		if err == nil {
+			m := *e.Model
+			return &m, nil
+		}
+		if !errors.Is(err, ErrUnknownID) {
+			return nil, err
+		}
 		if !workflowIDRE.MatchString(id) {
 			return nil, fmt.Errorf("unknown model %q", id)
 		}
 		p := filepath.Join(home, "models", id+".json")
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return nil, fmt.Errorf("unknown model %q (give an inline \"model\" object, or write %s)", id, p)
+		b, rerr := os.ReadFile(p)
+		if rerr != nil {
+			return nil, fmt.Errorf("unknown model %q (register it: gpuorch bench models add --id %s MODEL.json; or give an inline \"model\" object, or write %s)", id, id, p)
 		}
 		raw = b
 	}
@@ -681,6 +861,13 @@ func WorkflowSpec(home string, data map[string]any) (*Spec, error) {
 	s.Cluster, _ = data["cluster_id"].(string)
 	for _, n := range anyList(data["nodes"]) {
 		s.Nodes = append(s.Nodes, nodeHostname(n))
+		if _, obj := n.(map[string]any); obj {
+			node, err := decodeNode(n)
+			if err != nil {
+				return nil, fmt.Errorf("nodes: %v", err)
+			}
+			s.NodeInfo = append(s.NodeInfo, node)
+		}
 	}
 	m, err := workflowModel(home, data)
 	if err != nil {
@@ -699,7 +886,9 @@ func WorkflowSpec(home string, data map[string]any) (*Spec, error) {
 		}
 	}
 	if d, ok := data["selected_device_type"].(string); ok {
-		s.Hardware.Device = d
+		if s.Hardware.DeviceType, err = DeviceType(d); err != nil {
+			return nil, fmt.Errorf("selected_device_type: %v", err)
+		}
 	}
 	if tp, ok := asInt(data["tp_size"]); ok {
 		s.Hardware.TP = tp

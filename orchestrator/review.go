@@ -23,6 +23,8 @@ type Reviewed struct {
 	// Training is set for a training run's directory (gpuorch train
 	// submit: job.json, train.log and metrics.lp).
 	Training bool
+	// Runs are the training runs among the experiment's points (Load).
+	Runs []trainlog.Run
 }
 
 // OpenReview finds arg: an experiment id, unique id prefix or name under
@@ -49,11 +51,14 @@ func OpenReview(home, arg string) (*Reviewed, error) {
 
 // Load reads the experiment's review model from its source (see
 // results.SelectSource), completed with the executor's task states when
-// the experiment directory has them.
+// the experiment directory has them, and its training runs (r.Runs).
 func (r *Reviewed) Load(ctx context.Context, sel *results.Selected) (*results.Results, error) {
 	res, err := results.Load(ctx, sel.Source, sel.Experiment)
 	if err != nil {
 		return nil, fmt.Errorf("results of %s: %w", r.Label, err)
+	}
+	if r.Runs, err = r.LoadTraining(ctx, sel); err != nil {
+		return nil, err
 	}
 	if r.Exp != nil {
 		st := r.Exp.Snapshot()

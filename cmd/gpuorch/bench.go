@@ -85,17 +85,24 @@ endpoint or Slurm is unreachable, 130 interrupted.`,
 				Description: `The benchmark workflow as step payloads (docs/bench.md): 1 basic info, 2 tokens
 or datasets, 3 cluster, 4 nodes, 5 model, 6 credential (cloud models),
 7 user_confirmation, 8 run_as_simulation + trigger_workflow. The first payload
-(without workflow_id) creates a workflow; later ones name it. Each is checked,
-merged and saved under $GPUORCH_HOME/workflows/<id>.json; the state is
-printed. --show ID prints a saved workflow.`,
+(without workflow_id) creates a workflow; later ones name it. A workflow_id
+gpuorch did not issue continues --workflow ID, or the one workflow in
+progress of the payload's name, which then answers to it. Ids of clusters,
+models and datasets are looked up in the registries (bench clusters|models|
+datasets). Each payload is checked, merged and saved under
+$GPUORCH_HOME/workflows/<id>.json; the state is printed. --show ID prints a
+saved workflow.`,
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "json", Usage: "print the workflow state as JSON"},
 					&cli.StringFlag{Name: "show", Usage: "print workflow `ID` and exit"},
-					&cli.StringFlag{Name: "workflow", Usage: "workflow `ID` for a payload without workflow_id (resume a saved workflow)"},
+					&cli.StringFlag{Name: "workflow", Usage: "continue workflow `ID` (a payload without workflow_id, or with one gpuorch did not issue)"},
 					&cli.StringFlag{Name: "binary", Usage: "gpuorch binary the tasks run", Hidden: true},
 				},
 				Action: benchStep,
 			},
+			registryCmd(llmbench.Clusters, "clusters", `"local"|SLURM-CLUSTER`, &cli.StringSliceFlag{Name: "node", Usage: "`NAME=NODE`: a node the payloads name NAME is the inventory's NODE (repeatable)"}),
+			registryCmd(llmbench.Models, "models", "MODEL.json (the [model] keys)"),
+			registryCmd(llmbench.Datasets, "datasets", "FILE (ShareGPT JSON or JSONL)"),
 			{
 				Name: "task", Hidden: true, SkipFlagParsing: true,
 				Usage:  "internal: run one benchmark task (start the model server, then the load)",
@@ -346,7 +353,7 @@ func benchStep(c *cli.Context) error {
 	if err != nil {
 		return errkind.Invalidf("bench step: %w", err)
 	}
-	res, err := llmbench.ApplyStep(c.Context, home, llmbench.WithWorkflowID(payload, c.String("workflow")), llmbench.DefaultEnv())
+	res, err := llmbench.ApplyStepTo(c.Context, home, payload, c.String("workflow"), llmbench.DefaultEnv())
 	if err != nil {
 		return fmt.Errorf("bench step: %w", err)
 	}

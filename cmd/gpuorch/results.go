@@ -112,21 +112,13 @@ The metrics schema is described in docs/metrics.md.`,
 		if err != nil {
 			return err
 		}
-		e, sel, err := reviewSource(c, c.Args().First())
-		if err != nil {
-			return err
-		}
-		res, err := e.Load(c.Context, sel)
-		if err != nil {
-			return err
-		}
-		runs, err := e.LoadTraining(c.Context, sel)
+		e, res, err := review(c, c.Args().First())
 		if err != nil {
 			return err
 		}
 		w := c.App.Writer
-		if len(runs) > 0 && len(res.Tasks) == 0 {
-			return showTraining(c, e, runs, jsonOut, csvOut)
+		if len(e.Runs) > 0 && len(res.Tasks) == 0 {
+			return showTraining(c, e, jsonOut, csvOut)
 		}
 		if jsonOut || csvOut {
 			rows := append([]results.Row{}, res.Tasks...)
@@ -179,35 +171,23 @@ The metrics schema is described in docs/metrics.md.`,
 		for _, h := range hints {
 			fmt.Fprintf(c.App.ErrWriter, "(more rows with %s)\n", h)
 		}
-		if len(runs) > 0 {
-			fmt.Fprintln(w)
-			return trainlog.RunsTable(runs, results.Human).WriteText(w)
+		if len(e.Runs) > 0 {
+			return trainlog.WriteRuns(w, "", e.Runs)
 		}
 		return nil
 	},
 }
 
-// showTraining prints an experiment's training runs: the table (or CSV, or
-// the runs as JSON), then each run's summary, DIVERGED lines included.
-func showTraining(c *cli.Context, e *orchestrator.Reviewed, runs []trainlog.Run, jsonOut, csvOut bool) error {
-	w := c.App.Writer
+// showTraining prints an experiment's training runs: the table and each
+// run's summary, CSV, or the runs as JSON.
+func showTraining(c *cli.Context, e *orchestrator.Reviewed, jsonOut, csvOut bool) error {
 	switch {
 	case jsonOut:
-		return printJSON(w, runs)
+		return printJSON(c.App.Writer, e.Runs)
 	case csvOut:
-		return trainlog.RunsTable(runs, results.Machine).WriteCSV(w)
+		return trainlog.RunsTable(e.Runs, results.Machine).WriteCSV(c.App.Writer)
 	}
-	fmt.Fprintf(w, "training %s (%s)\n\n", e.Label, e.Dir)
-	if err := trainlog.RunsTable(runs, results.Human).WriteText(w); err != nil {
-		return err
-	}
-	for _, r := range runs {
-		fmt.Fprintf(w, "\n%s:\n", r.Label())
-		if err := r.Summary.WriteText(w); err != nil {
-			return err
-		}
-	}
-	return nil
+	return trainlog.WriteRuns(c.App.Writer, fmt.Sprintf("training %s (%s)", e.Label, e.Dir), e.Runs)
 }
 
 var resultsCompareCmd = &cli.Command{

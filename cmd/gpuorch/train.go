@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -196,14 +197,13 @@ func trainSubmit(c *cli.Context) error {
 		}
 		return ferr
 	}
-	msg := res.Summary.Failed()
-	switch {
-	case state != string(sbatch.StateCompleted) && msg != "":
-		return fmt.Errorf("job %s ended %s: %s (see %s)", run.JobID, state, msg, run.Dir)
-	case state != string(sbatch.StateCompleted):
-		return fmt.Errorf("job %s ended %s (see %s)", run.JobID, state, run.Dir)
-	case msg != "":
-		return fmt.Errorf("job %s: %s (see %s)", run.JobID, msg, run.Dir)
+	// A job that ended badly, or whose loss diverged, failed.
+	if msg, ended := res.Summary.Failed(), state != string(sbatch.StateCompleted); ended || msg != "" {
+		head := "job " + run.JobID
+		if ended {
+			head += " ended " + state
+		}
+		return fmt.Errorf("%s (see %s)", strings.TrimSuffix(head+": "+msg, ": "), run.Dir)
 	}
 	return nil
 }
@@ -244,12 +244,8 @@ func trainParse(c *cli.Context) error {
 		return nil
 	}
 	sum := col.Summary()
-	if c.Bool("json") {
-		if err := printJSON(w, sum); err != nil {
-			return err
-		}
-	} else {
-		sum.WriteText(w)
+	if err := printJSONOrText(c, sum, sum.WriteText); err != nil {
+		return err
 	}
 	if msg := sum.Failed(); msg != "" {
 		if c.Bool("json") {

@@ -80,3 +80,28 @@ func (t Task) InfluxSpool() string { return t.path(InfluxSpoolDir) }
 func (t Task) Prediction() string  { return t.path(PredictionFile) }
 func (t Task) Requests() string    { return t.path(RequestsFile) }
 func (t Task) ServerLog() string   { return t.path(ServerLogFile) }
+
+// Home is $GPUORCH_HOME: experiment directories, and the benchmark
+// workflow's saved workflows and registries (clusters, models, datasets by
+// id), one JSON file per entry.
+//
+//	<home>/workflows/<id>.json
+//	<home>/registry/<kind>/<id>.json   kind: clusters, models, datasets
+type Home string
+
+// Directory names under a Home.
+const (
+	WorkflowsDir = "workflows"
+	RegistryDir  = "registry"
+)
+
+// Workflows is the directory of saved benchmark workflows.
+func (h Home) Workflows() string { return filepath.Join(string(h), WorkflowsDir) }
+
+// Registry is the directory of one registry (clusters, models, datasets).
+func (h Home) Registry(kind string) string { return filepath.Join(string(h), RegistryDir, kind) }
+
+// RegistryEntry is one registry entry's file.
+func (h Home) RegistryEntry(kind, id string) string {
+	return filepath.Join(h.Registry(kind), id+".json")
+}

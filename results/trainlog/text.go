@@ -123,3 +123,20 @@ func RunsTable(runs []Run, f results.Format) *results.Table {
 	}
 	return t
 }
+
+// WriteRuns writes training runs for people: a heading, the runs' table,
+// then each run's summary (DIVERGED lines included). Without a heading it
+// starts with an empty line (after another table).
+func WriteRuns(w io.Writer, heading string, runs []Run) error {
+	fmt.Fprintf(w, "%s\n\n", heading)
+	if err := RunsTable(runs, results.Human).WriteText(w); err != nil {
+		return err
+	}
+	for _, r := range runs {
+		fmt.Fprintf(w, "\n%s:\n", r.Label())
+		if err := r.Summary.WriteText(w); err != nil {
+			return err
+		}
+	}
+	return nil
+}
