@@ -260,6 +260,10 @@ func TestClusterNodesOnCluster(t *testing.T) {
 				n.Devices[0].DeviceInfo["count"] != 4 || *n.Devices[0].DeviceConfig.PeakFP16TFLOPS != 989 || n.Devices[1].Type != "cpu" {
 				t.Errorf("node3: %+v", n)
 			}
+			// The CPU's memory and sockets, from RealMemory and Sockets.
+			if cpu := n.Devices[len(n.Devices)-1]; cpu.DeviceInfo["memory_total_bytes"] == nil || cpu.DeviceInfo["sockets"] == nil {
+				t.Errorf("node3 CPU: %+v", cpu)
+			}
 		}
 	}
 	for _, want := range []string{"node1", "node2", "node3", "node4"} {

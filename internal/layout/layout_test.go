@@ -27,3 +27,16 @@ func TestPaths(t *testing.T) {
 		t.Errorf("TaskGlob %s does not match %s", e.TaskGlob(), e.Task(40))
 	}
 }
+
+func TestHomePaths(t *testing.T) {
+	h := Home("/runs")
+	for _, c := range []struct{ got, want string }{
+		{h.Workflows(), "/runs/workflows"},
+		{h.Registry("clusters"), "/runs/registry/clusters"},
+		{h.RegistryEntry("models", "30cc08ec"), "/runs/registry/models/30cc08ec.json"},
+	} {
+		if c.got != c.want {
+			t.Errorf("got %s, want %s", c.got, c.want)
+		}
+	}
+}
