@@ -1,6 +1,9 @@
 package perfmodel
 
-import "testing"
+import (
+	"math"
+	"testing"
+)
 
 // TestLookupDeviceNames pins what LookupDevice answers, errors and the
 // partial Device that comes with them included (llmbench fills the missing
@@ -108,5 +111,32 @@ func TestLookupDeviceNames(t *testing.T) {
 			t.Errorf("LookupDevice(%q) = %g TFLOPS, %g GB/s, %g GB, error %q; want %g, %g, %g, %q",
 				c.name, d.PeakTFLOPS, d.BandwidthGBps, d.MemoryGB, msg, c.peak, c.bw, c.memGB, c.err)
 		}
+	}
+}
+
+// LookupCPU: the seed's Xeon Platinum 8480+ for two sockets (224 virtual
+// cores) is twice the table's socket; memory is the node's, not the CPU's.
+func TestLookupCPU(t *testing.T) {
+	d, err := LookupCPU("Intel(R) Xeon(R) Platinum 8480+", 2)
+	if err != nil || d.Kind != "cpu" || d.MemoryGB != 0 || d.PeakTFLOPS < 229.375 || d.PeakTFLOPS > 229.377 || d.BandwidthGBps < 614.39 || d.BandwidthGBps > 614.41 {
+		t.Fatalf("8480+ × 2: %+v %v", d, err)
+	}
+	if d1, _ := LookupCPU("Xeon 8480+", 0); d1.PeakTFLOPS*2 != d.PeakTFLOPS {
+		t.Errorf("sockets 0 is one socket: %+v", d1)
+	}
+	if d, err := LookupCPU("AMD EPYC 9654", 2); err == nil || d.Kind != "cpu" || d.PeakTFLOPS != 0 {
+		t.Errorf("unknown CPU: %+v %v", d, err)
+	}
+	// A CPU device predicts like any device: Llama-2-7B decodes
+	// memory-bound at the two sockets' bandwidth.
+	d.MemoryGB = 512
+	a, _ := LookupArch("llama-2-7b")
+	p, err := Predict(Config{Arch: a, Device: d, InputTokens: 50, OutputTokens: 100, Concurrency: 1})
+	want := (a.WeightBytes() + a.KVBytesPerToken*100) / (614.4e9 * 0.8)
+	if err != nil || p.DecodeBound != "memory" || math.Abs(p.TPOT.Seconds()-want) > 1e-6 {
+		t.Errorf("predict on the CPU: %+v %v, want TPOT %v s", p, err, want)
+	}
+	if g, _ := LookupDevice("H100"); g.Kind != "gpu" {
+		t.Errorf("GPU kind = %q", g.Kind)
 	}
 }
