@@ -386,6 +386,12 @@ func TestValidationLog(t *testing.T) {
 	if !strings.Contains(b.String(), "validation valid: last loss 12.41 at update 85, best 12.41 at update 85 (2 evaluations)") {
 		t.Errorf("text:\n%s", b.String())
 	}
+	// A subset named valid_<subset> (metaseq's valid_subset list) keys its
+	// values valid_<subset>_…: the same field names.
+	rec, ok, err := trainlog.ParseLine(`2022-11-11 16:04:31 | INFO | valid_wiki | {"epoch": 1, "valid_wiki_loss": "3.25", "valid_wiki_ppl": "9.51", "valid_wiki_num_updates": "40"}`)
+	if !ok || err != nil || !trainlog.IsValidTag(rec.Tag) || rec.Values["loss"] != 3.25 || rec.Values["ppl"] != 9.51 || rec.Values["num_updates"] != 40 {
+		t.Errorf("valid_wiki: %+v %v %v", rec, ok, err)
+	}
 	// The best is the lowest loss, not the last one.
 	recs := append([]trainlog.Record(nil), c.Records()...)
 	recs = append(recs, trainlog.Record{Tag: "valid", Values: map[string]float64{"loss": 12.9, "num_updates": 90}})
