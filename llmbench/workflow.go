@@ -230,25 +230,6 @@ func adoptWorkflow(home, id, cont string, p map[string]any) (*Workflow, error) {
 	return w, nil
 }
 
-// WithWorkflowID sets the workflow_id of a step payload that has none (the
-// payload continues workflow id); other payloads are returned as they are.
-func WithWorkflowID(payload []byte, id string) []byte {
-	var p map[string]any
-	if id == "" || json.Unmarshal(payload, &p) != nil || p == nil {
-		return payload
-	}
-	if _, has := p["workflow_id"]; has {
-		return payload
-	}
-	p["workflow_id"] = id
-	delete(p, "workflow_total_steps")
-	b, err := json.Marshal(p)
-	if err != nil {
-		return payload
-	}
-	return b
-}
-
 // Fail records that the workflow failed, and why, and returns err.
 func (w *Workflow) Fail(home string, err error) error {
 	w.Status, w.Reason = "failed", err.Error()
