@@ -597,6 +597,8 @@ func (s *Spec) Device(nodes []gpuslice.Node) (perfmodel.Device, error) {
 	}
 	missing := d.PeakTFLOPS <= 0 || d.BandwidthGBps <= 0 || identified && d.MemoryGB <= 0
 	switch {
+	case missing && lookupErr != nil && strings.Contains(lookupErr.Error(), "CPU table"):
+		return d, s.errf("hardware.device", "%v", lookupErr) // it says how to give the peak
 	case missing && lookupErr != nil:
 		return d, s.errf("hardware.device", "%v (or give [hardware] peak_fp16_tflops, memory_bandwidth_gbps and memory_gb)", lookupErr)
 	case missing && d.Kind == "cpu" && d.MemoryGB <= 0:
