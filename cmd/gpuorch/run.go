@@ -6,16 +6,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/gpuorch/gpuorch/internal/errkind"
-	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/taskrun"
 )
@@ -152,9 +149,9 @@ func runAction(c *cli.Context) error {
 	if !jsonOut {
 		fmt.Fprintln(out, exp.ID())
 	}
-	var prog *progress
+	var prog *orchestrator.Progress
 	if tty {
-		prog = startProgress(out, exp)
+		prog = orchestrator.StartProgress(out, exp)
 	}
 	var execErr error
 	if c.String("resume") != "" {
@@ -174,7 +171,7 @@ func runAction(c *cli.Context) error {
 			return err
 		}
 	} else {
-		printOutcome(c.App.ErrWriter, tty, exp, st)
+		orchestrator.WriteOutcome(c.App.ErrWriter, tty, exp, st)
 	}
 	return orchestrator.Outcome(ctx, st, execErr)
 }
@@ -295,166 +292,6 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-// progress prints a line as each task starts and ends and, while tasks run,
-// keeps one live status line at the bottom (elapsed/total, achieved rate,
-// p99 latency, errors) from the tasks' snapshots.jsonl.
-type progress struct {
-	w       io.Writer
-	exp     *orchestrator.Experiment
-	mu      sync.Mutex
-	n       int
-	ended   int
-	running map[int]time.Time // task → start
-	drawn   bool              // a status line is on screen
-	stop    chan struct{}
-	done    chan struct{}
-}
-
-func newProgress(w io.Writer, exp *orchestrator.Experiment) *progress {
-	st := exp.Snapshot()
-	return &progress{
-		w: w, exp: exp, n: len(exp.Plan.Tasks),
-		ended:   st.Counts()[orchestrator.TaskCompleted], // a resume skips these
-		running: map[int]time.Time{},
-	}
-}
-
-// startProgress prints task events and the live status line until Stop.
-func startProgress(w io.Writer, exp *orchestrator.Experiment) *progress {
-	p := newProgress(w, exp)
-	p.stop = make(chan struct{})
-	p.done = make(chan struct{})
-	exp.OnTaskUpdate = p.event
-	go p.loop()
-	return p
-}
-
-// attachProgress prints a line as each task starts and ends, without the
-// live status line (nothing to stop afterwards).
-func attachProgress(w io.Writer, exp *orchestrator.Experiment) {
-	exp.OnTaskUpdate = newProgress(w, exp).event
-}
-
-func (p *progress) Stop() {
-	close(p.stop)
-	<-p.done
-	p.mu.Lock()
-	p.clear()
-	p.mu.Unlock()
-}
-
-func (p *progress) clear() {
-	if p.drawn {
-		fmt.Fprint(p.w, "\r\033[K")
-		p.drawn = false
-	}
-}
-
-func (p *progress) event(t orchestrator.TaskStatus) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.clear()
-	ts := time.Now().Format("15:04:05")
-	switch {
-	case t.State == orchestrator.TaskRunning:
-		start := time.Now()
-		if t.Start != nil {
-			start = *t.Start
-		}
-		p.running[t.Index] = start
-		fmt.Fprintf(p.w, "%s  %-11s %s  (%d/%d done)\n", ts, t.State, t.Name, p.ended, p.n)
-	case t.State.Terminal():
-		delete(p.running, t.Index)
-		p.ended++
-		took := ""
-		if t.Start != nil && t.End != nil {
-			took = " in " + t.End.Sub(*t.Start).Round(100*time.Millisecond).String()
-		}
-		msg := ""
-		if t.Error != "" {
-			msg = ": " + t.Error
-		}
-		fmt.Fprintf(p.w, "%s  %-11s %s%s%s  (%d/%d done)\n", ts, t.State, t.Name, took, msg, p.ended, p.n)
-	}
-	if p.stop != nil {
-		p.draw()
-	}
-}
-
-func (p *progress) loop() {
-	defer close(p.done)
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-p.stop:
-			return
-		case <-tick.C:
-			p.mu.Lock()
-			p.clear()
-			p.draw()
-			p.mu.Unlock()
-		}
-	}
-}
-
-// draw writes the status line for the running tasks (at most three).
-func (p *progress) draw() {
-	if len(p.running) == 0 {
-		return
-	}
-	idx := make([]int, 0, len(p.running))
-	for i := range p.running {
-		idx = append(idx, i)
-	}
-	sort.Ints(idx)
-	var parts []string
-	for k, i := range idx {
-		if k == 3 {
-			parts = append(parts, fmt.Sprintf("+%d more", len(idx)-3))
-			break
-		}
-		parts = append(parts, p.taskStatus(i))
-	}
-	line := strings.Join(parts, " | ")
-	if len(line) > 160 {
-		line = line[:157] + "..."
-	}
-	fmt.Fprint(p.w, line)
-	p.drawn = true
-}
-
-func (p *progress) taskStatus(i int) string {
-	t := &p.exp.Plan.Tasks[i]
-	elapsed := time.Since(p.running[i]).Truncate(time.Second)
-	s := fmt.Sprintf("%s %s/%s", t.Name, elapsed, t.Config.Duration.D())
-	snap, ok := taskrun.LastSnapshot(layout.Task(p.exp.TaskDir(i)))
-	if !ok {
-		return s
-	}
-	return s + fmt.Sprintf(" %.1f/s p99 %s err %d", snap.AchievedRate, snap.Latency.P99.Round(100*time.Microsecond), snap.Errors+snap.Timeouts)
-}
-
-// printOutcome says how the run ended; failures always (to stderr), the
-// summary line on a terminal.
-func printOutcome(w io.Writer, tty bool, exp *orchestrator.Experiment, st orchestrator.State) {
-	orchestrator.WriteFailures(w, exp, st)
-	counts := st.Counts()
-	if tty || st.State != orchestrator.ExpCompleted {
-		fmt.Fprintf(w, "experiment %s %s: %d/%d tasks completed; directory %s\n", st.ID, st.State, counts[orchestrator.TaskCompleted], len(st.Tasks), exp.Dir)
-	}
-	switch st.State {
-	case orchestrator.ExpInterrupted, orchestrator.ExpFailed, orchestrator.ExpCancelled, orchestrator.ExpNotSubmitted:
-		fmt.Fprintf(w, "resume with: gpuorch run --resume %s\n", st.ID)
-	case orchestrator.ExpCompleted:
-		if tty {
-			fmt.Fprintf(w, "results: gpuorch results show %s\n", st.ID)
-		}
-	case orchestrator.ExpSubmitted, orchestrator.ExpRunning:
-		fmt.Fprintf(w, "follow it with: gpuorch status --watch %s\n", st.ID)
-	}
 }
 
 func printRunJSON(w io.Writer, exp *orchestrator.Experiment, st orchestrator.State) error {

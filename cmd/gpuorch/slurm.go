@@ -272,7 +272,7 @@ func retryAction(c *cli.Context) error {
 	jsonOut := c.Bool("json")
 	tty := !jsonOut && isTerminal(c.App.Writer)
 	if tty {
-		attachProgress(c.App.Writer, exp)
+		orchestrator.AttachProgress(c.App.Writer, exp)
 	}
 	execErr := orchestrator.Execute(ctx, exp, ex, idx)
 	st = exp.Snapshot()
@@ -284,7 +284,7 @@ func retryAction(c *cli.Context) error {
 		if n := len(st.Submissions); n > 0 && st.Submissions[n-1].JobID != "" && ex.Name() == "slurm" {
 			fmt.Fprintf(c.App.ErrWriter, "submitted as Slurm job %s; follow it with: gpuorch status --watch %s\n", st.Submissions[n-1].JobID, st.ID)
 		}
-		printOutcome(c.App.ErrWriter, tty, exp, st)
+		orchestrator.WriteOutcome(c.App.ErrWriter, tty, exp, st)
 	}
 	return orchestrator.Outcome(ctx, st, execErr)
 }
