@@ -26,6 +26,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -55,7 +56,7 @@ var (
 	// include file.
 	Config = Limits{What: "config file", Size: 16 << 20, Line: 1 << 20}
 	// Small: a token file, a slice limits file, one answer on stdin.
-	Small = Limits{What: "small file", Size: 64 << 10, Line: 64 << 10}
+	Small = Limits{What: "small file", Size: 64 << 10, Line: 32 << 10}
 	// Record: what gpuorch writes and reads back as a whole — plan.json,
 	// state.json, task manifests, summary.json, bench.json, workflow state.
 	Record = Limits{What: "experiment record", Size: 256 << 20, Line: 16 << 20}
@@ -88,11 +89,19 @@ func (e *Error) Error() string {
 	p := clip.String(e.Path)
 	switch {
 	case e.Limit == 0:
-		return fmt.Sprintf("%s: not a regular file but %s; want a %s", p, describe(e.Mode), e.What)
+		return fmt.Sprintf("%s: not a regular file but %s; want %s", p, describe(e.Mode), article(e.What))
 	case e.Line > 0:
-		return fmt.Sprintf("%s:%d: line longer than %s, the limit for a %s", p, e.Line, Bytes(e.Limit), e.What)
+		return fmt.Sprintf("%s:%d: line longer than %s, the limit for %s", p, e.Line, Bytes(e.Limit), article(e.What))
 	}
-	return fmt.Sprintf("%s: more than %s, the limit for a %s", p, Bytes(e.Limit), e.What)
+	return fmt.Sprintf("%s: more than %s, the limit for %s", p, Bytes(e.Limit), article(e.What))
+}
+
+// article puts "a" or "an" before what.
+func article(what string) string {
+	if what != "" && strings.ContainsRune("aeiouAEIOU", rune(what[0])) {
+		return "an " + what
+	}
+	return "a " + what
 }
 
 // Is makes every Error bad input.
@@ -188,6 +197,15 @@ func (f *File) Close() error {
 
 // Size is the file's size when it was opened.
 func (f *File) Size() int64 { return f.size }
+
+// ReadAt reads at an offset, around the limits: for a bounded read, such
+// as the last few kilobytes of a file that grows.
+func (f *File) ReadAt(p []byte, off int64) (int, error) {
+	if f.f == nil { // the null device
+		return 0, io.EOF
+	}
+	return f.f.ReadAt(p, off)
+}
 
 // Open opens path for a streaming read within lim, refusing anything but a
 // regular file (the null device reads as empty) and a file already over
