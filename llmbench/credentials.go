@@ -12,6 +12,7 @@ import (
 
 	"github.com/gpuorch/gpuorch/internal/atomicfile"
 	"github.com/gpuorch/gpuorch/internal/errkind"
+	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/orchestrator"
 )
 
@@ -58,7 +59,7 @@ func (c *Credentials) load() (map[string]credentialRecord, error) {
 	if st.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("%s: mode %04o: %w; run chmod 600 %s", c.Path, st.Mode().Perm(), ErrLoosePerms, c.Path)
 	}
-	b, err := os.ReadFile(c.Path)
+	b, err := limitio.ReadFile(c.Path, limitio.Config)
 	if err != nil {
 		return nil, err
 	}

@@ -2,10 +2,10 @@ package llmbench
 
 import (
 	"encoding/json"
-	"os"
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/layout"
+	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/loadgen"
 	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/results"
@@ -105,7 +105,7 @@ func Levels(exp *orchestrator.Experiment) []Level {
 			l.State = string(st.Tasks[i].State)
 		}
 		var sum loadgen.Summary
-		if b, err := os.ReadFile(dir.Task(i).Summary()); err == nil && json.Unmarshal(b, &sum) == nil && sum.Task != "" {
+		if b, err := limitio.ReadFile(dir.Task(i).Summary(), limitio.Record); err == nil && json.Unmarshal(b, &sum) == nil && sum.Task != "" {
 			l.Summary = &sum
 			l.Metrics = levelMetrics(&sum)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/gpuorch/gpuorch/internal/atomicfile"
 	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/internal/layout"
+	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/perfmodel"
 	"github.com/gpuorch/gpuorch/results"
@@ -118,9 +119,9 @@ func WritePrediction(taskDir, expID string, t *orchestrator.Task, p perfmodel.Pr
 }
 
 func readJSON(path string, v any) error {
-	b, err := os.ReadFile(path)
+	b, err := limitio.ReadFile(path, limitio.Record)
 	if err != nil {
-		return fmt.Errorf("read %s: %w", path, err)
+		return err // names the file
 	}
 	if err := json.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("read %s: %w", path, err)

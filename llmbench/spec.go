@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/gpuorch/gpuorch/gpuslice"
+	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/internal/tomlstrict"
 	"github.com/gpuorch/gpuorch/loadgen"
 	"github.com/gpuorch/gpuorch/orchestrator"
@@ -206,7 +207,7 @@ type RunSpec struct {
 // LoadSpec reads a benchmark spec (TOML, or JSON when the file ends in
 // .json or starts with '{').
 func LoadSpec(path string) (*Spec, error) {
-	src, err := os.ReadFile(path)
+	src, err := limitio.ReadFile(path, limitio.Config)
 	if err != nil {
 		return nil, fmt.Errorf("read benchmark spec: %w", err)
 	}

@@ -1,9 +1,12 @@
 package llmbench
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -67,12 +70,15 @@ func WriteLevels(w io.Writer, expID string, levels []Level) error {
 
 // WriteRequestRows writes each level's per-request rows (run with
 // per_request), in send order.
-func WriteRequestRows(w io.Writer, exp *orchestrator.Experiment, levels []Level) error {
+func WriteRequestRows(ctx context.Context, w io.Writer, exp *orchestrator.Experiment, levels []Level) error {
 	for i, l := range levels {
-		rows, err := taskrun.ReadRequestRows(layout.Experiment(exp.Dir).Task(i).Requests())
-		if err != nil {
+		rows, err := taskrun.ReadRequestRows(ctx, layout.Experiment(exp.Dir).Task(i).Requests())
+		if errors.Is(err, fs.ErrNotExist) {
 			fmt.Fprintf(w, "\n%s: no per-request rows (run with --per-request)\n", l.Task)
 			continue
+		}
+		if err != nil {
+			return err
 		}
 		fmt.Fprintf(w, "\n%s\n", l.Task)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

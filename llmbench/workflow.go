@@ -21,6 +21,7 @@ import (
 	"github.com/gpuorch/gpuorch/internal/atomicfile"
 	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/internal/layout"
+	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/orchestrator"
 )
 
@@ -759,7 +760,7 @@ func ResolveDataset(home, id string) (string, error) {
 	for _, c := range cands {
 		if st, err := os.Stat(c); err == nil && !st.IsDir() {
 			if _, err := LoadDataset(c); err != nil {
-				return "", fmt.Errorf("dataset %q: %v", id, err)
+				return "", fmt.Errorf("dataset %q: %w", id, err)
 			}
 			abs, _ := filepath.Abs(c)
 			return abs, nil
@@ -789,9 +790,12 @@ func workflowModel(home string, data map[string]any) (*Model, error) {
 			return nil, fmt.Errorf("unknown model %q", id)
 		}
 		p := filepath.Join(home, "models", id+".json")
-		b, rerr := os.ReadFile(p)
-		if rerr != nil {
+		b, err := limitio.ReadFile(p, limitio.Config)
+		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("unknown model %q (register it: gpuorch bench models add --id %s MODEL.json; or give an inline \"model\" object, or write %s)", id, id, p)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("model %q: %w", id, err)
 		}
 		raw = b
 	}

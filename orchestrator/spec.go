@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"reflect"
 	"regexp"
 	"slices"
@@ -12,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/internal/tomlstrict"
 	"github.com/gpuorch/gpuorch/loadgen"
 )
@@ -38,7 +38,7 @@ const (
 // LoadSpec reads and decodes a spec file; overrides are --set KEY=VALUE
 // arguments applied on top (see ParseSpec).
 func LoadSpec(path string, overrides []string) (*Spec, error) {
-	src, err := os.ReadFile(path)
+	src, err := limitio.ReadFile(path, limitio.Config)
 	if err != nil {
 		return nil, fmt.Errorf("read spec: %w", err)
 	}

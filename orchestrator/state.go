@@ -15,6 +15,7 @@ import (
 
 	"github.com/gpuorch/gpuorch/internal/atomicfile"
 	"github.com/gpuorch/gpuorch/internal/layout"
+	"github.com/gpuorch/gpuorch/internal/limitio"
 	"golang.org/x/sys/unix"
 )
 
@@ -490,9 +491,9 @@ func readState(dir string) (State, error) {
 }
 
 func readJSON(path string, v any) error {
-	b, err := os.ReadFile(path)
+	b, err := limitio.ReadFile(path, limitio.Record)
 	if err != nil {
-		return fmt.Errorf("read %s: %w", path, err)
+		return err // names the file
 	}
 	if err := json.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("read %s: %w", path, err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gpuorch/gpuorch/internal/atomicfile"
 	"github.com/gpuorch/gpuorch/internal/layout"
+	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/loadgen"
 	"github.com/gpuorch/gpuorch/results"
 )
@@ -140,18 +141,16 @@ func CopyPrediction(ctx context.Context, dir layout.Task, sink results.Sink) err
 // which a running task appends to every interval.
 func LastSnapshot(dir layout.Task) (loadgen.Snapshot, bool) {
 	var snap loadgen.Snapshot
-	f, err := os.Open(dir.Snapshots())
+	// Only the tail is read, so only the file's kind is checked (a named
+	// pipe in its place must not block the progress display).
+	f, err := limitio.Open(context.Background(), dir.Snapshots(), limitio.Metrics)
 	if err != nil {
 		return snap, false
 	}
 	defer f.Close()
 	const tail = 16 << 10
-	fi, err := f.Stat()
-	if err != nil {
-		return snap, false
-	}
-	off := max(fi.Size()-tail, 0)
-	buf := make([]byte, fi.Size()-off)
+	off := max(f.Size()-tail, 0)
+	buf := make([]byte, f.Size()-off)
 	if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
 		return snap, false
 	}

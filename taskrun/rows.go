@@ -2,13 +2,14 @@ package taskrun
 
 import (
 	"bufio"
-	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"sort"
 	"sync"
 	"time"
 
+	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/loadgen"
 )
 
@@ -45,19 +46,25 @@ func NewRequestRow(res *loadgen.Result) RequestRow {
 	return row
 }
 
-// ReadRequestRows reads a task's requests.jsonl in send order; lines that
-// are not rows are skipped.
-func ReadRequestRows(path string) ([]RequestRow, error) {
-	b, err := os.ReadFile(path)
+// ReadRequestRows reads a task's requests.jsonl in send order, streamed
+// within limitio.Metrics' limits; lines that are not rows are skipped.
+func ReadRequestRows(ctx context.Context, path string) ([]RequestRow, error) {
+	f, err := limitio.Open(ctx, path, limitio.Metrics)
 	if err != nil {
 		return nil, err
 	}
+	defer f.Close()
 	var rows []RequestRow
-	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), limitio.Metrics.Line+2) // the reader bounds lines
+	for sc.Scan() {
 		var r RequestRow
-		if json.Unmarshal(line, &r) == nil {
+		if json.Unmarshal(sc.Bytes(), &r) == nil {
 			rows = append(rows, r)
 		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
 	}
 	sort.Slice(rows, func(a, b int) bool { return rows[a].SentMS < rows[b].SentMS })
 	return rows, nil

@@ -10,20 +10,21 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/internal/layout"
+	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/loadgen"
 )
 
 // ReadManifest decodes a task manifest strictly: an unknown key is an error.
-// Every error is of kind errkind.ErrInvalid.
+// It is read within limitio.Record's limits. Every error is of kind
+// errkind.ErrInvalid.
 func ReadManifest(path string) (*loadgen.Config, error) {
-	b, err := os.ReadFile(path)
+	b, err := limitio.ReadFile(path, limitio.Record)
 	if err != nil {
 		return nil, errkind.Invalid(err)
 	}

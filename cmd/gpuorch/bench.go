@@ -280,7 +280,7 @@ func benchShow(c *cli.Context) error {
 		return err
 	}
 	if c.Bool("per-request") {
-		return llmbench.WriteRequestRows(w, exp, levels)
+		return llmbench.WriteRequestRows(c.Context, w, exp, levels)
 	}
 	return nil
 }
