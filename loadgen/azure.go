@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"bufio"
+	"context"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"sort"
 	"strconv"
 	"time"
+
+	"github.com/gpuorch/gpuorch/internal/limitio"
 )
 
 // Azure Functions 2019 trace (Shahrad et al., ATC'20): one file per day,
@@ -55,11 +58,16 @@ func ReadAzureTraceDay(dir string, day int) (*AzureTrace, error) {
 	return ReadAzureTrace(AzureTraceFile(dir, day))
 }
 
-// ReadAzureTrace reads one trace file. A row without exactly 4+1440 fields,
-// or with a count that is not a non-negative integer, is an error naming the
-// file and line.
+// ReadAzureTrace reads one trace file, within limitio.Trace's limits. A row
+// without exactly 4+1440 fields, or with a count that is not a non-negative
+// integer, is an error naming the file and line.
 func ReadAzureTrace(path string) (*AzureTrace, error) {
-	f, err := os.Open(path)
+	return ReadAzureTraceContext(context.Background(), path)
+}
+
+// ReadAzureTraceContext is ReadAzureTrace that stops when ctx is done.
+func ReadAzureTraceContext(ctx context.Context, path string) (*AzureTrace, error) {
+	f, err := limitio.Open(ctx, path, limitio.Trace)
 	if err != nil {
 		return nil, fmt.Errorf("azure trace: %w", err)
 	}
@@ -87,6 +95,10 @@ func ParseAzureTrace(r io.Reader, name string) (*AzureTrace, error) {
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
 				return nil, fmt.Errorf("%s:%d: %v", name, pe.StartLine, pe.Err)
+			}
+			var le *limitio.Error
+			if errors.As(err, &le) {
+				return nil, err // names the file and the line
 			}
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}

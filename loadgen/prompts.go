@@ -6,8 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
+
+	"github.com/gpuorch/gpuorch/internal/limitio"
 )
 
 // Prompt is one dataset prompt: its text and the length of its reference
@@ -60,8 +61,10 @@ func (r *promptRecord) prompt() (Prompt, bool) {
 // such object, or {"prompt": …, "output": …|"output_tokens": N}, per line),
 // in file order. Conversations without a prompt and an answer are skipped;
 // a file with none is an error.
+//
+// The file is read within limitio.Dataset's limits.
 func LoadPrompts(path string) ([]Prompt, error) {
-	b, err := os.ReadFile(path)
+	b, err := limitio.ReadFile(path, limitio.Dataset)
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +76,8 @@ func LoadPrompts(path string) ([]Prompt, error) {
 		}
 	} else {
 		sc := bufio.NewScanner(bytes.NewReader(b))
-		sc.Buffer(make([]byte, 1<<20), 64<<20)
+		// Lines are within limitio.Dataset.Line already.
+		sc.Buffer(make([]byte, 64<<10), limitio.Dataset.Line+2)
 		line := 0
 		for sc.Scan() {
 			line++

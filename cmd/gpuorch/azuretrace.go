@@ -57,7 +57,7 @@ A small generated day ships in loadgen/testdata/azure.`,
 					if c.Args().Len() != 1 {
 						return errkind.Invalidf("usage: gpuorch loadgen azure-trace stats FILE")
 					}
-					t, err := loadgen.ReadAzureTrace(c.Args().First())
+					t, err := loadgen.ReadAzureTraceContext(c.Context, c.Args().First())
 					if err != nil {
 						return errkind.Invalid(err)
 					}

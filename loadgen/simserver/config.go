@@ -3,7 +3,6 @@ package simserver
 import (
 	"errors"
 	"fmt"
-	"os"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/duration"
+	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/internal/tomlstrict"
 )
 
@@ -239,7 +239,7 @@ func (c *Config) Validate() error {
 // wrong type or a bad value is an error naming the file, the line and the
 // key.
 func LoadFile(path string) (Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := limitio.ReadFile(path, limitio.Config)
 	if err != nil {
 		return Config{}, fmt.Errorf("read sim-server config: %w", err)
 	}
