@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/atomicfile"
+	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/sbatch"
 )
 
@@ -132,7 +133,7 @@ func (a *Admin) ReadState(ctx context.Context, m *Model) (*ClusterState, error) 
 		}
 		st.Partitions[p.Name] = p
 	}
-	b, err := os.ReadFile(m.Slurm.IncludeFile)
+	b, err := limitio.ReadFile(m.Slurm.IncludeFile, limitio.Config)
 	switch {
 	case err == nil:
 		st.Include, st.IncludeSeen = string(b), true
@@ -465,7 +466,7 @@ func (a *Admin) Diff(m *Model, st *ClusterState) *AdminPlan {
 	if conf == "" {
 		conf = "/etc/slurm/slurm.conf"
 	}
-	if b, err := os.ReadFile(conf); err == nil && !strings.Contains(string(b), m.Slurm.IncludeFile) {
+	if b, err := limitio.ReadFile(conf, limitio.Config); err == nil && !strings.Contains(string(b), m.Slurm.IncludeFile) {
 		p.Warnings = append(p.Warnings, fmt.Sprintf("%s does not Include %s: add the line `Include %s` once, or the pools' partitions never appear", conf, m.Slurm.IncludeFile, m.Slurm.IncludeFile))
 	}
 	return p
@@ -684,7 +685,7 @@ func (a *Admin) Remove(ctx context.Context, m *Model) ([]Action, error) {
 	}
 	defer unlock()
 	var done []Action
-	cur, err := os.ReadFile(m.Slurm.IncludeFile)
+	cur, err := limitio.ReadFile(m.Slurm.IncludeFile, limitio.Config)
 	if err != nil && !os.IsNotExist(err) {
 		return nil, fmt.Errorf("read include file: %w", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/atomicfile"
+	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/results"
 )
 
@@ -489,12 +490,12 @@ func (p *ProcFS) JobOf(pid int) (string, bool) {
 
 func (p *ProcFS) lookup(pid int) (string, bool) {
 	dir := p.root() + "/" + strconv.Itoa(pid)
-	if b, err := os.ReadFile(dir + "/cgroup"); err == nil {
+	if b, err := limitio.ReadFile(dir+"/cgroup", procFile); err == nil {
 		if m := cgroupJob.FindStringSubmatch(string(b)); m != nil {
 			return m[1], true
 		}
 	}
-	b, err := os.ReadFile(dir + "/environ")
+	b, err := limitio.ReadFile(dir+"/environ", procFile)
 	if err != nil {
 		return "", false
 	}
@@ -505,6 +506,11 @@ func (p *ProcFS) lookup(pid int) (string, bool) {
 	}
 	return "", false
 }
+
+// procFile bounds what is read of a process's /proc files: a job's
+// environment is the user's to make as large as the kernel allows, and the
+// enforcer runs as root on every node.
+var procFile = limitio.Limits{What: "/proc file", Size: 4 << 20, Line: 4 << 20}
 
 // DirLimits reads job limits from a directory of files named after job ids
 // (DIR/<jobid>), each holding the job's GPUORCH_SLICE_* variables as
@@ -537,9 +543,12 @@ func (d *DirLimits) Limit(job string) (JobLimit, bool) {
 	if e, ok := d.cache[job]; ok && e.mod.Equal(fi.ModTime()) {
 		return e.lim, e.ok
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return JobLimit{}, false
+	// A job writes this file; the daemon reading it runs as root: it is
+	// read within limits, and a file over them is a bad limits file.
+	b, err := limitio.ReadFile(path, limitio.Small)
+	var le *limitio.Error
+	if err != nil && !errors.As(err, &le) {
+		return JobLimit{}, false // unreadable for now: try again next poll
 	}
 	env := map[string]string{}
 	for _, l := range strings.Split(string(b), "\n") {
@@ -547,7 +556,10 @@ func (d *DirLimits) Limit(job string) (JobLimit, bool) {
 			env[k] = v
 		}
 	}
-	lim, err := LimitFromEnv(func(k string) string { return env[k] })
+	var lim JobLimit
+	if err == nil {
+		lim, err = LimitFromEnv(func(k string) string { return env[k] })
+	}
 	if err != nil {
 		slog.Warn("bad limits file", "path", path, "err", err)
 	}

@@ -2,7 +2,6 @@ package gpuslice
 
 import (
 	"fmt"
-	"os"
 	"regexp"
 	"sort"
 	"strings"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/gpuorch/gpuorch/internal/duration"
 	"github.com/gpuorch/gpuorch/internal/errkind"
+	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/internal/tomlstrict"
 )
 
@@ -118,7 +118,7 @@ const DefaultIncludeFile = "/etc/slurm/gpuorch-pools.conf"
 // LoadModel reads and validates a pools file. Errors name the file and,
 // for syntax errors, unknown keys and bad values, the line and key.
 func LoadModel(path string) (*Model, error) {
-	data, err := os.ReadFile(path)
+	data, err := limitio.ReadFile(path, limitio.Config)
 	if err != nil {
 		return nil, fmt.Errorf("read pools file: %w", err)
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/gpuorch/gpuorch/internal/clip"
+	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/sylabs/sif/v2/pkg/integrity"
 	ssif "github.com/sylabs/sif/v2/pkg/sif"
 )
@@ -37,13 +39,14 @@ type Verification struct {
 	Error string `json:"error,omitempty"`
 }
 
-// ReadKeyRing reads armored (or binary) PGP public keys from files.
+// ReadKeyRing reads armored (or binary) PGP public keys from files, each
+// within limitio.Config's limits.
 func ReadKeyRing(paths ...string) (openpgp.EntityList, error) {
 	var all openpgp.EntityList
 	for _, p := range paths {
-		b, err := os.ReadFile(p)
+		b, err := limitio.ReadFile(p, limitio.Config)
 		if err != nil {
-			return nil, fmt.Errorf("read key %s: %w", p, err)
+			return nil, fmt.Errorf("read key: %w", err)
 		}
 		var el openpgp.EntityList
 		if strings.Contains(string(b), "-----BEGIN PGP") {
@@ -52,7 +55,7 @@ func ReadKeyRing(paths ...string) (openpgp.EntityList, error) {
 			el, err = openpgp.ReadKeyRing(strings.NewReader(string(b)))
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read key %s: %w", p, err)
+			return nil, fmt.Errorf("read key %s: %w", clip.String(p), err)
 		}
 		all = append(all, el...)
 	}
