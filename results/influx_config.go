@@ -15,6 +15,7 @@ import (
 
 	"github.com/gpuorch/gpuorch/internal/duration"
 	"github.com/gpuorch/gpuorch/internal/errkind"
+	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/internal/tomlstrict"
 )
 
@@ -249,7 +250,7 @@ func LoadInfluxConfig(getenv func(string) string) (InfluxConfig, error) {
 // Other tables belong to other parts of gpuorch; only [influxdb] is ours,
 // and in it every key must be known.
 func readInfluxFile(path string, mustExist bool) (influxFileConfig, bool, error) {
-	src, err := os.ReadFile(path)
+	src, err := limitio.ReadFile(path, limitio.Config)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) && !mustExist {
 			return influxFileConfig{}, false, nil
@@ -300,7 +301,7 @@ func ReadTokenFile(path string) (Secret, error) {
 	if fi.Mode().Perm()&0o077 != 0 {
 		return "", fmt.Errorf("influxdb token file %s is readable by group or others (mode %04o); run: chmod 600 %s", path, fi.Mode().Perm(), path)
 	}
-	b, err := os.ReadFile(path)
+	b, err := limitio.ReadFile(path, limitio.Small)
 	if err != nil {
 		return "", fmt.Errorf("influxdb token file: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/layout"
+	"github.com/gpuorch/gpuorch/internal/limitio"
 )
 
 // PushResult is what one push delivered.
@@ -73,7 +74,7 @@ func PushSpool(ctx context.Context, cfg InfluxConfig, dir string) (PushResult, e
 func PushFile(ctx context.Context, cfg InfluxConfig, path string) (PushResult, error) {
 	cfg = cfg.withDefaults()
 	res := PushResult{Path: path}
-	f, err := os.Open(path)
+	f, err := limitio.Open(ctx, path, limitio.Metrics)
 	if err != nil {
 		return res, err
 	}
@@ -109,7 +110,7 @@ func PushFile(ctx context.Context, cfg InfluxConfig, path string) (PushResult, e
 			buf = append(buf, line...)
 			n++
 		}
-		if n >= cfg.BatchSize {
+		if n >= cfg.BatchSize || len(buf) >= replayBatchBytes { // long lines: bound the batch's bytes too
 			if serr := send(buf, n); serr != nil {
 				return res, serr
 			}
@@ -119,6 +120,10 @@ func PushFile(ctx context.Context, cfg InfluxConfig, path string) (PushResult, e
 			break
 		}
 		if err != nil {
+			var le *limitio.Error
+			if errors.As(err, &le) {
+				return res, err // names the file and the line
+			}
 			return res, fmt.Errorf("read %s: %w", path, err)
 		}
 	}

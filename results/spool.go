@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/gpuorch/gpuorch/internal/limitio"
 )
 
 // Spool is an on-disk queue of line-protocol points that could not be
@@ -70,17 +72,38 @@ func OpenSpool(dir string) (*Spool, error) {
 		return nil, err
 	}
 	for _, seq := range seqs {
-		b, err := os.ReadFile(s.segPath(seq))
+		n, err := countLines(s.segPath(seq))
 		if err != nil {
 			s.Close()
 			return nil, fmt.Errorf("spool: %w", err)
 		}
-		n := int64(bytes.Count(completeLines(b), []byte{'\n'}))
 		s.segLines[seq] = n
 		s.pending += n
 		s.nextSeq = seq + 1
 	}
 	return s, nil
+}
+
+// countLines counts the complete lines of a segment, streamed within
+// limitio.Metrics' limits.
+func countLines(path string) (int64, error) {
+	f, err := limitio.Open(context.Background(), path, limitio.Metrics)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var n int64
+	buf := make([]byte, 256<<10)
+	for {
+		k, err := f.Read(buf)
+		n += int64(bytes.Count(buf[:k], []byte{'\n'}))
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
 }
 
 // Dir is the spool's directory.
@@ -192,7 +215,7 @@ const replayBatchBytes = 4 << 20
 // memory, not the segment.
 func (s *Spool) replaySegment(ctx context.Context, seq uint64, batchLines int, send func(context.Context, []byte, int) error) (int64, error) {
 	path := s.segPath(seq)
-	f, err := os.Open(path)
+	f, err := limitio.Open(ctx, path, limitio.Metrics)
 	if err != nil {
 		return 0, fmt.Errorf("spool: %w", err)
 	}
@@ -200,10 +223,10 @@ func (s *Spool) replaySegment(ctx context.Context, seq uint64, batchLines int, s
 	s.mu.Lock()
 	off := int64(s.delivered[seq])
 	s.mu.Unlock()
-	if _, err := f.Seek(off, io.SeekStart); err != nil {
-		return 0, fmt.Errorf("spool: %w", err)
-	}
-	r := bufio.NewReaderSize(f, 256<<10)
+	// What the segment held when opened, from where this process got to
+	// (lines appended since go in the next pass), within the limits.
+	rest := io.NewSectionReader(f, off, max(f.Size()-off, 0))
+	r := bufio.NewReaderSize(limitio.NewReader(ctx, rest, path, limitio.Metrics), 256<<10)
 	var (
 		sent  int64
 		batch []byte
@@ -220,6 +243,9 @@ func (s *Spool) replaySegment(ctx context.Context, seq uint64, batchLines int, s
 			if err == bufio.ErrBufferFull { // a line longer than the buffer
 				batch = append(batch, line...)
 				continue
+			}
+			if err != nil && err != io.EOF {
+				return sent, err // a line over the limit, or cancelled
 			}
 			if err != nil {
 				// At EOF, a line without its '\n' is either still being

@@ -13,6 +13,7 @@ import (
 	"sort"
 
 	"github.com/gpuorch/gpuorch/internal/layout"
+	"github.com/gpuorch/gpuorch/internal/limitio"
 )
 
 // LineError is a line of a metrics file that could not be parsed.
@@ -99,7 +100,7 @@ func (s *LocalStore) Query(ctx context.Context, q Query) ([]Point, error) {
 		case !isPredictionFile(f) && q.Measurement == MeasServingPrediction && predDirs[filepath.Dir(f)]:
 			continue
 		}
-		err := readFile(f, &q, func(p Point) { pts = append(pts, p) }, s.OnMalformed)
+		err := readFile(ctx, f, &q, func(p Point) { pts = append(pts, p) }, s.OnMalformed)
 		if err != nil {
 			return nil, err
 		}
@@ -113,11 +114,12 @@ func (s *LocalStore) Query(ctx context.Context, q Query) ([]Point, error) {
 // goes to onMalformed when it is set; otherwise it ends the read with a
 // *LineError.
 func ReadLineFile(path, measurement string, fn func(Point), onMalformed func(*LineError)) error {
-	return readFile(path, &Query{Measurement: measurement}, fn, onMalformed)
+	return readFile(context.Background(), path, &Query{Measurement: measurement}, fn, onMalformed)
 }
 
-func readFile(path string, q *Query, fn func(Point), onMalformed func(*LineError)) error {
-	f, err := os.Open(path)
+// readFile streams a metrics file within limitio.Metrics' limits.
+func readFile(ctx context.Context, path string, q *Query, fn func(Point), onMalformed func(*LineError)) error {
+	f, err := limitio.Open(ctx, path, limitio.Metrics)
 	if err != nil {
 		return fmt.Errorf("read metrics: %w", err)
 	}
@@ -147,6 +149,10 @@ func readLines(r io.Reader, name string, q *Query, fn func(Point), onMalformed f
 			line = long
 		}
 		if err != nil && !errors.Is(err, io.EOF) {
+			var le *limitio.Error
+			if errors.As(err, &le) {
+				return err // names the file and the line
+			}
 			return fmt.Errorf("read %s: %w", name, err)
 		}
 		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' && wantMeasurement(line, prefix) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -217,18 +216,14 @@ func trainParse(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return errkind.Invalidf("train parse: want exactly one LOG argument (flags go before it)")
 	}
-	f, err := os.Open(c.Args().First())
-	if err != nil {
-		return errkind.Invalid(err)
-	}
-	defer f.Close()
+	path := c.Args().First()
 	col := &trainlog.Collector{Tags: map[string]string{"experiment": c.String("experiment"), "job": c.String("job")}}
-	errs, err := trainlog.Parse(f, col)
+	errs, err := trainlog.ParseFile(c.Context, path, col)
 	if err != nil {
-		return fmt.Errorf("read %s: %w", f.Name(), err)
+		return err // names the file; a line over the limit, /dev/zero or a missing file is bad input
 	}
 	for _, e := range errs {
-		fmt.Fprintf(c.App.ErrWriter, "gpuorch: %s: %v\n", f.Name(), e)
+		fmt.Fprintf(c.App.ErrWriter, "gpuorch: %s: %v\n", path, e)
 	}
 	w := c.App.Writer
 	switch {

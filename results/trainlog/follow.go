@@ -10,17 +10,34 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/gpuorch/gpuorch/internal/errkind"
+	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/results"
 )
 
 // DoneMarker is what metaseq logs when training finished.
 const DoneMarker = "done training in"
 
-// maxLine bounds one log line; longer lines (never stats lines in
-// practice) are skipped rather than buffered without limit.
-const maxLine = 1 << 20
+// maxLine bounds one log line (limitio.Log): Parse refuses a longer line,
+// Follow reports and skips it.
+var maxLine = limitio.Log.Line
+
+// ParseFile reads the log at path into c, as Parse, within limitio.Log's
+// limits: a line longer than the limit is an error naming the file and
+// the line, as is a path that is not a regular file (/dev/zero); both,
+// and a file that cannot be opened, are bad input (errkind.ErrInvalid). It
+// stops when ctx is done.
+func ParseFile(ctx context.Context, path string, c *Collector) (errs []error, err error) {
+	f, err := limitio.Open(ctx, path, limitio.Log)
+	if err != nil {
+		return nil, errkind.Invalid(err)
+	}
+	defer f.Close()
+	return Parse(f, c)
+}
 
 // Parse reads a whole log into c. Malformed stats lines are returned as
 // errs (with line numbers) and skipped; err is for read failures.
@@ -144,6 +161,7 @@ func Follow(ctx context.Context, path string, o FollowOptions) (Result, error) {
 	}()
 	var off int64
 	var pending strings.Builder // a line without its newline yet
+	over := false               // pending's line is longer than maxLine: skipped
 	var batch []results.Point
 	n := 0
 	write := func() error {
@@ -162,7 +180,11 @@ func Follow(ctx context.Context, path string, o FollowOptions) (Result, error) {
 	for {
 		if f == nil {
 			var err error
-			f, err = os.Open(path)
+			if _, err = limitio.Check(path, limitio.Log); err == nil {
+				// O_NONBLOCK: a named pipe put there since the check
+				// must not block the open.
+				f, err = os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+			}
 			if errors.Is(err, fs.ErrNotExist) {
 				if o.Done != nil && o.Done() {
 					return finish(nil)
@@ -171,6 +193,10 @@ func Follow(ctx context.Context, path string, o FollowOptions) (Result, error) {
 					return finish(err)
 				}
 				continue
+			}
+			var le *limitio.Error
+			if errors.As(err, &le) {
+				return finish(err) // names the file
 			}
 			if err != nil {
 				return finish(fmt.Errorf("follow %s: %w", path, err))
@@ -182,19 +208,31 @@ func Follow(ctx context.Context, path string, o FollowOptions) (Result, error) {
 		data := buf[:k]
 		for len(data) > 0 {
 			i := bytes.IndexByte(data, '\n')
+			end := i
 			if i < 0 {
-				if pending.Len() < maxLine {
-					pending.Write(data[:min(len(data), maxLine-pending.Len())])
-				}
-				break
+				end = len(data)
 			}
-			if pending.Len() < maxLine {
-				pending.Write(data[:min(i, maxLine-pending.Len())])
+			if pending.Len()+end > maxLine {
+				over = true
+			} else {
+				pending.Write(data[:end])
+			}
+			if i < 0 {
+				break
 			}
 			line := pending.String()
 			pending.Reset()
 			data = data[i+1:]
 			n++
+			if over {
+				// The log belongs to a running job: report the line and
+				// go on, rather than stop following.
+				over = false
+				if o.OnError != nil {
+					o.OnError(&limitio.Error{Path: path, What: limitio.Log.What, Line: n, Limit: int64(maxLine)})
+				}
+				continue
+			}
 			rec, ok, perr := ParseLine(line)
 			switch {
 			case perr != nil:
@@ -239,6 +277,7 @@ func Follow(ctx context.Context, path string, o FollowOptions) (Result, error) {
 				f.Close()
 				f = nil // truncated or replaced: start over
 				pending.Reset()
+				over = false
 				continue
 			}
 		}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpuorch/gpuorch/internal/limitio"
+	"github.com/gpuorch/gpuorch/internal/limitio/limitiotest"
 	"github.com/gpuorch/gpuorch/results"
 	"github.com/gpuorch/gpuorch/results/trainlog"
 )
@@ -461,5 +463,39 @@ func TestDivergedLog(t *testing.T) {
 	rec, _, _ = trainlog.ParseLine(`2023-06-08 09:01:24 | INFO | valid | {"valid_loss": "1e999", "valid_num_updates": "15"}`)
 	if !rec.Diverged() {
 		t.Errorf("valid_loss 1e999: %+v", rec)
+	}
+}
+
+// train parse reads its log within limitio.Log's line limit; a log has no
+// size limit (train follow reads it as it grows).
+func TestParseFileRefusesHostileFiles(t *testing.T) {
+	for _, c := range limitiotest.Cases(t, limitio.Log, "train.log") {
+		t.Run(c.Name, func(t *testing.T) {
+			_, err := trainlog.ParseFile(t.Context(), c.Path, &trainlog.Collector{})
+			limitiotest.Check(t, c, err)
+		})
+	}
+}
+
+// Follow reports a line over the limit, naming the file, the line and the
+// limit, skips it and goes on: the log belongs to a job still running.
+func TestFollowSkipsAnOverlongLine(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "train.log")
+	stats := func(u int) string {
+		return fmt.Sprintf(`2026-01-01 00:00:%02d | INFO | train_inner | {"num_updates": "%d", "wps": "1", "ups": "1"}`+"\n", u, u)
+	}
+	log := stats(1) + strings.Repeat("x", limitio.Log.Line+1) + stats(99)[20:] + stats(2) +
+		"2026-01-01 00:00:09 | INFO | metaseq_cli.train | done training in 9 seconds\n"
+	if err := os.WriteFile(p, []byte(log), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var reported []error
+	res, err := trainlog.Follow(t.Context(), p, trainlog.FollowOptions{Poll: 10 * time.Millisecond, StopAtDone: true,
+		OnError: func(e error) { reported = append(reported, e) }})
+	if err != nil || !res.Finished || res.Summary.Intervals != 2 {
+		t.Fatalf("got %+v, %v; want both stats lines and the end", res, err)
+	}
+	if len(reported) != 1 || reported[0].Error() != p+":2: line longer than 1 MiB, the limit for a training log" {
+		t.Fatalf("reported %v", reported)
 	}
 }
