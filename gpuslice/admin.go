@@ -108,6 +108,9 @@ type Admin struct {
 	SlurmConf string
 }
 
+// slurmConfig bounds what is read of slurm.conf and the pools include file.
+var slurmConfig = limitio.Config.As("Slurm config file")
+
 func (a *Admin) run(ctx context.Context, argv ...string) ([]byte, error) {
 	return runner(a.Run).Run(ctx, argv[0], argv[1:]...)
 }
@@ -133,7 +136,7 @@ func (a *Admin) ReadState(ctx context.Context, m *Model) (*ClusterState, error) 
 		}
 		st.Partitions[p.Name] = p
 	}
-	b, err := limitio.ReadFile(m.Slurm.IncludeFile, limitio.Config)
+	b, err := limitio.ReadFile(m.Slurm.IncludeFile, slurmConfig)
 	switch {
 	case err == nil:
 		st.Include, st.IncludeSeen = string(b), true
@@ -466,7 +469,7 @@ func (a *Admin) Diff(m *Model, st *ClusterState) *AdminPlan {
 	if conf == "" {
 		conf = "/etc/slurm/slurm.conf"
 	}
-	if b, err := limitio.ReadFile(conf, limitio.Config); err == nil && !strings.Contains(string(b), m.Slurm.IncludeFile) {
+	if b, err := limitio.ReadFile(conf, slurmConfig); err == nil && !strings.Contains(string(b), m.Slurm.IncludeFile) {
 		p.Warnings = append(p.Warnings, fmt.Sprintf("%s does not Include %s: add the line `Include %s` once, or the pools' partitions never appear", conf, m.Slurm.IncludeFile, m.Slurm.IncludeFile))
 	}
 	return p
@@ -685,7 +688,7 @@ func (a *Admin) Remove(ctx context.Context, m *Model) ([]Action, error) {
 	}
 	defer unlock()
 	var done []Action
-	cur, err := limitio.ReadFile(m.Slurm.IncludeFile, limitio.Config)
+	cur, err := limitio.ReadFile(m.Slurm.IncludeFile, slurmConfig)
 	if err != nil && !os.IsNotExist(err) {
 		return nil, fmt.Errorf("read include file: %w", err)
 	}

@@ -545,7 +545,7 @@ func (d *DirLimits) Limit(job string) (JobLimit, bool) {
 	}
 	// A job writes this file; the daemon reading it runs as root: it is
 	// read within limits, and a file over them is a bad limits file.
-	b, err := limitio.ReadFile(path, limitio.Small)
+	b, err := limitio.ReadFile(path, limitio.Small.As("limits file"))
 	var le *limitio.Error
 	if err != nil && !errors.As(err, &le) {
 		return JobLimit{}, false // unreadable for now: try again next poll

@@ -118,7 +118,7 @@ const DefaultIncludeFile = "/etc/slurm/gpuorch-pools.conf"
 // LoadModel reads and validates a pools file. Errors name the file and,
 // for syntax errors, unknown keys and bad values, the line and key.
 func LoadModel(path string) (*Model, error) {
-	data, err := limitio.ReadFile(path, limitio.Config)
+	data, err := limitio.ReadFile(path, limitio.Config.As("pools file"))
 	if err != nil {
 		return nil, fmt.Errorf("read pools file: %w", err)
 	}

@@ -59,7 +59,7 @@ func (c *Credentials) load() (map[string]credentialRecord, error) {
 	if st.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("%s: mode %04o: %w; run chmod 600 %s", c.Path, st.Mode().Perm(), ErrLoosePerms, c.Path)
 	}
-	b, err := limitio.ReadFile(c.Path, limitio.Config)
+	b, err := limitio.ReadFile(c.Path, limitio.Config.As("credentials file"))
 	if err != nil {
 		return nil, err
 	}

@@ -207,7 +207,7 @@ type RunSpec struct {
 // LoadSpec reads a benchmark spec (TOML, or JSON when the file ends in
 // .json or starts with '{').
 func LoadSpec(path string) (*Spec, error) {
-	src, err := limitio.ReadFile(path, limitio.Config)
+	src, err := limitio.ReadFile(path, limitio.Config.As("benchmark spec"))
 	if err != nil {
 		return nil, fmt.Errorf("read benchmark spec: %w", err)
 	}

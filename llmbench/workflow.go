@@ -790,7 +790,7 @@ func workflowModel(home string, data map[string]any) (*Model, error) {
 			return nil, fmt.Errorf("unknown model %q", id)
 		}
 		p := filepath.Join(home, "models", id+".json")
-		b, err := limitio.ReadFile(p, limitio.Config)
+		b, err := limitio.ReadFile(p, limitio.Config.As("model file"))
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("unknown model %q (register it: gpuorch bench models add --id %s MODEL.json; or give an inline \"model\" object, or write %s)", id, id, p)
 		}

@@ -38,7 +38,7 @@ const (
 // LoadSpec reads and decodes a spec file; overrides are --set KEY=VALUE
 // arguments applied on top (see ParseSpec).
 func LoadSpec(path string, overrides []string) (*Spec, error) {
-	src, err := limitio.ReadFile(path, limitio.Config)
+	src, err := limitio.ReadFile(path, limitio.Config.As("spec"))
 	if err != nil {
 		return nil, fmt.Errorf("read spec: %w", err)
 	}

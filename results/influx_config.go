@@ -301,7 +301,7 @@ func ReadTokenFile(path string) (Secret, error) {
 	if fi.Mode().Perm()&0o077 != 0 {
 		return "", fmt.Errorf("influxdb token file %s is readable by group or others (mode %04o); run: chmod 600 %s", path, fi.Mode().Perm(), path)
 	}
-	b, err := limitio.ReadFile(path, limitio.Small)
+	b, err := limitio.ReadFile(path, limitio.Small.As("token file"))
 	if err != nil {
 		return "", fmt.Errorf("influxdb token file: %w", err)
 	}

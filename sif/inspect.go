@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/gpuorch/gpuorch/internal/limitio"
 	ssif "github.com/sylabs/sif/v2/pkg/sif"
 )
 
@@ -165,6 +166,10 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// imageFile is what an image path must name: a regular file, of any size
+// (a device or a named pipe is refused before it is opened, as bad input).
+var imageFile = limitio.Limits{What: "SIF image"}
+
 // ErrNotSIF is wrapped by errors about files that are not SIF images at all.
 var ErrNotSIF = errors.New("not a SIF image")
 
@@ -172,6 +177,9 @@ var ErrNotSIF = errors.New("not a SIF image")
 // (the /.singularity.d fallback) are read with unsquashfs when the image has
 // no inspect-metadata.json object.
 func Inspect(ctx context.Context, path string, opts InspectOptions) (*Image, error) {
+	if _, err := limitio.Check(path, imageFile); err != nil {
+		return nil, err
+	}
 	f, err := os.Open(path) // read-only: images often live on read-only mounts
 	if err != nil {
 		return nil, fmt.Errorf("inspect %s: %w", path, err)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/gpuorch/gpuorch/internal/limitio"
 	ssif "github.com/sylabs/sif/v2/pkg/sif"
 )
 
@@ -91,8 +92,12 @@ func at(off int64) *int64 { return &off }
 
 // Validate runs every check on the image at path. An image that cannot be
 // loaded at all (not a SIF, truncated) gives a report with that one failed
-// check; the error return is for I/O failures only.
+// check; the error return is for a path that is not a regular file (bad
+// input, limitio) and I/O failures.
 func Validate(ctx context.Context, path string, opts ValidateOptions) (*Report, error) {
+	if _, err := limitio.Check(path, imageFile); err != nil {
+		return nil, err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("validate %s: %w", path, err)

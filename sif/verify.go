@@ -44,7 +44,7 @@ type Verification struct {
 func ReadKeyRing(paths ...string) (openpgp.EntityList, error) {
 	var all openpgp.EntityList
 	for _, p := range paths {
-		b, err := limitio.ReadFile(p, limitio.Config)
+		b, err := limitio.ReadFile(p, limitio.Config.As("key file"))
 		if err != nil {
 			return nil, fmt.Errorf("read key: %w", err)
 		}
@@ -68,6 +68,9 @@ func ReadKeyRing(paths ...string) (openpgp.EntityList, error) {
 // failure names the signature or object id. The error return is for I/O
 // and load failures.
 func Verify(ctx context.Context, path string, keys openpgp.KeyRing) (*Verification, error) {
+	if _, err := limitio.Check(path, imageFile); err != nil {
+		return nil, err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("verify %s: %w", path, err)

@@ -24,7 +24,7 @@ import (
 // It is read within limitio.Record's limits. Every error is of kind
 // errkind.ErrInvalid.
 func ReadManifest(path string) (*loadgen.Config, error) {
-	b, err := limitio.ReadFile(path, limitio.Record)
+	b, err := limitio.ReadFile(path, limitio.Record.As("task manifest"))
 	if err != nil {
 		return nil, errkind.Invalid(err)
 	}

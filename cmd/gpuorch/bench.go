@@ -1,13 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
 	"github.com/gpuorch/gpuorch/internal/errkind"
+	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/llmbench"
 	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/perfmodel"
@@ -179,7 +179,10 @@ func confirm(c *cli.Context, what string) error {
 		return errkind.Invalidf("bench run: stdin is not a terminal, so nothing can be confirmed; pass --yes to run without asking")
 	}
 	fmt.Fprintf(c.App.ErrWriter, "%s? [y/N] ", what)
-	line, _ := bufio.NewReader(c.App.Reader).ReadString('\n')
+	line, err := limitio.NewLineReader(c.Context, c.App.Reader, "<stdin>", limitio.Small.As("answer")).ReadLine()
+	if err != nil && err != io.EOF {
+		return err // interrupted, or an answer over the limit
+	}
 	if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
 		return errkind.Invalidf("not confirmed; nothing was run")
 	}
@@ -288,16 +291,20 @@ func benchShow(c *cli.Context) error {
 // benchNew asks for each part of a spec on stdin (one answer a line; an
 // empty answer takes the default in brackets) and writes the spec.
 func benchNew(c *cli.Context) error {
-	in := bufio.NewReader(c.App.Reader)
+	in := limitio.NewLineReader(c.Context, c.App.Reader, "<stdin>", limitio.Small.As("answer"))
 	ew := c.App.ErrWriter
 	eof := false
+	var readErr error
 	ask := func(q, def string) string {
 		if def != "" {
 			fmt.Fprintf(ew, "%s [%s]: ", q, def)
 		} else {
 			fmt.Fprintf(ew, "%s: ", q)
 		}
-		line, err := in.ReadString('\n')
+		line, err := in.ReadLine()
+		if err != nil && err != io.EOF && readErr == nil {
+			readErr = err
+		}
 		if err != nil && line == "" {
 			eof = true
 		}
@@ -313,6 +320,9 @@ func benchNew(c *cli.Context) error {
 	}
 	text, err := llmbench.Interview(ask, name+".toml")
 	fmt.Fprintln(ew)
+	if readErr != nil {
+		return readErr // interrupted, or an answer over the limit: nothing is written
+	}
 	if eof {
 		fmt.Fprintln(ew, "bench new: stdin ended; defaults were used for the remaining questions")
 	}
@@ -346,9 +356,9 @@ func benchStep(c *cli.Context) error {
 	var payload []byte
 	var err error
 	if f := c.Args().First(); f == "-" {
-		payload, err = io.ReadAll(c.App.Reader)
+		payload, err = limitio.ReadAll(c.Context, c.App.Reader, "<stdin>", limitio.Config.As("step payload"))
 	} else {
-		payload, err = os.ReadFile(f)
+		payload, err = limitio.ReadFile(f, limitio.Config.As("step payload"))
 	}
 	if err != nil {
 		return errkind.Invalidf("bench step: %w", err)

@@ -1,13 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/gpuorch/gpuorch/internal/errkind"
+	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/llmbench"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
@@ -44,9 +45,9 @@ never a script, manifest, log or metric.
 						}
 						secret = string(b)
 					} else {
-						line, err := bufio.NewReader(c.App.Reader).ReadString('\n')
-						if err != nil && line == "" {
-							return errkind.Invalidf("credentials add: no secret on stdin")
+						line, err := limitio.NewLineReader(c.Context, c.App.Reader, "<stdin>", limitio.Small.As("secret")).ReadLine()
+						if err != nil && (line == "" || err != io.EOF) {
+							return errkind.Invalidf("credentials add: no secret on stdin: %w", err)
 						}
 						secret = line
 					}

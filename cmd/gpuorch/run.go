@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/gpuorch/gpuorch/internal/errkind"
+	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/taskrun"
 )
@@ -186,7 +187,7 @@ func loadPlan(c *cli.Context) (*orchestrator.Spec, *orchestrator.Plan, error) {
 	var spec *orchestrator.Spec
 	var err error
 	if path := c.Args().First(); path == "-" {
-		src, rerr := io.ReadAll(c.App.Reader)
+		src, rerr := limitio.ReadAll(c.Context, c.App.Reader, "<stdin>", limitio.Config.As("spec"))
 		if rerr != nil {
 			return nil, nil, errkind.Invalidf("run: read spec from stdin: %w", rerr)
 		}

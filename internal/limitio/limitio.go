@@ -19,6 +19,7 @@
 package limitio
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -43,6 +44,13 @@ type Limits struct {
 	Size int64
 	// Line is the longest line allowed, in bytes, without its newline.
 	Line int
+}
+
+// As is l for a file that messages call what ("spec", "key file"): the
+// same limits, a more precise name.
+func (l Limits) As(what string) Limits {
+	l.What = what
+	return l
 }
 
 // The kinds of input file and their limits. Each is far above what a real
@@ -293,6 +301,45 @@ func ReadAll(ctx context.Context, r io.Reader, name string, lim Limits) ([]byte,
 		return res.b, res.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+}
+
+// LineReader reads standard input a line at a time (answers to questions,
+// a secret) within lim. A read that waits (a terminal) does not keep the
+// caller once ctx is done: ReadLine then returns ctx's error.
+type LineReader struct {
+	ctx     context.Context
+	br      *bufio.Reader
+	pending chan lineResult // the read in flight, if any
+}
+
+type lineResult struct {
+	s   string
+	err error
+}
+
+// NewLineReader reads lines of r, which name stands for in errors.
+func NewLineReader(ctx context.Context, r io.Reader, name string, lim Limits) *LineReader {
+	return &LineReader{ctx: ctx, br: bufio.NewReader(NewReader(ctx, r, name, lim))}
+}
+
+// ReadLine returns the next line with its newline, as bufio's ReadString:
+// the last line may come without one, with io.EOF.
+func (l *LineReader) ReadLine() (string, error) {
+	if l.pending == nil {
+		ch := make(chan lineResult, 1)
+		go func() {
+			s, err := l.br.ReadString('\n')
+			ch <- lineResult{s, err}
+		}()
+		l.pending = ch
+	}
+	select {
+	case r := <-l.pending:
+		l.pending = nil
+		return r.s, r.err
+	case <-l.ctx.Done():
+		return "", l.ctx.Err()
 	}
 }
 

@@ -151,13 +151,13 @@ func TestDevZeroAsAStream(t *testing.T) {
 		t.Skip(err)
 	}
 	defer f.Close()
-	_, err = ReadAll(context.Background(), f, "<stdin>", Config)
-	if err == nil || !strings.Contains(err.Error(), "<stdin>:1: line longer than 1 MiB") {
+	_, err = ReadAll(context.Background(), f, "<stdin>", Limits{What: "config file", Size: 16 << 20, Line: 64 << 10})
+	if err == nil || !strings.Contains(err.Error(), "<stdin>:1: line longer than 64 KiB") {
 		t.Fatalf("got %v", err)
 	}
 	// No line limit: the size limit ends it.
-	_, err = ReadAll(context.Background(), f, "<stdin>", Limits{What: "blob", Size: 8 << 20})
-	if err == nil || !strings.Contains(err.Error(), "<stdin>: more than 8 MiB") {
+	_, err = ReadAll(context.Background(), f, "<stdin>", Limits{What: "blob", Size: 1 << 20})
+	if err == nil || !strings.Contains(err.Error(), "<stdin>: more than 1 MiB") {
 		t.Fatalf("got %v", err)
 	}
 }
@@ -282,4 +282,23 @@ func (s *stepReader) Read(p []byte) (int, error) {
 	n := copy(p[:min(len(p), s.step)], s.b)
 	s.b = s.b[n:]
 	return n, nil
+}
+
+func TestLineReader(t *testing.T) {
+	l := NewLineReader(context.Background(), strings.NewReader("yes\n"+strings.Repeat("k", 11)+"\n"), "<stdin>", small)
+	if s, err := l.ReadLine(); s != "yes\n" || err != nil {
+		t.Fatalf("got %q, %v", s, err)
+	}
+	if _, err := l.ReadLine(); err == nil || err.Error() != "<stdin>:2: line longer than 10 bytes, the limit for a test file" {
+		t.Fatalf("got %v", err)
+	}
+	// A terminal nobody types into: cancel ends the wait.
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	l = NewLineReader(ctx, pr, "<stdin>", small)
+	go func() { time.Sleep(20 * time.Millisecond); cancel() }()
+	if _, err := l.ReadLine(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v", err)
+	}
 }

@@ -239,7 +239,7 @@ func (c *Config) Validate() error {
 // wrong type or a bad value is an error naming the file, the line and the
 // key.
 func LoadFile(path string) (Config, error) {
-	data, err := limitio.ReadFile(path, limitio.Config)
+	data, err := limitio.ReadFile(path, limitio.Config.As("sim-server config"))
 	if err != nil {
 		return Config{}, fmt.Errorf("read sim-server config: %w", err)
 	}
