@@ -226,6 +226,17 @@ func nameOr(a, b string) string {
 	return b
 }
 
+// Arrivals lists what a workload's arrival may be: the built-in kinds, then
+// the registered workloads by name.
+func Arrivals() []string {
+	names := []string{"poisson", "fixed", "gamma", "closed"}
+	for n := range Workloads() {
+		names = append(names, n)
+	}
+	sort.Strings(names[4:])
+	return names
+}
+
 func registeredList() string {
 	names := make([]string, 0)
 	for n := range Workloads() {

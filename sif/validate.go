@@ -264,6 +264,13 @@ func containsToken(s, tok string) bool {
 
 func isAlnum(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) }
 
+// ArchNames lists the architecture names Validate knows: the Go names SIF
+// records, then the uname/Slurm aliases NormalizeArch maps to them.
+func ArchNames() []string {
+	return []string{"386", "amd64", "arm", "arm64", "ppc64", "ppc64le", "mips", "mipsle", "mips64", "mips64le", "s390x", "riscv64", "loong64",
+		"x86_64", "x86-64", "aarch64", "i386", "i686"}
+}
+
 // NormalizeArch maps uname/Slurm names to the Go names SIF uses.
 func NormalizeArch(a string) string {
 	switch strings.ToLower(a) {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/gpuorch/gpuorch/internal/cliargs"
 	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/llmbench"
@@ -54,7 +55,7 @@ endpoint or Slurm is unreachable, 130 interrupted.`,
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask for confirmation"},
 					&cli.BoolFlag{Name: "simulate", Usage: "predict instead of running (same as bench simulate)"},
-					&cli.StringFlag{Name: "executor", Usage: "local or slurm", DefaultText: "local for cluster \"local\", else slurm"},
+					cliargs.Choice(&cli.StringFlag{Name: "executor", Usage: "local or slurm", DefaultText: "local for cluster \"local\", else slurm"}, orchestrator.ExecutorNames()...),
 					&cli.BoolFlag{Name: "per-request", Usage: "write per-request rows (tasks/<i>/requests.jsonl)"},
 					&cli.BoolFlag{Name: "json", Usage: "print {id, dir, state} as JSON when done"},
 					&cli.StringFlag{Name: "resume", Usage: "resume benchmark experiment `EXP`: run its levels that did not complete (no SPEC)"},
@@ -115,7 +116,7 @@ saved workflow.`,
 // loadBench loads a spec (the one argument) and plans it.
 func loadBench(c *cli.Context) (*llmbench.Planned, error) {
 	if c.Args().Len() != 1 {
-		return nil, errkind.Invalidf("bench %s: want one SPEC argument (flags go before it)", c.Command.Name)
+		return nil, errkind.Invalidf("bench %s: want one SPEC argument", c.Command.Name)
 	}
 	spec, err := llmbench.LoadSpec(c.Args().First())
 	if err != nil {

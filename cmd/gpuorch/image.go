@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/gpuorch/gpuorch/internal/cliargs"
 	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/sif"
 )
@@ -57,7 +58,7 @@ Examples:
 
 Exit codes: 0 valid, 1 a check failed, 2 no such file or bad flags.`,
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "arch", Value: runtime.GOARCH, Usage: "target nodes' architecture (amd64, arm64; x86_64/aarch64 accepted); empty to skip"},
+					cliargs.Choice(&cli.StringFlag{Name: "arch", Value: runtime.GOARCH, Usage: "target nodes' architecture (amd64, arm64; x86_64/aarch64 accepted); empty to skip"}, append([]string{""}, sif.ArchNames()...)...),
 					&cli.StringFlag{Name: "version", Usage: "expected image version, e.g. f7ffa5f_2306"},
 					&cli.StringSliceFlag{Name: "require", Usage: "`PATH` that must exist inside the image (repeatable)"},
 					&cli.BoolFlag{Name: "signed", Usage: "fail when the image has no signature (use verify to check it)"},
@@ -90,7 +91,7 @@ Exit codes: 0 verified, 1 not verified, 2 no such file, unreadable key or bad fl
 
 func imageArg(c *cli.Context) (string, error) {
 	if c.NArg() != 1 {
-		return "", errkind.Invalidf("image %s: want exactly one IMAGE argument (flags go before it)", c.Command.Name)
+		return "", errkind.Invalidf("image %s: want exactly one IMAGE argument", c.Command.Name)
 	}
 	p := c.Args().First()
 	if _, err := os.Stat(p); err != nil {

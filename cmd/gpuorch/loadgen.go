@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gpuorch/gpuorch/internal/cliargs"
 	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/loadgen"
 	"github.com/gpuorch/gpuorch/taskrun"
@@ -69,9 +70,9 @@ unreachable, 130 interrupted (what was measured so far is still written).`,
 		&cli.BoolFlag{Name: "json", Usage: "print the summary as JSON on stdout"},
 		&cli.BoolFlag{Name: "no-progress", Usage: "no live progress line even on a terminal"},
 		&cli.StringFlag{Name: "target", Usage: "target `URL` (base URL for kserve/openai; the full URL for http)"},
-		&cli.StringFlag{Name: "protocol", Value: "http", Usage: "http, kserve, openai (/v1/completions) or openai-chat (/v1/chat/completions)"},
+		cliargs.Choice(&cli.StringFlag{Name: "protocol", Value: "http", Usage: "http, kserve, openai (/v1/completions) or openai-chat (/v1/chat/completions)"}, loadgen.Protocols...),
 		&cli.StringSliceFlag{Name: "model", Usage: "model `NAME` (repeat for several; the rate is split evenly)"},
-		&cli.StringFlag{Name: "arrival", Usage: "poisson, fixed, gamma, closed, or a named workload (default poisson)"},
+		cliargs.Choice(&cli.StringFlag{Name: "arrival", Usage: "poisson, fixed, gamma, closed, or a named workload (default poisson)"}, loadgen.Arrivals()...),
 		&cli.Float64Flag{Name: "rate", Usage: "total requests/s (open loop)"},
 		&cli.Float64Flag{Name: "burstiness", Usage: "gamma shape (1 = Poisson)"},
 		&cli.IntFlag{Name: "concurrency", Usage: "closed-loop clients"},
@@ -83,7 +84,7 @@ unreachable, 130 interrupted (what was measured so far is still written).`,
 		&cli.DurationFlag{Name: "timeout", Value: loadgen.DefaultTimeout, Usage: "per-request timeout"},
 		&cli.DurationFlag{Name: "drain", Usage: "after the schedule, wait this long for answers before cancelling (default 5s)"},
 		&cli.IntFlag{Name: "max-connections", Usage: "connection cap (default 4096); connections are opened as needed, and beyond the cap requests wait, the wait counting as send lateness"},
-		&cli.StringFlag{Name: "pacer-priority", Usage: "scheduling priority of the sending thread: auto (real-time when allowed, else nice -20, else normal), realtime, nice or normal; overrides the manifest"},
+		cliargs.Choice(&cli.StringFlag{Name: "pacer-priority", Usage: "scheduling priority of the sending thread: auto (real-time when allowed, else nice -20, else normal), realtime, nice or normal; overrides the manifest"}, loadgen.PacerPriorities...),
 		&cli.IntFlag{Name: "max-in-flight", Usage: "cap on outstanding requests; arrivals beyond it are counted as dropped (default 20000)"},
 		&cli.StringFlag{Name: "method", Usage: "HTTP method for --protocol http (default GET)"},
 		&cli.StringFlag{Name: "body", Usage: "request body for --protocol http"},

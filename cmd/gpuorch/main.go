@@ -16,6 +16,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/gpuorch/gpuorch/internal/cliargs"
+	"github.com/gpuorch/gpuorch/internal/clip"
 	"github.com/gpuorch/gpuorch/internal/errkind"
 )
 
@@ -146,10 +148,12 @@ func main() {
 
 // run runs the app and returns the exit code, having printed the error (if
 // any, and not already reported) to stderr.
+// Flags may follow the arguments (cliargs.FlagsFirst). The message is
+// limited (clip.Message): a value echoed in it may be megabytes long.
 func run(ctx context.Context, app *cli.App, args []string, stderr io.Writer) int {
-	err := app.RunContext(ctx, args)
+	err := app.RunContext(ctx, cliargs.FlagsFirst(app, args))
 	if err != nil && !errkind.IsReported(err) && err.Error() != "" {
-		fmt.Fprintln(stderr, "gpuorch:", err)
+		fmt.Fprintln(stderr, "gpuorch:", clip.Message(err.Error()))
 	}
 	return exitCode(err)
 }

@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/atomicfile"
@@ -50,19 +49,11 @@ Example:
 		&cli.StringFlag{Name: "home", Usage: "directory holding experiment directories", EnvVars: []string{"GPUORCH_HOME"}, Value: "gpuorch-runs"},
 	},
 	Action: func(c *cli.Context) error {
-		// urfave/cli stops parsing flags at the first argument; accept the
-		// natural `report EXP -o file.html` too.
-		args, out := c.Args().Slice(), c.String("output")
-		if len(args) == 3 && (args[1] == "-o" || args[1] == "--output") {
-			args, out = args[:1], args[2]
-		} else if len(args) == 2 && (strings.HasPrefix(args[1], "-o=") || strings.HasPrefix(args[1], "--output=")) {
-			_, v, _ := strings.Cut(args[1], "=")
-			args, out = args[:1], v
-		}
-		if len(args) != 1 {
+		out := c.String("output")
+		if c.NArg() != 1 {
 			return errkind.Invalidf("usage: gpuorch results report [-o report.html] EXP")
 		}
-		e, sel, err := reviewSource(c, args[0])
+		e, sel, err := reviewSource(c, c.Args().First())
 		if err != nil {
 			return err
 		}

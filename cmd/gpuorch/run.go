@@ -12,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/gpuorch/gpuorch/internal/cliargs"
 	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/orchestrator"
@@ -68,7 +69,7 @@ Exit codes: 0 every task completed (or was submitted, for slurm without
 --wait), 1 a task failed or was cancelled, 2 bad spec or arguments, 3 the
 target or a service was unreachable, 130 interrupted.`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "executor", Usage: "where tasks run: local or slurm", DefaultText: "the spec's run.executor, else local"},
+			cliargs.Choice(&cli.StringFlag{Name: "executor", Usage: "where tasks run: local or slurm", DefaultText: "the spec's run.executor, else local"}, orchestrator.ExecutorNames()...),
 			&cli.IntFlag{Name: "parallel", Usage: "local executor: tasks run at a time", DefaultText: "the spec's run.parallel, else 1"},
 			&cli.GenericFlag{Name: "set", Value: &kvList{}, Usage: "override a spec key, e.g. --set target.url=http://127.0.0.1:9000 (repeatable; workload[1].rate=… for one workload)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan (tasks and their parameters) without running anything"},

@@ -6,6 +6,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/gpuorch/gpuorch/internal/atomicfile"
+	"github.com/gpuorch/gpuorch/internal/clip"
 	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/loadgen/simserver"
 	"github.com/urfave/cli/v2"
@@ -58,7 +59,7 @@ See docs/sim-server.md.`,
 
 func simServerAction(c *cli.Context) error {
 	if c.NArg() > 0 {
-		return errkind.Invalidf("sim-server takes no arguments (got %q); flags go before arguments", c.Args().First())
+		return errkind.Invalidf("sim-server takes no arguments (got %s)", clip.Quote(c.Args().First()))
 	}
 	var cfg simserver.Config
 	if path := c.String("config"); path != "" {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gpuorch/gpuorch/gpuslice"
 	"github.com/gpuorch/gpuorch/gpuslice/nvmlx"
+	"github.com/gpuorch/gpuorch/internal/cliargs"
 	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/orchestrator"
 )
@@ -41,7 +42,7 @@ rejected with the numbers (exit 2).`,
 					&cli.StringFlag{Name: "pools", Required: true, Usage: "pools `FILE` (see examples/pools.toml)"},
 					&cli.StringFlag{Name: "profile", Usage: "workload profile `NAME` from the pools file"},
 					&cli.StringFlag{Name: "pool", Usage: "pool `NAME` (overrides the profile)"},
-					&cli.StringFlag{Name: "qos", Usage: "QoS level: low, medium, high, critical (default: high if requests == limits, else the pool's default, else medium)"},
+					cliargs.Choice(&cli.StringFlag{Name: "qos", Usage: "QoS level: low, medium, high, critical (default: high if requests == limits, else the pool's default, else medium)"}, gpuslice.QoSLevels...),
 					&cli.Float64Flag{Name: "tflops-request", Usage: "requested FP16 `TFLOPS`"},
 					&cli.Float64Flag{Name: "tflops-limit", Usage: "FP16 `TFLOPS` limit (MPS active thread %)"},
 					&cli.StringFlag{Name: "vram-request", Usage: "requested VRAM, e.g. 4Gi"},

@@ -124,7 +124,7 @@ Examples:
 // loadTraining reads the spec (the one argument) and its [training] table.
 func loadTraining(c *cli.Context) (*orchestrator.Spec, orchestrator.TrainingSpec, error) {
 	if c.NArg() != 1 {
-		return nil, orchestrator.TrainingSpec{}, errkind.Invalidf("train %s: want exactly one SPEC argument (flags go before it)", c.Command.Name)
+		return nil, orchestrator.TrainingSpec{}, errkind.Invalidf("train %s: want exactly one SPEC argument", c.Command.Name)
 	}
 	return orchestrator.LoadTraining(c.Args().First(), *c.Generic("set").(*kvList))
 }
@@ -214,7 +214,7 @@ func warnTo(w io.Writer) func(error) {
 
 func trainParse(c *cli.Context) error {
 	if c.NArg() != 1 {
-		return errkind.Invalidf("train parse: want exactly one LOG argument (flags go before it)")
+		return errkind.Invalidf("train parse: want exactly one LOG argument")
 	}
 	path := c.Args().First()
 	col := &trainlog.Collector{Tags: map[string]string{"experiment": c.String("experiment"), "job": c.String("job")}}
@@ -256,7 +256,7 @@ func trainParse(c *cli.Context) error {
 
 func trainFollow(c *cli.Context) error {
 	if c.NArg() != 1 {
-		return errkind.Invalidf("train follow: want exactly one LOG argument (flags go before it)")
+		return errkind.Invalidf("train follow: want exactly one LOG argument")
 	}
 	logPath := c.Args().First()
 	out := c.String("out")
