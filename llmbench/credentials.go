@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/atomicfile"
+	"github.com/gpuorch/gpuorch/internal/clip"
 	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/orchestrator"
+	"github.com/gpuorch/gpuorch/sbatch"
 )
 
 // Credentials are secrets (API keys of cloud model endpoints) referenced by
@@ -57,7 +59,7 @@ func (c *Credentials) load() (map[string]credentialRecord, error) {
 		return nil, err
 	}
 	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%s: mode %04o: %w; run chmod 600 %s", c.Path, st.Mode().Perm(), ErrLoosePerms, c.Path)
+		return nil, fmt.Errorf("%s: mode %04o: %w; run %s", clip.String(c.Path), st.Mode().Perm(), ErrLoosePerms, sbatch.CommandLine("chmod", "600", c.Path))
 	}
 	b, err := limitio.ReadFile(c.Path, limitio.Config.As("credentials file"))
 	if err != nil {
@@ -80,7 +82,7 @@ func (c *Credentials) Get(name string) (string, error) {
 	}
 	r, ok := m[name]
 	if !ok {
-		return "", fmt.Errorf("unknown credential %q (add it with `gpuorch credentials add %s`, or set $%s)", name, name, CredentialEnv(name))
+		return "", fmt.Errorf("unknown credential %s (add it with `%s`, or set $%s)", clip.Quote(name), sbatch.CommandLine("gpuorch", "credentials", "add", name), clip.String(CredentialEnv(name)))
 	}
 	return r.Secret, nil
 }

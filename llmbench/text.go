@@ -13,6 +13,7 @@ import (
 
 	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/orchestrator"
+	"github.com/gpuorch/gpuorch/sbatch"
 	"github.com/gpuorch/gpuorch/taskrun"
 )
 
@@ -98,7 +99,7 @@ func WriteRequestRows(ctx context.Context, w io.Writer, exp *orchestrator.Experi
 func (w *Workflow) WriteText(out io.Writer) error {
 	fmt.Fprintf(out, "workflow %s: %s, step %d of %d\n", w.ID, w.Status, w.CurrentStep, w.TotalSteps)
 	if w.Experiment != "" {
-		fmt.Fprintf(out, "experiment %s (gpuorch bench show %s)\n", w.Experiment, w.Experiment)
+		fmt.Fprintf(out, "experiment %s (%s)\n", w.Experiment, sbatch.CommandLine("gpuorch", "bench", "show", w.Experiment))
 	}
 	if w.Reason != "" {
 		fmt.Fprintf(out, "reason: %s\n", w.Reason)

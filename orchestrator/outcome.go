@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/gpuorch/gpuorch/internal/errkind"
+	"github.com/gpuorch/gpuorch/sbatch"
 )
 
 // Outcome is how an experiment's run ended, as an error of the kind the CLI
@@ -18,7 +19,7 @@ func Outcome(ctx context.Context, st State, execErr error) error {
 	case st.State == ExpInterrupted || ctx.Err() != nil:
 		return errkind.Reported(errkind.Interrupted(fmt.Errorf("experiment %s interrupted", st.ID)))
 	case errors.Is(execErr, errkind.ErrUnavailable):
-		return errkind.Unavailablef("run: %w (experiment %s saved as %s; retry with gpuorch run --resume %s)", execErr, st.ID, st.State, st.ID)
+		return errkind.Unavailablef("run: %w (experiment %s saved as %s; retry with %s)", execErr, st.ID, st.State, sbatch.CommandLine("gpuorch", "run", "--resume", st.ID))
 	case execErr != nil:
 		return fmt.Errorf("run: %w (experiment %s is %s)", execErr, st.ID, st.State)
 	case st.State == ExpCancelled:

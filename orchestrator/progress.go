@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/layout"
+	"github.com/gpuorch/gpuorch/sbatch"
 	"github.com/gpuorch/gpuorch/taskrun"
 )
 
@@ -162,12 +163,12 @@ func WriteOutcome(w io.Writer, tty bool, exp *Experiment, st State) {
 	}
 	switch st.State {
 	case ExpInterrupted, ExpFailed, ExpCancelled, ExpNotSubmitted:
-		fmt.Fprintf(w, "resume with: gpuorch run --resume %s\n", st.ID)
+		fmt.Fprintf(w, "resume with: %s\n", sbatch.CommandLine("gpuorch", "run", "--resume", st.ID))
 	case ExpCompleted:
 		if tty {
-			fmt.Fprintf(w, "results: gpuorch results show %s\n", st.ID)
+			fmt.Fprintf(w, "results: %s\n", sbatch.CommandLine("gpuorch", "results", "show", st.ID))
 		}
 	case ExpSubmitted, ExpRunning:
-		fmt.Fprintf(w, "follow it with: gpuorch status --watch %s\n", st.ID)
+		fmt.Fprintf(w, "follow it with: %s\n", sbatch.CommandLine("gpuorch", "status", "--watch", st.ID))
 	}
 }

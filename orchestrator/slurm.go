@@ -285,8 +285,8 @@ func (s *Slurm) refuseLive(ctx context.Context, exp *Experiment, indices []int) 
 		}
 		if len(live) > 0 {
 			sort.Ints(live)
-			return fmt.Errorf("tasks %s are still queued or running in Slurm job %s: wait for them (gpuorch status %s) or cancel them (gpuorch cancel %s) first",
-				sbatch.ArraySpec(live), job, st.ID, st.ID)
+			return fmt.Errorf("tasks %s are still queued or running in Slurm job %s: wait for them (%s) or cancel them (%s) first",
+				sbatch.ArraySpec(live), job, sbatch.CommandLine("gpuorch", "status", st.ID), sbatch.CommandLine("gpuorch", "cancel", st.ID))
 		}
 	}
 	return nil

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/gpuorch/gpuorch/sbatch"
 )
 
 // WriteFailures writes one line per failed or timed-out task: its state,
@@ -114,11 +116,11 @@ func WriteStatus(w io.Writer, exp *Experiment, st State) {
 	WriteFailures(w, exp, st)
 	switch {
 	case st.State == ExpFailed && len(RetryIndices(&st)) > 0:
-		fmt.Fprintf(w, "retry the failed tasks with: gpuorch retry %s\n", st.ID)
+		fmt.Fprintf(w, "retry the failed tasks with: %s\n", sbatch.CommandLine("gpuorch", "retry", st.ID))
 	case st.State == ExpNotSubmitted || st.State == ExpInterrupted || st.State == ExpCancelled:
-		fmt.Fprintf(w, "resume with: gpuorch run --resume %s\n", st.ID)
+		fmt.Fprintf(w, "resume with: %s\n", sbatch.CommandLine("gpuorch", "run", "--resume", st.ID))
 	case st.State == ExpCompleted:
-		fmt.Fprintf(w, "results: gpuorch results show %s\n", st.ID)
+		fmt.Fprintf(w, "results: %s\n", sbatch.CommandLine("gpuorch", "results", "show", st.ID))
 	}
 }
 

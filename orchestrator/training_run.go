@@ -121,7 +121,7 @@ func SubmitTraining(ctx context.Context, client *sbatch.Client, spec *Spec, tr T
 	jobID, err := client.SubmitFile(ctx, path)
 	if err != nil {
 		if errors.Is(err, errkind.ErrUnavailable) {
-			return nil, errkind.Unavailablef("submit: %w (run directory %s kept; resubmit with: sbatch %s)", err, dir, sbatch.Quote(path))
+			return nil, errkind.Unavailablef("submit: %w (run directory %s kept; resubmit with: %s)", err, dir, sbatch.CommandLine("sbatch", path))
 		}
 		return nil, fmt.Errorf("submit: %w", err)
 	}

@@ -13,10 +13,12 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/gpuorch/gpuorch/internal/clip"
 	"github.com/gpuorch/gpuorch/internal/duration"
 	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/internal/tomlstrict"
+	"github.com/gpuorch/gpuorch/sbatch"
 )
 
 // Secret holds a credential. It never prints, logs or serialises its value,
@@ -299,7 +301,7 @@ func ReadTokenFile(path string) (Secret, error) {
 		return "", fmt.Errorf("influxdb token file: %w", err)
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("influxdb token file %s is readable by group or others (mode %04o); run: chmod 600 %s", path, fi.Mode().Perm(), path)
+		return "", fmt.Errorf("influxdb token file %s is readable by group or others (mode %04o); run: %s", clip.String(path), fi.Mode().Perm(), sbatch.CommandLine("chmod", "600", path))
 	}
 	b, err := limitio.ReadFile(path, limitio.Small.As("token file"))
 	if err != nil {

@@ -16,6 +16,18 @@ func Quote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
+// CommandLine is a command line for a user to paste into a shell: each word
+// quoted with Quote, so that nothing in a path or a name ($(…) in
+// GPUORCH_HOME, a space, a quote) runs or splits. Every "run this" hint
+// gpuorch prints is built with it.
+func CommandLine(words ...string) string {
+	q := make([]string, len(words))
+	for i, w := range words {
+		q[i] = Quote(w)
+	}
+	return strings.Join(q, " ")
+}
+
 // isShellSafe reports whether s can appear unquoted as a shell word (and not
 // as the first word of an assignment or a glob or a tilde expansion).
 func isShellSafe(s string) bool {

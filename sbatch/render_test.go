@@ -3,7 +3,9 @@ package sbatch
 import (
 	"flag"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -185,6 +187,31 @@ func TestQuote(t *testing.T) {
 	for _, tt := range tests {
 		if got := Quote(tt.in); got != tt.want {
 			t.Errorf("Quote(%q) = %s, want %s", tt.in, got, tt.want)
+		}
+	}
+}
+
+// A hint's command line, pasted into bash, runs exactly the words it was
+// made of: nothing in them is expanded or split.
+func TestCommandLinePastes(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	dir := t.TempDir()
+	words := []string{"gpuorch", "train", "follow", "--job", "12", dir + "/$(touch pwned)/`touch pwned2`/it's a \"log\"; touch pwned3\n/train.log", "-x", "~", "*", ""}
+	cmd := exec.Command(bash, "-c", `args() { printf '%s\0' "$@"; }; args `+CommandLine(words...))
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00"); !slices.Equal(got, words) {
+		t.Fatalf("bash read back %q, want %q", got, words)
+	}
+	for _, f := range []string{"pwned", "pwned2", "pwned3"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			t.Fatalf("pasting the command ran code: %s exists", f)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/gpuorch/gpuorch/llmbench"
 	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/perfmodel"
+	"github.com/gpuorch/gpuorch/sbatch"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 )
@@ -244,7 +245,7 @@ func executeBench(c *cli.Context, s *llmbench.Started, preds []perfmodel.Predict
 		}
 		_ = printJSON(c.App.Writer, v)
 	} else {
-		fmt.Fprintf(c.App.ErrWriter, "experiment %s: %s (gpuorch bench show %s)\n", st.ID, st.State, st.ID)
+		fmt.Fprintf(c.App.ErrWriter, "experiment %s: %s (%s)\n", st.ID, st.State, sbatch.CommandLine("gpuorch", "bench", "show", st.ID))
 	}
 	return orchestrator.Outcome(c.Context, st, execErr)
 }
@@ -338,7 +339,7 @@ func benchNew(c *cli.Context) error {
 	if err := os.WriteFile(out, text, 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintf(ew, "wrote %s; check it with: gpuorch bench plan %s\n", out, out)
+	fmt.Fprintf(ew, "wrote %s; check it with: %s\n", out, sbatch.CommandLine("gpuorch", "bench", "plan", out))
 	return nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/orchestrator"
+	"github.com/gpuorch/gpuorch/sbatch"
 	"github.com/gpuorch/gpuorch/taskrun"
 )
 
@@ -234,7 +235,7 @@ func waitRun(c *cli.Context, exp *orchestrator.Experiment, ex orchestrator.Execu
 	st = exp.Snapshot()
 	if werr != nil {
 		if c.Context.Err() != nil {
-			fmt.Fprintf(ew, "stopped waiting; experiment %s is %s. Follow it with: gpuorch status --watch %s\n", st.ID, st.State, st.ID)
+			fmt.Fprintf(ew, "stopped waiting; experiment %s is %s. Follow it with: %s\n", st.ID, st.State, sbatch.CommandLine("gpuorch", "status", "--watch", st.ID))
 		}
 		return werr
 	}

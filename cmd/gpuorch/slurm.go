@@ -137,7 +137,7 @@ func renderAction(c *cli.Context) error {
 		fmt.Fprint(out, r.Script)
 	}
 	fmt.Fprintf(c.App.ErrWriter, "experiment %s: %d tasks as one array job; script %s\n", exp.ID(), r.Tasks, script)
-	fmt.Fprintf(c.App.ErrWriter, "submit by hand: sbatch %s\nor submit and track: gpuorch run --resume %s\n", sbatch.Quote(script), exp.ID())
+	fmt.Fprintf(c.App.ErrWriter, "submit by hand: %s\nor submit and track: %s\n", sbatch.CommandLine("sbatch", script), sbatch.CommandLine("gpuorch", "run", "--resume", exp.ID()))
 	if !c.Bool("stdout") {
 		fmt.Fprintln(out, script)
 	}
@@ -282,7 +282,7 @@ func retryAction(c *cli.Context) error {
 		}
 	} else {
 		if n := len(st.Submissions); n > 0 && st.Submissions[n-1].JobID != "" && ex.Name() == "slurm" {
-			fmt.Fprintf(c.App.ErrWriter, "submitted as Slurm job %s; follow it with: gpuorch status --watch %s\n", st.Submissions[n-1].JobID, st.ID)
+			fmt.Fprintf(c.App.ErrWriter, "submitted as Slurm job %s; follow it with: %s\n", st.Submissions[n-1].JobID, sbatch.CommandLine("gpuorch", "status", "--watch", st.ID))
 		}
 		orchestrator.WriteOutcome(c.App.ErrWriter, tty, exp, st)
 	}

@@ -192,7 +192,7 @@ func trainSubmit(c *cli.Context) error {
 	}
 	if ferr != nil {
 		if errors.Is(ferr, context.Canceled) {
-			return errkind.Interrupted(fmt.Errorf("stopped following; job %s keeps running (gpuorch train follow --job %s %s)", run.JobID, run.JobID, run.Log()))
+			return errkind.Interrupted(fmt.Errorf("stopped following; job %s keeps running (%s)", run.JobID, sbatch.CommandLine("gpuorch", "train", "follow", "--job", run.JobID, run.Log())))
 		}
 		return ferr
 	}
