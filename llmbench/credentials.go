@@ -91,7 +91,7 @@ func (c *Credentials) Get(name string) (string, error) {
 // file with mode 0600.
 func (c *Credentials) Add(name, secret string) error {
 	if !orchestrator.NameRE.MatchString(name) {
-		return fmt.Errorf("credential name %q: want lowercase letters, digits, '.', '_' or '-'", name)
+		return fmt.Errorf("credential name %s: want lowercase letters, digits, '.', '_' or '-'", clip.Quote(name))
 	}
 	if secret == "" {
 		return errors.New("empty secret")

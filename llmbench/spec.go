@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/gpuorch/gpuorch/gpuslice"
+	"github.com/gpuorch/gpuorch/internal/clip"
 	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/internal/tomlstrict"
 	"github.com/gpuorch/gpuorch/loadgen"
@@ -281,7 +282,7 @@ func (s *Spec) Check() error {
 	case s.Name == "":
 		return s.errf("name", "required")
 	case !orchestrator.NameRE.MatchString(s.Name) || len(s.Name) > 50:
-		return s.errf("name", "%q: want at most 50 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit", s.Name)
+		return s.errf("name", "%s: want at most 50 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit", clip.Quote(s.Name))
 	case len(s.ConcurrentRequests) == 0:
 		return s.errf("concurrent_requests", "required (an integer, or a list to sweep)")
 	}

@@ -19,10 +19,12 @@ import (
 
 	"github.com/gpuorch/gpuorch/gpuslice"
 	"github.com/gpuorch/gpuorch/internal/atomicfile"
+	"github.com/gpuorch/gpuorch/internal/clip"
 	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/orchestrator"
+	"github.com/gpuorch/gpuorch/sbatch"
 )
 
 // The benchmark workflow as step payloads (the seed's 8 steps):
@@ -103,7 +105,7 @@ var errUnknownWorkflow = errors.New("unknown workflow")
 // LoadWorkflow reads a saved workflow by its id or one of its aliases.
 func LoadWorkflow(home, id string) (*Workflow, error) {
 	if !workflowIDRE.MatchString(id) {
-		return nil, fmt.Errorf("bad workflow id %q", id)
+		return nil, fmt.Errorf("bad workflow id %s", clip.Quote(id))
 	}
 	var w Workflow
 	err := readJSON(filepath.Join(WorkflowDir(home), id+".json"), &w)
@@ -507,7 +509,7 @@ func checkStepField(k string, v any) error {
 			return str()
 		}
 		if !orchestrator.NameRE.MatchString(s) || len(s) > 50 {
-			return fmt.Errorf("%q: want at most 50 lowercase letters, digits, '.', '_' or '-'", s)
+			return fmt.Errorf("%s: want at most 50 lowercase letters, digits, '.', '_' or '-'", clip.Quote(s))
 		}
 	case "selected_device_type":
 		if err := str(); err != nil {
@@ -523,7 +525,7 @@ func checkStepField(k string, v any) error {
 			return err
 		}
 		if k == "eval_with" && v != "configuration" && v != "dataset" {
-			return fmt.Errorf("%q: want \"configuration\" or \"dataset\"", v)
+			return fmt.Errorf("%s: want \"configuration\" or \"dataset\"", clip.Quote(fmt.Sprint(v)))
 		}
 	case "tags", "datasets", "dataset_ids", "datset_ids":
 		return strList()
@@ -760,13 +762,13 @@ func ResolveDataset(home, id string) (string, error) {
 	for _, c := range cands {
 		if st, err := os.Stat(c); err == nil && !st.IsDir() {
 			if _, err := LoadDataset(c); err != nil {
-				return "", fmt.Errorf("dataset %q: %w", id, err)
+				return "", fmt.Errorf("dataset %s: %w", clip.Quote(id), err)
 			}
 			abs, _ := filepath.Abs(c)
 			return abs, nil
 		}
 	}
-	return "", fmt.Errorf("unknown dataset %q (not registered — gpuorch bench datasets add --id %s FILE —, not a file, and no %s[.json|.jsonl])", id, id, filepath.Join(home, "datasets", id))
+	return "", fmt.Errorf("unknown dataset %s (not registered — %s —, not a file, and no %s[.json|.jsonl])", clip.Quote(id), sbatch.CommandLine("gpuorch", "bench", "datasets", "add", "--id", id, "FILE"), clip.String(filepath.Join(home, "datasets", id)))
 }
 
 // workflowModel is the model a workflow names: the inline "model" object,
@@ -787,12 +789,12 @@ func workflowModel(home string, data map[string]any) (*Model, error) {
 			return nil, err
 		}
 		if !workflowIDRE.MatchString(id) {
-			return nil, fmt.Errorf("unknown model %q", id)
+			return nil, fmt.Errorf("unknown model %s", clip.Quote(id))
 		}
 		p := filepath.Join(home, "models", id+".json")
 		b, err := limitio.ReadFile(p, limitio.Config.As("model file"))
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("unknown model %q (register it: gpuorch bench models add --id %s MODEL.json; or give an inline \"model\" object, or write %s)", id, id, p)
+			return nil, fmt.Errorf("unknown model %s (register it: %s; or give an inline \"model\" object, or write %s)", clip.Quote(id), sbatch.CommandLine("gpuorch", "bench", "models", "add", "--id", id, "MODEL.json"), clip.String(p))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("model %q: %w", id, err)

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gpuorch/gpuorch/internal/clip"
 	"github.com/gpuorch/gpuorch/internal/errkind"
 )
 
@@ -48,7 +49,7 @@ var Protocols = []string{"http", "kserve", "openai", "openai-chat"}
 func NewTarget(tc TargetConfig) (Target, error) {
 	u, err := url.Parse(tc.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("bad target URL %q: want http://host:port[/path]", tc.URL)
+		return nil, fmt.Errorf("bad target URL %s: want http://host:port[/path]", clip.Quote(tc.URL))
 	}
 	headers := http.Header{}
 	for k, v := range tc.Headers {
@@ -114,7 +115,7 @@ func NewTarget(tc TargetConfig) (Target, error) {
 		}
 		h.readyURL = base + "/v1/models"
 	default:
-		return nil, fmt.Errorf("unknown protocol %q (want one of %s)", tc.Protocol, strings.Join(Protocols, ", "))
+		return nil, fmt.Errorf("unknown protocol %s (want one of %s)", clip.Quote(tc.Protocol), strings.Join(Protocols, ", "))
 	}
 	return h, nil
 }

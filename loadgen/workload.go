@@ -5,6 +5,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/gpuorch/gpuorch/internal/clip"
 )
 
 // Arrival is one request the workload wants sent.
@@ -159,7 +161,7 @@ func BuildWorkload(cfg *Config) (*Workload, error) {
 	switch wc.Arrival {
 	case "poisson", "fixed", "constant", "gamma":
 		if !(wc.Rate > 0) {
-			return nil, fmt.Errorf("workload %q needs a positive rate (requests/s), got %v", wc.Arrival, wc.Rate)
+			return nil, fmt.Errorf("workload %s needs a positive rate (requests/s), got %v", clip.Quote(wc.Arrival), wc.Rate)
 		}
 		w := &Workload{Name: nameOr(wc.Name, wc.Arrival), MaxRequests: wc.MaxRequests}
 		per := wc.Rate / float64(len(models))
@@ -204,7 +206,7 @@ func BuildWorkload(cfg *Config) (*Workload, error) {
 	f := registry[wc.Arrival]
 	registryMu.RUnlock()
 	if f == nil {
-		return nil, fmt.Errorf("unknown workload %q (want poisson, fixed, gamma, closed%s)", wc.Arrival, registeredList())
+		return nil, fmt.Errorf("unknown workload %s (want poisson, fixed, gamma, closed%s)", clip.Quote(wc.Arrival), registeredList())
 	}
 	w, err := f(cfg, models)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gpuorch/gpuorch/internal/clip"
 	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/internal/tomlstrict"
 	"github.com/gpuorch/gpuorch/loadgen"
@@ -375,7 +376,7 @@ func (d *decoder) validate(s *Spec) error {
 		return d.Errorf([]string{"experiment"}, `missing required key "experiment.name"`)
 	}
 	if !NameRE.MatchString(s.Experiment.Name) {
-		return d.Errorf([]string{"experiment", "name"}, "experiment.name %q: want lowercase letters, digits, '.', '_' or '-', starting with a letter or digit, at most 63 characters", s.Experiment.Name)
+		return d.Errorf([]string{"experiment", "name"}, "experiment.name %s: want lowercase letters, digits, '.', '_' or '-', starting with a letter or digit, at most 63 characters", clip.Quote(s.Experiment.Name))
 	}
 	if len(s.Workloads) == 0 && s.Training == nil {
 		return &SpecError{File: d.File, Line: 1, Key: "workload", Msg: `missing required [[workload]] (e.g. [[workload]] arrival = "poisson" rate = 100) or [training]`}
@@ -394,7 +395,7 @@ func (d *decoder) validate(s *Spec) error {
 		if w.Name == "" {
 			w.Name = defaultWorkloadName(w.Arrival, i, arrivals[w.Arrival])
 		} else if !NameRE.MatchString(w.Name) {
-			return d.Errorf(append(p, "name"), "workload.name %q: want lowercase letters, digits, '.', '_' or '-', starting with a letter or digit", w.Name)
+			return d.Errorf(append(p, "name"), "workload.name %s: want lowercase letters, digits, '.', '_' or '-', starting with a letter or digit", clip.Quote(w.Name))
 		}
 		if names[w.Name] {
 			return d.Errorf(append(p, "name"), "workload.name %q is used twice; give each [[workload]] its own name", w.Name)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/atomicfile"
+	"github.com/gpuorch/gpuorch/internal/clip"
 	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/internal/limitio"
 	"golang.org/x/sys/unix"
@@ -457,10 +458,10 @@ func Open(home, idOrPath string) (*Experiment, error) {
 			for i, m := range match {
 				ids[i] = m.ID
 			}
-			return nil, fmt.Errorf("experiment %q is ambiguous in %s: %s", idOrPath, home, strings.Join(ids, ", "))
+			return nil, fmt.Errorf("experiment %s is ambiguous in %s: %s", clip.Quote(idOrPath), clip.String(home), strings.Join(ids, ", "))
 		}
 	}
-	return nil, fmt.Errorf("open experiment %q (looked in %s): %w", idOrPath, home, ErrNotFound)
+	return nil, fmt.Errorf("open experiment %s (looked in %s): %w", clip.Quote(idOrPath), clip.String(home), ErrNotFound)
 }
 
 func isExperimentDir(d string) bool {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/cliargs"
+	"github.com/gpuorch/gpuorch/internal/clip"
 	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/loadgen"
 	"github.com/gpuorch/gpuorch/taskrun"
@@ -133,7 +134,7 @@ func loadgenFlagsToConfig(c *cli.Context) (*loadgen.Config, error) {
 	for _, h := range c.StringSlice("header") {
 		k, v, ok := strings.Cut(h, ":")
 		if !ok || strings.TrimSpace(k) == "" {
-			return nil, fmt.Errorf("bad --header %q: want \"Name: value\"", h)
+			return nil, fmt.Errorf("bad --header %s: want \"Name: value\"", clip.Quote(h))
 		}
 		if cfg.Target.Headers == nil {
 			cfg.Target.Headers = map[string]string{}
@@ -142,7 +143,7 @@ func loadgenFlagsToConfig(c *cli.Context) (*loadgen.Config, error) {
 	}
 	if args := c.Args().Slice(); len(args) > 0 {
 		if cfg.Workload.Arrival != "" {
-			return nil, fmt.Errorf("both --arrival %s and a positional workload %q given", cfg.Workload.Arrival, args[0])
+			return nil, fmt.Errorf("both --arrival %s and a positional workload %s given", cfg.Workload.Arrival, clip.Quote(args[0]))
 		}
 		cfg.Workload.Arrival, cfg.Workload.Args = args[0], args[1:]
 	}

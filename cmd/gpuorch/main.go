@@ -69,7 +69,7 @@ func newApp() *cli.App {
 		Before: func(c *cli.Context) error {
 			var lvl slog.Level
 			if err := lvl.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-				return errkind.Invalidf("bad --log-level %q: %v", c.String("log-level"), err)
+				return errkind.Invalidf("bad --log-level %s: want debug, info, warn or error", clip.Quote(c.String("log-level")))
 			}
 			slog.SetDefault(slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: lvl})))
 			return nil
@@ -118,9 +118,11 @@ func groupAction(c *cli.Context) error {
 		subs, name = c.Command.Subcommands, c.App.Name+" "+c.Command.Name
 		msg = c.Command.Name + ": "
 	}
-	msg += fmt.Sprintf("unknown command %q", c.Args().First())
-	if s := cli.SuggestCommand(subs, c.Args().First()); s != "" {
-		msg += ". " + s
+	msg += "unknown command " + clip.Quote(c.Args().First())
+	if arg := c.Args().First(); len(arg) <= clip.Max { // no command is longer; suggesting costs len²
+		if s := cli.SuggestCommand(subs, arg); s != "" {
+			msg += ". " + s
+		}
 	}
 	return errkind.Invalidf("%s (see %s --help)", msg, name)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/gpuorch/gpuorch/internal/cliargs"
+	"github.com/gpuorch/gpuorch/internal/clip"
 	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/orchestrator"
@@ -26,7 +27,7 @@ type kvList []string
 
 func (l *kvList) Set(v string) error {
 	if !strings.Contains(v, "=") {
-		return fmt.Errorf("want KEY=VALUE, got %q", v)
+		return fmt.Errorf("want KEY=VALUE, got %s", clip.Quote(v))
 	}
 	*l = append(*l, v)
 	return nil

@@ -27,6 +27,7 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+	"github.com/gpuorch/gpuorch/internal/clip"
 )
 
 // Doc is a parsed TOML document.
@@ -75,14 +76,14 @@ func Decode(file string, src []byte, out any) error {
 func (d *Doc) Set(arg string) error {
 	k, v, ok := strings.Cut(arg, "=")
 	if !ok {
-		return &Error{File: "--set " + arg, Msg: "want KEY=VALUE"}
+		return &Error{File: "--set " + clip.String(arg), Msg: "want KEY=VALUE"}
 	}
 	path, err := ParseKey(k)
 	if err == nil {
 		err = SetPath(d.Tree, path, func(old any) any { return overrideValue(v, old) })
 	}
 	if err != nil {
-		return &Error{File: "--set " + arg, Key: k, Msg: err.Error()}
+		return &Error{File: "--set " + clip.String(arg), Key: k, Msg: err.Error()}
 	}
 	if d.set == nil {
 		d.set = map[string]string{}
@@ -109,7 +110,7 @@ func (d *Doc) Errorf(path []string, format string, args ...any) error {
 	key := Dotted(StripElems(path))
 	msg := fmt.Sprintf(format, args...)
 	if o, ok := d.set[join(StripElems(path))]; ok {
-		return &Error{File: "--set " + o, Key: key, Msg: msg}
+		return &Error{File: "--set " + clip.String(o), Key: key, Msg: msg}
 	}
 	return &Error{File: d.File, Line: max(d.Line(path), 1), Key: key, Msg: msg}
 }
@@ -156,7 +157,7 @@ func (d *Doc) Decode(path []string, tbl map[string]any, out any, alsoKnown ...st
 			if len(keys) == 1 {
 				known = append(known, alsoKnown...)
 			}
-			return d.Errorf(abs, "unknown key %q%s", Dotted(StripElems(abs)), Suggest(keys[len(keys)-1], known))
+			return d.Errorf(abs, "unknown key %s%s", clip.Quote(Dotted(StripElems(abs))), Suggest(keys[len(keys)-1], known))
 		}
 		if perr != nil {
 			return d.Errorf(lf.abs, "%s: %v", Dotted(StripElems(lf.abs)), perr)
@@ -166,7 +167,7 @@ func (d *Doc) Decode(path []string, tbl map[string]any, out any, alsoKnown ...st
 		return d.Errorf(path, "%v", err)
 	}
 	abs := append(append([]string(nil), path...), unknown[0]...)
-	return d.Errorf(abs, "unknown key %q", Dotted(abs))
+	return d.Errorf(abs, "unknown key %s", clip.Quote(Dotted(abs)))
 }
 
 // DecodeTree decodes a tree such as Doc.Tree holds into out (a pointer) with

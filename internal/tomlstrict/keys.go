@@ -77,6 +77,9 @@ func fieldByKey(t reflect.Type, key string) (reflect.StructField, bool) {
 // Suggest returns ` (did you mean "x"?)` for the known name closest to got,
 // if it is close (at most 2 edits, or a third of got's length); else "".
 func Suggest(got string, known []string) string {
+	if len(got) > 256 {
+		return "" // no known name is that long; and edit distance is quadratic
+	}
 	best, bestD := "", 1<<30
 	for _, k := range known {
 		if d := editDistance(strings.ToLower(got), k); d < bestD {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+	"github.com/gpuorch/gpuorch/internal/clip"
 )
 
 // A key path is a list of key segments from the document root, in which
@@ -79,7 +80,7 @@ func ParseKey(k string) ([]string, error) {
 				n++
 			}
 			if n == 0 {
-				return nil, fmt.Errorf("bad key character %q", k[:1])
+				return nil, fmt.Errorf("bad key character %s", clip.Quote(k[:1]))
 			}
 			seg, k = k[:n], k[n:]
 		}
@@ -91,7 +92,7 @@ func ParseKey(k string) ([]string, error) {
 			}
 			i, err := strconv.Atoi(k[1:end])
 			if err != nil || i < 0 {
-				return nil, fmt.Errorf("bad element index %q", k[1:end])
+				return nil, fmt.Errorf("bad element index %s", clip.Quote(k[1:end]))
 			}
 			out = append(out, Elem(i))
 			k = k[end+1:]
@@ -100,7 +101,7 @@ func ParseKey(k string) ([]string, error) {
 			break
 		}
 		if k[0] != '.' {
-			return nil, fmt.Errorf("bad key character %q", k[:1])
+			return nil, fmt.Errorf("bad key character %s", clip.Quote(k[:1]))
 		}
 		k = k[1:]
 		if k == "" {
@@ -137,13 +138,13 @@ func SetPath(tree map[string]any, path []string, val func(old any) any) error {
 		return SetPath(n, rest, val)
 	case map[string]any:
 		if indexed {
-			return fmt.Errorf("%q is a table, not an array", k)
+			return fmt.Errorf("%s is a table, not an array", clip.Quote(k))
 		}
 		return SetPath(c, rest, val)
 	case []map[string]any:
 		if indexed {
 			if i >= len(c) {
-				return fmt.Errorf("%q has %d elements; index %d is out of range", k, len(c), i)
+				return fmt.Errorf("%s has %d elements; index %d is out of range", clip.Quote(k), len(c), i)
 			}
 			if len(rest) == 1 {
 				return errors.New("cannot replace a whole element")
@@ -160,7 +161,7 @@ func SetPath(tree map[string]any, path []string, val func(old any) any) error {
 		}
 		return nil
 	default:
-		return fmt.Errorf("%q is a value, not a table", k)
+		return fmt.Errorf("%s is a value, not a table", clip.Quote(k))
 	}
 }
 
