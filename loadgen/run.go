@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/gpuorch/gpuorch/internal/clip"
 )
 
 // Progress is what a live display shows during a run.
@@ -758,22 +760,37 @@ func (r *runner) calibrate(ctx context.Context, models []string) (map[string]tim
 			defer wg.Done()
 			defer func() { <-sem }()
 			var samples []time.Duration
+			var last Result // the last failure
 			for i := 0; i <= n && ctx.Err() == nil; i++ {
 				res := &Result{Arrival: Arrival{Model: m}}
 				cctx, cancel := context.WithTimeout(ctx, r.timeout)
 				res.Sent = clock()
 				err := r.target.Do(cctx, res, clock)
 				cancel()
-				if err == nil && res.Outcome == OutcomeOK && i > 0 {
-					samples = append(samples, res.Done-res.Sent)
+				if err == nil && res.Outcome == OutcomeOK {
+					if i > 0 {
+						samples = append(samples, res.Done-res.Sent)
+					}
+				} else {
+					last = *res
 				}
+			}
+			if len(samples) == 0 && ctx.Err() == nil {
+				// Say what the target answered, and what may be wrong.
+				why := errorKind(&last)
+				if ex, ok := r.target.(explainer); ok {
+					why = ex.explain(ctx, m, r.timeout)
+				}
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = fmt.Errorf("calibrating model %s: no successful request out of %d: %s", clip.Quote(m), n+1, why)
+				}
+				mu.Unlock()
+				return
 			}
 			mu.Lock()
 			defer mu.Unlock()
 			if len(samples) == 0 {
-				if firstErr == nil {
-					firstErr = fmt.Errorf("calibrating model %q: no successful request out of %d", m, n)
-				}
 				return
 			}
 			sort.Slice(samples, func(i, j int) bool { return samples[i] < samples[j] })

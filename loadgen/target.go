@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gpuorch/gpuorch/internal/clip"
 	"github.com/gpuorch/gpuorch/internal/errkind"
@@ -67,7 +68,7 @@ func NewTarget(tc TargetConfig) (Target, error) {
 		timeout = 30 * time.Second
 	}
 	base := strings.TrimRight(tc.URL, "/")
-	h := &httpTarget{client: newHTTPClient(), headers: headers, timeout: timeout, byModel: map[string]*reqTemplate{}}
+	h := &httpTarget{client: newHTTPClient(), headers: headers, timeout: timeout, byModel: map[string]*reqTemplate{}, protocol: tc.Protocol}
 	if u.Scheme == "http" && (tc.Protocol == "" || tc.Protocol == "http" || tc.Protocol == "kserve") {
 		h.h1 = newH1Client(u, timeout)
 	}
@@ -168,6 +169,7 @@ type reqTemplate struct {
 }
 
 type httpTarget struct {
+	protocol       string // as configured ("" is http)
 	client         *http.Client
 	headers        http.Header
 	timeout        time.Duration
@@ -276,6 +278,82 @@ func (h *httpTarget) Ready(ctx context.Context) error {
 		}
 	}
 	return errkind.Unavailablef("target unreachable: %s answered %d, not ready", h.readyURL, code)
+}
+
+// explainer is a target that can say why its requests fail.
+type explainer interface {
+	explain(ctx context.Context, model string, timeout time.Duration) string
+}
+
+// explain sends model's request once more and says what the target
+// answered — the status and the start of the body — with a hint at the
+// usual cause: the wrong --protocol, a model the server does not have, a
+// credential it refuses.
+func (h *httpTarget) explain(ctx context.Context, model string, timeout time.Duration) string {
+	t := h.template(model)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, t.method, t.url, bytes.NewReader(t.body))
+	if err != nil {
+		return err.Error()
+	}
+	req.Header = t.header.Clone()
+	what := t.method + " " + clip.String(t.url)
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return fmt.Sprintf("%s: %v", what, unwrapURLError(err))
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	msg := fmt.Sprintf("%s answered %s", what, resp.Status)
+	if ex := excerpt(b, 200); ex != "" {
+		msg += " " + ex
+	}
+	protocol := h.protocol
+	if protocol == "" {
+		protocol = "http"
+	}
+	var others []string
+	for _, p := range Protocols {
+		if p != protocol {
+			others = append(others, p)
+		}
+	}
+	sends := fmt.Sprintf("--protocol %s sends %s; the others: %s", protocol, protocolSends[protocol], strings.Join(others, ", "))
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return msg + " (is the credential right? --credential-env, or the spec's target.credential_env)"
+	case protocol == "http":
+		return msg + " (--protocol http, the default, sends the request as given: a KServe v2 server wants --protocol kserve, an OpenAI-compatible one --protocol openai or openai-chat)"
+	case resp.StatusCode == http.StatusNotFound:
+		return msg + fmt.Sprintf(" (is model %s served there? %s)", clip.Quote(model), sends)
+	case resp.StatusCode/100 == 2:
+		return msg + fmt.Sprintf(" (an answer --protocol %s cannot read: %s)", protocol, sends)
+	}
+	return msg + " (" + sends + ")"
+}
+
+// protocolSends says what each protocol's requests are, for hints.
+var protocolSends = map[string]string{
+	"http":        "the request as given",
+	"kserve":      "KServe v2 inference requests",
+	"openai":      "OpenAI /v1/completions requests",
+	"openai-chat": "OpenAI /v1/chat/completions requests",
+}
+
+// excerpt is the start of an answer's body, quoted, at most n bytes.
+func excerpt(b []byte, n int) string {
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return ""
+	}
+	if len(s) <= n {
+		return strconv.Quote(s)
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return strconv.Quote(s[:n]) + "…"
 }
 
 func unwrapURLError(err error) error {
