@@ -2,6 +2,7 @@ package cliargs
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -120,4 +121,32 @@ func TestChoice(t *testing.T) {
 			t.Errorf("%v: ran (%q) or %v; want refused as bad input before running", c.args, got, err)
 		}
 	}
+}
+
+// FuzzFlagsFirst: whatever the line, the result is the same words — the
+// flags (with their values) in their order, then the arguments in theirs —
+// and reordering again changes nothing.
+func FuzzFlagsFirst(f *testing.F) {
+	f.Add("render spec.toml -o out/ --json")
+	f.Add("status EXP --watch --interval 5s x")
+	f.Add("slice plan --pools p --script -- python -u x")
+	f.Add("render -o")
+	f.Add("results report EXP -o=r.html -- -x")
+	f.Fuzz(func(t *testing.T, line string) {
+		app := testApp()
+		in := append([]string{"gpuorch"}, strings.Fields(line)...)
+		out := FlagsFirst(app, in)
+		if len(out) != len(in) {
+			t.Fatalf("%q -> %q: words lost or added", in, out)
+		}
+		a, b := slices.Clone(in), slices.Clone(out)
+		slices.Sort(a)
+		slices.Sort(b)
+		if !slices.Equal(a, b) {
+			t.Fatalf("%q -> %q: not the same words", in, out)
+		}
+		if again := FlagsFirst(app, out); !slices.Equal(again, out) {
+			t.Fatalf("%q -> %q -> %q: not stable", in, out, again)
+		}
+	})
 }
