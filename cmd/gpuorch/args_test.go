@@ -70,13 +70,13 @@ func TestBadFlagsRefusedBeforeRunning(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"image", "validate", "--arch", "bogus", img}, `bad --arch "bogus": want one of "", 386, amd64`},
-		{[]string{"run", "--dry-run", "--executor", "bogus", e.spec}, `bad --executor "bogus": want one of local, slurm`},
-		{[]string{"bench", "run", "--yes", "--executor", "bogus", "../../examples/bench-sim.toml"}, `bad --executor "bogus"`},
-		{[]string{"loadgen", "run", "--target", "http://127.0.0.1:1", "--protocol", "grpc"}, `bad --protocol "grpc": want one of http, kserve, openai, openai-chat`},
-		{[]string{"loadgen", "run", "--target", "http://127.0.0.1:1", "--pacer-priority", "max"}, `bad --pacer-priority "max"`},
-		{[]string{"loadgen", "run", "--target", "http://127.0.0.1:1", "--arrival", "poison"}, `bad --arrival "poison": want one of poisson, fixed, gamma, closed, azure`},
-		{[]string{"slice", "plan", "--pools", "../../examples/pools.toml", "--qos", "urgent"}, `bad --qos "urgent": want one of low, medium, high, critical`},
+		{[]string{"image", "validate", "--arch", "bogus", img}, `--arch: unknown arch "bogus" (want one of "", 386, amd64`},
+		{[]string{"run", "--dry-run", "--executor", "bogus", e.spec}, `--executor: unknown executor "bogus" (want one of local, slurm)`},
+		{[]string{"bench", "run", "--yes", "--executor", "bogus", "../../examples/bench-sim.toml"}, `--executor: unknown executor "bogus"`},
+		{[]string{"loadgen", "run", "--target", "http://127.0.0.1:1", "--protocol", "grpc"}, `--protocol: unknown protocol "grpc" (want one of http, kserve, openai, openai-chat)`},
+		{[]string{"loadgen", "run", "--target", "http://127.0.0.1:1", "--pacer-priority", "max"}, `--pacer-priority: unknown pacer priority "max"`},
+		{[]string{"loadgen", "run", "--target", "http://127.0.0.1:1", "--arrival", "poison"}, `--arrival: unknown arrival "poison" (want one of poisson, fixed, gamma, closed, azure`},
+		{[]string{"slice", "plan", "--pools", "../../examples/pools.toml", "--qos", "urgent"}, `--qos: unknown qos "urgent" (want one of low, medium, high, critical)`},
 		{[]string{"render", e.spec, "--bogus"}, "flag provided but not defined: -bogus"},
 		{[]string{"status", "x", "--interval", "soon"}, `invalid value "soon" for flag -interval`},
 	}

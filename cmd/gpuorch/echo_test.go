@@ -35,7 +35,7 @@ func TestErrorsDoNotEchoHugeValues(t *testing.T) {
 		{"name in a spec", []string{"run", "--dry-run", named}, "experiment.name"},
 		{"flag value", []string{"status", "--interval", huge, "x"}, "for flag -interval"},
 		{"path", []string{"run", "--dry-run", "/" + huge}, "read spec"},
-		{"enumerated flag", []string{"run", "--dry-run", "--executor", huge, spec}, "bad --executor"},
+		{"enumerated flag", []string{"run", "--dry-run", "--executor", huge, spec}, "--executor: unknown executor"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

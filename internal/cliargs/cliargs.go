@@ -141,7 +141,8 @@ func find(cmds []*cli.Command, name string) *cli.Command {
 }
 
 // Choice makes f refuse, before its command runs, a value that is not one
-// of values: bad input (exit 2), with the values allowed.
+// of values: bad input (exit 2), with the values allowed:
+// `--executor: unknown executor "k8s" (want one of local, slurm)`.
 func Choice(f *cli.StringFlag, values ...string) *cli.StringFlag {
 	f.Action = func(_ *cli.Context, v string) error {
 		if slices.Contains(values, v) {
@@ -153,7 +154,7 @@ func Choice(f *cli.StringFlag, values ...string) *cli.StringFlag {
 				shown[i] = `""`
 			}
 		}
-		return errkind.Invalidf("bad --%s %s: want one of %s", f.Name, clip.Quote(v), strings.Join(shown, ", "))
+		return errkind.Invalidf("--%s: unknown %s %s (want one of %s)", f.Name, strings.ReplaceAll(f.Name, "-", " "), clip.Quote(v), strings.Join(shown, ", "))
 	}
 	return f
 }

@@ -117,7 +117,7 @@ func TestChoice(t *testing.T) {
 			}
 			continue
 		}
-		if !errors.Is(err, errkind.ErrInvalid) || got != "" || !strings.Contains(err.Error(), `"bogus": want one of`) {
+		if !errors.Is(err, errkind.ErrInvalid) || got != "" || !strings.Contains(err.Error(), `"bogus" (want one of`) {
 			t.Errorf("%v: ran (%q) or %v; want refused as bad input before running", c.args, got, err)
 		}
 	}
