@@ -407,6 +407,16 @@ func (r *Reader) lines(b []byte) (int, *Error) {
 	if r.lim.Line <= 0 {
 		return len(b), nil
 	}
+	if r.col+len(b) <= r.lim.Line {
+		// No line can cross the limit in b: count, don't walk, its lines.
+		if n := bytes.Count(b, nl); n > 0 {
+			r.line += n
+			r.col = len(b) - bytes.LastIndexByte(b, '\n') - 1
+		} else {
+			r.col += len(b)
+		}
+		return len(b), nil
+	}
 	off := 0
 	for {
 		i := bytes.IndexByte(b[off:], '\n')
@@ -426,6 +436,8 @@ func (r *Reader) lines(b []byte) (int, *Error) {
 		off += i + 1
 	}
 }
+
+var nl = []byte{'\n'}
 
 // Line is the number of the line the next byte belongs to.
 func (r *Reader) Line() int { return r.line }
