@@ -2,11 +2,15 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // runWithStdin runs the app in-process with stdin read from in.
@@ -82,5 +86,38 @@ func TestHostileInputFilesExit2(t *testing.T) {
 				t.Fatalf("%v: exit %d, stderr %q; want exit 2 and %q", c.args, code, errOut, c.want)
 			}
 		})
+	}
+}
+
+// A spec on a stdin that never ends (a pipe whose writer says nothing)
+// used to keep gpuorch past SIGTERM; the read now stops with the command.
+func TestStdinReadStopsOnSIGTERM(t *testing.T) {
+	e := newCLIEnv(t)
+	cmd := e.command(nil, "run", "--dry-run", "-")
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pw.Close()
+	cmd.Stdin = pr
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pr.Close()
+	time.Sleep(300 * time.Millisecond) // reading stdin by now
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != exitInterrupted {
+			t.Fatalf("got %v, want exit 130; stderr %s", err, errOut.String())
+		}
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("gpuorch kept reading stdin after SIGTERM")
 	}
 }

@@ -259,13 +259,13 @@ func ReadFileContext(ctx context.Context, path string, lim Limits) ([]byte, erro
 		return nil, err
 	}
 	defer f.Close()
-	// The size at open, plus a byte to see EOF (or growth) without a
-	// reallocation.
+	// The size at open (within the limit), plus a byte to see EOF (or
+	// growth) without a reallocation.
 	return readAll(f.Reader, f.size+1)
 }
 
 func readAll(r io.Reader, hint int64) ([]byte, error) {
-	b := make([]byte, 0, max(min(hint, 64<<20), 512))
+	b := make([]byte, 0, max(hint, 512))
 	for {
 		if len(b) == cap(b) {
 			b = append(b, 0)[:len(b)]
