@@ -22,6 +22,10 @@ func TestReadersRefuseHostileFiles(t *testing.T) {
 			_, err := workflowModel(home, map[string]any{"model_id": "m"})
 			limitiotest.Check(t, c, err)
 		})
+		t.Run("bench models add/"+c.Name, func(t *testing.T) {
+			_, err := (Registry{Home: t.TempDir()}).Add(t.Context(), Models, AddOptions{ID: "m", Args: []string{c.Path}})
+			limitiotest.Check(t, c, err)
+		})
 		t.Run("credentials/"+c.Name, func(t *testing.T) {
 			p := c.Path
 			if c.Name == "/dev/zero" {
@@ -47,12 +51,22 @@ func TestReadersRefuseHostileFiles(t *testing.T) {
 			_, err := ResolveDataset(t.TempDir(), c.Path)
 			limitiotest.Check(t, c, err)
 		})
+		t.Run("bench datasets add/"+c.Name, func(t *testing.T) {
+			_, err := (Registry{Home: t.TempDir()}).Add(t.Context(), Datasets, AddOptions{ID: "d", Args: []string{c.Path}})
+			limitiotest.Check(t, c, err)
+		})
 	}
 	for _, c := range limitiotest.Cases(t, limitio.Record, "x.json") {
 		t.Run("bench.json/"+c.Name, func(t *testing.T) {
 			dir := t.TempDir()
 			c := limitiotest.At(t, c, layout.Experiment(dir).BenchTask())
 			_, err := ReadTaskInfo(dir)
+			limitiotest.Check(t, c, err)
+		})
+		t.Run("registry entry/"+c.Name, func(t *testing.T) {
+			home := t.TempDir()
+			c := limitiotest.At(t, c, layout.Home(home).RegistryEntry(string(Models), "m"))
+			_, err := (Registry{Home: home}).Get(Models, "m")
 			limitiotest.Check(t, c, err)
 		})
 		t.Run("workflow/"+c.Name, func(t *testing.T) {

@@ -15,8 +15,11 @@ import (
 
 	"github.com/gpuorch/gpuorch/gpuslice"
 	"github.com/gpuorch/gpuorch/internal/atomicfile"
+	"github.com/gpuorch/gpuorch/internal/clip"
 	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/internal/layout"
+	"github.com/gpuorch/gpuorch/internal/limitio"
+	"github.com/gpuorch/gpuorch/sbatch"
 )
 
 // RegistryKind names one of the registries the benchmark workflow's ids
@@ -193,7 +196,7 @@ func contains(l []string, s string) bool {
 }
 
 func addModel(e *Entry, file string) error {
-	b, err := os.ReadFile(file)
+	b, err := limitio.ReadFile(file, limitio.Config.As("model file"))
 	if err != nil {
 		return err
 	}
@@ -248,7 +251,7 @@ func (r Registry) Get(kind RegistryKind, id string) (*Entry, error) {
 	if err := checkKind(kind); err != nil {
 		return nil, err
 	}
-	unknown := fmt.Errorf("%w: no %s %q registered (gpuorch bench %s add --id %s …)", ErrUnknownID, kind.singular(), id, kind, id)
+	unknown := fmt.Errorf("%w: no %s %s registered (%s …)", ErrUnknownID, kind.singular(), clip.Quote(id), sbatch.CommandLine("gpuorch", "bench", string(kind), "add", "--id", id))
 	if !workflowIDRE.MatchString(id) {
 		return nil, unknown
 	}
