@@ -213,8 +213,8 @@ func (c *Config) validateNumbers() error {
 			iv = time.Second
 		}
 		if n := int64(d / iv); n > MaxIntervals {
-			return &FieldError{Key: "interval", Value: iv.String(),
-				Want: fmt.Sprintf("%d snapshot intervals over %v; at most %d: make the interval at least %v", n, d, MaxIntervals, (d/MaxIntervals).Round(time.Millisecond)+time.Millisecond)}
+			return &FieldError{Key: "interval", Value: FormatDuration(iv),
+				Want: fmt.Sprintf("%d snapshot intervals over %s; at most %d: make the interval at least %v", n, FormatDuration(d), MaxIntervals, (d/MaxIntervals).Round(time.Millisecond)+time.Millisecond)}
 		}
 	}
 	if p := c.PacerPriority; p != "" && !slices.Contains(PacerPriorities, p) {

@@ -40,14 +40,14 @@ const (
 func (o PlanOptions) Validate() error {
 	switch {
 	case o.Duration < 0 || o.Duration > MaxDuration:
-		return &FieldError{Key: "duration", Value: o.Duration.String(), Want: fmt.Sprintf("want 0 (until the workload ends) or up to %v", MaxDuration)}
+		return &FieldError{Key: "duration", Value: FormatDuration(o.Duration), Want: fmt.Sprintf("want 0 (until the workload ends) or up to %s", FormatDuration(MaxDuration))}
 	case o.Interval < 0 || (o.Interval > 0 && o.Interval < MinPlanInterval) || o.Interval > MaxDuration:
-		return &FieldError{Key: "interval", Value: o.Interval.String(), Want: fmt.Sprintf("want %v to %v", MinPlanInterval, MaxDuration)}
+		return &FieldError{Key: "interval", Value: FormatDuration(o.Interval), Want: fmt.Sprintf("want %v to %s", MinPlanInterval, FormatDuration(MaxDuration))}
 	case o.Service < 0 || (o.Service > 0 && o.Service < MinPlanService) || o.Service > MaxWait:
-		return &FieldError{Key: "service", Value: o.Service.String(), Want: fmt.Sprintf("want %v to %v", MinPlanService, MaxWait)}
+		return &FieldError{Key: "service", Value: FormatDuration(o.Service), Want: fmt.Sprintf("want %v to %s", MinPlanService, FormatDuration(MaxWait))}
 	}
 	if iv := cmp.Or(o.Interval, time.Second); o.Duration > 0 && o.Duration/iv > MaxIntervals {
-		return &FieldError{Key: "interval", Value: iv.String(), Want: fmt.Sprintf("%d interval rows over %v; at most %d", o.Duration/iv, o.Duration, MaxIntervals)}
+		return &FieldError{Key: "interval", Value: FormatDuration(iv), Want: fmt.Sprintf("%d interval rows over %s; at most %d", o.Duration/iv, FormatDuration(o.Duration), MaxIntervals)}
 	}
 	return nil
 }
@@ -121,7 +121,7 @@ func PlanWorkload(ctx context.Context, w *Workload, o PlanOptions) (*PlanReport,
 		return nil, errkind.Invalidf("workload %s does not end by itself: give a duration", w.Name)
 	}
 	if est := expectedArrivals(w, o.Duration); est > float64(o.MaxArrivals) {
-		return nil, errkind.Invalidf("the plan would generate about %s arrivals over %v, more than the %d a plan may: shorten the duration or lower the rate", FormatNumber(math.Round(est)), o.Duration, o.MaxArrivals)
+		return nil, errkind.Invalidf("the plan would generate about %s arrivals over %s, more than the %d a plan may: shorten the duration or lower the rate", FormatNumber(math.Round(est)), FormatDuration(o.Duration), o.MaxArrivals)
 	}
 	var events int64 // arrivals and timer firings
 	over := false

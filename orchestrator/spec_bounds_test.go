@@ -155,3 +155,15 @@ func TestCreateLeavesNothingOnFailure(t *testing.T) {
 }
 
 func nan() float64 { z := 0.0; return z / z }
+
+// TestSpecLimitsDocumented: docs/spec.md carries the ranges of [run] and
+// [slurm] as SpecLimitsMarkdown renders them.
+func TestSpecLimitsDocumented(t *testing.T) {
+	b, err := os.ReadFile("../docs/spec.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if table := SpecLimitsMarkdown(); !strings.Contains(string(b), table) {
+		t.Errorf("docs/spec.md lacks the table:\n%s", table)
+	}
+}
