@@ -67,6 +67,9 @@ func writeCatalogue(w io.Writer, cat []*loadgen.ClockworkSpec) {
 			if p.Type == "enum" {
 				typ = strings.Join(p.Choices, "|")
 			}
+			if r := p.Range(); r != "" {
+				typ += " " + r
+			}
 			fmt.Fprintf(w, "    %-20s (%s, %s) %s\n", p.Name, typ, def, p.Help)
 		}
 		var notes []string
