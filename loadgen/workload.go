@@ -166,11 +166,21 @@ func BuildWorkload(cfg *Config) (*Workload, error) {
 // for each planned task. The error is the one the task would refuse with,
 // of kind errkind.ErrInvalid; a *FieldError when one key is at fault.
 func Check(cfg *Config) error {
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	_, err := buildWorkload(cfg, true)
+	_, err := CheckSources(cfg)
 	return err
+}
+
+// CheckSources is Check, and says how many sources the workload has (for
+// bounding the work of checking many tasks).
+func CheckSources(cfg *Config) (int, error) {
+	if err := cfg.Validate(); err != nil {
+		return 0, err
+	}
+	w, err := buildWorkload(cfg, true)
+	if err != nil {
+		return 0, err
+	}
+	return len(w.Open) + len(w.Closed), nil
 }
 
 func buildWorkload(cfg *Config, check bool) (*Workload, error) {

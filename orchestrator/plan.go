@@ -113,18 +113,27 @@ func (s *Spec) Plan() (*Plan, error) {
 	// Every task is checked as it would check itself before sending
 	// anything (loadgen.Check); tasks whose workload and target are the
 	// same are checked once.
-	checked := map[string]error{}
-	total := 0 // tasks in the plan
+	type result struct {
+		sources int
+		err     error
+	}
+	checked := map[string]result{}
+	total := 0   // tasks in the plan
+	sources := 0 // of all tasks so far
 	check := func(w, idx int, cfg *loadgen.Config) error {
 		key, kerr := json.Marshal([]any{cfg.Workload, cfg.Target, cfg.SLO, cfg.Duration, cfg.Interval, cfg.Drain, cfg.MaxInFlight, cfg.PacerPriority})
-		err, seen := checked[string(key)]
+		r, seen := checked[string(key)]
 		if !seen || kerr != nil {
-			err = loadgen.Check(cfg)
+			r.sources, r.err = loadgen.CheckSources(cfg)
 			if kerr == nil { // NaN has no JSON: such a task is checked alone
-				checked[string(key)] = err
+				checked[string(key)] = r
 			}
 		}
+		err := r.err
 		if err == nil {
+			if sources += r.sources; sources > MaxPlanSources {
+				return &SpecError{File: s.File, Line: 1, Msg: fmt.Sprintf("the plan's tasks have more than %d workload sources in all (%d by task %d): sweep fewer points or smaller workloads", MaxPlanSources, sources, idx)}
+			}
 			return nil
 		}
 		var fe *loadgen.FieldError
@@ -284,6 +293,10 @@ func taskMsg(several bool, idx int, msg string) string {
 
 // MaxTasks bounds a plan; larger sweeps are almost always a typo.
 const MaxTasks = 100000
+
+// MaxPlanSources bounds the work of checking a plan: the workload sources
+// (open and closed loops) of all its tasks together.
+const MaxPlanSources = 10_000_000
 
 // paramTags picks a short tag name per sweep key: its last segment, or the
 // whole key with '_' for '.' where last segments collide.

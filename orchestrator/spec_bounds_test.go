@@ -167,3 +167,17 @@ func TestSpecLimitsDocumented(t *testing.T) {
 		t.Errorf("docs/spec.md lacks the table:\n%s", table)
 	}
 }
+
+// TestPlanBoundsItsWork: the sources of all tasks together are bounded, so
+// checking a sweep of huge workloads is refused instead of running on.
+func TestPlanBoundsItsWork(t *testing.T) {
+	src := strings.Replace(boundSpec, "rate = 10", `rate = 10
+args = ["m", 100000, "poisson", 100, 2, 32, 2, "mul", 7]`, 1) + "[sweep]\n\"slo.factor\" = [" + strings.Repeat("1, ", 200) + "2]\n"
+	s, err := ParseSpec("b.toml", []byte(src), []string{"workload[0].arrival=slo-exp-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Plan(); err == nil || !strings.Contains(err.Error(), "10000000 workload sources") {
+		t.Errorf("got %v, want the plan refused at 10000000 sources", err)
+	}
+}
