@@ -290,3 +290,18 @@ func TestLimitsDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckRefusesEndlessRuns: an open loop with neither a duration nor a
+// request count is refused as bad input, before anything is sent.
+func TestCheckRefusesEndlessRuns(t *testing.T) {
+	cfg := validConfig()
+	cfg.Duration = 0
+	var fe *FieldError
+	if err := Check(&cfg); !errors.As(err, &fe) || fe.Key != "duration" {
+		t.Errorf("got %v, want a *FieldError about duration", err)
+	}
+	cfg.Workload.MaxRequests = 10
+	if err := Check(&cfg); err != nil {
+		t.Errorf("with max_requests: %v", err)
+	}
+}

@@ -161,7 +161,7 @@ func BuildWorkload(cfg *Config) (*Workload, error) {
 }
 
 // Check checks cfg as a task would before it sends anything — Validate,
-// then the workload built and its size — without reading any file (an
+// then the workload built, its size, and that it ends — without reading any file (an
 // azure workload's trace is read by the task): what a spec reader calls
 // for each planned task. The error is the one the task would refuse with,
 // of kind errkind.ErrInvalid; a *FieldError when one key is at fault.
@@ -179,6 +179,9 @@ func CheckSources(cfg *Config) (int, error) {
 	w, err := buildWorkload(cfg, true)
 	if err != nil {
 		return 0, err
+	}
+	if cfg.Duration.D() <= 0 && w.MaxRequests <= 0 && len(w.Open) > 0 && !finiteOpen(w) {
+		return 0, &FieldError{Key: "duration", Value: "0s", Want: "an open-loop workload without max_requests never ends by itself: give a duration, 1ms to " + FormatDuration(MaxDuration)}
 	}
 	return len(w.Open) + len(w.Closed), nil
 }

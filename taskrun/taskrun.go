@@ -35,11 +35,12 @@ func ReadManifest(path string) (*loadgen.Config, error) {
 }
 
 // Prepare checks cfg before anything is written or sent — every range of
-// loadgen.Limits, the target's URL, method and headers
-// (loadgen.Config.Validate) — and builds its workload. Every error is of
+// loadgen.Limits, the target's URL, method and headers, the workload's
+// parameters and size, and that the run ends (loadgen.Check) — and builds
+// its workload. Every error is of
 // kind errkind.ErrInvalid; a *loadgen.FieldError when one key is at fault.
 func Prepare(cfg *loadgen.Config) (*loadgen.Workload, error) {
-	if err := cfg.Validate(); err != nil {
+	if err := loadgen.Check(cfg); err != nil {
 		return nil, err
 	}
 	if _, err := loadgen.NewTarget(cfg.Target); err != nil {
