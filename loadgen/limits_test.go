@@ -305,3 +305,31 @@ func TestCheckRefusesEndlessRuns(t *testing.T) {
 		t.Errorf("with max_requests: %v", err)
 	}
 }
+
+// stuckProcess sends its next arrival at the same instant as the last, for
+// ever: a rate no sender keeps up with (an azure trace scaled absurdly).
+type stuckProcess struct{}
+
+func (stuckProcess) Next(prev time.Duration) (time.Duration, bool) { return prev, true }
+
+// TestPacerStopsWhenHopelesslyBehind: a schedule that never advances ends
+// within the run's bound (duration + its overrun + the drain), instead of
+// sending for ever.
+func TestPacerStopsWhenHopelesslyBehind(t *testing.T) {
+	cfg := &Config{Seed: 1, Duration: Duration(200 * time.Millisecond), Drain: Duration(100 * time.Millisecond), MaxInFlight: 1000}
+	w := &Workload{Name: "stuck", Open: []*OpenLoop{{Model: "m", Proc: stuckProcess{}}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	start := time.Now()
+	sum, err := Run(ctx, cfg, w, RunOptions{Target: nopTarget{}})
+	el := time.Since(start)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if bound := cfg.Duration.D() + paceOverrun(cfg.Duration.D()) + cfg.Drain.D() + 5*time.Second; el > bound {
+		t.Errorf("run of %v took %v, past %v", cfg.Duration.D(), el, bound)
+	}
+	if sum.Status != StatusCompleted || sum.Total.Offered == 0 {
+		t.Errorf("status %s, offered %d", sum.Status, sum.Total.Offered)
+	}
+}
