@@ -143,31 +143,65 @@ func (t *AzureTrace) ByPopularity() []*AzureFunction {
 // WriteAzureTrace writes t in the trace's CSV format (with the header).
 func WriteAzureTrace(w io.Writer, fns []AzureFunction) error {
 	bw := bufio.NewWriter(w)
+	writeAzureHeader(bw)
+	var buf []byte
+	for i := range fns {
+		buf = writeAzureRow(bw, &fns[i], buf)
+	}
+	return bw.Flush()
+}
+
+func writeAzureHeader(bw *bufio.Writer) {
 	bw.WriteString("HashOwner,HashApp,HashFunction,Trigger")
 	for m := 1; m <= AzureMinutes; m++ {
 		bw.WriteByte(',')
 		bw.WriteString(strconv.Itoa(m))
 	}
 	bw.WriteByte('\n')
-	var buf []byte
-	for _, f := range fns {
-		bw.WriteString(f.Owner + "," + f.App + "," + f.Function + "," + f.Trigger)
-		for _, c := range f.Counts {
-			buf = strconv.AppendUint(append(buf[:0], ','), uint64(c), 10)
-			bw.Write(buf)
-		}
-		bw.WriteByte('\n')
+}
+
+func writeAzureRow(bw *bufio.Writer, f *AzureFunction, buf []byte) []byte {
+	bw.WriteString(f.Owner + "," + f.App + "," + f.Function + "," + f.Trigger)
+	for _, c := range f.Counts {
+		buf = strconv.AppendUint(append(buf[:0], ','), uint64(c), 10)
+		bw.Write(buf)
 	}
-	return bw.Flush()
+	bw.WriteByte('\n')
+	return buf
 }
 
 // AzureGenOptions shapes a generated trace day.
 type AzureGenOptions struct {
-	Functions int     // rows (default 200)
+	Functions int     // rows (default 200; at most MaxAzureFunctions)
 	Seed      int64   // same seed, same file
 	Day       int     // 1-14; shifts the daily phase slightly
-	MeanRate  float64 // median function's mean invocations per minute (default 0.5)
-	Sigma     float64 // log-normal spread of popularity (default 2.5: ~5 orders of magnitude)
+	MeanRate  float64 // median function's mean invocations per minute (default 0.5; at most MaxAzureMeanRate)
+	Sigma     float64 // log-normal spread of popularity (default 2.5: ~5 orders of magnitude; at most MaxAzureSigma)
+}
+
+// Bounds of a generated trace (AzureGenOptions).
+const (
+	MaxAzureMeanRate = 50000 // invocations per minute, the cap of any one function
+	MaxAzureSigma    = 10
+)
+
+// Validate checks the options' ranges (0 is the default everywhere); the
+// error is a *FieldError keyed by the option's flag name.
+func (o AzureGenOptions) Validate() error {
+	bad := func(key string, v float64, want string) error {
+		return &FieldError{Key: key, Value: FormatNumber(v), Want: want}
+	}
+	switch {
+	case o.Functions < 0 || o.Functions > MaxAzureFunctions:
+		return bad("functions", float64(o.Functions), fmt.Sprintf("want 1 to %d functions a day", MaxAzureFunctions))
+	case o.Day < 0 || o.Day > 14:
+		return bad("days", float64(o.Day), "want 1 to 14")
+	case math.IsNaN(o.MeanRate) || math.IsInf(o.MeanRate, 0) || o.MeanRate < 0 || o.MeanRate > MaxAzureMeanRate:
+		return bad("mean-rate", o.MeanRate, fmt.Sprintf("want a number above 0 and at most %d invocations per minute", MaxAzureMeanRate))
+	case math.IsNaN(o.Sigma) || math.IsInf(o.Sigma, 0) || o.Sigma < 0 || o.Sigma > MaxAzureSigma:
+		return bad("sigma", o.Sigma, fmt.Sprintf("want a number above 0 and at most %d", MaxAzureSigma))
+	}
+	return nil
 }
 
 var azureTriggers = []string{"http", "timer", "queue", "event", "storage", "orchestration", "others"}
@@ -176,8 +210,24 @@ var azureTriggers = []string{"http", "timer", "queue", "event", "storage", "orch
 // trace's broad features: heavy-tailed (log-normal) popularity, a diurnal
 // cycle (peak in the afternoon, trough at night) with per-function
 // amplitude, timer-triggered functions firing on fixed periods, and
-// occasional bursts. Counts are Poisson around the shaped rate.
+// occasional bursts. Counts are Poisson around the shaped rate. Options out
+// of range are taken as the defaults; GenerateAzureTraceDays refuses them.
 func GenerateAzureTrace(o AzureGenOptions) []AzureFunction {
+	var out []AzureFunction
+	_ = generateAzure(context.Background(), o, func(f *AzureFunction) error {
+		out = append(out, *f)
+		return nil
+	})
+	return out
+}
+
+// generateAzure makes the functions of a day one at a time, handing each to
+// each (which must not keep it), so a day of any size takes the memory of
+// one row; it stops with ctx's error when ctx is done.
+func generateAzure(ctx context.Context, o AzureGenOptions, each func(*AzureFunction) error) error {
+	if o.Validate() != nil {
+		o.Functions, o.MeanRate, o.Sigma = min(max(o.Functions, 0), MaxAzureFunctions), 0, 0
+	}
 	if o.Functions <= 0 {
 		o.Functions = 200
 	}
@@ -196,9 +246,11 @@ func GenerateAzureTrace(o AzureGenOptions) []AzureFunction {
 		}
 		return string(b)
 	}
-	out := make([]AzureFunction, o.Functions)
 	owner, app := hash(), hash()
-	for i := range out {
+	for i := 0; i < o.Functions; i++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if rng.IntN(4) == 0 {
 			owner = hash()
 		}
@@ -206,7 +258,7 @@ func GenerateAzureTrace(o AzureGenOptions) []AzureFunction {
 			app = hash()
 		}
 		mean := o.MeanRate * math.Exp(rng.NormFloat64()*o.Sigma)
-		mean = math.Min(mean, 50000)
+		mean = math.Min(mean, MaxAzureMeanRate)
 		trig := azureTriggers[rng.IntN(len(azureTriggers))]
 		f := AzureFunction{Owner: owner, App: app, Function: hash(), Trigger: trig, Counts: make(Counts, AzureMinutes)}
 		amp := 0.2 + 0.6*rng.Float64()
@@ -231,9 +283,11 @@ func GenerateAzureTrace(o AzureGenOptions) []AzureFunction {
 			f.Counts[m] = uint32(min(c, math.MaxUint32))
 			f.Total += c
 		}
-		out[i] = f
+		if err := each(&f); err != nil {
+			return err
+		}
 	}
-	return out
+	return nil
 }
 
 // poissonDraw returns a Poisson(lam) variate (inversion for small means,
@@ -281,6 +335,27 @@ func buildAzure(a *cwArgs) (*Workload, error) {
 	if day < 1 || day > 14 {
 		return nil, a.usageErr("trace %d: want 1 to 14", day)
 	}
+	placementOpt := a.opts["placement"]
+	if placementOpt != "" && placementOpt != "shuffle" && placementOpt != "contiguous" {
+		return nil, a.usageErr("placement=%q: want shuffle or contiguous", placementOpt)
+	}
+	var zoo []string
+	var copies int
+	if useAll {
+		var err error
+		if zoo, err = a.zooOr(SyntheticZoo(DefaultZooSize)); err != nil {
+			return nil, err
+		}
+		copies = azureCopiesAll[mem]
+	} else {
+		zoo, copies = []string{clockworkModel}, azureCopiesSingle[mem]
+	}
+	if n := len(zoo) * copies; n > MaxSources {
+		return nil, a.usageErr("%d zoo models × %d copies is %d models, more than the %d a workload may have", len(zoo), copies, n, MaxSources)
+	}
+	if a.check {
+		return &Workload{}, nil // the task reads the trace
+	}
 	dir := a.opts["trace_dir"]
 	if dir == "" {
 		dir = a.env("AZURE_TRACE_DIR")
@@ -299,15 +374,8 @@ func buildAzure(a *cwArgs) (*Workload, error) {
 	if err != nil {
 		return nil, err
 	}
-	var zoo []string
-	var copies int
-	if useAll {
-		if zoo, err = a.zooOr(SyntheticZoo(DefaultZooSize)); err != nil {
-			return nil, err
-		}
-		copies = azureCopiesAll[mem]
-	} else {
-		zoo, copies = []string{clockworkModel}, azureCopiesSingle[mem]
+	if n := len(trace.Functions); n > MaxSources {
+		return nil, fmt.Errorf("%s: %d functions, more than the %d sources a workload may have", trace.File, n, MaxSources)
 	}
 	models := make([]string, 0, len(zoo)*copies)
 	for _, m := range zoo {

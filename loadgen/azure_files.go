@@ -1,13 +1,15 @@
 package loadgen
 
 import (
+	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/gpuorch/gpuorch/internal/atomicfile"
-	"github.com/gpuorch/gpuorch/internal/errkind"
 )
 
 // AzureDay is one generated trace day.
@@ -18,10 +20,19 @@ type AzureDay struct {
 }
 
 // GenerateAzureTraceDays writes synthetic trace days d01 … dNN (days in
-// 1-14) into dir, created if need be, and says what each holds.
-func GenerateAzureTraceDays(dir string, days int, o AzureGenOptions) ([]AzureDay, error) {
-	if days < 1 || days > 14 || o.Functions < 1 {
-		return nil, errkind.Invalidf("--days must be 1-14 and --functions ≥ 1 (got %d and %d)", days, o.Functions)
+// 1-14) into dir, created if need be, and says what each holds. Options out
+// of range (AzureGenOptions.Validate) are refused before anything is
+// written; a day is generated row by row as it is written, and generation
+// stops with ctx's error, leaving no partial file, when ctx is done.
+func GenerateAzureTraceDays(ctx context.Context, dir string, days int, o AzureGenOptions) ([]AzureDay, error) {
+	if days < 1 || days > 14 {
+		return nil, &FieldError{Key: "days", Value: strconv.Itoa(days), Want: "want 1 to 14"}
+	}
+	if o.Functions < 1 {
+		return nil, &FieldError{Key: "functions", Value: strconv.Itoa(o.Functions), Want: fmt.Sprintf("want 1 to %d functions a day", MaxAzureFunctions)}
+	}
+	if err := o.Validate(); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -29,14 +40,25 @@ func GenerateAzureTraceDays(dir string, days int, o AzureGenOptions) ([]AzureDay
 	var out []AzureDay
 	for d := 1; d <= days; d++ {
 		o.Day = d
-		fns := GenerateAzureTrace(o)
 		path := filepath.Join(dir, fmt.Sprintf("invocations_per_function_md.anon.d%02d.csv", d))
-		if err := atomicfile.Write(path, 0o644, func(w io.Writer) error { return WriteAzureTrace(w, fns) }); err != nil {
+		day := AzureDay{Path: path}
+		err := atomicfile.Write(path, 0o644, func(w io.Writer) error {
+			bw := bufio.NewWriterSize(w, 1<<20)
+			writeAzureHeader(bw)
+			var buf []byte
+			err := generateAzure(ctx, o, func(f *AzureFunction) error {
+				buf = writeAzureRow(bw, f, buf)
+				day.Functions++
+				day.Invocations += f.Total
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			return bw.Flush()
+		})
+		if err != nil {
 			return out, err
-		}
-		day := AzureDay{Path: path, Functions: len(fns)}
-		for _, fn := range fns {
-			day.Invocations += fn.Total
 		}
 		out = append(out, day)
 	}

@@ -22,6 +22,13 @@ const (
 	devDuration  = "open-loop and trace workloads end after the run's duration (the original runs until killed)"
 )
 
+// Bounds of the Clockwork parameters that limits.go does not name.
+const (
+	MaxAzureWorkers    = 10_000
+	MaxAzureLoadFactor = 10_000
+	minSLOPeriod       = time.Millisecond
+)
+
 // Clockwork's model for the only model its code names.
 const clockworkModel = "resnet50_v2"
 
@@ -67,10 +74,10 @@ var clockworkCatalogue = []*ClockworkSpec{
 		Name:    "simple-parametric",
 		Summary: "model copies split into contiguous groups, one closed-loop client per group, each sending a fixed number of requests; ends when all are done",
 		Params: []ClockworkParam{
-			pInt("models", "", 1, "number of model copies"),
-			pInt("clients", "", 1, "number of clients among which the models are partitioned"),
-			pInt("concurrency", "", 1, "concurrent requests per client"),
-			pInt("requests", "", 1, "total requests per client (for termination)"),
+			pInt("models", "", 1, MaxSources, "number of model copies"),
+			pInt("clients", "", 1, MaxSources, "number of clients among which the models are partitioned"),
+			pInt("concurrency", "", 1, MaxConcurrency, "concurrent requests per client"),
+			pInt("requests", "", 1, MaxRequests, "total requests per client (for termination)"),
 		},
 		Options: []string{"pattern"}, Closed: true,
 		build: buildSimpleParametric,
@@ -79,8 +86,8 @@ var clockworkCatalogue = []*ClockworkSpec{
 		Name:    "poisson-open-loop",
 		Summary: "copies of resnet50_v2, each Poisson at rate/num_models",
 		Params: []ClockworkParam{
-			pInt("num_models", "", 1, "number of model copies"),
-			pFloat("rate", "", 0, "total requests/s, split across all models"),
+			pInt("num_models", "", 1, MaxSources, "number of model copies"),
+			pFloat("rate", "", 0, MaxRate, "total requests/s, split across all models"),
 		},
 		Options: []string{"pattern"}, OpenEnded: true,
 		build: func(a *cwArgs) (*Workload, error) {
@@ -98,9 +105,9 @@ var clockworkCatalogue = []*ClockworkSpec{
 		Name:    "slo-exp-2",
 		Summary: "foreground (fg): slo-exp-1 on copies-fg copies; background (bg): copies-bg further copies, closed loops of concurrency-bg with a fixed SLO factor slo-bg, starting after 10 s",
 		Params: append(sloExpParams("-fg"),
-			pInt("copies-bg", "", 0, "number of BG models (closed loop)"),
-			pInt("concurrency-bg", "", 1, "concurrency of each BG model's closed loop"),
-			pFloat("slo-bg", "", 0, "SLO factor of BG models (ideally relaxed)"),
+			pInt("copies-bg", "", 0, MaxSources, "number of BG models (closed loop)"),
+			pInt("concurrency-bg", "", 1, MaxConcurrency, "concurrency of each BG model's closed loop"),
+			pFloat("slo-bg", "", 0, MaxSLOFactor, "SLO factor of BG models (ideally relaxed)"),
 		),
 		Options: []string{"pattern"},
 		build:   buildSLOExp2,
@@ -109,8 +116,8 @@ var clockworkCatalogue = []*ClockworkSpec{
 		Name:    "comparison_experiment",
 		Summary: "num_models resnet50_v2 copies, each Poisson at total_requests/num_models",
 		Params: []ClockworkParam{
-			pInt("num_models", "15", 1, "the number of models"),
-			pFloat("total_requests", "1000", 0, "total requests/s across all models"),
+			pInt("num_models", "15", 1, MaxSources, "the number of models"),
+			pFloat("total_requests", "1000", 0, MaxRate, "total requests/s across all models"),
 		},
 		Options: []string{"pattern"}, OpenEnded: true,
 		build: func(a *cwArgs) (*Workload, error) {
@@ -121,8 +128,8 @@ var clockworkCatalogue = []*ClockworkSpec{
 		Name:    "comparison_experiment2",
 		Summary: "closed-loop version of comparison_experiment: num_models copies, each a closed loop of concurrency",
 		Params: []ClockworkParam{
-			pInt("num_models", "15", 1, "the number of models"),
-			pInt("concurrency", "16", 1, "closed-loop concurrency per model"),
+			pInt("num_models", "15", 1, MaxSources, "the number of models"),
+			pInt("concurrency", "16", 1, MaxConcurrency, "closed-loop concurrency per model"),
 		},
 		Options: []string{"pattern"}, OpenEnded: true, Closed: true,
 		build: func(a *cwArgs) (*Workload, error) {
@@ -133,12 +140,12 @@ var clockworkCatalogue = []*ClockworkSpec{
 		Name:    "azure",
 		Summary: "replay an Azure Functions 2019 trace: functions sorted by popularity, mapped in contiguous blocks onto model copies, per-minute rates scaled by load_factor×0.125×num_workers",
 		Params: []ClockworkParam{
-			pInt("num_workers", "1", 1, "the number of workers you're using"),
+			pInt("num_workers", "1", 1, MaxAzureWorkers, "the number of workers you're using"),
 			pBool("use_all_models", "1", "load all zoo models (1) or just resnet50_v2 (0)"),
-			pFloat("load_factor", "1.0", 0, "approximate load relative to the system's capacity (0.5 = half, 2.0 = overload ×2)"),
-			{Name: "memory_load_factor", Type: "int", Default: "4", Help: "copies per model: 1 ≈ 200, 2 ≈ 800, 3 ≈ 1800, 4 ≈ 4000 models", min: 1, hasMin: true},
-			pInt("interval", "60", 1, "seconds of replay per trace minute (60 = real time; smaller compresses time)"),
-			pInt("trace", "1", 1, "trace day to replay, 1 to 14"),
+			pFloat("load_factor", "1.0", 0, MaxAzureLoadFactor, "approximate load relative to the system's capacity (0.5 = half, 2.0 = overload ×2)"),
+			{Name: "memory_load_factor", Type: "int", Default: "4", Help: "copies per model: 1 ≈ 200, 2 ≈ 800, 3 ≈ 1800, 4 ≈ 4000 models", min: 1, hasMin: true, max: 4},
+			pInt("interval", "60", 1, 86400, "seconds of replay per trace minute (60 = real time; smaller compresses time)"),
+			pInt("trace", "1", 1, 14, "trace day to replay, 1 to 14"),
 			pBool("randomise", "0", "start each function at a random minute of the trace"),
 		},
 		Options: []string{"zoo", "pattern", "trace_dir", "placement"}, OpenEnded: true,
@@ -148,7 +155,7 @@ var clockworkCatalogue = []*ClockworkSpec{
 		Name:    "bursty_experiment",
 		Summary: "300 s lead-in, then 1000 r/s spread over k models with one more model every second (k = 1 … num_models); plus a resnet50_v2 copy at a constant 200 r/s",
 		Params: []ClockworkParam{
-			pInt("num_models", "3600", 1, "number of 'major' workload models"),
+			pInt("num_models", "3600", 1, MaxSources, "number of 'major' workload models"),
 		},
 		Options: []string{"pattern"}, OpenEnded: true,
 		build: buildBursty,
@@ -158,14 +165,14 @@ var clockworkCatalogue = []*ClockworkSpec{
 func sloExpParams(sfx string) []ClockworkParam {
 	return []ClockworkParam{
 		pStr("model", "", "model name (e.g. resnet50_v2)"),
-		pInt("copies"+sfx, "", 0, "number of model instances"),
+		pInt("copies"+sfx, "", 0, MaxSources, "number of model instances"),
 		pEnum("dist"+sfx, "", "arrival distribution", "poisson", "fixed-rate"),
-		pFloat("rate"+sfx, "", 0, "total arrival rate (requests/s)"),
-		pFloat("slo-start"+sfx, "", 0, "starting SLO multiplier"),
-		pFloat("slo-end"+sfx, "", 0, "ending SLO multiplier"),
-		pFloat("slo-factor"+sfx, "", 0, "amount by which the SLO multiplier changes"),
+		pFloat("rate"+sfx, "", 0, MaxRate, "total arrival rate (requests/s)"),
+		pFloat("slo-start"+sfx, "", 0, MaxSLOFactor, "starting SLO multiplier"),
+		pFloat("slo-end"+sfx, "", 0, MaxSLOFactor, "ending SLO multiplier"),
+		pFloat("slo-factor"+sfx, "", 0, MaxSLOFactor, "amount by which the SLO multiplier changes"),
 		pEnum("slo-op"+sfx, "", "operator for changing the SLO multiplier", "add", "mul"),
-		pFloat("period"+sfx, "", 0, "seconds before changing the SLO multiplier"),
+		pFloat("period"+sfx, "", 0, MaxDuration.Seconds(), "seconds before changing the SLO multiplier"),
 	}
 }
 
@@ -208,6 +215,9 @@ func buildExample(a *cwArgs) (*Workload, error) {
 	zoo, err := a.zooOr(SyntheticZoo(DefaultZooSize))
 	if err != nil {
 		return nil, err
+	}
+	if n := 5 * len(zoo); n > MaxSources {
+		return nil, a.usageErr("a zoo of %d models gives %d sources (five per model), more than the %d a workload may have", len(zoo), n, MaxSources)
 	}
 	w := &Workload{Deviations: []string{devStreams, devIntended, devBurst, devBurstIdle, devDuration}}
 	for i, m := range zoo {
@@ -326,8 +336,8 @@ func (a *cwArgs) sloSchedule(sfx string) (sloSchedule, error) {
 	if s.start <= 0 {
 		return s, a.usageErr("slo-start%s must be > 0 (a factor of 0 means no SLO factor)", sfx)
 	}
-	if s.period <= 0 {
-		return s, a.usageErr("period%s must be > 0 seconds", sfx)
+	if s.period < minSLOPeriod {
+		return s, a.usageErr("period%s must be at least %v (seconds, e.g. 0.5)", sfx, minSLOPeriod)
 	}
 	if !s.terminates() && a.dur <= 0 {
 		return s, a.usageErr("with slo-op %s and slo-factor %g the factor never exceeds slo-end %g, so the run would never end: give a duration", a.str("slo-op"+sfx), s.f, s.end)

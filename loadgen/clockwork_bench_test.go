@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -94,7 +95,7 @@ func BenchmarkClockworkSchedule(b *testing.B) {
 				w := mk()
 				models = len(w.Models())
 				b.StartTimer()
-				st := Plan(w, bc.span, nil, func(Arrival) bool { return true })
+				st, _ := Plan(context.Background(), w, bc.span, nil, func(Arrival) bool { return true })
 				n += st.Arrivals
 			}
 			el := b.Elapsed()

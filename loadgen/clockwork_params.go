@@ -1,7 +1,10 @@
 package loadgen
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"os"
 	"sort"
 	"strconv"
@@ -19,6 +22,7 @@ type ClockworkParam struct {
 	Help    string   `json:"help"`
 	min     float64  // values below are rejected
 	hasMin  bool
+	max     float64 // values above are rejected (0: no maximum)
 }
 
 // ClockworkSpec describes one workload of the catalogue. Everything shown to
@@ -96,6 +100,7 @@ type cwArgs struct {
 	dur     time.Duration
 	env     func(string) string
 	pattern string
+	check   bool // Check: validate without reading files
 }
 
 func (a *cwArgs) usageErr(format string, args ...any) error {
@@ -144,8 +149,8 @@ func (a *cwArgs) copies(m string, first, n int) []string {
 func (a *cwArgs) zooOr(def []string) ([]string, error) {
 	if z := a.opts["zoo"]; z != "" {
 		if n, err := strconv.Atoi(z); err == nil {
-			if n < 1 || n > 100000 {
-				return nil, a.usageErr("zoo=%d: want 1 to 100000 models", n)
+			if n < 1 || n > MaxSources {
+				return nil, a.usageErr("zoo=%d: want 1 to %d models", n, MaxSources)
 			}
 			return SyntheticZoo(n), nil
 		}
@@ -180,7 +185,30 @@ func ParseClockwork(name string, args []string, params map[string]string, models
 	if spec == nil {
 		return nil, fmt.Errorf("unknown Clockwork workload %q (see `gpuorch loadgen workloads`)", name)
 	}
-	a := &cwArgs{spec: spec, vals: map[string]string{}, opts: map[string]string{}, seed: seed, zoo: models, dur: duration, env: os.Getenv}
+	w, err := parseClockwork(spec, args, params, models, seed, duration, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.checkSize(); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// clockworkZoo is the zoo given by a target's models ("" dropped).
+func clockworkZoo(models []string) []string {
+	var zoo []string
+	for _, m := range models {
+		if m != "" {
+			zoo = append(zoo, m)
+		}
+	}
+	return zoo
+}
+
+func parseClockwork(spec *ClockworkSpec, args []string, params map[string]string, models []string, seed int64, duration time.Duration, check bool) (*Workload, error) {
+	name := spec.Name
+	a := &cwArgs{spec: spec, vals: map[string]string{}, opts: map[string]string{}, seed: seed, zoo: models, dur: duration, env: os.Getenv, check: check}
 	var pos []string
 	named := map[string]string{}
 	for _, s := range args {
@@ -278,8 +306,11 @@ func checkParam(p ClockworkParam, v string) error {
 		num = float64(n)
 	case "float":
 		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || f != f {
+		if (err != nil && !errors.Is(err, strconv.ErrRange)) || math.IsNaN(f) {
 			return fmt.Errorf("%q is not a number", v)
+		}
+		if math.IsInf(f, 0) {
+			return fmt.Errorf("%q is not a finite number", v)
 		}
 		num = f
 	case "bool":
@@ -303,7 +334,10 @@ func checkParam(p ClockworkParam, v string) error {
 		return nil
 	}
 	if p.hasMin && num < p.min {
-		return fmt.Errorf("%s is below the minimum %g", v, p.min)
+		return fmt.Errorf("%s is below the minimum %s", v, FormatNumber(p.min))
+	}
+	if p.max > 0 && num > p.max {
+		return fmt.Errorf("%s is above the maximum %s", v, FormatNumber(p.max))
 	}
 	return nil
 }
@@ -321,13 +355,43 @@ func LookupClockwork(name string) *ClockworkSpec {
 // ClockworkCatalogue returns the catalogue in the client's order.
 func ClockworkCatalogue() []*ClockworkSpec { return clockworkCatalogue }
 
-// Parameter constructors for the catalogue table.
-func pInt(name, def string, min float64, help string) ClockworkParam {
-	return ClockworkParam{Name: name, Type: "int", Default: def, Help: help, min: min, hasMin: true}
+// Range is the parameter's accepted range ("1 to 100000"), "" when it has
+// none.
+func (p ClockworkParam) Range() string {
+	switch {
+	case p.hasMin && p.max > 0:
+		return FormatNumber(p.min) + " to " + FormatNumber(p.max)
+	case p.hasMin:
+		return "≥ " + FormatNumber(p.min)
+	}
+	return ""
 }
 
-func pFloat(name, def string, min float64, help string) ClockworkParam {
-	return ClockworkParam{Name: name, Type: "float", Default: def, Help: help, min: min, hasMin: true}
+// MarshalJSON adds the range to the catalogue's JSON.
+func (p ClockworkParam) MarshalJSON() ([]byte, error) {
+	type plain ClockworkParam
+	out := struct {
+		plain
+		Min *float64 `json:"min,omitempty"`
+		Max *float64 `json:"max,omitempty"`
+	}{plain: plain(p)}
+	if p.hasMin {
+		out.Min = &p.min
+	}
+	if p.max > 0 {
+		out.Max = &p.max
+	}
+	return json.Marshal(out)
+}
+
+// Parameter constructors for the catalogue table: every number has a
+// minimum and a maximum (the limits of limits.go).
+func pInt(name, def string, min, max float64, help string) ClockworkParam {
+	return ClockworkParam{Name: name, Type: "int", Default: def, Help: help, min: min, hasMin: true, max: max}
+}
+
+func pFloat(name, def string, min, max float64, help string) ClockworkParam {
+	return ClockworkParam{Name: name, Type: "float", Default: def, Help: help, min: min, hasMin: true, max: max}
 }
 
 func pBool(name, def, help string) ClockworkParam {
@@ -348,13 +412,7 @@ func init() {
 	for _, s := range clockworkCatalogue {
 		s := s
 		RegisterWorkload(s.Name, s.Usage(), func(cfg *Config, models []string) (*Workload, error) {
-			var zoo []string
-			for _, m := range models {
-				if m != "" {
-					zoo = append(zoo, m)
-				}
-			}
-			return ParseClockwork(s.Name, cfg.Workload.Args, cfg.Workload.ParamStrings(), zoo, cfg.Seed, cfg.Duration.D())
+			return ParseClockwork(s.Name, cfg.Workload.Args, cfg.Workload.ParamStrings(), clockworkZoo(models), cfg.Seed, cfg.Duration.D())
 		})
 	}
 }

@@ -75,11 +75,14 @@ func NewBurstyPoisson(rate float64, burst, idle time.Duration, rng *rand.Rand) *
 }
 
 func (b *BurstyPoisson) Next(prev time.Duration) (time.Duration, bool) {
-	if b.rate <= 0 {
+	if b.rate <= 0 || prev >= farFuture {
 		return 0, false
 	}
 	t := b.Gate(prev)
-	gap := time.Duration(b.rng.ExpFloat64() * 1e9 / b.rate)
+	gap := afterSeconds(0, b.rng.ExpFloat64()/b.rate)
+	if gap >= farFuture {
+		return farFuture, true // a vanishing rate: never due
+	}
 	for t+gap >= b.off {
 		gap -= b.off - t
 		b.advance()
@@ -160,14 +163,16 @@ func (p *TraceReplay) Next(prev time.Duration) (time.Duration, bool) {
 	if e > p.cycle {
 		cycles := math.Floor(e / p.cycle)
 		e -= cycles * p.cycle
-		t += time.Duration(cycles * float64(n) * float64(p.Interval))
+		if t = afterSeconds(t, cycles*float64(n)*p.Interval.Seconds()); t >= farFuture {
+			return farFuture, true // a vanishing rate: never due
+		}
 	}
 	for {
 		r := p.rate(((k % n) + n) % n)
 		left := (1 - frac) * iv // seconds left in interval k
 		if r > 0 {
 			if need := e / r; need < left {
-				return t + time.Duration(need*1e9), true
+				return afterSeconds(t, need), true
 			}
 			e -= r * left
 		}

@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"os"
@@ -22,7 +23,7 @@ func mustClockwork(t *testing.T, name string, dur time.Duration, args ...string)
 // planAll runs w on the virtual clock with a fixed closed-loop service time.
 func planAll(w *Workload, dur, service time.Duration) []Arrival {
 	var out []Arrival
-	Plan(w, dur, func(Arrival) time.Duration { return service }, func(a Arrival) bool { out = append(out, a); return true })
+	Plan(context.Background(), w, dur, func(Arrival) time.Duration { return service }, func(a Arrival) bool { out = append(out, a); return true })
 	return out
 }
 
@@ -47,7 +48,7 @@ func TestSLOExp1StepsAndEnd(t *testing.T) {
 	t.Parallel()
 	// The client's own example: 2, 4, 8, 16, 32 for 7 s each, then exit at 35 s.
 	w := mustClockwork(t, "slo-exp-1", 0, "resnet50_v2", "4", "fixed-rate", "100", "2", "32", "2", "mul", "7")
-	rep, err := PlanWorkload(w, PlanOptions{})
+	rep, err := PlanWorkload(context.Background(), w, PlanOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,14 +84,14 @@ func TestSLOExp1StepsAndEnd(t *testing.T) {
 
 	// The add example: 10, 20, … 100 every 3 s, Poisson; ends at 30 s.
 	w = mustClockwork(t, "slo-exp-1", 0, "resnet50_v2", "4", "poisson", "100", "10", "100", "10", "add", "3")
-	rep, _ = PlanWorkload(w, PlanOptions{})
+	rep, _ = PlanWorkload(context.Background(), w, PlanOptions{})
 	if rep.EndedAt != 30*time.Second || len(rep.Steps) != 10 || rep.Steps[9].SLOFactor != 100 {
 		t.Fatalf("add sweep: ended %v, steps %+v", rep.EndedAt, rep.Steps)
 	}
 	within(t, "poisson total over 30 s", int(rep.Total), 3000)
 	// Fractional factors work (the original parses integers).
 	w = mustClockwork(t, "slo-exp-1", 0, "m", "1", "fixed-rate", "10", "1.5", "3", "1.5", "mul", "1")
-	rep, _ = PlanWorkload(w, PlanOptions{})
+	rep, _ = PlanWorkload(context.Background(), w, PlanOptions{})
 	if len(rep.Steps) != 2 || rep.Steps[0].SLOFactor != 1.5 || rep.Steps[1].SLOFactor != 2.25 || rep.EndedAt != 2*time.Second {
 		t.Errorf("fractional sweep: %+v ended %v", rep.Steps, rep.EndedAt)
 	}
@@ -134,7 +135,7 @@ func TestSLOExp2ClassesAndConcurrency(t *testing.T) {
 		}
 		open[a.Model] = live
 	}
-	rep, _ := PlanWorkload(mustClockwork(t, "slo-exp-2", 0, "resnet50_v2", "2", "poisson", "200", "2", "32", "2", "mul", "7", "4", "3", "32"), PlanOptions{})
+	rep, _ := PlanWorkload(context.Background(), mustClockwork(t, "slo-exp-2", 0, "resnet50_v2", "2", "poisson", "200", "2", "32", "2", "mul", "7", "4", "3", "32"), PlanOptions{})
 	// The BG factor (32, equal to one FG step) must not create or merge steps.
 	if len(rep.Steps) != 5 || rep.Steps[4].SLOFactor != 32 || rep.Steps[4].From < 28*time.Second {
 		t.Errorf("steps %+v", rep.Steps)
@@ -208,7 +209,7 @@ func TestSimpleParametricExactCounts(t *testing.T) {
 	// 5 models, 2 clients: groups of ceil(5/2) = 3 → [0,1,2] and [3,4];
 	// concurrency 3, exactly 10 requests per client, then the run ends.
 	w := mustClockwork(t, "simple-parametric", 0, "5", "2", "3", "10")
-	rep, err := PlanWorkload(w, PlanOptions{})
+	rep, err := PlanWorkload(context.Background(), w, PlanOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -625,7 +626,7 @@ func TestClockworkNamedParams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, _ := PlanWorkload(w, PlanOptions{})
+	rep, _ := PlanWorkload(context.Background(), w, PlanOptions{})
 	if rep.Total != 3500 || rep.EndedAt != 35*time.Second {
 		t.Errorf("named params: %d requests ending at %v", rep.Total, rep.EndedAt)
 	}

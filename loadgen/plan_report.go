@@ -1,11 +1,16 @@
 package loadgen
 
 import (
+	"cmp"
+	"context"
 	"fmt"
 	"io"
+	"math"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/gpuorch/gpuorch/internal/errkind"
 )
 
 // PlanOptions control a virtual-clock plan of a workload.
@@ -16,6 +21,35 @@ type PlanOptions struct {
 	// completes this long after its intended send (default 3 ms, the
 	// simulated server's resnet50_v2 batch-1 latency).
 	Service time.Duration
+	// MaxArrivals bounds the work: a plan that would generate more arrivals
+	// and timer firings is refused (0 or more than MaxPlanArrivals:
+	// MaxPlanArrivals).
+	MaxArrivals int64
+}
+
+// PlanLimits are the ranges of PlanOptions (besides MaxArrivals): the
+// duration as a run's, the interval from 1 ms, the service time from 1 µs
+// to MaxWait, and at most MaxIntervals interval rows.
+const (
+	MinPlanInterval = time.Millisecond
+	MinPlanService  = time.Microsecond
+)
+
+// Validate checks the options' ranges; the error is a *FieldError whose
+// key is the option's name (duration, interval, service).
+func (o PlanOptions) Validate() error {
+	switch {
+	case o.Duration < 0 || o.Duration > MaxDuration:
+		return &FieldError{Key: "duration", Value: FormatDuration(o.Duration), Want: fmt.Sprintf("want 0 (until the workload ends) or up to %s", FormatDuration(MaxDuration))}
+	case o.Interval < 0 || (o.Interval > 0 && o.Interval < MinPlanInterval) || o.Interval > MaxDuration:
+		return &FieldError{Key: "interval", Value: FormatDuration(o.Interval), Want: fmt.Sprintf("want %v to %s", MinPlanInterval, FormatDuration(MaxDuration))}
+	case o.Service < 0 || (o.Service > 0 && o.Service < MinPlanService) || o.Service > MaxWait:
+		return &FieldError{Key: "service", Value: FormatDuration(o.Service), Want: fmt.Sprintf("want %v to %s", MinPlanService, FormatDuration(MaxWait))}
+	}
+	if iv := cmp.Or(o.Interval, time.Second); o.Duration > 0 && o.Duration/iv > MaxIntervals {
+		return &FieldError{Key: "interval", Value: FormatDuration(iv), Want: fmt.Sprintf("%d interval rows over %s; at most %d", o.Duration/iv, FormatDuration(o.Duration), MaxIntervals)}
+	}
+	return nil
 }
 
 // DefaultPlanService is the assumed closed-loop service time of a plan.
@@ -65,8 +99,18 @@ type PlanReport struct {
 	Deviations []string       `json:"deviations,omitempty"`
 }
 
-// PlanWorkload runs w on a virtual clock and summarises its arrivals.
-func PlanWorkload(w *Workload, o PlanOptions) (*PlanReport, error) {
+// PlanWorkload runs w on a virtual clock and summarises its arrivals. It
+// refuses options out of range and work beyond o.MaxArrivals (both
+// errkind.ErrInvalid) — before it starts when the sources' rates tell, else
+// as soon as the count passes the bound — and stops soon after ctx is
+// cancelled, with ctx's error.
+func PlanWorkload(ctx context.Context, w *Workload, o PlanOptions) (*PlanReport, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	if o.MaxArrivals <= 0 || o.MaxArrivals > MaxPlanArrivals {
+		o.MaxArrivals = MaxPlanArrivals
+	}
 	if o.Interval <= 0 {
 		o.Interval = time.Second
 	}
@@ -74,7 +118,19 @@ func PlanWorkload(w *Workload, o PlanOptions) (*PlanReport, error) {
 		o.Service = DefaultPlanService
 	}
 	if o.Duration <= 0 && !planFinite(w) {
-		return nil, fmt.Errorf("workload %s does not end by itself: give a duration", w.Name)
+		return nil, errkind.Invalidf("workload %s does not end by itself: give a duration", w.Name)
+	}
+	if est := expectedArrivals(w, o.Duration); est > float64(o.MaxArrivals) {
+		return nil, errkind.Invalidf("the plan would generate about %s arrivals over %s, more than the %d a plan may: shorten the duration or lower the rate", FormatNumber(math.Round(est)), FormatDuration(o.Duration), o.MaxArrivals)
+	}
+	var events int64 // arrivals and timer firings
+	over := false
+	count := func() bool {
+		events++
+		if events > o.MaxArrivals {
+			over = true
+		}
+		return !over
 	}
 	rep := &PlanReport{Workload: w.Name, Duration: o.Duration, Interval: o.Interval, Deviations: w.Deviations,
 		Sources: len(w.Open) + len(w.Closed), AllModels: len(w.Models())}
@@ -86,6 +142,9 @@ func PlanWorkload(w *Workload, o PlanOptions) (*PlanReport, error) {
 	for _, t := range w.Timers {
 		f := t.Fire
 		t.Fire = func(now time.Duration) TimerAction {
+			if !count() {
+				return TimerEndRun
+			}
 			act := f(now)
 			if act == TimerEndRun && rep.EndedAt == 0 {
 				rep.EndedAt, rep.EndedBy = now, "timer"
@@ -99,12 +158,19 @@ func PlanWorkload(w *Workload, o PlanOptions) (*PlanReport, error) {
 	var step *PlanStep
 	var factor float64
 	swept := func(a Arrival) bool { return a.SLOFactor > 0 && (w.SweptClass == "" || a.Class == w.SweptClass) }
-	st := Plan(w, o.Duration, func(Arrival) time.Duration { return o.Service }, func(a Arrival) bool {
+	st, err := Plan(ctx, w, o.Duration, func(Arrival) time.Duration { return o.Service }, func(a Arrival) bool {
+		if !count() {
+			return false
+		}
+		k := int(a.At / o.Interval)
+		if k >= MaxIntervals {
+			over = true // only without a duration: Validate bounds it otherwise
+			return false
+		}
 		models[a.Model]++
 		if a.Class != "" {
 			classes[a.Class]++
 		}
-		k := int(a.At / o.Interval)
 		for cur == nil || cur.Index < k {
 			next := 0
 			if cur != nil {
@@ -131,6 +197,15 @@ func PlanWorkload(w *Workload, o PlanOptions) (*PlanReport, error) {
 		}
 		return true
 	})
+	if err != nil {
+		return nil, err
+	}
+	if over {
+		if events > o.MaxArrivals {
+			return nil, errkind.Invalidf("the plan passed %d arrivals and timer firings at %v of the workload, the most a plan may generate: shorten the duration or lower the rate", o.MaxArrivals, st.Last)
+		}
+		return nil, errkind.Invalidf("the plan passed %d intervals of %v at %v: give a shorter duration or a wider interval", MaxIntervals, o.Interval, st.Last)
+	}
 	rep.Total, rep.Last = st.Arrivals, st.Last
 	if o.Duration > 0 {
 		for n := int((o.Duration + o.Interval - 1) / o.Interval); len(rep.Intervals) < n; {
@@ -262,4 +337,31 @@ func (r *PlanReport) WriteText(w io.Writer, maxIntervals int) {
 	for _, d := range r.Deviations {
 		fmt.Fprintf(w, "deviation: %s\n", d)
 	}
+}
+
+// rater is a process with a known mean rate (requests/s).
+type rater interface{ Rate() float64 }
+
+// expectedArrivals estimates the arrivals of w's open loops with a known
+// rate over d (0: their Max, when they have one); 0 when it cannot tell.
+func expectedArrivals(w *Workload, d time.Duration) float64 {
+	sum := 0.0
+	for _, o := range w.Open {
+		r, ok := o.Proc.(rater)
+		if !ok {
+			continue
+		}
+		span := d
+		if o.Stop > 0 && (span <= 0 || o.Stop < span) {
+			span = o.Stop
+		}
+		n := r.Rate() * (span - o.Start).Seconds()
+		if o.Max > 0 && (span <= 0 || float64(o.Max) < n) {
+			n = float64(o.Max)
+		}
+		if span > 0 || o.Max > 0 {
+			sum += max(n, 0)
+		}
+	}
+	return sum
 }

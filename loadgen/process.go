@@ -46,7 +46,7 @@ func (f *Fixed) Next(prev time.Duration) (time.Duration, bool) {
 		return prev, true
 	}
 	f.n++
-	f.last = f.base + time.Duration(float64(f.n)*1e9/f.rate)
+	f.last = afterSeconds(f.base, float64(f.n)/f.rate)
 	return f.last, true
 }
 
@@ -77,7 +77,7 @@ func (p *Poisson) Next(prev time.Duration) (time.Duration, bool) {
 	if p.rate <= 0 {
 		return 0, false
 	}
-	return prev + time.Duration(p.rng.ExpFloat64()*1e9/p.rate), true
+	return afterSeconds(prev, p.rng.ExpFloat64()/p.rate), true
 }
 
 // SetRate changes the rate for the gaps drawn from now on.
@@ -108,11 +108,14 @@ func (g *Gamma) Next(prev time.Duration) (time.Duration, bool) {
 	}
 	// Gamma(shape, scale) with scale = 1/(rate*shape) has mean 1/rate.
 	x := gammaDraw(g.rng, g.shape) / (g.rate * g.shape)
-	return prev + time.Duration(x*1e9), true
+	return afterSeconds(prev, x), true
 }
 
 // SetRate changes the mean rate for the gaps drawn from now on.
 func (g *Gamma) SetRate(rate float64) { g.rate = rate }
+
+// Rate returns the current mean rate.
+func (g *Gamma) Rate() float64 { return g.rate }
 
 // gammaDraw returns a Gamma(shape, 1) variate (Marsaglia and Tsang 2000; for
 // shape < 1 the boost Gamma(shape+1)·U^(1/shape)).

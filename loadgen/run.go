@@ -382,6 +382,15 @@ func (r *runner) pace(ctx context.Context) (end time.Duration, interrupted bool)
 	s := NewScheduler(r.w)
 	r.sched = s
 	dur := r.cfg.Duration.D()
+	// No arrival after MaxDuration is ever due, even in a run without a
+	// duration; and a pacer that falls so far behind that sending what is
+	// still due would outlast the run by more than paceOverrun stops there
+	// (an arrival rate beyond what any sender keeps up with).
+	horizon := dur
+	if horizon <= 0 || horizon > MaxDuration {
+		horizon = MaxDuration
+	}
+	stopBy := horizon + paceOverrun(horizon)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	closed := len(r.w.Closed) > 0
@@ -406,7 +415,11 @@ func (r *runner) pace(ctx context.Context) (end time.Duration, interrupted bool)
 			return r.clock(), false
 		}
 		at, ok := s.Next()
-		if !ok || (dur > 0 && at >= dur) {
+		if ok && at < horizon && r.clock() >= stopBy {
+			r.log.Warn("the pacer fell too far behind the schedule: the run stops without sending the rest", "behind", r.clock()-at, "stopped_at", r.clock())
+			return min(r.clock(), horizon), false
+		}
+		if !ok || at >= horizon {
 			if len(r.pending) > 0 && (dur <= 0 || r.clock() < dur) {
 				r.nap(pendingPoll) // requests still wait for a connection
 				continue
@@ -469,6 +482,10 @@ func (r *runner) pace(ctx context.Context) (end time.Duration, interrupted bool)
 		r.dispatch(a)
 	}
 }
+
+// paceOverrun is how far past its duration a run may still be sending
+// what was due before it: 10% of the duration, at least 5 s.
+func paceOverrun(d time.Duration) time.Duration { return max(5*time.Second, d/10) }
 
 // sleepUntil waits until offset at. Go's timers wake up to ~1 ms late, so
 // the last 2 ms are slept with nanosleep(2), which is accurate to tens of

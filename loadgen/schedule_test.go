@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"context"
 	"math"
 	"sort"
 	"testing"
@@ -11,7 +12,7 @@ import (
 func planTimes(t *testing.T, w *Workload, d time.Duration) []Arrival {
 	t.Helper()
 	var out []Arrival
-	Plan(w, d, nil, func(a Arrival) bool { out = append(out, a); return true })
+	Plan(context.Background(), w, d, nil, func(a Arrival) bool { out = append(out, a); return true })
 	return out
 }
 
@@ -212,7 +213,7 @@ func TestClosedLoopPlan(t *testing.T) {
 	for _, tt := range tests {
 		w := &Workload{Closed: []*ClosedLoop{{Models: []string{"a", "b"}, Concurrency: tt.conc, Think: tt.think, Max: tt.max}}}
 		var out []Arrival
-		Plan(w, tt.dur, func(Arrival) time.Duration { return tt.service }, func(a Arrival) bool {
+		Plan(context.Background(), w, tt.dur, func(Arrival) time.Duration { return tt.service }, func(a Arrival) bool {
 			out = append(out, a)
 			return true
 		})

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"container/heap"
+	"context"
 	"time"
 )
 
@@ -241,24 +242,32 @@ type PlanStats struct {
 
 // Plan runs the workload on a virtual clock, without sending anything: it
 // calls emit for every arrival in time order until duration (0 = until the
-// workload ends; then it must be finite) or until emit returns false.
+// workload ends, and at most MaxDuration) or until emit returns false.
 // Closed-loop requests complete service(a) after their intended time; a
 // service time below 1 µs (or nil) counts as 1 µs, so that a closed loop
-// without think time still advances the virtual clock.
-func Plan(w *Workload, duration time.Duration, service func(Arrival) time.Duration, emit func(Arrival) bool) PlanStats {
+// without think time still advances the virtual clock. It checks ctx every
+// few thousand events (well within CancelLatency) and returns its error.
+func Plan(ctx context.Context, w *Workload, duration time.Duration, service func(Arrival) time.Duration, emit func(Arrival) bool) (PlanStats, error) {
 	s := NewScheduler(w)
 	var st PlanStats
+	horizon := duration
+	if horizon <= 0 || horizon > MaxDuration {
+		horizon = MaxDuration
+	}
 	// Completions of closed-loop requests, ordered by time, are interleaved
 	// with the scheduler's events.
 	var done doneHeap
-	for {
+	for n := 0; ; n++ {
+		if n&(planCheckEvery-1) == 0 && ctx.Err() != nil {
+			return st, ctx.Err()
+		}
 		at, ok := s.Next()
 		if len(done) > 0 && (!ok || done[0].at <= at) {
 			d := heap.Pop(&done).(doneEv)
 			s.Complete(d.a, d.at)
 			continue
 		}
-		if !ok || (duration > 0 && at >= duration) {
+		if !ok || at >= horizon {
 			break
 		}
 		a, isArr := s.Pop()
@@ -278,8 +287,12 @@ func Plan(w *Workload, duration time.Duration, service func(Arrival) time.Durati
 			heap.Push(&done, doneEv{at: a.At + d, a: a})
 		}
 	}
-	return st
+	return st, nil
 }
+
+// planCheckEvery is how many events Plan handles between looks at its
+// context: a few hundred microseconds of work, a power of two.
+const planCheckEvery = 4096
 
 type doneEv struct {
 	at time.Duration

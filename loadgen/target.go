@@ -47,10 +47,15 @@ const DroppedHeader = "X-Dropped"
 var Protocols = []string{"http", "kserve", "openai", "openai-chat"}
 
 // NewTarget builds the target a configuration describes.
+// Its configuration is checked first (TargetConfig.Validate), so that no
+// user byte reaches the wire outside its field, over http and https alike.
 func NewTarget(tc TargetConfig) (Target, error) {
+	if err := tc.Validate(); err != nil {
+		return nil, err
+	}
 	u, err := url.Parse(tc.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("bad target URL %s: want http://host:port[/path]", clip.Quote(tc.URL))
+	if err != nil {
+		return nil, fmt.Errorf("bad target URL %s: %w", clip.Quote(tc.URL), err)
 	}
 	headers := http.Header{}
 	for k, v := range tc.Headers {
@@ -60,6 +65,9 @@ func NewTarget(tc TargetConfig) (Target, error) {
 		tok := os.Getenv(tc.CredentialEnv)
 		if tok == "" {
 			return nil, fmt.Errorf("credential_env names %s, but that environment variable is empty", tc.CredentialEnv)
+		}
+		if strings.ContainsFunc(tok, isCtlNotTab) {
+			return nil, errkind.Invalidf("credential_env: the token in %s holds CR, LF, NUL or another control character", tc.CredentialEnv)
 		}
 		headers.Set("Authorization", "Bearer "+tok)
 	}

@@ -1,12 +1,15 @@
 package loadgen
 
 import (
+	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/clip"
+	"github.com/gpuorch/gpuorch/internal/errkind"
 )
 
 // Arrival is one request the workload wants sent.
@@ -151,8 +154,57 @@ func Workloads() map[string]string {
 }
 
 // BuildWorkload turns a configuration into a workload: one of the built-in
-// arrival kinds, or a registered named workload.
+// arrival kinds, or a registered named workload. It checks the numbers of
+// cfg against Limits first, and the workload built against MaxSources and
+// MaxConcurrency; every error is of kind errkind.ErrInvalid.
 func BuildWorkload(cfg *Config) (*Workload, error) {
+	return buildWorkload(cfg, false)
+}
+
+// Check checks cfg as a task would before it sends anything — Validate,
+// then the workload built, its size, and that it ends — without reading any file (an
+// azure workload's trace is read by the task): what a spec reader calls
+// for each planned task. The error is the one the task would refuse with,
+// of kind errkind.ErrInvalid; a *FieldError when one key is at fault.
+func Check(cfg *Config) error {
+	_, err := CheckSources(cfg)
+	return err
+}
+
+// CheckSources is Check, and says how many sources the workload has (for
+// bounding the work of checking many tasks).
+func CheckSources(cfg *Config) (int, error) {
+	if err := cfg.Validate(); err != nil {
+		return 0, err
+	}
+	w, err := buildWorkload(cfg, true)
+	if err != nil {
+		return 0, err
+	}
+	if cfg.Duration.D() <= 0 && w.MaxRequests <= 0 && len(w.Open) > 0 && !finiteOpen(w) {
+		return 0, &FieldError{Key: "duration", Value: "0s", Want: "an open-loop workload without max_requests never ends by itself: give a duration, 1ms to " + FormatDuration(MaxDuration)}
+	}
+	return len(w.Open) + len(w.Closed), nil
+}
+
+func buildWorkload(cfg *Config, check bool) (*Workload, error) {
+	if err := cfg.validateNumbers(); err != nil {
+		return nil, err
+	}
+	w, err := buildWorkloadUnchecked(cfg, check)
+	if err != nil {
+		if errors.Is(err, errkind.ErrInvalid) {
+			return nil, err
+		}
+		return nil, errkind.Invalid(err)
+	}
+	if err := w.checkSize(); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func buildWorkloadUnchecked(cfg *Config, check bool) (*Workload, error) {
 	wc := cfg.Workload
 	models := cfg.Target.Models
 	if len(models) == 0 {
@@ -161,7 +213,7 @@ func BuildWorkload(cfg *Config) (*Workload, error) {
 	switch wc.Arrival {
 	case "poisson", "fixed", "constant", "gamma":
 		if !(wc.Rate > 0) {
-			return nil, fmt.Errorf("workload %s needs a positive rate (requests/s), got %v", clip.Quote(wc.Arrival), wc.Rate)
+			return nil, &FieldError{Key: "workload.rate", Value: FormatNumber(wc.Rate), Want: fmt.Sprintf("workload %s needs a positive rate: want %s to %s requests/s", clip.Quote(wc.Arrival), FormatNumber(MinRate), FormatNumber(MaxRate))}
 		}
 		w := &Workload{Name: nameOr(wc.Name, wc.Arrival), MaxRequests: wc.MaxRequests}
 		per := wc.Rate / float64(len(models))
@@ -189,7 +241,7 @@ func BuildWorkload(cfg *Config) (*Workload, error) {
 		return w, nil
 	case "closed":
 		if wc.Concurrency <= 0 {
-			return nil, fmt.Errorf("closed-loop workload needs concurrency ≥ 1, got %d", wc.Concurrency)
+			return nil, &FieldError{Key: "workload.concurrency", Value: strconv.Itoa(wc.Concurrency), Want: fmt.Sprintf("a closed-loop workload needs concurrency from 1 to %d", MaxConcurrency)}
 		}
 		return &Workload{
 			Name:        nameOr(wc.Name, "closed"),
@@ -200,13 +252,20 @@ func BuildWorkload(cfg *Config) (*Workload, error) {
 			}},
 		}, nil
 	case "":
-		return nil, fmt.Errorf("no workload arrival kind given (want poisson, fixed, gamma, closed%s)", registeredList())
+		return nil, &FieldError{Key: "workload.arrival", Value: `""`, Want: fmt.Sprintf("no workload arrival kind given (want poisson, fixed, gamma, closed%s)", registeredList())}
+	}
+	if spec := LookupClockwork(wc.Arrival); spec != nil {
+		w, err := parseClockwork(spec, cfg.Workload.Args, cfg.Workload.ParamStrings(), clockworkZoo(models), cfg.Seed, cfg.Duration.D(), check)
+		if err != nil {
+			return nil, fmt.Errorf("workload %s: %w", wc.Arrival, err)
+		}
+		return w, nil
 	}
 	registryMu.RLock()
 	f := registry[wc.Arrival]
 	registryMu.RUnlock()
 	if f == nil {
-		return nil, fmt.Errorf("unknown workload %s (want poisson, fixed, gamma, closed%s)", clip.Quote(wc.Arrival), registeredList())
+		return nil, &FieldError{Key: "workload.arrival", Value: clip.Quote(wc.Arrival), Want: fmt.Sprintf("unknown workload (want poisson, fixed, gamma, closed%s)", registeredList())}
 	}
 	w, err := f(cfg, models)
 	if err != nil {

@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -96,8 +97,9 @@ func (s *Spec) Plan() (*Plan, error) {
 		doc = &tomlstrict.Doc{File: s.File}
 	}
 	// Errors that appear only once a point is applied blame the [sweep]
-	// line of the key when it was swept.
-	errAt := func(key, format string, args ...any) error {
+	// line of the key when it was swept, else the key's line in workload
+	// w's table (manifest keys: "workload.rate", "duration", …).
+	errIn := func(w int, key, format string, args ...any) error {
 		for _, sp := range s.Sweep {
 			for _, sk := range sp.Parts() {
 				if sk == key || strings.HasPrefix(key, sk+".") || strings.HasPrefix(sk, key+".") {
@@ -105,7 +107,49 @@ func (s *Spec) Plan() (*Plan, error) {
 				}
 			}
 		}
-		return doc.Errorf(strings.Split(key, "."), format, args...)
+		return doc.Errorf(specPath(key, w), format, args...)
+	}
+	errAt := func(key, format string, args ...any) error { return errIn(0, key, format, args...) }
+	// Every task is checked as it would check itself before sending
+	// anything (loadgen.Check); tasks whose workload and target are the
+	// same are checked once.
+	type result struct {
+		sources int
+		err     error
+	}
+	checked := map[string]result{}
+	total := 0   // tasks in the plan
+	sources := 0 // of all tasks so far
+	check := func(w, idx int, cfg *loadgen.Config) error {
+		key, kerr := json.Marshal([]any{cfg.Workload, cfg.Target, cfg.SLO, cfg.Duration, cfg.Interval, cfg.Drain, cfg.MaxInFlight, cfg.PacerPriority})
+		r, seen := checked[string(key)]
+		if !seen || kerr != nil {
+			r.sources, r.err = loadgen.CheckSources(cfg)
+			if kerr == nil { // NaN has no JSON: such a task is checked alone
+				checked[string(key)] = r
+			}
+		}
+		err := r.err
+		if err == nil {
+			if sources += r.sources; sources > MaxPlanSources {
+				return &SpecError{File: s.File, Line: 1, Msg: fmt.Sprintf("the plan's tasks have more than %d workload sources in all (%d by task %d): sweep fewer points or smaller workloads", MaxPlanSources, sources, idx)}
+			}
+			return nil
+		}
+		var fe *loadgen.FieldError
+		if errors.As(err, &fe) {
+			key := tomlstrict.Dotted(tomlstrict.StripElems(specPath(fe.Key, w)))
+			return errIn(w, fe.Key, "%s", taskMsg(total > 1, idx, key+" = "+fe.Value+": "+fe.Want))
+		}
+		wc := cfg.Workload
+		key2 := "workload.arrival"
+		switch {
+		case len(wc.Params) > 0:
+			key2 = "workload.params"
+		case len(wc.Args) > 0:
+			key2 = "workload.args"
+		}
+		return errIn(w, key2, "%s", taskMsg(total > 1, idx, err.Error()))
 	}
 	p := &Plan{
 		Experiment: s.Experiment,
@@ -128,6 +172,7 @@ func (s *Spec) Plan() (*Plan, error) {
 	if n > MaxTasks {
 		return nil, &SpecError{File: s.File, Line: 1, Msg: fmt.Sprintf("%d workloads × %d sweep points is more than %d tasks", len(s.Workloads), points, MaxTasks)}
 	}
+	total = n
 	tags := paramTags(p.SweepKeys)
 	width := max(3, len(strconv.Itoa(n-1)))
 	rawWorkloads, _ := s.raw["workload"].([]map[string]any)
@@ -188,10 +233,13 @@ func (s *Spec) Plan() (*Plan, error) {
 				return nil, err
 			}
 			if cfg.Workload.Arrival == "" {
-				return nil, errAt("workload.arrival", "task %d: workload.arrival is empty", idx)
+				return nil, errIn(w, "workload.arrival", "task %d: workload.arrival is empty", idx)
 			}
 			if cfg.Duration <= 0 {
-				return nil, errAt("duration", "task %d: duration must be positive", idx)
+				return nil, errIn(w, "duration", "task %d: duration must be positive", idx)
+			}
+			if err := check(w, idx, &cfg); err != nil {
+				return nil, err
 			}
 			t := Task{Index: idx, Workload: wl.Name}
 			name := fmt.Sprintf("t%0*d", width, idx)
@@ -221,8 +269,34 @@ func (s *Spec) Plan() (*Plan, error) {
 	return p, nil
 }
 
+// specPath is the path in the spec of a manifest key of workload w's tasks:
+// workload keys are in the w-th [[workload]], the manifest settings of
+// [run] (duration, max_in_flight, …) under run.
+func specPath(key string, w int) []string {
+	path := strings.Split(key, ".")
+	switch {
+	case path[0] == "workload":
+		return append([]string{"workload", tomlstrict.Elem(w)}, path[1:]...)
+	case len(path) == 1 && contains(manifestRunKeys(), key):
+		return []string{"run", key}
+	}
+	return path
+}
+
+// taskMsg names the task in a message about a plan with several.
+func taskMsg(several bool, idx int, msg string) string {
+	if several {
+		return fmt.Sprintf("task %d: %s", idx, msg)
+	}
+	return msg
+}
+
 // MaxTasks bounds a plan; larger sweeps are almost always a typo.
 const MaxTasks = 100000
+
+// MaxPlanSources bounds the work of checking a plan: the workload sources
+// (open and closed loops) of all its tasks together.
+const MaxPlanSources = 10_000_000
 
 // paramTags picks a short tag name per sweep key: its last segment, or the
 // whole key with '_' for '.' where last segments collide.

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gpuorch/gpuorch/internal/clip"
 	"github.com/gpuorch/gpuorch/internal/limitio"
@@ -411,10 +412,18 @@ func (d *decoder) validate(s *Spec) error {
 		return d.Errorf([]string{"run", "duration"}, "run.duration must not be negative")
 	}
 	if s.Run.Duration == 0 {
+		if _, set := lookup(s.raw, "run", "duration"); set {
+			return d.Errorf([]string{"run", "duration"}, `run.duration = "0s": a task needs a duration, from 1ms to %s (leave it out for the default %ds)`, loadgen.FormatDuration(loadgen.MaxDuration), DefaultDuration)
+		}
 		s.Run.Duration = loadgen.Duration(DefaultDuration * 1e9)
 	}
 	if s.Run.Interval < 0 {
 		return d.Errorf([]string{"run", "interval"}, "run.interval must not be negative")
+	}
+	for _, l := range specLimits {
+		if v := l.get(s); v < l.min || v > l.max {
+			return d.Errorf(strings.Split(l.key, "."), "%s = %s: want %s", l.key, l.format(v), l.want())
+		}
 	}
 	if s.Run.Seed == 0 {
 		if _, set := lookup(s.raw, "run", "seed"); !set {
@@ -426,14 +435,8 @@ func (d *decoder) validate(s *Spec) error {
 	} else if !knownExecutor(s.Run.Executor) {
 		return d.Errorf([]string{"run", "executor"}, "run.executor %q: want one of %s", s.Run.Executor, strings.Join(executorChoices(), ", "))
 	}
-	if s.Run.Parallel < 0 {
-		return d.Errorf([]string{"run", "parallel"}, "run.parallel must be at least 1")
-	}
 	if s.Run.Parallel == 0 {
 		s.Run.Parallel = 1
-	}
-	if s.Slurm.Throttle < 0 {
-		return d.Errorf([]string{"slurm", "throttle"}, "slurm.throttle must not be negative")
 	}
 	if s.Output.InfluxDB != nil && s.Output.InfluxDB.URL == "" {
 		return d.Errorf([]string{"output", "influxdb"}, `missing required key "output.influxdb.url"`)
@@ -442,6 +445,68 @@ func (d *decoder) validate(s *Spec) error {
 		return d.resolveSlice(s)
 	}
 	return nil
+}
+
+// Bounds of the spec's own numbers (the tasks' are loadgen.Limits).
+const (
+	MaxParallel    = 1024
+	MaxTaskTimeout = loadgen.MaxDuration + 24*time.Hour
+	MaxSlurmNodes  = 100_000
+	MaxSlurmCPUs   = 100_000
+)
+
+// specLimit is the range of one number of [run] or [slurm] that no task
+// sees; 0 is always allowed (the default).
+type specLimit struct {
+	key      string
+	min, max float64 // nanoseconds for durations; min applies to values other than 0
+	duration bool
+	zero     string
+	get      func(*Spec) float64
+}
+
+func (l specLimit) format(v float64) string {
+	if l.duration {
+		return loadgen.FormatDuration(time.Duration(v))
+	}
+	return loadgen.FormatNumber(v)
+}
+
+func (l specLimit) want() string {
+	return l.format(l.min) + " to " + l.format(l.max) + " (or 0: " + l.zero + ")"
+}
+
+var specLimits = []specLimit{
+	{key: "run.parallel", min: 1, max: MaxParallel, zero: "1", get: func(s *Spec) float64 { return float64(s.Run.Parallel) }},
+	{key: "run.task_timeout", min: float64(time.Millisecond), max: float64(MaxTaskTimeout), duration: true, zero: "none", get: func(s *Spec) float64 { return float64(s.Run.TaskTimeout) }},
+	{key: "slurm.throttle", min: 1, max: MaxTasks, zero: "none", get: func(s *Spec) float64 { return float64(s.Slurm.Throttle) }},
+	{key: "slurm.nodes", min: 1, max: MaxSlurmNodes, zero: "Slurm's default", get: func(s *Spec) float64 { return float64(s.Slurm.Nodes) }},
+	{key: "slurm.cpus_per_task", min: 1, max: MaxSlurmCPUs, zero: "Slurm's default", get: func(s *Spec) float64 { return float64(s.Slurm.CPUsPerTask) }},
+}
+
+func init() {
+	// 0 is the default, so a value below min is refused only when set.
+	for i := range specLimits {
+		l := specLimits[i]
+		get := l.get
+		specLimits[i].get = func(s *Spec) float64 {
+			if v := get(s); v != 0 {
+				return v
+			}
+			return l.min
+		}
+	}
+}
+
+// SpecLimitsMarkdown renders the ranges of [run] and [slurm] as the
+// Markdown table docs/spec.md carries.
+func SpecLimitsMarkdown() string {
+	var b strings.Builder
+	b.WriteString("| spec key | range | 0 or unset |\n|---|---|---|\n")
+	for _, l := range specLimits {
+		fmt.Fprintf(&b, "| `%s` | %s to %s | %s |\n", l.key, l.format(l.min), l.format(l.max), l.zero)
+	}
+	return b.String()
 }
 
 // validateTarget checks a target; errAt builds the error for a dotted key

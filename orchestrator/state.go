@@ -350,13 +350,23 @@ func NewID(name string, now time.Time) string {
 // Create makes a new experiment directory under home for a plan: spec.toml
 // (the spec's bytes as read), plan.json, tasks/<i>/manifest.json and
 // state.json with every task pending. The manifests carry the experiment id.
-func Create(home string, spec *Spec, plan *Plan, executor string) (*Experiment, error) {
+// A Create that fails removes the directory it made: no half-made
+// experiment is left behind.
+func Create(home string, spec *Spec, plan *Plan, executor string) (exp *Experiment, err error) {
 	now := time.Now().UTC()
 	id := NewID(plan.Experiment.Name, now)
 	dir := filepath.Join(home, id)
+	if _, err := os.Lstat(dir); err == nil {
+		return nil, fmt.Errorf("create experiment directory: %s exists", dir)
+	}
 	if err := os.MkdirAll(layout.Experiment(dir).Tasks(), 0o755); err != nil {
 		return nil, fmt.Errorf("create experiment directory: %w", err)
 	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir)
+		}
+	}()
 	p := *plan
 	p.Tasks = append([]Task(nil), plan.Tasks...)
 	for i := range p.Tasks {

@@ -10,8 +10,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/errkind"
@@ -37,11 +35,14 @@ func ReadManifest(path string) (*loadgen.Config, error) {
 	return &cfg, nil
 }
 
-// Prepare checks cfg before anything is written or sent and builds its
-// workload. Every error is of kind errkind.ErrInvalid.
+// Prepare checks cfg before anything is written or sent — every range of
+// loadgen.Limits, the target's URL, method and headers, the workload's
+// parameters and size, and that the run ends (loadgen.Check) — and builds
+// its workload. Every error is of
+// kind errkind.ErrInvalid; a *loadgen.FieldError when one key is at fault.
 func Prepare(cfg *loadgen.Config) (*loadgen.Workload, error) {
-	if p := cfg.PacerPriority; p != "" && !slices.Contains(loadgen.PacerPriorities, p) {
-		return nil, errkind.Invalidf("unknown pacer priority %q (want one of %s)", p, strings.Join(loadgen.PacerPriorities, ", "))
+	if err := loadgen.Check(cfg); err != nil {
+		return nil, err
 	}
 	if _, err := loadgen.NewTarget(cfg.Target); err != nil {
 		return nil, errkind.Invalid(err)

@@ -29,21 +29,21 @@ A small generated day ships in loadgen/testdata/azure.`,
 				Usage: "write synthetic trace days (seeded: heavy-tailed popularity, diurnal cycle, timers, bursts)",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "dir", Required: true, Usage: "output `DIR` (created)"},
-					&cli.IntFlag{Name: "functions", Value: 200, Usage: "functions (rows) per day"},
+					&cli.IntFlag{Name: "functions", Value: 200, Usage: "functions (rows) per day, 1 to 100000"},
 					&cli.IntFlag{Name: "days", Value: 1, Usage: "days d01 … dNN to write (1-14)"},
 					&cli.Int64Flag{Name: "seed", Value: 1, Usage: "random seed (same seed, same files)"},
 					&cli.Float64Flag{Name: "mean-rate", Value: 0.5, Usage: "median function's invocations per minute"},
 					&cli.Float64Flag{Name: "sigma", Value: 2.5, Usage: "log-normal spread of popularity"},
 				},
 				Action: func(c *cli.Context) error {
-					days, err := loadgen.GenerateAzureTraceDays(c.String("dir"), c.Int("days"), loadgen.AzureGenOptions{
+					days, err := loadgen.GenerateAzureTraceDays(c.Context, c.String("dir"), c.Int("days"), loadgen.AzureGenOptions{
 						Functions: c.Int("functions"), Seed: c.Int64("seed"),
 						MeanRate: c.Float64("mean-rate"), Sigma: c.Float64("sigma"),
 					})
 					for _, d := range days {
 						fmt.Fprintf(c.App.Writer, "%s: %d functions, %d invocations (%.1f/s over the day)\n", d.Path, d.Functions, d.Invocations, float64(d.Invocations)/86400)
 					}
-					return err
+					return asFlagError(err, map[string]string{"functions": "--functions", "days": "--days", "mean-rate": "--mean-rate", "sigma": "--sigma"})
 				},
 			},
 			{

@@ -182,7 +182,10 @@ func loadgenRun(c *cli.Context) error {
 	}
 	w, err := taskrun.Prepare(cfg)
 	if err != nil {
-		return err
+		if c.String("manifest") != "" {
+			return fmt.Errorf("manifest %s: %w", c.String("manifest"), err)
+		}
+		return asFlagError(err, loadgenRunFlags)
 	}
 	if p := os.Getenv("GPUORCH_CPUPROFILE"); p != "" {
 		// For profiling the load generator itself (docs/benchmarks.md).
@@ -221,6 +224,32 @@ func loadgenRun(c *cli.Context) error {
 		}
 	}
 	return loadRunErr(runErr, sum)
+}
+
+// loadgenRunFlags names the flag that sets each manifest key (for errors
+// about flag values; see asFlagError).
+var loadgenRunFlags = map[string]string{
+	"duration": "--duration", "interval": "--interval", "drain": "--drain", "max_in_flight": "--max-in-flight",
+	"pacer_priority": "--pacer-priority", "workload.arrival": "--arrival", "workload.rate": "--rate",
+	"workload.burstiness": "--burstiness", "workload.concurrency": "--concurrency", "workload.think_time": "--think-time",
+	"workload.max_requests": "--max-requests", "target.url": "--target", "target.protocol": "--protocol",
+	"target.method": "--method", "target.headers": "--header", "target.timeout": "--timeout",
+	"target.input_tokens": "--input-tokens", "target.output_tokens": "--output-tokens",
+	"target.max_connections": "--max-connections", "slo.deadline": "--slo", "slo.factor": "--slo-factor",
+	"slo.ttft": "--ttft-slo", "slo.tpot": "--tpot-slo", "slo.e2el": "--e2el-slo",
+}
+
+// asFlagError rewrites a *loadgen.FieldError about a key that a flag sets
+// as an error about the flag ("--rate 1e-300: out of range; want …"),
+// of kind errkind.ErrInvalid; other errors keep their kind.
+func asFlagError(err error, flags map[string]string) error {
+	var fe *loadgen.FieldError
+	if errors.As(err, &fe) {
+		if f, ok := flags[fe.Key]; ok {
+			return errkind.Invalidf("%s %s: %s", f, fe.Value, fe.Want)
+		}
+	}
+	return err
 }
 
 // loadRunErr gives the outcome of a load run its kind: an unreachable target

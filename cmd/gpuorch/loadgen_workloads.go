@@ -67,6 +67,9 @@ func writeCatalogue(w io.Writer, cat []*loadgen.ClockworkSpec) {
 			if p.Type == "enum" {
 				typ = strings.Join(p.Choices, "|")
 			}
+			if r := p.Range(); r != "" {
+				typ += " " + r
+			}
 			fmt.Fprintf(w, "    %-20s (%s, %s) %s\n", p.Name, typ, def, p.Help)
 		}
 		var notes []string
@@ -86,6 +89,12 @@ func writeCatalogue(w io.Writer, cat []*loadgen.ClockworkSpec) {
 		fmt.Fprintf(w, "  %-10s default %s: %s\n", o.Name, o.Default, o.Help)
 	}
 	fmt.Fprintln(w, "\nEvery request without an SLO factor has Clockwork's 100 ms default deadline. Differences from the original: docs/workloads.md.")
+}
+
+// loadgenPlanFlags names the flag of each key a plan's errors name.
+var loadgenPlanFlags = map[string]string{
+	"duration": "--duration", "interval": "--interval", "service": "--service",
+	"workload.rate": "--rate", "workload.concurrency": "--concurrency",
 }
 
 var loadgenPlanCmd = &cli.Command{
@@ -126,15 +135,17 @@ batch-1 latency on the simulated server) and says so.`,
 			Workload: loadgen.WorkloadConfig{Arrival: args[0], Args: args[1:],
 				Rate: c.Float64("rate"), Concurrency: c.Int("concurrency")},
 		}
+		opts := loadgen.PlanOptions{Duration: c.Duration("duration"), Interval: c.Duration("interval"), Service: c.Duration("service")}
+		if err := opts.Validate(); err != nil {
+			return asFlagError(err, loadgenPlanFlags)
+		}
 		w, err := loadgen.BuildWorkload(cfg)
 		if err != nil {
-			return errkind.Invalid(err)
+			return asFlagError(err, loadgenPlanFlags)
 		}
-		rep, err := loadgen.PlanWorkload(w, loadgen.PlanOptions{
-			Duration: c.Duration("duration"), Interval: c.Duration("interval"), Service: c.Duration("service"),
-		})
+		rep, err := loadgen.PlanWorkload(c.Context, w, opts)
 		if err != nil {
-			return errkind.Invalid(err)
+			return asFlagError(err, loadgenPlanFlags)
 		}
 		if c.Bool("json") {
 			return printJSON(c.App.Writer, rep)
