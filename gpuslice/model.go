@@ -2,6 +2,7 @@ package gpuslice
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"regexp"
 	"sort"
@@ -136,7 +137,11 @@ func ParseModel(data []byte) (*Model, error) { return parseModel("", data) }
 
 func parseModel(file string, data []byte) (*Model, error) {
 	var m Model
-	if err := tomlstrict.Decode(file, data, &m); err != nil {
+	d, err := tomlstrict.Parse(file, data)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.Decode(nil, d.Tree, &m); err != nil {
 		return nil, err
 	}
 	if err := m.resolve(); err != nil {
@@ -145,7 +150,82 @@ func parseModel(file string, data []byte) (*Model, error) {
 		}
 		return nil, errkind.Invalid(fmt.Errorf("%s0: %w", file, err))
 	}
+	if err := m.checkProfileTFLOPS(d); err != nil {
+		return nil, err
+	}
 	return &m, nil
+}
+
+// checkProfileTFLOPS refuses a profile whose tflops request or limit, where
+// the file writes one, is 0, NaN, negative or above the peak of its pool's
+// GPU, at the key's line. A 0 would plan as 100 % of the SMs (0/0): leaving
+// the key out is how a slice asks for VRAM only.
+func (m *Model) checkProfileTFLOPS(d *tomlstrict.Doc) error {
+	profiles, _ := d.Tree["profiles"].(map[string]any)
+	for _, name := range d.Keys([]string{"profiles"}, profiles) {
+		pr := m.Profiles[name]
+		tbl, _ := profiles[name].(map[string]any)
+		if pr == nil || tbl == nil {
+			continue
+		}
+		pool := m.Pools[pr.Pool]
+		if pool == nil && len(m.Pools) == 1 {
+			pool = m.Pools[m.PoolNames()[0]]
+		}
+		for _, f := range []struct {
+			table string
+			v     float64
+		}{{"requests", pr.Requests.TFLOPS}, {"limits", pr.Limits.TFLOPS}} {
+			res, _ := tbl[f.table].(map[string]any)
+			if _, ok := res["tflops"]; !ok {
+				continue
+			}
+			if why := TFLOPSProblem(f.v, pool); why != "" {
+				path := []string{"profiles", name, f.table, "tflops"}
+				return d.Errorf(path, "%s %g: %s (%s)", tomlstrict.Dotted(path), f.v, why, slicePlace(poolName(pool), name))
+			}
+		}
+	}
+	return nil
+}
+
+// TFLOPSProblem says what is wrong with a tflops request or limit a slice
+// gives explicitly ("" if nothing): 0, NaN, negative, or above the peak
+// FP16 TFLOPS of one GPU of pool (not checked when pool is nil).
+func TFLOPSProblem(v float64, pool *Pool) string {
+	switch {
+	case math.IsNaN(v):
+		return "not a number"
+	case v == 0:
+		return "0 TFLOPS would give 100 % of the SMs; leave tflops out for a VRAM-only slice"
+	case v < 0:
+		return "must be positive"
+	case pool != nil && v > pool.GPU.PeakFP16+1e-9:
+		return fmt.Sprintf("above the peak of one %s (%g TFLOPS)", pool.GPU.Name, pool.GPU.PeakFP16)
+	}
+	return ""
+}
+
+func poolName(p *Pool) string {
+	if p == nil {
+		return ""
+	}
+	return p.Name
+}
+
+// slicePlace names the pool and profile of a slice for messages.
+func slicePlace(pool, profile string) string {
+	var parts []string
+	if pool != "" {
+		parts = append(parts, "pool "+pool)
+	}
+	if profile != "" {
+		parts = append(parts, "profile "+profile)
+	}
+	if len(parts) == 0 {
+		return "no pool or profile named"
+	}
+	return strings.Join(parts, ", ")
 }
 
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)

@@ -128,8 +128,14 @@ func (m *Model) Resolve(o Override) (Workload, error) {
 	if w.Requests.VRAM == 0 {
 		w.Requests.VRAM = w.Limits.VRAM
 	}
-	if w.Requests.TFLOPS < 0 || w.Limits.TFLOPS < 0 || math.IsNaN(w.Requests.TFLOPS) || math.IsNaN(w.Limits.TFLOPS) {
-		return w, fmt.Errorf("tflops must be positive (request %g, limit %g)", w.Requests.TFLOPS, w.Limits.TFLOPS)
+	for _, t := range []struct {
+		what string
+		v    float64
+	}{{"tflops request", w.Requests.TFLOPS}, {"tflops limit", w.Limits.TFLOPS}} {
+		// 0 is "not given" here; the peak is Plan's fit check.
+		if why := TFLOPSProblem(t.v, nil); t.v != 0 && why != "" {
+			return w, fmt.Errorf("%s %g: %s (%s)", t.what, t.v, why, slicePlace(w.Pool, w.Profile))
+		}
 	}
 	if w.Requests.TFLOPS == 0 && w.Requests.VRAM == 0 {
 		return w, fmt.Errorf("a slice needs tflops or vram (request or limit): neither was given")
@@ -229,12 +235,17 @@ func ceilShare(x float64) int { return int(math.Ceil(x - 1e-9)) }
 // FitError says why a workload does not fit on one GPU of its pool.
 type FitError struct {
 	Pool, GPU string
+	Profile   string // "" when the slice names none
 	What      string
 	Want, Max string
 }
 
 func (e *FitError) Error() string {
-	return fmt.Sprintf("does not fit on one GPU of pool %s (%s): %s %s > %s", e.Pool, e.GPU, e.What, e.Want, e.Max)
+	s := fmt.Sprintf("does not fit on one GPU of pool %s (%s): %s %s > %s", e.Pool, e.GPU, e.What, e.Want, e.Max)
+	if e.Profile != "" {
+		s += " (profile " + e.Profile + ")"
+	}
+	return s
 }
 
 // Plan maps a resolved workload to its slice.
@@ -256,10 +267,13 @@ func (m *Model) Plan(w Workload) (Slice, error) {
 	if q == nil {
 		return Slice{}, fmt.Errorf("qos %q: not a level of the model", w.QoS)
 	}
+	if why := TFLOPSProblem(w.Limits.TFLOPS, nil); w.Limits.TFLOPS != 0 && why != "" {
+		return Slice{}, fmt.Errorf("tflops limit %g: %s (%s)", w.Limits.TFLOPS, why, slicePlace(w.Pool, w.Profile))
+	}
 	g := pool.GPU
 	fit := func(what string, want, max float64, unit string) error {
 		if want > max+1e-9 {
-			return &FitError{Pool: pool.Name, GPU: fmt.Sprintf("%s: %g TFLOPS, %s", g.Name, g.PeakFP16, g.Memory), What: what,
+			return &FitError{Pool: pool.Name, GPU: fmt.Sprintf("%s: %g TFLOPS, %s", g.Name, g.PeakFP16, g.Memory), Profile: w.Profile, What: what,
 				Want: strconv.FormatFloat(want, 'f', -1, 64) + unit, Max: strconv.FormatFloat(max, 'f', -1, 64) + unit}
 		}
 		return nil

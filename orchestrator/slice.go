@@ -45,6 +45,14 @@ func (d *decoder) resolveSlice(s *Spec) error {
 	if err != nil {
 		return d.Errorf(from, "slice.pools: %v", err)
 	}
+	// Zero means "not given" in an Override; written out, it is refused
+	// like a 0 in a profile (it would plan as 100 % of the SMs).
+	tbl, _ := s.raw["slice"].(map[string]any)
+	for _, k := range []string{"tflops_request", "tflops_limit"} {
+		if v, ok := tbl[k]; ok && (v == int64(0) || v == float64(0)) {
+			return d.Errorf([]string{"slice", k}, "slice.%s 0: %s (pool %q, profile %q)", k, gpuslice.TFLOPSProblem(0, nil), ss.Pool, ss.Profile)
+		}
+	}
 	sl, err := m.PlanOverride(ss.Override)
 	if err != nil {
 		key := d.sliceErrKey(s, err)

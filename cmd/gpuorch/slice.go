@@ -91,6 +91,11 @@ line-protocol file. --dry-run acts on nothing.`,
 func sliceOverride(c *cli.Context) (gpuslice.Override, error) {
 	o := gpuslice.Override{Profile: c.String("profile"), Pool: c.String("pool"), QoS: c.String("qos"),
 		TFLOPSRequest: c.Float64("tflops-request"), TFLOPSLimit: c.Float64("tflops-limit")}
+	for _, f := range []string{"tflops-request", "tflops-limit"} {
+		if c.IsSet(f) && c.Float64(f) == 0 {
+			return o, fmt.Errorf("--%s 0: %s", f, gpuslice.TFLOPSProblem(0, nil))
+		}
+	}
 	for _, f := range []struct {
 		flag string
 		dst  *gpuslice.Bytes
