@@ -30,7 +30,9 @@ func qosRank(name string) int {
 // Default priorities follow TensorFusion's sample pool definitions.
 var defaultQoSPriority = map[string]int{"low": 10, "medium": 30, "high": 60, "critical": 100}
 
-// Overrun actions: what the enforcer does to a job over its VRAM limit.
+// Overrun actions: what the enforcer does to a job over its VRAM limit
+// (on_vram_overrun) or, for long enough, over its compute limit
+// (on_compute_overrun).
 const (
 	ActionRequeue   = "requeue"   // scontrol requeue (the job runs again later)
 	ActionTerminate = "terminate" // SIGTERM the job's GPU processes, SIGKILL after the grace time
@@ -86,7 +88,14 @@ type QoS struct {
 	PreemptMode string            `toml:"preempt_mode"` // requeue (default) or cancel
 	GraceTime   duration.Duration `toml:"grace_time"`   // SIGTERM → SIGKILL, in Slurm preemption and in the enforcer
 	OnOverrun   string            `toml:"on_vram_overrun"`
-	Description string            `toml:"description"`
+	// OnComputeOverrun is what the enforcer does to a job whose SM
+	// utilisation stays above its compute limit for ComputeWindow:
+	// report (default), terminate or requeue.
+	OnComputeOverrun string `toml:"on_compute_overrun"`
+	// ComputeWindow is how long that must last; 0: the enforcer's own
+	// default (--compute-sustain, 10 s).
+	ComputeWindow duration.Duration `toml:"compute_window"`
+	Description   string            `toml:"description"`
 }
 
 // Resources is a (tflops, vram) pair; zero means unset.
@@ -277,6 +286,18 @@ func (m *Model) resolve() error {
 		case ActionRequeue, ActionTerminate, ActionReport:
 		default:
 			return fmt.Errorf("qos.%s.on_vram_overrun %q: want requeue, terminate or report", name, q.OnOverrun)
+		}
+		switch q.OnComputeOverrun {
+		case "":
+			// MPS caps compute where it runs; the enforcer's compute
+			// figure is a time share, so it only reports unless told.
+			q.OnComputeOverrun = ActionReport
+		case ActionRequeue, ActionTerminate, ActionReport:
+		default:
+			return fmt.Errorf("qos.%s.on_compute_overrun %q: want report, terminate or requeue", name, q.OnComputeOverrun)
+		}
+		if q.ComputeWindow < 0 {
+			return fmt.Errorf("qos.%s.compute_window %s: must not be negative", name, q.ComputeWindow)
 		}
 		if q.GraceTime < 0 {
 			return fmt.Errorf("qos.%s.grace_time %s: must not be negative", name, q.GraceTime)

@@ -165,6 +165,8 @@ func TestParseModelErrors(t *testing.T) {
 		{"nodes injection", strings.Replace(testModel, `nodes = "node[1-2]"`, `nodes = "node1 Default=YES"`, 1), "hostlist"},
 		{"prefix", strings.Replace(testModel, `prefix = "t_"`, `prefix = "T-"`, 1), "slurm.prefix"},
 		{"preempt mode", strings.Replace(testModel, "[qos.low]", "[qos.low]\npreempt_mode = \"suspend\"", 1), "suspend keeps VRAM"},
+		{"compute overrun", strings.Replace(testModel, "[qos.low]", "[qos.low]\non_compute_overrun = \"throttle\"", 1), `qos.low.on_compute_overrun "throttle": want report, terminate or requeue`},
+		{"compute window", strings.Replace(testModel, "[qos.low]", "[qos.low]\ncompute_window = \"-1s\"", 1), "qos.low.compute_window -1s: must not be negative"},
 		{"priority inversion", strings.Replace(testModel, "[qos.critical]", "[qos.critical]\npriority = 1", 1), "qos.critical.priority 1 is below"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -202,21 +202,25 @@ func (m *Model) levelNames() []string {
 // it is scheduled with, and the MPS limits and enforcer settings put into
 // its environment.
 type Slice struct {
-	Workload      Workload          `json:"workload"`
-	Partition     string            `json:"partition"`
-	SlurmQoS      string            `json:"slurm_qos"`
-	GPU           GPUSpec           `json:"gpu"`
-	ShardsPerGPU  int               `json:"shards_per_gpu"`
-	ComputeShards int               `json:"compute_shards"`
-	VRAMShards    int               `json:"vram_shards"`
-	Shards        int               `json:"shards"`
-	ThreadPercent int               `json:"mps_active_thread_percentage"`
-	VRAMLimit     Bytes             `json:"vram_limit"`
-	OnOverrun     string            `json:"on_vram_overrun"`
-	Grace         time.Duration     `json:"grace_ns"`
-	Requeue       bool              `json:"requeue"`
-	Gres          string            `json:"gres"`
-	Env           map[string]string `json:"env"`
+	Workload      Workload `json:"workload"`
+	Partition     string   `json:"partition"`
+	SlurmQoS      string   `json:"slurm_qos"`
+	GPU           GPUSpec  `json:"gpu"`
+	ShardsPerGPU  int      `json:"shards_per_gpu"`
+	ComputeShards int      `json:"compute_shards"`
+	VRAMShards    int      `json:"vram_shards"`
+	Shards        int      `json:"shards"`
+	ThreadPercent int      `json:"mps_active_thread_percentage"`
+	VRAMLimit     Bytes    `json:"vram_limit"`
+	OnOverrun     string   `json:"on_vram_overrun"`
+	// OnComputeOverrun and ComputeWindow: the QoS's compute policy (the
+	// window 0 when the QoS leaves it to the enforcer).
+	OnComputeOverrun string            `json:"on_compute_overrun"`
+	ComputeWindow    time.Duration     `json:"compute_window_ns,omitempty"`
+	Grace            time.Duration     `json:"grace_ns"`
+	Requeue          bool              `json:"requeue"`
+	Gres             string            `json:"gres"`
+	Env              map[string]string `json:"env"`
 }
 
 // Environment variables the enforcer reads in per-job mode.
@@ -227,6 +231,10 @@ const (
 	EnvQoS         = "GPUORCH_SLICE_QOS"
 	EnvOnOverrun   = "GPUORCH_SLICE_ON_OVERRUN"
 	EnvGrace       = "GPUORCH_SLICE_GRACE"
+	// The compute policy: the action (default report) and the window SM
+	// use must stay over the limit (default: the enforcer's).
+	EnvOnComputeOverrun = "GPUORCH_SLICE_ON_COMPUTE_OVERRUN"
+	EnvComputeWindow    = "GPUORCH_SLICE_COMPUTE_WINDOW"
 )
 
 // ceilShare is ceil(x) that ignores floating-point dust (3.0000000001 → 3).
@@ -288,13 +296,15 @@ func (m *Model) Plan(w Workload) (Slice, error) {
 	S := pool.ShardsPerGPU
 	s := Slice{
 		Workload: w, Partition: m.Partition(pool.Name), SlurmQoS: m.SlurmQoS(q.Name), GPU: g,
-		ShardsPerGPU:  S,
-		ComputeShards: ceilShare(w.Requests.TFLOPS / (g.PeakFP16 * pool.Oversubscription) * float64(S)),
-		VRAMShards:    ceilShare(float64(w.Requests.VRAM) / float64(g.Memory) * float64(S)),
-		VRAMLimit:     w.Limits.VRAM,
-		OnOverrun:     q.OnOverrun,
-		Grace:         q.GraceTime.D(),
-		Requeue:       q.OnOverrun == ActionRequeue || q.PreemptMode == "requeue",
+		ShardsPerGPU:     S,
+		ComputeShards:    ceilShare(w.Requests.TFLOPS / (g.PeakFP16 * pool.Oversubscription) * float64(S)),
+		VRAMShards:       ceilShare(float64(w.Requests.VRAM) / float64(g.Memory) * float64(S)),
+		VRAMLimit:        w.Limits.VRAM,
+		OnOverrun:        q.OnOverrun,
+		OnComputeOverrun: q.OnComputeOverrun,
+		ComputeWindow:    q.ComputeWindow.D(),
+		Grace:            q.GraceTime.D(),
+		Requeue:          q.OnOverrun == ActionRequeue || q.OnComputeOverrun == ActionRequeue || q.PreemptMode == "requeue",
 	}
 	s.Shards = max(s.ComputeShards, s.VRAMShards, 1)
 	if s.Shards > S { // unreachable after the fit checks; kept as a guard
@@ -314,6 +324,13 @@ func (m *Model) Plan(w Workload) (Slice, error) {
 	}
 	if w.Limits.TFLOPS > 0 {
 		s.Env[EnvTFLOPSLimit] = strconv.FormatFloat(w.Limits.TFLOPS, 'f', -1, 64)
+		// The defaults (report; the enforcer's window) need no variable.
+		if q.OnComputeOverrun != ActionReport {
+			s.Env[EnvOnComputeOverrun] = q.OnComputeOverrun
+		}
+		if q.ComputeWindow > 0 {
+			s.Env[EnvComputeWindow] = q.ComputeWindow.String()
+		}
 	}
 	if w.Limits.VRAM > 0 {
 		// MPS takes whole MiB with an M suffix; round down so the cap is

@@ -53,7 +53,7 @@ rejected with the numbers (exit 2).`,
 			},
 			{
 				Name:  "enforce",
-				Usage: "poll NVML and act on jobs over their VRAM limit (per job, or as a node daemon)",
+				Usage: "poll NVML and act on jobs over their VRAM or compute limit (per job, or as a node daemon)",
 				Description: `Per job (the default; what 'slice plan --script' starts in the background):
 the job id is $SLURM_JOB_ID and the limits come from the GPUORCH_SLICE_*
 variables of the rendered script. Only that job's processes are ever acted on.
@@ -68,8 +68,10 @@ and sums the job's VRAM. Over the limit, by the QoS's on_vram_overrun:
              time are killed (a job Slurm cannot requeue is terminated)
   terminate  SIGTERM to the job's GPU processes, SIGKILL after the grace time
   report     only record it
-SM utilisation above the compute limit for --compute-sustain is reported, not
-throttled (MPS's thread percentage caps it at context creation).
+A job whose SM share (NVML process utilisation, summed per GPU) stays above its
+compute limit for the QoS's compute_window (else --compute-sustain) gets the
+QoS's on_compute_overrun: report (default), terminate or requeue. Once over,
+it counts as over until its share falls to 80 % of the limit (hysteresis).
 Events go to stdout and, with --metrics, as slice_violation points to a
 line-protocol file. --dry-run acts on nothing.`,
 				Flags: []cli.Flag{
@@ -77,7 +79,7 @@ line-protocol file. --dry-run acts on nothing.`,
 					&cli.StringFlag{Name: "limits-dir", Usage: "daemon mode: read each job's limits from `DIR`/<jobid>"},
 					&cli.StringFlag{Name: "register", Usage: "write this job's limits to `DIR`/<jobid> for a node daemon, then exit"},
 					&cli.DurationFlag{Name: "interval", Value: 500 * time.Millisecond, Usage: "poll period"},
-					&cli.DurationFlag{Name: "compute-sustain", Value: 10 * time.Second, Usage: "how long SM use must stay over the compute limit before it is reported"},
+					&cli.DurationFlag{Name: "compute-sustain", Value: 10 * time.Second, Usage: "how long SM use must stay over the compute limit before the compute policy applies, for jobs whose QoS sets no compute_window"},
 					&cli.StringFlag{Name: "metrics", Usage: "append slice_violation points to `FILE` (line protocol)"},
 					&cli.BoolFlag{Name: "dry-run", Usage: "report what would be done; signal nothing, requeue nothing"},
 					&cli.BoolFlag{Name: "once", Usage: "poll once and exit (a read-only check with --dry-run)"},
