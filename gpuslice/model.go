@@ -47,6 +47,7 @@ type Model struct {
 	Pools     map[string]*Pool    `toml:"pools"`
 	QoS       map[string]*QoS     `toml:"qos"`
 	Profiles  map[string]*Profile `toml:"profiles"`
+	MPS       MPSConfig           `toml:"mps"`
 
 	path string
 }
@@ -160,6 +161,9 @@ func parseModel(file string, data []byte) (*Model, error) {
 		return nil, errkind.Invalid(fmt.Errorf("%s0: %w", file, err))
 	}
 	if err := m.checkProfileTFLOPS(d); err != nil {
+		return nil, err
+	}
+	if err := m.resolveMPS(d); err != nil {
 		return nil, err
 	}
 	return &m, nil

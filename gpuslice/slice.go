@@ -221,6 +221,9 @@ type Slice struct {
 	Requeue          bool              `json:"requeue"`
 	Gres             string            `json:"gres"`
 	Env              map[string]string `json:"env"`
+	// MPS is the request to the MPS prolog ([mps] enabled and a tflops
+	// limit): the job comment carries MPS.Token().
+	MPS *MPSRequest `json:"mps,omitempty"`
 }
 
 // Environment variables the enforcer reads in per-job mode.
@@ -332,11 +335,16 @@ func (m *Model) Plan(w Workload) (Slice, error) {
 			s.Env[EnvComputeWindow] = q.ComputeWindow.String()
 		}
 	}
+	pinnedMiB := uint64(0)
 	if w.Limits.VRAM > 0 {
 		// MPS takes whole MiB with an M suffix; round down so the cap is
 		// never above the limit the enforcer checks.
-		s.Env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] = "0=" + strconv.FormatUint(max(uint64(w.Limits.VRAM/MiB), 1), 10) + "M"
+		pinnedMiB = max(uint64(w.Limits.VRAM/MiB), 1)
+		s.Env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] = "0=" + strconv.FormatUint(pinnedMiB, 10) + "M"
 		s.Env[EnvVRAMLimit] = strconv.FormatUint(uint64(w.Limits.VRAM), 10)
+	}
+	if m.MPS.Enabled && w.Limits.TFLOPS > 0 {
+		s.MPS = &MPSRequest{ThreadPercent: s.ThreadPercent, PinnedMiB: pinnedMiB, Dir: m.MPS.Dir}
 	}
 	return s, nil
 }

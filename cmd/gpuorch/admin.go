@@ -24,8 +24,10 @@ docs/gpu-slicing.md and examples/pools.toml.
   gpuorch admin apply examples/pools.toml   # make it so; a second apply does nothing
 
 gpuorch changes only: QOS named with the model's [slurm] prefix (sacctmgr),
-and the partitions include file ([slurm] include_file, which slurm.conf must
-Include). Node Gres lines it only reports.`,
+the partitions include file ([slurm] include_file, which slurm.conf must
+Include) and, with [mps] enabled, the MPS prolog/epilog hook ([mps] hook,
+which slurm.conf's Prolog and Epilog must run). Node Gres lines and the
+Prolog/Epilog settings it only reports.`,
 		Subcommands: []*cli.Command{
 			{
 				Name:      "plan",

@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/gpuorch/gpuorch/gpuslice"
+	"github.com/gpuorch/gpuorch/gpuslice/mps"
 	"github.com/gpuorch/gpuorch/gpuslice/nvmlx"
 	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/orchestrator"
@@ -86,8 +87,49 @@ line-protocol file. --dry-run acts on nothing.`,
 				},
 				Action: sliceEnforce,
 			},
+			{
+				Name:  "mps",
+				Usage: "start (prolog) or stop (epilog) the job's MPS control daemon: what the MPS hook runs",
+				Description: `Run by the MPS hook (gpuslice/mps/hook.sh, installed by 'gpuorch admin apply'
+with [mps] enabled) as Slurm's Prolog and Epilog, as root, for jobs whose
+comment carries gpuorch-mps=PCT[,MIBM]. The prolog starts nvidia-cuda-mps-control
+-d on the job's GPUs (SLURM_JOB_GPUS) with CUDA_MPS_PIPE_DIRECTORY and
+CUDA_MPS_LOG_DIRECTORY under DIR/<jobid>, sets the limits on the daemon and
+reads them back; a GPU another job's MPS daemon holds refuses the job (its
+script exits 75). The epilog quits the daemon and removes DIR/<jobid>. Both
+log to DIR/hook.log. See docs/gpu-slicing.md, "MPS per job".`,
+				Subcommands: []*cli.Command{
+					{Name: "prolog", Usage: "start this job's MPS daemon with its limits", Flags: mpsFlags(), Action: sliceMPS},
+					{Name: "epilog", Usage: "stop this job's MPS daemon", Flags: mpsFlags(), Action: sliceMPS},
+				},
+			},
 		},
 	})
+}
+
+func mpsFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "dir", Value: gpuslice.DefaultMPSDir, Usage: "per-job MPS directories `DIR`/<jobid>"},
+		&cli.StringFlag{Name: "control", Value: gpuslice.DefaultMPSControl, Usage: "the MPS control `PROGRAM`"},
+	}
+}
+
+func sliceMPS(c *cli.Context) error {
+	cfg := mps.Config{Dir: c.String("dir"), Control: c.String("control")}
+	j, ok, err := mps.JobFromEnv(os.Getenv)
+	if err != nil {
+		return errkind.Invalid(err)
+	}
+	if !ok {
+		_, err := fmt.Fprintln(c.App.Writer, "no gpuorch-mps= request in SLURM_JOB_COMMENT: nothing to do")
+		return err
+	}
+	if c.Command.Name == "epilog" {
+		return cfg.Epilog(c.Context, j.ID)
+	}
+	o, err := cfg.Prolog(c.Context, j)
+	fmt.Fprintln(c.App.Writer, o.Message)
+	return err
 }
 
 func sliceOverride(c *cli.Context) (gpuslice.Override, error) {
