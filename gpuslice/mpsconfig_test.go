@@ -128,3 +128,24 @@ func TestDiffInstallsMPSHook(t *testing.T) {
 		t.Errorf("hook:\n%s", p.Hook)
 	}
 }
+
+func FuzzParseMPSComment(f *testing.F) {
+	for _, s := range []string{"gpuorch-mps=25", "x gpuorch-mps=100,81920M y", "gpuorch-mps=", "gpuorch-mps=5,M", "gpuorch-mps=7,0M"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, ok, err := ParseMPSComment(s)
+		if !ok || err != nil {
+			return
+		}
+		// A request read from a comment is one the prolog can act on, and
+		// its token reads back as the same request.
+		if r.ThreadPercent < 1 || r.ThreadPercent > 100 {
+			t.Fatalf("%q: thread percentage %d", s, r.ThreadPercent)
+		}
+		r2, ok, err := ParseMPSComment("comment " + r.Token())
+		if !ok || err != nil || r2 != r {
+			t.Fatalf("%q → %+v → %q → %+v %v", s, r, r.Token(), r2, err)
+		}
+	})
+}
