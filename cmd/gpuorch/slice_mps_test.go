@@ -62,10 +62,7 @@ func TestMPSHookOnCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	wrapper := filepath.Join(tmp, "gpuorch")
-	if err := os.WriteFile(wrapper, []byte(`#!/bin/sh
-args=""
-for a in "$@"; do args="$args${args:+,}\"$a\""; done
-GPUORCH_TEST_MAIN_ARGS="[$args]" exec `+exe+"\n"), 0o755); err != nil {
+	if err := os.WriteFile(wrapper, []byte("#!/bin/sh\nGPUORCH_TEST_AS_GPUORCH=1 exec "+exe+" \"$@\"\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	mpsDir := filepath.Join(tmp, "mps")
