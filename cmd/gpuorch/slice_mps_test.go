@@ -23,9 +23,10 @@ import (
 // no GPU here): admin apply installs the hook with the model's paths; a
 // compute-limited slice job gets its own control daemon, on its GPU, with
 // the slice's limits set on the daemon, its pipe directory in the job's
-// environment, and the daemon stopped by the epilog; a second job on a GPU
-// the first one's daemon holds, and a job on a node where a daemon gpuorch
-// did not start holds every GPU, are refused with exit 75 and a message.
+// environment, and the daemon stopped by the epilog when the job ends
+// (cancelled); a second job on a GPU the first one's daemon holds, and a
+// job on a node where a daemon gpuorch did not start holds every GPU, are
+// refused with exit 75 and a message.
 func TestMPSHookOnCluster(t *testing.T) {
 	testgate.SlurmMPSHook(t, gpuslice.DefaultIncludeFile)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -126,12 +127,20 @@ gpuorch = %q
 		t.Fatalf("plan after apply:\n%s", out)
 	}
 
-	script, errOut, code := runCLI(t, tmp, "slice", "plan", "--pools", pools, "--profile", "mpsjob", "--script", "--",
-		"sh", "-c", `echo "pipe=$CUDA_MPS_PIPE_DIRECTORY"; sleep 15`)
-	if code != 0 || !strings.Contains(script, "#SBATCH --comment=gpuorch-mps=25,2048M\n") {
-		t.Fatalf("slice plan: exit %d %s\n%s", code, errOut, script)
+	// A job that runs until the test cancels it (its daemon must be alive
+	// while the next jobs' prologs run, however long they wait in the
+	// queue), and one that ends by itself.
+	script := func(seconds int) string {
+		t.Helper()
+		s, errOut, code := runCLI(t, tmp, "slice", "plan", "--pools", pools, "--profile", "mpsjob", "--script", "--",
+			"sh", "-c", fmt.Sprintf(`echo "pipe=$CUDA_MPS_PIPE_DIRECTORY"; sleep %d`, seconds))
+		if code != 0 || !strings.Contains(s, "#SBATCH --comment=gpuorch-mps=25,2048M\n") {
+			t.Fatalf("slice plan: exit %d %s\n%s", code, errOut, s)
+		}
+		return s
 	}
-	submit := func() string {
+	long, short := script(600), script(5)
+	submit := func(script string) string {
 		t.Helper()
 		id, err := (&sbatch.Client{}).Submit(ctx, script, "--output="+filepath.Join(tmp, "%j.out"), "--chdir="+tmp)
 		if err != nil {
@@ -143,7 +152,8 @@ gpuorch = %q
 	output := func(id string) string { b, _ := os.ReadFile(filepath.Join(tmp, id+".out")); return string(b) }
 	waitFor := func(what string, ok func() bool) {
 		t.Helper()
-		for deadline := time.Now().Add(90 * time.Second); !ok(); time.Sleep(300 * time.Millisecond) {
+		// Long enough for a busy queue (go test ./... runs other jobs).
+		for deadline := time.Now().Add(150 * time.Second); !ok(); time.Sleep(300 * time.Millisecond) {
 			if time.Now().After(deadline) {
 				rec, _ := os.ReadFile(record)
 				log, _ := os.ReadFile(filepath.Join(mpsDir, "hook.log"))
@@ -161,7 +171,7 @@ gpuorch = %q
 	}
 
 	// Job A: its own daemon, limits on the daemon, pipe in its environment.
-	a := submit()
+	a := submit(long)
 	waitFor("job "+a+"'s MPS daemon", func() bool { return strings.Contains(output(a), "pipe=") })
 	if want := "pipe=" + filepath.Join(mpsDir, a, "pipe") + "\n"; !strings.Contains(output(a), want) {
 		t.Fatalf("job %s output %q, want %q", a, output(a), want)
@@ -179,8 +189,9 @@ gpuorch = %q
 	}
 
 	// Job B, while A runs: Slurm packs shards, so B lands on A's GPU and is
-	// refused; should it land elsewhere, it must get a daemon of its own.
-	b := submit()
+	// refused; should it land elsewhere (other tests' jobs hold shards too),
+	// it must get a daemon of its own there.
+	b := submit(short)
 	waitFor("job "+b+" refused or started", func() bool {
 		st, _ := ended(b)
 		return st == "FAILED" || strings.Contains(output(b), "pipe=")
@@ -208,7 +219,7 @@ gpuorch = %q
 	if out, err := start.CombinedOutput(); err != nil {
 		t.Fatalf("foreign daemon: %v %s", err, out)
 	}
-	c := submit()
+	c := submit(short)
 	waitFor("job "+c+" refused", func() bool { st, _ := ended(c); return st == "FAILED" || st == "COMPLETED" })
 	if st, exit := ended(c); st != "FAILED" || exit != "75:0" || !strings.Contains(output(c), "is held by an MPS daemon gpuorch did not start") {
 		t.Errorf("job %s beside a foreign daemon: %s %s %q", c, st, exit, output(c))
@@ -217,14 +228,18 @@ gpuorch = %q
 	quit.Env, quit.Stdin = start.Env, strings.NewReader("quit\n")
 	quit.Run()
 
-	// A ends: the epilog quits its daemon and removes its directory.
+	// A ends (cancelled): the epilog quits its daemon and removes its
+	// directory.
+	if err := (&sbatch.Client{}).Cancel(ctx, a); err != nil {
+		t.Fatal(err)
+	}
 	waitFor("job "+a+"'s epilog", func() bool {
 		_, err := os.Stat(filepath.Join(mpsDir, a))
 		st, _ := ended(a)
 		return recorded("cmd "+a+" quit") && os.IsNotExist(err) && st != "RUNNING" && st != "COMPLETING"
 	})
-	if st, exit := ended(a); st != "COMPLETED" || exit != "0:0" {
-		t.Errorf("job %s: %s %s\n%s", a, st, exit, output(a))
+	if st, _ := ended(a); st != "CANCELLED" {
+		t.Errorf("job %s: %s\n%s", a, st, output(a))
 	}
 	log, _ := os.ReadFile(filepath.Join(mpsDir, "hook.log"))
 	if !strings.Contains(string(log), "prolog job "+a+": gpuorch: MPS for job "+a+" on node4: GPU "+gpu+", 25 % of the threads, 2048M pinned") ||
