@@ -18,6 +18,11 @@ GPUORCH=/usr/local/bin/gpuorch
 MPS_DIR=/run/gpuorch-mps
 MPS_CONTROL=/usr/bin/nvidia-cuda-mps-control
 
+# Slurm gives prologs no search path; gpuorch runs scontrol (only to tell a
+# stale daemon of an ended job from a live one).
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
+
 # Every other job costs this case statement and nothing else.
 case " ${SLURM_JOB_COMMENT-} " in
 *" gpuorch-mps="*) ;;

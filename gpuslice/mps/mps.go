@@ -484,7 +484,9 @@ func (c Config) jobRunning(ctx context.Context, job string) (bool, error) {
 
 // SlurmJobRunning asks slurmctld whether a job still holds its allocation.
 func SlurmJobRunning(ctx context.Context, job string) (bool, error) {
-	recs, err := (&sbatch.Client{}).ShowJob(ctx, job)
+	// A prolog must be quick: one try, 10 s at most (an error counts as
+	// running, so the job is refused rather than a live daemon stopped).
+	recs, err := (&sbatch.Client{Timeout: 10 * time.Second, Attempts: 1}).ShowJob(ctx, job)
 	if err != nil {
 		if strings.Contains(err.Error(), "Invalid job id") {
 			return false, nil

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/gpuslice"
+	"github.com/gpuorch/gpuorch/internal/testgate"
+	"github.com/gpuorch/gpuorch/sbatch"
 )
 
 // standIn copies testdata/nvidia-cuda-mps-control into a temporary
@@ -233,6 +235,41 @@ func TestJobFromEnv(t *testing.T) {
 	for k, v := range map[string]string{"SLURM_JOB_COMMENT": "gpuorch-mps=0", "SLURM_JOB_ID": "../7", "SLURM_JOB_UID": "root", "SLURM_JOB_GPUS": "0,x"} {
 		if _, ok, err := JobFromEnv(with(k, v)); !ok || err == nil {
 			t.Errorf("%s=%q: ok %v err %v", k, v, ok, err)
+		}
+	}
+}
+
+// SlurmJobRunning against the test cluster: a job slurmctld does not know,
+// a running job, the same job cancelled.
+func TestSlurmJobRunningOnCluster(t *testing.T) {
+	testgate.Slurm(t)
+	ctx := context.Background()
+	if running, err := SlurmJobRunning(ctx, "999999999"); err != nil || running {
+		t.Fatalf("unknown job: %v %v", running, err)
+	}
+	c := &sbatch.Client{}
+	id, err := c.Submit(ctx, "#!/bin/sh\nsleep 60\n", "--output=/dev/null")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Cancel(context.Background(), id)
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if running, err := SlurmJobRunning(ctx, id); err == nil && running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s never counted as running", id)
+		}
+	}
+	if err := c.Cancel(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if running, err := SlurmJobRunning(ctx, id); err == nil && !running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cancelled job %s still counts as running", id)
 		}
 	}
 }
