@@ -195,7 +195,7 @@ func (m *Model) checkProfileTFLOPS(d *tomlstrict.Doc) error {
 			}
 			if why := TFLOPSProblem(f.v, pool); why != "" {
 				path := []string{"profiles", name, f.table, "tflops"}
-				return d.Errorf(path, "%s %g: %s (%s)", tomlstrict.Dotted(path), f.v, why, slicePlace(poolName(pool), name))
+				return d.Errorf(path, "%s %g: %s (%s)", tomlstrict.Dotted(path), f.v, why, SlicePlace(poolName(pool), name))
 			}
 		}
 	}
@@ -226,8 +226,9 @@ func poolName(p *Pool) string {
 	return p.Name
 }
 
-// slicePlace names the pool and profile of a slice for messages.
-func slicePlace(pool, profile string) string {
+// SlicePlace names the pool and profile of a slice for messages ("pool
+// a100, profile small-infer"), leaving out what is "".
+func SlicePlace(pool, profile string) string {
 	var parts []string
 	if pool != "" {
 		parts = append(parts, "pool "+pool)

@@ -134,7 +134,7 @@ func (m *Model) Resolve(o Override) (Workload, error) {
 	}{{"tflops request", w.Requests.TFLOPS}, {"tflops limit", w.Limits.TFLOPS}} {
 		// 0 is "not given" here; the peak is Plan's fit check.
 		if why := TFLOPSProblem(t.v, nil); t.v != 0 && why != "" {
-			return w, fmt.Errorf("%s %g: %s (%s)", t.what, t.v, why, slicePlace(w.Pool, w.Profile))
+			return w, fmt.Errorf("%s %g: %s (%s)", t.what, t.v, why, SlicePlace(w.Pool, w.Profile))
 		}
 	}
 	if w.Requests.TFLOPS == 0 && w.Requests.VRAM == 0 {
@@ -279,7 +279,7 @@ func (m *Model) Plan(w Workload) (Slice, error) {
 		return Slice{}, fmt.Errorf("qos %q: not a level of the model", w.QoS)
 	}
 	if why := TFLOPSProblem(w.Limits.TFLOPS, nil); w.Limits.TFLOPS != 0 && why != "" {
-		return Slice{}, fmt.Errorf("tflops limit %g: %s (%s)", w.Limits.TFLOPS, why, slicePlace(w.Pool, w.Profile))
+		return Slice{}, fmt.Errorf("tflops limit %g: %s (%s)", w.Limits.TFLOPS, why, SlicePlace(w.Pool, w.Profile))
 	}
 	g := pool.GPU
 	fit := func(what string, want, max float64, unit string) error {

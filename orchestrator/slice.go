@@ -50,7 +50,7 @@ func (d *decoder) resolveSlice(s *Spec) error {
 	tbl, _ := s.raw["slice"].(map[string]any)
 	for _, k := range []string{"tflops_request", "tflops_limit"} {
 		if v, ok := tbl[k]; ok && (v == int64(0) || v == float64(0)) {
-			return d.Errorf([]string{"slice", k}, "slice.%s 0: %s (pool %q, profile %q)", k, gpuslice.TFLOPSProblem(0, nil), ss.Pool, ss.Profile)
+			return d.Errorf([]string{"slice", k}, "slice.%s 0: %s (%s)", k, gpuslice.TFLOPSProblem(0, nil), gpuslice.SlicePlace(ss.Pool, ss.Profile))
 		}
 	}
 	sl, err := m.PlanOverride(ss.Override)

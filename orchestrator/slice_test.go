@@ -179,7 +179,7 @@ func TestSliceSpecErrors(t *testing.T) {
 		{"slurm gpus conflict", "[slice]\npools = \"pools.toml\"\nprofile = \"small-infer\"\n[slurm]\ngpus = \"1\"\n", nil,
 			lineOf(base + 5), "slurm.gpus \"1\" conflicts with [slice]"},
 		{"tflops limit 0", "[slice]\npools = \"pools.toml\"\nprofile = \"small-infer\"\ntflops_limit = 0\n", nil,
-			lineOf(base + 4), `slice.tflops_limit 0: 0 TFLOPS would give 100 % of the SMs; leave tflops out for a VRAM-only slice (pool "", profile "small-infer")`},
+			lineOf(base + 4), `slice.tflops_limit 0: 0 TFLOPS would give 100 % of the SMs; leave tflops out for a VRAM-only slice (profile small-infer)`},
 		{"set tflops NaN", "[slice]\npools = \"pools.toml\"\nprofile = \"small-infer\"\n", []string{"slice.tflops_limit=nan"},
 			"--set slice.tflops_limit=nan", "tflops limit NaN: not a number (pool a100, profile small-infer)"},
 		{"request above limit", "[slice]\npools = \"pools.toml\"\nprofile = \"small-infer\"\ntflops_request = 20\n", nil,
