@@ -74,7 +74,7 @@ func TestMPSConfigErrors(t *testing.T) {
 func TestMPSHookScript(t *testing.T) {
 	dir := t.TempDir()
 	fake := filepath.Join(dir, "gpuorch")
-	if err := os.WriteFile(fake, []byte("#!/bin/sh\necho \"$@\" >>"+dir+"/args\nexit 3\n"), 0o755); err != nil {
+	if err := os.WriteFile(fake, []byte("#!/bin/sh\necho \"$@ $GPUORCH_MPS_DIR $GPUORCH_MPS_CONTROL\" >>"+dir+"/args\nexit 3\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	m := mustModel(t, mpsModel)
@@ -96,7 +96,7 @@ func TestMPSHookScript(t *testing.T) {
 	if got := run("gpuorch experiment x", "prolog_slurmd"); got != "" {
 		t.Errorf("a job without a request ran gpuorch: %q", got)
 	}
-	want := "slice mps prolog --dir /run/t-mps --control /opt/nvidia/nvidia-cuda-mps-control\n"
+	want := "slice mps prolog /run/t-mps /opt/nvidia/nvidia-cuda-mps-control\n"
 	if got := run("x gpuorch-mps=5,3072M", "prolog_slurmd"); got != want {
 		t.Errorf("prolog: %q, want %q", got, want)
 	}

@@ -25,9 +25,7 @@ docs/gpu-slicing.md and examples/pools.toml.
 
 gpuorch changes only: QOS named with the model's [slurm] prefix (sacctmgr),
 the partitions include file ([slurm] include_file, which slurm.conf must
-Include) and, with [mps] enabled, the MPS prolog/epilog hook ([mps] hook,
-which slurm.conf's Prolog and Epilog must run). Node Gres lines and the
-Prolog/Epilog settings it only reports.`,
+Include), with [mps] the MPS hook. Node Gres lines, Prolog/Epilog: reported.`,
 		Subcommands: []*cli.Command{
 			{
 				Name:      "plan",

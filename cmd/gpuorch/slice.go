@@ -69,10 +69,8 @@ and sums the job's VRAM. Over the limit, by the QoS's on_vram_overrun:
              time are killed (a job Slurm cannot requeue is terminated)
   terminate  SIGTERM to the job's GPU processes, SIGKILL after the grace time
   report     only record it
-A job whose SM share (NVML process utilisation, summed per GPU) stays above its
-compute limit for the QoS's compute_window (else --compute-sustain) gets the
-QoS's on_compute_overrun: report (default), terminate or requeue. Once over,
-it counts as over until its share falls to 80 % of the limit (hysteresis).
+SM use over the compute limit for the QoS's compute_window (else --compute-sustain,
+with hysteresis) gets its on_compute_overrun: report (default), terminate, requeue.
 Events go to stdout and, with --metrics, as slice_violation points to a
 line-protocol file. --dry-run acts on nothing.`,
 				Flags: []cli.Flag{
@@ -87,58 +85,22 @@ line-protocol file. --dry-run acts on nothing.`,
 				},
 				Action: sliceEnforce,
 			},
-			{
-				Name:  "mps",
-				Usage: "start (prolog) or stop (epilog) the job's MPS control daemon: what the MPS hook runs",
-				Description: `Run by the MPS hook (gpuslice/mps/hook.sh, installed by 'gpuorch admin apply'
-with [mps] enabled) as Slurm's Prolog and Epilog, as root, for jobs whose
-comment carries gpuorch-mps=PCT[,MIBM]. The prolog starts nvidia-cuda-mps-control
--d on the job's GPUs (SLURM_JOB_GPUS) with CUDA_MPS_PIPE_DIRECTORY and
-CUDA_MPS_LOG_DIRECTORY under DIR/<jobid>, sets the limits on the daemon and
-reads them back; a GPU another job's MPS daemon holds refuses the job (its
-script exits 75). The epilog quits the daemon and removes DIR/<jobid>. Both
-log to DIR/hook.log. See docs/gpu-slicing.md, "MPS per job".`,
-				Subcommands: []*cli.Command{
-					{Name: "prolog", Usage: "start this job's MPS daemon with its limits", Flags: mpsFlags(), Action: sliceMPS},
-					{Name: "epilog", Usage: "stop this job's MPS daemon", Flags: mpsFlags(), Action: sliceMPS},
-				},
-			},
+			{Name: "mps", Usage: "the MPS hook's part, as root: start (prolog) or stop (epilog) this job's MPS daemon (docs/gpu-slicing.md)", ArgsUsage: "prolog|epilog", Action: sliceMPS},
 		},
 	})
 }
 
-func mpsFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "dir", Value: gpuslice.DefaultMPSDir, Usage: "per-job MPS directories `DIR`/<jobid>"},
-		&cli.StringFlag{Name: "control", Value: gpuslice.DefaultMPSControl, Usage: "the MPS control `PROGRAM`"},
-	}
-}
-
 func sliceMPS(c *cli.Context) error {
-	cfg := mps.Config{Dir: c.String("dir"), Control: c.String("control")}
-	j, ok, err := mps.JobFromEnv(os.Getenv)
-	if err != nil {
-		return errkind.Invalid(err)
-	}
-	if !ok {
-		_, err := fmt.Fprintln(c.App.Writer, "no gpuorch-mps= request in SLURM_JOB_COMMENT: nothing to do")
-		return err
-	}
-	if c.Command.Name == "epilog" {
-		return cfg.Epilog(c.Context, j.ID)
-	}
-	o, err := cfg.Prolog(c.Context, j)
-	fmt.Fprintln(c.App.Writer, o.Message)
+	msg, err := mps.Hook(c.Context, c.Args().First(), os.Getenv)
+	fmt.Fprintln(c.App.Writer, msg)
 	return err
 }
 
 func sliceOverride(c *cli.Context) (gpuslice.Override, error) {
 	o := gpuslice.Override{Profile: c.String("profile"), Pool: c.String("pool"), QoS: c.String("qos"),
 		TFLOPSRequest: c.Float64("tflops-request"), TFLOPSLimit: c.Float64("tflops-limit")}
-	for _, f := range []string{"tflops-request", "tflops-limit"} {
-		if c.IsSet(f) && c.Float64(f) == 0 {
-			return o, fmt.Errorf("--%s 0: %s", f, gpuslice.TFLOPSProblem(0, nil))
-		}
+	if c.IsSet("tflops-request") && o.TFLOPSRequest == 0 || c.IsSet("tflops-limit") && o.TFLOPSLimit == 0 {
+		return o, fmt.Errorf("--tflops-request or --tflops-limit 0: %s", gpuslice.TFLOPSProblem(0, nil))
 	}
 	for _, f := range []struct {
 		flag string

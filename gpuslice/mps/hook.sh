@@ -40,5 +40,5 @@ if [ ! -x "$GPUORCH" ]; then
 	echo "gpuorch-mps-hook: $GPUORCH is missing: no MPS for job ${SLURM_JOB_ID-}" >&2
 	exit 0
 fi
-"$GPUORCH" slice mps "$what" --dir "$MPS_DIR" --control "$MPS_CONTROL" || true
+GPUORCH_MPS_DIR=$MPS_DIR GPUORCH_MPS_CONTROL=$MPS_CONTROL "$GPUORCH" slice mps "$what" || true
 exit 0

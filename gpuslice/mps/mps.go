@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/gpuslice"
+	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/sbatch"
 )
 
@@ -98,6 +99,35 @@ func JobFromEnv(getenv func(string) string) (j Job, ok bool, err error) {
 		j.GPUs = append(j.GPUs, n)
 	}
 	return j, true, nil
+}
+
+// The hook hands gpuorch its [mps] paths in these variables (defaults:
+// gpuslice.DefaultMPSDir, DefaultMPSControl).
+const (
+	EnvDir     = "GPUORCH_MPS_DIR"
+	EnvControl = "GPUORCH_MPS_CONTROL"
+)
+
+// Hook is `gpuorch slice mps prolog|epilog`, what the MPS hook runs: the
+// job from Slurm's prolog environment, the directory and control program
+// from EnvDir and EnvControl. A job without an MPS request is left alone.
+// It returns the line to print.
+func Hook(ctx context.Context, what string, getenv func(string) string) (string, error) {
+	if what != "prolog" && what != "epilog" {
+		return "", errkind.Invalidf("gpuorch slice mps %q: want prolog or epilog", what)
+	}
+	c := Config{Dir: cmp(getenv(EnvDir), gpuslice.DefaultMPSDir), Control: cmp(getenv(EnvControl), gpuslice.DefaultMPSControl)}
+	j, ok, err := JobFromEnv(getenv)
+	switch {
+	case err != nil:
+		return "", errkind.Invalid(err)
+	case !ok:
+		return "no gpuorch-mps= request in SLURM_JOB_COMMENT: nothing to do", nil
+	case what == "epilog":
+		return "gpuorch: MPS of job " + j.ID + " stopped", c.Epilog(ctx, j.ID)
+	}
+	o, err := c.Prolog(ctx, j)
+	return o.Message, err
 }
 
 // Outcome is what the prolog did for a job.
@@ -415,9 +445,14 @@ func (c Config) holders() ([]*holder, error) {
 		if err != nil || !strings.HasPrefix(strings.TrimSpace(string(comm)), c.procName()) {
 			continue
 		}
+		// A zombie (a daemon that quit, not yet reaped) holds nothing; its
+		// environ reads empty, which would look like a daemon for every GPU.
+		if stat, err := os.ReadFile(base + "/stat"); err != nil || zombie(string(stat)) {
+			continue
+		}
 		environ, err := os.ReadFile(base + "/environ")
-		if err != nil {
-			continue // gone, or a zombie
+		if err != nil || len(environ) == 0 {
+			continue // gone, or not ours to read
 		}
 		pipe, visible, hasVisible := "/tmp/nvidia-mps", "", false
 		for _, kv := range strings.Split(string(environ), "\x00") {
@@ -453,6 +488,13 @@ func (c Config) holders() ([]*holder, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].pipe < out[j].pipe })
 	return out, nil
+}
+
+// zombie says whether a /proc/PID/stat line is of a zombie or dead process.
+func zombie(stat string) bool {
+	i := strings.LastIndexByte(stat, ')')
+	f := strings.Fields(stat[i+1:])
+	return i < 0 || len(f) == 0 || f[0] == "Z" || f[0] == "X"
 }
 
 // parseVisible reads CUDA_VISIBLE_DEVICES: unset means every GPU; an entry

@@ -2,6 +2,7 @@ package mps
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/gpuslice"
+	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/internal/testgate"
 	"github.com/gpuorch/gpuorch/sbatch"
 )
@@ -270,6 +272,81 @@ func TestSlurmJobRunningOnCluster(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("cancelled job %s still counts as running", id)
+		}
+	}
+}
+
+// Hook reads everything from the environment the hook gives it.
+func TestHook(t *testing.T) {
+	c, rec := standIn(t)
+	env := map[string]string{EnvDir: c.Dir, EnvControl: c.Control, "SLURM_JOB_COMMENT": "gpuorch-mps=40", "SLURM_JOB_ID": "61",
+		"SLURM_JOB_UID": fmt.Sprint(os.Getuid()), "SLURM_JOB_GID": fmt.Sprint(os.Getgid()), "SLURM_JOB_GPUS": "1"}
+	getenv := func(k string) string { return env[k] }
+	ctx := context.Background()
+	if _, err := Hook(ctx, "start", getenv); !errors.Is(err, errkind.ErrInvalid) {
+		t.Fatalf("bad verb: %v", err)
+	}
+	msg, err := Hook(ctx, "prolog", getenv)
+	if err != nil || !strings.Contains(msg, "MPS for job 61: GPU 1, 40 % of the threads") || !strings.Contains(readFile(t, rec), "cmd 61 set_default_active_thread_percentage 40") {
+		t.Fatalf("prolog: %q %v", msg, err)
+	}
+	if msg, err := Hook(ctx, "epilog", getenv); err != nil || msg != "gpuorch: MPS of job 61 stopped" {
+		t.Fatalf("epilog: %q %v", msg, err)
+	}
+	if _, err := os.Stat(c.JobDir("61")); !os.IsNotExist(err) {
+		t.Errorf("job directory: %v", err)
+	}
+	env["SLURM_JOB_COMMENT"] = "no request"
+	if msg, err := Hook(ctx, "prolog", getenv); err != nil || !strings.Contains(msg, "nothing to do") {
+		t.Fatalf("no request: %q %v", msg, err)
+	}
+	env["SLURM_JOB_COMMENT"], env["SLURM_JOB_GPUS"] = "gpuorch-mps=40", "gpu0"
+	if _, err := Hook(ctx, "prolog", getenv); !errors.Is(err, errkind.ErrInvalid) {
+		t.Fatalf("bad SLURM_JOB_GPUS: %v", err)
+	}
+}
+
+// A daemon that quit but was not reaped yet (a zombie, whose environ some
+// kernels read as empty and others refuse) holds no GPU.
+func TestZombieHoldsNothing(t *testing.T) {
+	c, _ := standIn(t)
+	cmd := exec.Command(c.Control) // no daemon to talk to: exits at once
+	cmd.Env = []string{"CUDA_MPS_PIPE_DIRECTORY=" + t.TempDir()}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+		if zombie(string(b)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the child never became a zombie")
+		}
+	}
+	if hs, err := c.holders(); err != nil || len(hs) != 0 {
+		t.Fatalf("holders %+v %v", hs, err)
+	}
+	if o, err := c.Prolog(context.Background(), job("71", 0)); err != nil || !o.Started {
+		t.Fatalf("%+v %v", o, err)
+	}
+	c.Epilog(context.Background(), "71")
+}
+
+func TestZombieStat(t *testing.T) {
+	for _, c := range []struct {
+		stat string
+		want bool
+	}{
+		{"5614 (true) Z 5554 5552 30890 0 -1", true},
+		{"77 (a) b) (c) X 1 2", true},
+		{"", true},
+		{"5614 (nvidia-cuda-mps) S 1 5552 30890 0 -1", false},
+		{"9 (x) Z) R 1 9 9 0 -1 4194560", false}, // the name may hold ") Z"
+	} {
+		if got := zombie(c.stat); got != c.want {
+			t.Errorf("zombie(%q) = %v, want %v", c.stat, got, c.want)
 		}
 	}
 }

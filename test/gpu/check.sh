@@ -51,7 +51,7 @@ mps_job=""
 cleanup() {
   for p in ${children[@]+"${children[@]}"}; do kill -9 "$p" 2>/dev/null; done
   if [ -n "$mps_job" ]; then
-    mps_env "$mps_job" "$GPUORCH" slice mps epilog --dir "$tmp/mps" --control "$mps_control" >/dev/null 2>&1
+    mps_env "$mps_job" "$GPUORCH" slice mps epilog >/dev/null 2>&1
   fi
   wait 2>/dev/null
   rm -rf "$tmp"
@@ -205,7 +205,8 @@ mps_env() {
   local job=$1
   shift
   env SLURM_JOB_ID="$job" SLURM_JOB_UID="$(id -u)" SLURM_JOB_GID="$(id -g)" SLURM_JOB_GPUS=0 \
-    SLURMD_NODENAME="$(hostname)" SLURM_JOB_COMMENT="gpuorch-mps=75" "$@"
+    SLURMD_NODENAME="$(hostname)" SLURM_JOB_COMMENT="gpuorch-mps=75" \
+    GPUORCH_MPS_DIR="$tmp/mps" GPUORCH_MPS_CONTROL="$mps_control" "$@"
 }
 if [ -z "$mps_control" ]; then
   say "SKIP MPS: nvidia-cuda-mps-control is not on PATH"
@@ -214,7 +215,7 @@ elif [ "$mig" = yes ]; then
 else
   mps_job=900000010
   say "== MPS: gpuorch slice mps prolog (job $mps_job, GPU 0, default 75 % of the threads)"
-  mps_env "$mps_job" "$GPUORCH" slice mps prolog --dir "$tmp/mps" --control "$mps_control"
+  mps_env "$mps_job" "$GPUORCH" slice mps prolog
   jobdir=$tmp/mps/$mps_job
   if [ -r "$jobdir/env" ]; then
     cat "$jobdir/env"
@@ -247,7 +248,7 @@ else
     say "SKIP MPS: the prolog did not start a daemon: $(cat "$jobdir/refused" "$jobdir/unavailable" 2>/dev/null)"
     tail -3 "$tmp/mps/hook.log" 2>/dev/null
   fi
-  mps_env "$mps_job" "$GPUORCH" slice mps epilog --dir "$tmp/mps" --control "$mps_control" || fail "MPS epilog"
+  mps_env "$mps_job" "$GPUORCH" slice mps epilog || fail "MPS epilog"
   [ -e "$jobdir" ] && fail "the epilog left $jobdir"
   mps_job=""
 fi
