@@ -80,19 +80,24 @@ if [ "$rc" -eq 3 ]; then
   exit 0
 fi
 [ "$rc" -eq 0 ] || fail "gpuorch nodes probe exited $rc: $(cat "$tmp/probe.err")"
-# The names of the devices of type gpu (each "name" line comes before its "type").
-gpu_names=$(awk -F'"' '$2 == "name" { n = $4 } $2 == "type" && $4 == "gpu" { print n }' "$tmp/probe.json" | paste -sd, -)
-# The CPU's peak is always null; another null is a GPU the table lacks.
-nulls=$(grep -c '"peak_fp16_TFLOPS": null' "$tmp/probe.json")
-if [ "$nulls" -gt 1 ]; then
-  case $gpu_names in
-  *H100* | *H200*) fail "an H100/H200 ($gpu_names) did not resolve from the GPU table" ;;
-  *) say "NOTE: $gpu_names is not in gpuorch's GPU table (add [gpu_models.\"…\"] to a pools file)" ;;
+# One line per device of type gpu: its name and peak FP16 TFLOPS ("null"
+# when the table lacks it). In the JSON a device's name and type come
+# before its device_config.
+awk -F'"' '$2 == "name" { n = $4 } $2 == "type" { t = $4 }
+  $2 == "peak_fp16_TFLOPS" && t == "gpu" { p = $3; sub(/^: */, "", p); sub(/[,}].*/, "", p); print n "\t" p }' \
+  "$tmp/probe.json" >"$tmp/gpus.tsv"
+gpu_names=$(cut -f1 "$tmp/gpus.tsv" | paste -sd, -)
+peak=$(cut -f2 "$tmp/gpus.tsv" | head -1)
+[ -s "$tmp/gpus.tsv" ] || fail "gpuorch nodes probe lists no GPU"
+while IFS=$'\t' read -r name p; do
+  [ "$p" = null ] || continue
+  case $name in
+  *H100* | *H200*) fail "$name did not resolve from gpuorch's GPU table (peak_fp16_TFLOPS null)" ;;
+  *) say "NOTE: $name is not in gpuorch's GPU table (add [gpu_models.\"$name\"] to a pools file)" ;;
   esac
-fi
+done <"$tmp/gpus.tsv"
 mig=no
 grep -q '"enabled"' "$tmp/probe.json" && mig=yes
-peak=$(grep -o '"peak_fp16_TFLOPS": [0-9.]*' "$tmp/probe.json" | head -1 | awk '{print $2}')
 driver=$(grep -o '"driver_version": "[^"]*"' "$tmp/probe.json" | head -1 | sed 's/.*: "//; s/"//')
 say "GPU: $gpu_names, driver $driver, peak FP16 ${peak:-unknown} TFLOPS, MIG enabled: $mig"
 
