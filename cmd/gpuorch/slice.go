@@ -91,7 +91,7 @@ line-protocol file. --dry-run acts on nothing.`,
 }
 
 func sliceMPS(c *cli.Context) error {
-	msg, err := mps.Hook(c.Context, c.Args().First(), os.Getenv)
+	msg, err := mps.Config{}.Hook(c.Context, c.Args().First(), os.Getenv)
 	fmt.Fprintln(c.App.Writer, msg)
 	return err
 }

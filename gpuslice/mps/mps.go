@@ -110,13 +110,13 @@ const (
 
 // Hook is `gpuorch slice mps prolog|epilog`, what the MPS hook runs: the
 // job from Slurm's prolog environment, the directory and control program
-// from EnvDir and EnvControl. A job without an MPS request is left alone.
-// It returns the line to print.
-func Hook(ctx context.Context, what string, getenv func(string) string) (string, error) {
+// from EnvDir and EnvControl (c's own are ignored). A job without an MPS
+// request is left alone. It returns the line to print.
+func (c Config) Hook(ctx context.Context, what string, getenv func(string) string) (string, error) {
 	if what != "prolog" && what != "epilog" {
 		return "", errkind.Invalidf("gpuorch slice mps %q: want prolog or epilog", what)
 	}
-	c := Config{Dir: cmp(getenv(EnvDir), gpuslice.DefaultMPSDir), Control: cmp(getenv(EnvControl), gpuslice.DefaultMPSControl)}
+	c.Dir, c.Control = cmp(getenv(EnvDir), gpuslice.DefaultMPSDir), cmp(getenv(EnvControl), gpuslice.DefaultMPSControl)
 	j, ok, err := JobFromEnv(getenv)
 	switch {
 	case err != nil:

@@ -276,32 +276,34 @@ func TestSlurmJobRunningOnCluster(t *testing.T) {
 	}
 }
 
-// Hook reads everything from the environment the hook gives it.
+// Hook reads everything from the environment the hook gives it (c, the
+// stand-in's config, only names its processes, so that the test sees no
+// other test's daemons).
 func TestHook(t *testing.T) {
 	c, rec := standIn(t)
 	env := map[string]string{EnvDir: c.Dir, EnvControl: c.Control, "SLURM_JOB_COMMENT": "gpuorch-mps=40", "SLURM_JOB_ID": "61",
 		"SLURM_JOB_UID": fmt.Sprint(os.Getuid()), "SLURM_JOB_GID": fmt.Sprint(os.Getgid()), "SLURM_JOB_GPUS": "1"}
 	getenv := func(k string) string { return env[k] }
 	ctx := context.Background()
-	if _, err := Hook(ctx, "start", getenv); !errors.Is(err, errkind.ErrInvalid) {
+	if _, err := c.Hook(ctx, "start", getenv); !errors.Is(err, errkind.ErrInvalid) {
 		t.Fatalf("bad verb: %v", err)
 	}
-	msg, err := Hook(ctx, "prolog", getenv)
+	msg, err := c.Hook(ctx, "prolog", getenv)
 	if err != nil || !strings.Contains(msg, "MPS for job 61: GPU 1, 40 % of the threads") || !strings.Contains(readFile(t, rec), "cmd 61 set_default_active_thread_percentage 40") {
 		t.Fatalf("prolog: %q %v", msg, err)
 	}
-	if msg, err := Hook(ctx, "epilog", getenv); err != nil || msg != "gpuorch: MPS of job 61 stopped" {
+	if msg, err := c.Hook(ctx, "epilog", getenv); err != nil || msg != "gpuorch: MPS of job 61 stopped" {
 		t.Fatalf("epilog: %q %v", msg, err)
 	}
 	if _, err := os.Stat(c.JobDir("61")); !os.IsNotExist(err) {
 		t.Errorf("job directory: %v", err)
 	}
 	env["SLURM_JOB_COMMENT"] = "no request"
-	if msg, err := Hook(ctx, "prolog", getenv); err != nil || !strings.Contains(msg, "nothing to do") {
+	if msg, err := c.Hook(ctx, "prolog", getenv); err != nil || !strings.Contains(msg, "nothing to do") {
 		t.Fatalf("no request: %q %v", msg, err)
 	}
 	env["SLURM_JOB_COMMENT"], env["SLURM_JOB_GPUS"] = "gpuorch-mps=40", "gpu0"
-	if _, err := Hook(ctx, "prolog", getenv); !errors.Is(err, errkind.ErrInvalid) {
+	if _, err := c.Hook(ctx, "prolog", getenv); !errors.Is(err, errkind.ErrInvalid) {
 		t.Fatalf("bad SLURM_JOB_GPUS: %v", err)
 	}
 }
