@@ -26,6 +26,7 @@ const (
 	KindReconfigure = "reconfigure"   // scontrol reconfigure
 	KindDeleteQoS   = "delete-qos"    // a managed level no longer in the model, after partitions stop naming it
 	KindManual      = "manual"        // a change gpuorch does not make (node Gres lives in slurm.conf/gres.conf)
+	KindInstallHook = "install-hook"  // write the MPS prolog/epilog hook ([mps] enabled)
 )
 
 // Action is one step of an admin plan.
@@ -55,7 +56,8 @@ func (a Action) String() string {
 type AdminPlan struct {
 	Actions     []Action `json:"actions"`
 	IncludeFile string   `json:"include_file"`
-	Include     string   `json:"include"` // the include file's wanted content
+	Include     string   `json:"include"`            // the include file's wanted content
+	Hook        string   `json:"mps_hook,omitempty"` // the MPS hook's wanted content ([mps] enabled)
 	Warnings    []string `json:"warnings,omitempty"`
 }
 
@@ -99,6 +101,10 @@ type ClusterState struct {
 	// UserQoS holds, per user of slurm.users, the QOS lists of each of
 	// their associations.
 	UserQoS map[string][][]string
+	// With [mps] enabled: the installed hook ("" if absent) and what
+	// slurm.conf runs as Prolog and Epilog (scontrol show config).
+	Hook           string
+	Prolog, Epilog string
 }
 
 // Admin reads and changes a cluster through Slurm's CLIs.
@@ -106,6 +112,9 @@ type Admin struct {
 	Run Runner
 	// SlurmConf is checked for the Include line (default /etc/slurm/slurm.conf).
 	SlurmConf string
+	// Gpuorch is the gpuorch path the MPS hook runs when [mps] gpuorch is
+	// unset; default: this executable.
+	Gpuorch string
 }
 
 // slurmConfig bounds what is read of slurm.conf and the pools include file.
@@ -164,6 +173,26 @@ func (a *Admin) ReadState(ctx context.Context, m *Model) (*ClusterState, error) 
 			}
 		}
 		st.UserQoS[u] = lists
+	}
+	if m.MPS.Enabled {
+		if b, err := os.ReadFile(m.MPS.Hook); err == nil {
+			st.Hook = string(b)
+		} else if !os.IsNotExist(err) {
+			return nil, fmt.Errorf("read MPS hook: %w", err)
+		}
+		out, err := a.run(ctx, "scontrol", "show", "config")
+		if err != nil {
+			return nil, fmt.Errorf("read Prolog and Epilog: %w", err)
+		}
+		for _, l := range strings.Split(string(out), "\n") {
+			k, v, _ := strings.Cut(l, "=")
+			switch strings.TrimSpace(k) {
+			case "Prolog":
+				st.Prolog = strings.TrimSpace(v)
+			case "Epilog":
+				st.Epilog = strings.TrimSpace(v)
+			}
+		}
 	}
 	for _, name := range m.PoolNames() {
 		out, err := a.run(ctx, "scontrol", "show", "hostnames", m.Pools[name].Nodes)
@@ -444,6 +473,17 @@ func (a *Admin) Diff(m *Model, st *ClusterState) *AdminPlan {
 			p.Actions = append(p.Actions, Action{Kind: KindDeleteQoS, Target: name, Detail: "level no longer in the model", Cmd: []string{"sacctmgr", "-i", "delete", "qos", name}})
 		}
 	}
+	if m.MPS.Enabled {
+		if p.Hook = m.MPSHook(a.gpuorch()); st.Hook != p.Hook {
+			p.Actions = append(p.Actions, Action{Kind: KindInstallHook, Target: filepath.Base(m.MPS.Hook),
+				Detail: fmt.Sprintf("MPS prolog/epilog at %s (mode 0755): runs %s, daemons under %s", m.MPS.Hook, hookValue(p.Hook, "GPUORCH"), m.MPS.Dir)})
+		}
+		if !runsHook(st.Prolog, m.MPS.Hook) || !runsHook(st.Epilog, m.MPS.Hook) {
+			p.Actions = append(p.Actions, Action{Kind: KindManual, Target: "slurm.conf",
+				Detail: fmt.Sprintf("Prolog is %q and Epilog is %q: the MPS hook must be both — in slurm.conf: Prolog=%s and Epilog=%s (or run it from the scripts there), then scontrol reconfigure",
+					st.Prolog, st.Epilog, m.MPS.Hook, m.MPS.Hook)})
+		}
+	}
 	sort.SliceStable(p.Actions, func(i, j int) bool { return kindOrder(p.Actions[i].Kind) < kindOrder(p.Actions[j].Kind) })
 
 	// Node GRES: shards per GPU must match the model, or shard counts in
@@ -475,13 +515,42 @@ func (a *Admin) Diff(m *Model, st *ClusterState) *AdminPlan {
 	return p
 }
 
+func (a *Admin) gpuorch() string {
+	if a.Gpuorch != "" {
+		return a.Gpuorch
+	}
+	exe, _ := os.Executable()
+	return exe
+}
+
+// hookValue reads one path assignment of a rendered hook.
+func hookValue(hook, name string) string {
+	for _, l := range strings.Split(hook, "\n") {
+		if v, ok := strings.CutPrefix(l, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// runsHook says whether a Prolog or Epilog setting (a path, a glob, or a
+// comma-separated list of them) runs the hook.
+func runsHook(setting, hook string) bool {
+	for _, p := range strings.Split(setting, ",") {
+		if ok, _ := filepath.Match(strings.TrimSpace(p), hook); ok {
+			return true
+		}
+	}
+	return false
+}
+
 func kindOrder(k string) int {
 	switch k {
 	case KindAddQoS:
 		return 0
 	case KindModifyQoS:
 		return 1
-	case KindWrite:
+	case KindWrite, KindInstallHook:
 		return 2
 	case KindReconfigure:
 		return 3
@@ -652,6 +721,13 @@ func (a *Admin) perform(ctx context.Context, m *Model, p *AdminPlan) ([]Action, 
 		case KindWrite:
 			if err := atomicfile.WriteFile(m.Slurm.IncludeFile, []byte(p.Include), 0o644); err != nil {
 				return done, fmt.Errorf("write %s: %w", m.Slurm.IncludeFile, err)
+			}
+		case KindInstallHook:
+			if err := os.MkdirAll(filepath.Dir(m.MPS.Hook), 0o755); err != nil {
+				return done, err
+			}
+			if err := atomicfile.WriteFile(m.MPS.Hook, []byte(p.Hook), 0o755); err != nil {
+				return done, fmt.Errorf("install MPS hook: %w", err)
 			}
 		default:
 			if _, err := a.run(ctx, act.Cmd...); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -65,8 +66,13 @@ type JobLimit struct {
 	VRAM           Bytes         // 0: no VRAM limit
 	ComputePercent int           // SM %, 0: no compute limit
 	QoS            string        // level name, for metrics
-	OnOverrun      string        // requeue, terminate, report
+	OnOverrun      string        // VRAM: requeue, terminate, report
 	Grace          time.Duration // SIGTERM → SIGKILL
+	// OnComputeOverrun is what happens to a job whose SM share stays over
+	// ComputePercent for ComputeWindow: report ("" too), terminate, requeue.
+	OnComputeOverrun string
+	// ComputeWindow: 0 takes the enforcer's ComputeSustain.
+	ComputeWindow time.Duration
 }
 
 // LimitFromEnv reads a job's limit from the GPUORCH_SLICE_* variables that
@@ -98,6 +104,21 @@ func LimitFromEnv(getenv func(string) string) (JobLimit, error) {
 	default:
 		return l, fmt.Errorf("%s %q: want requeue, terminate or report", EnvOnOverrun, l.OnOverrun)
 	}
+	l.OnComputeOverrun = getenv(EnvOnComputeOverrun)
+	switch l.OnComputeOverrun {
+	case "":
+		l.OnComputeOverrun = ActionReport
+	case ActionRequeue, ActionTerminate, ActionReport:
+	default:
+		return l, fmt.Errorf("%s %q: want report, terminate or requeue", EnvOnComputeOverrun, l.OnComputeOverrun)
+	}
+	if v := getenv(EnvComputeWindow); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return l, fmt.Errorf("%s %q: want a duration such as 10s", EnvComputeWindow, v)
+		}
+		l.ComputeWindow = d
+	}
 	l.Grace = 30 * time.Second
 	if v := getenv(EnvGrace); v != "" {
 		d, err := time.ParseDuration(v)
@@ -126,9 +147,14 @@ func (s StaticLimits) Limit(job string) (JobLimit, bool) { l, ok := s[job]; retu
 type EnforcerConfig struct {
 	Node     string        // for metrics; default hostname
 	Interval time.Duration // poll period; default 500 ms
-	// ComputeSustain is how long a job's SM utilisation must stay above
-	// its compute limit before it is reported; default 10 s.
+	// ComputeSustain is how long a job's SM share must stay above its
+	// compute limit before its compute policy applies, for jobs whose
+	// limit names no window; default 10 s.
 	ComputeSustain time.Duration
+	// ComputeHysteresis: once over its compute limit, a job counts as over
+	// until its share falls to limit × (1 − ComputeHysteresis); default
+	// 0.2. Between the two, the window keeps running.
+	ComputeHysteresis float64
 	// DryRun reports what it would do and touches nothing.
 	DryRun bool
 }
@@ -150,14 +176,31 @@ type Enforcer struct {
 	jobs map[string]*jobState
 }
 
+// jobState is what the enforcer remembers of a job between polls. Stopping
+// a job (SIGTERM, requeue, SIGKILL) is one escalation whichever limit
+// started it; reports are once per kind and episode.
 type jobState struct {
-	termAt        time.Time // SIGTERM sent
-	killed        bool
-	requeued      bool
-	reported      bool
-	computeSince  time.Time
-	computeReport bool
+	termAt   time.Time // SIGTERM sent or requeue asked
+	killed   bool
+	requeued bool
+	reported map[string]bool // kind → reported in this episode
+	compute  computeEpisode
 }
+
+// computeEpisode is a run of polls with the job's SM share over its limit,
+// kept going by hysteresis until the share falls to the release level.
+type computeEpisode struct {
+	over  bool
+	since time.Time
+	n     int     // polls with a reading
+	sum   float64 // their shares, for the mean
+}
+
+// Event kinds.
+const (
+	KindVRAM    = "vram"
+	KindCompute = "compute"
+)
 
 // Event is something the enforcer did or saw at one poll.
 type Event struct {
@@ -175,9 +218,23 @@ type Event struct {
 
 type jobUsage struct {
 	vram    uint64
-	sm      map[int]int // device → summed SM %
+	sm      map[int]int // device → summed SM % of the job's processes
+	smKnown bool        // some device of the job reported per-process SM use
 	pids    []int
 	devices map[int]bool
+}
+
+// share is the job's SM % on its busiest GPU (a limit is per GPU), or -1
+// when none of its GPUs reports per-process utilisation.
+func (u *jobUsage) share() int {
+	if !u.smKnown {
+		return -1
+	}
+	peak := 0
+	for _, v := range u.sm {
+		peak = max(peak, v)
+	}
+	return peak
 }
 
 // Poll samples once and acts. It returns what it did.
@@ -209,8 +266,9 @@ func (e *Enforcer) Poll(ctx context.Context) ([]Event, error) {
 				usage[job] = u
 			}
 			u.vram += p.UsedMemory
-			if p.SMUtil > 0 {
+			if p.SMUtil >= 0 {
 				u.sm[d.Index] += p.SMUtil
+				u.smKnown = true
 			}
 			u.pids = append(u.pids, p.PID)
 			u.devices[d.Index] = true
@@ -235,38 +293,33 @@ func (e *Enforcer) Poll(ctx context.Context) ([]Event, error) {
 		}
 		st := e.jobs[job]
 		if st == nil {
-			st = &jobState{}
+			st = &jobState{reported: map[string]bool{}}
 			e.jobs[job] = st
 		}
-		if lim.VRAM > 0 && u.vram > uint64(lim.VRAM) {
-			if ev, ok := e.actVRAM(ctx, now, job, lim, st, u); ok {
+		vramOver := lim.VRAM > 0 && u.vram > uint64(lim.VRAM)
+		if vramOver {
+			if ev, ok := e.act(ctx, now, job, lim, st, u, KindVRAM, lim.OnOverrun, u.vram, uint64(lim.VRAM)); ok {
 				events = append(events, ev)
 			}
-		} else if lim.VRAM > 0 && !st.killed && !st.requeued {
-			// Back under the limit (e.g. freed memory after SIGTERM): start over.
-			st.termAt, st.reported = time.Time{}, false
+		} else {
+			st.reported[KindVRAM] = false
 		}
-		if lim.ComputePercent > 0 {
-			peak := 0
-			for _, v := range u.sm {
-				peak = max(peak, v)
+		if mean, sustained := e.computeStep(now, lim, st, u.share()); sustained {
+			action := lim.OnComputeOverrun
+			if action == "" {
+				action = ActionReport
 			}
-			if peak > lim.ComputePercent {
-				if st.computeSince.IsZero() {
-					st.computeSince = now
-				}
-				sustain := e.Config.ComputeSustain
-				if sustain == 0 {
-					sustain = 10 * time.Second
-				}
-				if !st.computeReport && now.Sub(st.computeSince) >= sustain {
-					st.computeReport = true
-					events = append(events, Event{Time: now, Job: job, QoS: lim.QoS, Kind: "compute", Action: ActionReport,
-						PIDs: u.pids, Used: uint64(peak), Limit: uint64(lim.ComputePercent), Devices: keys(u.devices)})
-				}
-			} else {
-				st.computeSince, st.computeReport = time.Time{}, false
+			if ev, ok := e.act(ctx, now, job, lim, st, u, KindCompute, action, uint64(math.Round(mean)), uint64(lim.ComputePercent)); ok {
+				events = append(events, ev)
 			}
+		}
+		if !st.compute.over {
+			st.reported[KindCompute] = false
+		}
+		if !vramOver && !st.compute.over && !st.killed && !st.requeued {
+			// Back under every limit (e.g. memory freed after SIGTERM):
+			// start over.
+			st.termAt = time.Time{}
 		}
 	}
 	for job := range e.jobs {
@@ -291,25 +344,69 @@ func keys(m map[int]bool) []int {
 	return out
 }
 
-func (e *Enforcer) actVRAM(ctx context.Context, now time.Time, job string, lim JobLimit, st *jobState, u *jobUsage) (Event, bool) {
-	ev := Event{Time: now, Job: job, QoS: lim.QoS, Kind: "vram", Used: u.vram, Limit: uint64(lim.VRAM), Devices: keys(u.devices)}
-	action := lim.OnOverrun
-	if e.Config.DryRun {
-		if st.reported {
+// computeStep feeds one poll's SM share of a job (-1: no reading) into its
+// compute episode and says whether the job is in violation: the episode
+// spans two polls or more (one busy sample never is a violation), has
+// lasted the window, and its mean share is above the limit. It returns that
+// mean.
+func (e *Enforcer) computeStep(now time.Time, lim JobLimit, st *jobState, share int) (float64, bool) {
+	c := &st.compute
+	if lim.ComputePercent <= 0 || share < 0 {
+		return 0, false // no limit, or nothing to go by: the episode stands
+	}
+	h := e.Config.ComputeHysteresis
+	if h <= 0 || h >= 1 {
+		h = 0.2
+	}
+	limit := float64(lim.ComputePercent)
+	switch s := float64(share); {
+	case !c.over && s > limit:
+		*c = computeEpisode{over: true, since: now, n: 1, sum: s}
+	case c.over && s <= limit*(1-h):
+		*c = computeEpisode{}
+	case c.over:
+		c.n++
+		c.sum += s
+	}
+	if !c.over {
+		return 0, false
+	}
+	window := lim.ComputeWindow
+	if window <= 0 {
+		window = e.Config.ComputeSustain
+	}
+	if window <= 0 {
+		window = 10 * time.Second
+	}
+	// Polls land on the interval's grid with some jitter: without a little
+	// slack, a window that is a multiple of the interval would wait one more
+	// poll whenever a tick came a hair early.
+	iv := e.Config.Interval
+	if iv <= 0 {
+		iv = 500 * time.Millisecond
+	}
+	mean := c.sum / float64(c.n)
+	return mean, c.n >= 2 && now.Sub(c.since) >= window-iv/10 && mean > limit
+}
+
+// act applies action to a job over a limit of kind: a report once per
+// episode; requeue once; SIGTERM once, then SIGKILL to what is still on a
+// GPU after the grace time. The escalation is shared between kinds, so a
+// job stopped for VRAM is not stopped again for compute.
+func (e *Enforcer) act(ctx context.Context, now time.Time, job string, lim JobLimit, st *jobState, u *jobUsage, kind, action string, used, limit uint64) (Event, bool) {
+	ev := Event{Time: now, Job: job, QoS: lim.QoS, Kind: kind, Used: used, Limit: limit, Devices: keys(u.devices)}
+	if e.Config.DryRun || action == ActionReport {
+		if st.reported[kind] {
 			return ev, false
 		}
-		st.reported = true
-		ev.Action, ev.PIDs = "dry-run:"+action, u.pids
+		st.reported[kind] = true
+		ev.Action, ev.PIDs = action, u.pids
+		if e.Config.DryRun {
+			ev.Action = "dry-run:" + action
+		}
 		return ev, true
 	}
 	switch {
-	case action == ActionReport:
-		if st.reported {
-			return ev, false
-		}
-		st.reported = true
-		ev.Action, ev.PIDs = ActionReport, u.pids
-		return ev, true
 	case action == ActionRequeue && !st.requeued:
 		// Slurm stops the job (SIGTERM, then SIGKILL after its KillWait)
 		// and queues it again. If its processes still hold the GPU after
@@ -579,7 +676,7 @@ func RegisterLimits(dir, job string, getenv func(string) string) error {
 		return err
 	}
 	var b strings.Builder
-	for _, k := range []string{EnvVRAMLimit, EnvTFLOPSLimit, EnvThreadPct, EnvQoS, EnvOnOverrun, EnvGrace} {
+	for _, k := range []string{EnvVRAMLimit, EnvTFLOPSLimit, EnvThreadPct, EnvQoS, EnvOnOverrun, EnvGrace, EnvOnComputeOverrun, EnvComputeWindow} {
 		if v := getenv(k); v != "" {
 			b.WriteString(k + "=" + v + "\n")
 		}

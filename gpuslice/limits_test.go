@@ -31,10 +31,43 @@ func TestLimitFromSliceEnv(t *testing.T) {
 		{map[string]string{EnvVRAMLimit: "1Gi", EnvOnOverrun: "explode"}, "want requeue, terminate or report"},
 		{map[string]string{EnvThreadPct: "120"}, "want 0..100"},
 		{map[string]string{EnvVRAMLimit: "1Gi", EnvGrace: "-1s"}, "duration"},
+		{map[string]string{EnvThreadPct: "20", EnvOnComputeOverrun: "throttle"}, "want report, terminate or requeue"},
+		{map[string]string{EnvThreadPct: "20", EnvComputeWindow: "soon"}, "want a duration such as 10s"},
 	} {
 		if _, err := LimitFromEnv(func(k string) string { return c.env[k] }); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: err %v, want %q", c.env, err, c.want)
 		}
+	}
+}
+
+// The QoS's compute policy reaches the enforcer: on_compute_overrun and
+// compute_window through the slice's environment; the defaults (report, the
+// enforcer's window) add no variable.
+func TestComputePolicyFromSliceEnv(t *testing.T) {
+	m := mustModel(t, strings.Replace(testModel, "[qos.high]\n", "[qos.high]\non_compute_overrun = \"requeue\"\ncompute_window = \"20s\"\n", 1))
+	s, err := m.PlanOverride(Override{Profile: "p", QoS: "high"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := LimitFromEnv(func(k string) string { return s.Env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.OnComputeOverrun != ActionRequeue || l.ComputeWindow != 20*time.Second || l.ComputePercent != 5 || !s.Requeue {
+		t.Fatalf("%+v (requeue %v)", l, s.Requeue)
+	}
+	s, err = m.PlanOverride(Override{Profile: "p"}) // medium: defaults
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Env[EnvOnComputeOverrun]; ok {
+		t.Errorf("default policy in the env: %v", s.Env)
+	}
+	if _, ok := s.Env[EnvComputeWindow]; ok {
+		t.Errorf("default window in the env: %v", s.Env)
+	}
+	if l, err := LimitFromEnv(func(k string) string { return s.Env[k] }); err != nil || l.OnComputeOverrun != ActionReport || l.ComputeWindow != 0 {
+		t.Fatalf("%+v %v", l, err)
 	}
 }
 

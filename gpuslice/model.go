@@ -2,6 +2,7 @@ package gpuslice
 
 import (
 	"fmt"
+	"math"
 	"regexp"
 	"sort"
 	"strings"
@@ -29,7 +30,9 @@ func qosRank(name string) int {
 // Default priorities follow TensorFusion's sample pool definitions.
 var defaultQoSPriority = map[string]int{"low": 10, "medium": 30, "high": 60, "critical": 100}
 
-// Overrun actions: what the enforcer does to a job over its VRAM limit.
+// Overrun actions: what the enforcer does to a job over its VRAM limit
+// (on_vram_overrun) or, for long enough, over its compute limit
+// (on_compute_overrun).
 const (
 	ActionRequeue   = "requeue"   // scontrol requeue (the job runs again later)
 	ActionTerminate = "terminate" // SIGTERM the job's GPU processes, SIGKILL after the grace time
@@ -44,6 +47,7 @@ type Model struct {
 	Pools     map[string]*Pool    `toml:"pools"`
 	QoS       map[string]*QoS     `toml:"qos"`
 	Profiles  map[string]*Profile `toml:"profiles"`
+	MPS       MPSConfig           `toml:"mps"`
 
 	path string
 }
@@ -85,7 +89,14 @@ type QoS struct {
 	PreemptMode string            `toml:"preempt_mode"` // requeue (default) or cancel
 	GraceTime   duration.Duration `toml:"grace_time"`   // SIGTERM → SIGKILL, in Slurm preemption and in the enforcer
 	OnOverrun   string            `toml:"on_vram_overrun"`
-	Description string            `toml:"description"`
+	// OnComputeOverrun is what the enforcer does to a job whose SM
+	// utilisation stays above its compute limit for ComputeWindow:
+	// report (default), terminate or requeue.
+	OnComputeOverrun string `toml:"on_compute_overrun"`
+	// ComputeWindow is how long that must last; 0: the enforcer's own
+	// default (--compute-sustain, 10 s).
+	ComputeWindow duration.Duration `toml:"compute_window"`
+	Description   string            `toml:"description"`
 }
 
 // Resources is a (tflops, vram) pair; zero means unset.
@@ -136,7 +147,11 @@ func ParseModel(data []byte) (*Model, error) { return parseModel("", data) }
 
 func parseModel(file string, data []byte) (*Model, error) {
 	var m Model
-	if err := tomlstrict.Decode(file, data, &m); err != nil {
+	d, err := tomlstrict.Parse(file, data)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.Decode(nil, d.Tree, &m); err != nil {
 		return nil, err
 	}
 	if err := m.resolve(); err != nil {
@@ -145,7 +160,86 @@ func parseModel(file string, data []byte) (*Model, error) {
 		}
 		return nil, errkind.Invalid(fmt.Errorf("%s0: %w", file, err))
 	}
+	if err := m.checkProfileTFLOPS(d); err != nil {
+		return nil, err
+	}
+	if err := m.resolveMPS(d); err != nil {
+		return nil, err
+	}
 	return &m, nil
+}
+
+// checkProfileTFLOPS refuses a profile whose tflops request or limit, where
+// the file writes one, is 0, NaN, negative or above the peak of its pool's
+// GPU, at the key's line. A 0 would plan as 100 % of the SMs (0/0): leaving
+// the key out is how a slice asks for VRAM only.
+func (m *Model) checkProfileTFLOPS(d *tomlstrict.Doc) error {
+	profiles, _ := d.Tree["profiles"].(map[string]any)
+	for _, name := range d.Keys([]string{"profiles"}, profiles) {
+		pr := m.Profiles[name]
+		tbl, _ := profiles[name].(map[string]any)
+		if pr == nil || tbl == nil {
+			continue
+		}
+		pool := m.Pools[pr.Pool]
+		if pool == nil && len(m.Pools) == 1 {
+			pool = m.Pools[m.PoolNames()[0]]
+		}
+		for _, f := range []struct {
+			table string
+			v     float64
+		}{{"requests", pr.Requests.TFLOPS}, {"limits", pr.Limits.TFLOPS}} {
+			res, _ := tbl[f.table].(map[string]any)
+			if _, ok := res["tflops"]; !ok {
+				continue
+			}
+			if why := TFLOPSProblem(f.v, pool); why != "" {
+				path := []string{"profiles", name, f.table, "tflops"}
+				return d.Errorf(path, "%s %g: %s (%s)", tomlstrict.Dotted(path), f.v, why, SlicePlace(poolName(pool), name))
+			}
+		}
+	}
+	return nil
+}
+
+// TFLOPSProblem says what is wrong with a tflops request or limit a slice
+// gives explicitly ("" if nothing): 0, NaN, negative, or above the peak
+// FP16 TFLOPS of one GPU of pool (not checked when pool is nil).
+func TFLOPSProblem(v float64, pool *Pool) string {
+	switch {
+	case math.IsNaN(v):
+		return "not a number"
+	case v == 0:
+		return "0 TFLOPS would give 100 % of the SMs; leave tflops out for a VRAM-only slice"
+	case v < 0:
+		return "must be positive"
+	case pool != nil && v > pool.GPU.PeakFP16+1e-9:
+		return fmt.Sprintf("above the peak of one %s (%g TFLOPS)", pool.GPU.Name, pool.GPU.PeakFP16)
+	}
+	return ""
+}
+
+func poolName(p *Pool) string {
+	if p == nil {
+		return ""
+	}
+	return p.Name
+}
+
+// SlicePlace names the pool and profile of a slice for messages ("pool
+// a100, profile small-infer"), leaving out what is "".
+func SlicePlace(pool, profile string) string {
+	var parts []string
+	if pool != "" {
+		parts = append(parts, "pool "+pool)
+	}
+	if profile != "" {
+		parts = append(parts, "profile "+profile)
+	}
+	if len(parts) == 0 {
+		return "no pool or profile named"
+	}
+	return strings.Join(parts, ", ")
 }
 
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
@@ -197,6 +291,18 @@ func (m *Model) resolve() error {
 		case ActionRequeue, ActionTerminate, ActionReport:
 		default:
 			return fmt.Errorf("qos.%s.on_vram_overrun %q: want requeue, terminate or report", name, q.OnOverrun)
+		}
+		switch q.OnComputeOverrun {
+		case "":
+			// MPS caps compute where it runs; the enforcer's compute
+			// figure is a time share, so it only reports unless told.
+			q.OnComputeOverrun = ActionReport
+		case ActionRequeue, ActionTerminate, ActionReport:
+		default:
+			return fmt.Errorf("qos.%s.on_compute_overrun %q: want report, terminate or requeue", name, q.OnComputeOverrun)
+		}
+		if q.ComputeWindow < 0 {
+			return fmt.Errorf("qos.%s.compute_window %s: must not be negative", name, q.ComputeWindow)
 		}
 		if q.GraceTime < 0 {
 			return fmt.Errorf("qos.%s.grace_time %s: must not be negative", name, q.GraceTime)

@@ -165,6 +165,8 @@ func TestParseModelErrors(t *testing.T) {
 		{"nodes injection", strings.Replace(testModel, `nodes = "node[1-2]"`, `nodes = "node1 Default=YES"`, 1), "hostlist"},
 		{"prefix", strings.Replace(testModel, `prefix = "t_"`, `prefix = "T-"`, 1), "slurm.prefix"},
 		{"preempt mode", strings.Replace(testModel, "[qos.low]", "[qos.low]\npreempt_mode = \"suspend\"", 1), "suspend keeps VRAM"},
+		{"compute overrun", strings.Replace(testModel, "[qos.low]", "[qos.low]\non_compute_overrun = \"throttle\"", 1), `qos.low.on_compute_overrun "throttle": want report, terminate or requeue`},
+		{"compute window", strings.Replace(testModel, "[qos.low]", "[qos.low]\ncompute_window = \"-1s\"", 1), "qos.low.compute_window -1s: must not be negative"},
 		{"priority inversion", strings.Replace(testModel, "[qos.critical]", "[qos.critical]\npriority = 1", 1), "qos.critical.priority 1 is below"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -227,12 +229,23 @@ func FuzzParseModel(f *testing.F) {
 // Every decoding error names the line and the key, as LoadModel adds the file.
 func TestParseModelLines(t *testing.T) {
 	base := "[slurm]\nprefix = \"a\"\n[qos.low]\ngrace_time = \"5s\"\n[pools.a]\nnodes = \"n\"\ngpu_model = \"A100\"\ngpus_per_node = 1\n"
+	gb := strings.Replace(base, `"A100"`, `"NVIDIA A100-SXM4-80GB"`, 1) // memory known
 	for _, c := range []struct{ name, doc, want string }{
 		{"unknown key", strings.Replace(base, "gpus_per_node", "gpu_per_node", 1), `8: unknown key "pools.a.gpu_per_node" (did you mean "gpus_per_node"?)`},
 		{"wrong type", strings.Replace(base, "gpus_per_node = 1", `gpus_per_node = "one"`, 1), `8: pools.a.gpus_per_node: incompatible types: TOML value has type string; destination has type integer`},
 		{"bad duration", strings.Replace(base, `"5s"`, `"5"`, 1), `4: qos.low.grace_time: invalid duration "5" (want e.g. "500ms", "30s", "2m")`},
 		{"negative duration", strings.Replace(base, `"5s"`, `"-5s"`, 1), `0: qos.low.grace_time -5s: must not be negative`},
 		{"bad quantity", base + "[profiles.p]\nrequests = { vram = \"lots\" }\n", `10: profiles.p.requests.vram: bad memory quantity "lots" (want e.g. 4Gi, 512Mi, 16GB)`},
+		// A tflops request or limit written as 0, NaN, negative or above
+		// the pool's peak is refused at its line, naming pool and profile.
+		{"tflops limit 0", gb + "[profiles.p]\nrequests = { vram = \"1Gi\" }\nlimits = { tflops = 0, vram = \"1Gi\" }\n",
+			`11: profiles.p.limits.tflops 0: 0 TFLOPS would give 100 % of the SMs; leave tflops out for a VRAM-only slice (pool a, profile p)`},
+		{"tflops request 0", gb + "[profiles.p]\nrequests = { tflops = 0.0 }\n",
+			`10: profiles.p.requests.tflops 0: 0 TFLOPS would give 100 % of the SMs; leave tflops out for a VRAM-only slice (pool a, profile p)`},
+		{"tflops NaN", gb + "[profiles.p]\nlimits = { tflops = nan }\n", `10: profiles.p.limits.tflops NaN: not a number (pool a, profile p)`},
+		{"tflops negative", gb + "[profiles.p]\n\n[profiles.p.limits]\ntflops = -5\n", `12: profiles.p.limits.tflops -5: must be positive (pool a, profile p)`},
+		{"tflops above peak", gb + "[profiles.p]\npool = \"a\"\nlimits = { tflops = 400 }\n",
+			`11: profiles.p.limits.tflops 400: above the peak of one NVIDIA A100-SXM4-80GB (312 TFLOPS) (pool a, profile p)`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := ParseModel([]byte(c.doc))

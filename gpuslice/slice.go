@@ -128,8 +128,14 @@ func (m *Model) Resolve(o Override) (Workload, error) {
 	if w.Requests.VRAM == 0 {
 		w.Requests.VRAM = w.Limits.VRAM
 	}
-	if w.Requests.TFLOPS < 0 || w.Limits.TFLOPS < 0 || math.IsNaN(w.Requests.TFLOPS) || math.IsNaN(w.Limits.TFLOPS) {
-		return w, fmt.Errorf("tflops must be positive (request %g, limit %g)", w.Requests.TFLOPS, w.Limits.TFLOPS)
+	for _, t := range []struct {
+		what string
+		v    float64
+	}{{"tflops request", w.Requests.TFLOPS}, {"tflops limit", w.Limits.TFLOPS}} {
+		// 0 is "not given" here; the peak is Plan's fit check.
+		if why := TFLOPSProblem(t.v, nil); t.v != 0 && why != "" {
+			return w, fmt.Errorf("%s %g: %s (%s)", t.what, t.v, why, SlicePlace(w.Pool, w.Profile))
+		}
 	}
 	if w.Requests.TFLOPS == 0 && w.Requests.VRAM == 0 {
 		return w, fmt.Errorf("a slice needs tflops or vram (request or limit): neither was given")
@@ -196,21 +202,28 @@ func (m *Model) levelNames() []string {
 // it is scheduled with, and the MPS limits and enforcer settings put into
 // its environment.
 type Slice struct {
-	Workload      Workload          `json:"workload"`
-	Partition     string            `json:"partition"`
-	SlurmQoS      string            `json:"slurm_qos"`
-	GPU           GPUSpec           `json:"gpu"`
-	ShardsPerGPU  int               `json:"shards_per_gpu"`
-	ComputeShards int               `json:"compute_shards"`
-	VRAMShards    int               `json:"vram_shards"`
-	Shards        int               `json:"shards"`
-	ThreadPercent int               `json:"mps_active_thread_percentage"`
-	VRAMLimit     Bytes             `json:"vram_limit"`
-	OnOverrun     string            `json:"on_vram_overrun"`
-	Grace         time.Duration     `json:"grace_ns"`
-	Requeue       bool              `json:"requeue"`
-	Gres          string            `json:"gres"`
-	Env           map[string]string `json:"env"`
+	Workload      Workload `json:"workload"`
+	Partition     string   `json:"partition"`
+	SlurmQoS      string   `json:"slurm_qos"`
+	GPU           GPUSpec  `json:"gpu"`
+	ShardsPerGPU  int      `json:"shards_per_gpu"`
+	ComputeShards int      `json:"compute_shards"`
+	VRAMShards    int      `json:"vram_shards"`
+	Shards        int      `json:"shards"`
+	ThreadPercent int      `json:"mps_active_thread_percentage"`
+	VRAMLimit     Bytes    `json:"vram_limit"`
+	OnOverrun     string   `json:"on_vram_overrun"`
+	// OnComputeOverrun and ComputeWindow: the QoS's compute policy (the
+	// window 0 when the QoS leaves it to the enforcer).
+	OnComputeOverrun string            `json:"on_compute_overrun"`
+	ComputeWindow    time.Duration     `json:"compute_window_ns,omitempty"`
+	Grace            time.Duration     `json:"grace_ns"`
+	Requeue          bool              `json:"requeue"`
+	Gres             string            `json:"gres"`
+	Env              map[string]string `json:"env"`
+	// MPS is the request to the MPS prolog ([mps] enabled and a tflops
+	// limit): the job comment carries MPS.Token().
+	MPS *MPSRequest `json:"mps,omitempty"`
 }
 
 // Environment variables the enforcer reads in per-job mode.
@@ -221,6 +234,10 @@ const (
 	EnvQoS         = "GPUORCH_SLICE_QOS"
 	EnvOnOverrun   = "GPUORCH_SLICE_ON_OVERRUN"
 	EnvGrace       = "GPUORCH_SLICE_GRACE"
+	// The compute policy: the action (default report) and the window SM
+	// use must stay over the limit (default: the enforcer's).
+	EnvOnComputeOverrun = "GPUORCH_SLICE_ON_COMPUTE_OVERRUN"
+	EnvComputeWindow    = "GPUORCH_SLICE_COMPUTE_WINDOW"
 )
 
 // ceilShare is ceil(x) that ignores floating-point dust (3.0000000001 → 3).
@@ -229,12 +246,17 @@ func ceilShare(x float64) int { return int(math.Ceil(x - 1e-9)) }
 // FitError says why a workload does not fit on one GPU of its pool.
 type FitError struct {
 	Pool, GPU string
+	Profile   string // "" when the slice names none
 	What      string
 	Want, Max string
 }
 
 func (e *FitError) Error() string {
-	return fmt.Sprintf("does not fit on one GPU of pool %s (%s): %s %s > %s", e.Pool, e.GPU, e.What, e.Want, e.Max)
+	s := fmt.Sprintf("does not fit on one GPU of pool %s (%s): %s %s > %s", e.Pool, e.GPU, e.What, e.Want, e.Max)
+	if e.Profile != "" {
+		s += " (profile " + e.Profile + ")"
+	}
+	return s
 }
 
 // Plan maps a resolved workload to its slice.
@@ -256,10 +278,13 @@ func (m *Model) Plan(w Workload) (Slice, error) {
 	if q == nil {
 		return Slice{}, fmt.Errorf("qos %q: not a level of the model", w.QoS)
 	}
+	if why := TFLOPSProblem(w.Limits.TFLOPS, nil); w.Limits.TFLOPS != 0 && why != "" {
+		return Slice{}, fmt.Errorf("tflops limit %g: %s (%s)", w.Limits.TFLOPS, why, SlicePlace(w.Pool, w.Profile))
+	}
 	g := pool.GPU
 	fit := func(what string, want, max float64, unit string) error {
 		if want > max+1e-9 {
-			return &FitError{Pool: pool.Name, GPU: fmt.Sprintf("%s: %g TFLOPS, %s", g.Name, g.PeakFP16, g.Memory), What: what,
+			return &FitError{Pool: pool.Name, GPU: fmt.Sprintf("%s: %g TFLOPS, %s", g.Name, g.PeakFP16, g.Memory), Profile: w.Profile, What: what,
 				Want: strconv.FormatFloat(want, 'f', -1, 64) + unit, Max: strconv.FormatFloat(max, 'f', -1, 64) + unit}
 		}
 		return nil
@@ -274,13 +299,15 @@ func (m *Model) Plan(w Workload) (Slice, error) {
 	S := pool.ShardsPerGPU
 	s := Slice{
 		Workload: w, Partition: m.Partition(pool.Name), SlurmQoS: m.SlurmQoS(q.Name), GPU: g,
-		ShardsPerGPU:  S,
-		ComputeShards: ceilShare(w.Requests.TFLOPS / (g.PeakFP16 * pool.Oversubscription) * float64(S)),
-		VRAMShards:    ceilShare(float64(w.Requests.VRAM) / float64(g.Memory) * float64(S)),
-		VRAMLimit:     w.Limits.VRAM,
-		OnOverrun:     q.OnOverrun,
-		Grace:         q.GraceTime.D(),
-		Requeue:       q.OnOverrun == ActionRequeue || q.PreemptMode == "requeue",
+		ShardsPerGPU:     S,
+		ComputeShards:    ceilShare(w.Requests.TFLOPS / (g.PeakFP16 * pool.Oversubscription) * float64(S)),
+		VRAMShards:       ceilShare(float64(w.Requests.VRAM) / float64(g.Memory) * float64(S)),
+		VRAMLimit:        w.Limits.VRAM,
+		OnOverrun:        q.OnOverrun,
+		OnComputeOverrun: q.OnComputeOverrun,
+		ComputeWindow:    q.ComputeWindow.D(),
+		Grace:            q.GraceTime.D(),
+		Requeue:          q.OnOverrun == ActionRequeue || q.OnComputeOverrun == ActionRequeue || q.PreemptMode == "requeue",
 	}
 	s.Shards = max(s.ComputeShards, s.VRAMShards, 1)
 	if s.Shards > S { // unreachable after the fit checks; kept as a guard
@@ -300,12 +327,24 @@ func (m *Model) Plan(w Workload) (Slice, error) {
 	}
 	if w.Limits.TFLOPS > 0 {
 		s.Env[EnvTFLOPSLimit] = strconv.FormatFloat(w.Limits.TFLOPS, 'f', -1, 64)
+		// The defaults (report; the enforcer's window) need no variable.
+		if q.OnComputeOverrun != ActionReport {
+			s.Env[EnvOnComputeOverrun] = q.OnComputeOverrun
+		}
+		if q.ComputeWindow > 0 {
+			s.Env[EnvComputeWindow] = q.ComputeWindow.String()
+		}
 	}
+	pinnedMiB := uint64(0)
 	if w.Limits.VRAM > 0 {
 		// MPS takes whole MiB with an M suffix; round down so the cap is
 		// never above the limit the enforcer checks.
-		s.Env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] = "0=" + strconv.FormatUint(max(uint64(w.Limits.VRAM/MiB), 1), 10) + "M"
+		pinnedMiB = max(uint64(w.Limits.VRAM/MiB), 1)
+		s.Env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] = "0=" + strconv.FormatUint(pinnedMiB, 10) + "M"
 		s.Env[EnvVRAMLimit] = strconv.FormatUint(uint64(w.Limits.VRAM), 10)
+	}
+	if m.MPS.Enabled && w.Limits.TFLOPS > 0 {
+		s.MPS = &MPSRequest{ThreadPercent: s.ThreadPercent, PinnedMiB: pinnedMiB, Dir: m.MPS.Dir}
 	}
 	return s, nil
 }

@@ -2,6 +2,7 @@ package gpuslice
 
 import (
 	"errors"
+	"math"
 	"strconv"
 	"strings"
 	"testing"
@@ -54,6 +55,9 @@ func TestResolveErrors(t *testing.T) {
 		{Override{Pool: "a100", TFLOPSRequest: 1, QoS: "gold"}, `qos "gold"`},
 		{Override{Profile: "p", Replicas: ptr(9)}, "outside autoscaling range"},
 		{Override{Profile: "p", MinReplicas: ptr(4), MaxReplicas: ptr(3)}, "min_replicas"},
+		// Bad TFLOPS name the pool and the profile.
+		{Override{Profile: "p", TFLOPSLimit: math.NaN()}, "tflops limit NaN: not a number (pool a100, profile p)"},
+		{Override{Pool: "h100", TFLOPSRequest: -2, VRAMLimit: GiB}, "tflops request -2: must be positive (pool h100)"},
 	} {
 		if _, err := m.Resolve(c.o); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("Resolve(%+v) = %v, want %q", c.o, err, c.want)
@@ -109,5 +113,19 @@ func TestPlanRejectsWhatDoesNotFit(t *testing.T) {
 	_, err = m.PlanOverride(Override{Pool: "a100", VRAMRequest: 48 * GiB})
 	if !errors.As(err, &fe) || !strings.Contains(err.Error(), "vram limit 48 GiB > 40 GiB") {
 		t.Fatalf("err = %v", err)
+	}
+	// A profile's slice names the profile too.
+	_, err = m.PlanOverride(Override{Profile: "p", TFLOPSLimit: 313})
+	if !errors.As(err, &fe) || !strings.HasSuffix(err.Error(), "tflops limit 313 TFLOPS > 312 TFLOPS (profile p)") {
+		t.Fatalf("err = %v", err)
+	}
+	// Plan refuses a NaN limit even when handed a workload directly.
+	w, err := m.Resolve(Override{Profile: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Limits.TFLOPS = math.NaN()
+	if _, err := m.Plan(w); err == nil || !strings.Contains(err.Error(), "not a number (pool a100, profile p)") {
+		t.Fatalf("Plan(NaN) = %v", err)
 	}
 }

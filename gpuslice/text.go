@@ -136,7 +136,9 @@ func doneLines(done []Action) *bytes.Buffer {
 
 // WriteText writes the slice for people: the resolved workload (and where
 // its QoS came from), requests and limits, the GPU, the shards, the sbatch
-// options, the environment and what happens on a VRAM overrun.
+// options, the environment, what happens on a VRAM overrun (and a compute
+// overrun, when the QoS says more than the default report) and the MPS
+// request.
 func (s Slice) WriteText(w io.Writer) error {
 	var b bytes.Buffer
 	wl := s.Workload
@@ -162,6 +164,16 @@ func (s Slice) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, "env        %s=%s\n", k, s.Env[k])
 	}
 	fmt.Fprintf(&b, "overrun    %s (grace %s)\n", s.OnOverrun, s.Grace)
+	if s.OnComputeOverrun != "" && s.OnComputeOverrun != ActionReport || s.ComputeWindow > 0 {
+		window := "the enforcer's --compute-sustain"
+		if s.ComputeWindow > 0 {
+			window = s.ComputeWindow.String()
+		}
+		fmt.Fprintf(&b, "compute    %s after %s over the limit\n", s.OnComputeOverrun, window)
+	}
+	if s.MPS != nil {
+		fmt.Fprintf(&b, "mps        comment %s: the MPS prolog runs a daemon for the job in %s/<jobid>\n", s.MPS.Token(), s.MPS.Dir)
+	}
 	_, err := w.Write(b.Bytes())
 	return err
 }

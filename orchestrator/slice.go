@@ -45,6 +45,14 @@ func (d *decoder) resolveSlice(s *Spec) error {
 	if err != nil {
 		return d.Errorf(from, "slice.pools: %v", err)
 	}
+	// Zero means "not given" in an Override; written out, it is refused
+	// like a 0 in a profile (it would plan as 100 % of the SMs).
+	tbl, _ := s.raw["slice"].(map[string]any)
+	for _, k := range []string{"tflops_request", "tflops_limit"} {
+		if v, ok := tbl[k]; ok && (v == int64(0) || v == float64(0)) {
+			return d.Errorf([]string{"slice", k}, "slice.%s 0: %s (%s)", k, gpuslice.TFLOPSProblem(0, nil), gpuslice.SlicePlace(ss.Pool, ss.Profile))
+		}
+	}
 	sl, err := m.PlanOverride(ss.Override)
 	if err != nil {
 		key := d.sliceErrKey(s, err)
@@ -109,7 +117,9 @@ func (d *decoder) sliceErrKey(s *Spec, err error) []string {
 
 // ApplySlice runs job j in slice s: the slice's partition, QOS, shards and
 // requeue policy, its MPS and GPUORCH_SLICE_* environment (exported,
-// quoted), and a body that starts the per-job enforcer (`gpuorch slice
+// quoted), its MPS request (the comment token, and the check of the MPS
+// prolog's outcome: refused exits 75, started exports the daemon's pipe
+// directory), and a body that starts the per-job enforcer (`gpuorch slice
 // enforce`, which reads those variables) in the background, runs command,
 // stops the enforcer and exits with the command's status. command must not
 // be an sbatch.Exec line (the shell has to outlive it to stop the
@@ -121,6 +131,18 @@ func ApplySlice(j *sbatch.Job, s gpuslice.Slice, gpuorchBin string, command sbat
 	j.Requeue = sbatch.Bool(s.Requeue)
 	for _, k := range s.EnvNames() {
 		j.Env = append(j.Env, sbatch.Env(k, s.Env[k]))
+	}
+	if s.MPS != nil {
+		// The MPS prolog reads the request from the comment and leaves its
+		// outcome in DIR/<jobid> (gpuslice/mps).
+		j.Comment = strings.TrimSpace(j.Comment + " " + s.MPS.Token())
+		j.Body = append(j.Body,
+			sbatch.Comment("gpuorch: the MPS prolog's outcome for this job (docs/gpu-slicing.md, \"MPS per job\")"),
+			sbatch.Export("GPUORCH_MPS_JOB_DIR", sbatch.Cat(sbatch.Lit(s.MPS.Dir+"/"), sbatch.Var("SLURM_JOB_ID"))),
+			sbatch.Raw(`if [ -r "$GPUORCH_MPS_JOB_DIR/refused" ]; then cat "$GPUORCH_MPS_JOB_DIR/refused" >&2; exit 75; fi
+if [ -r "$GPUORCH_MPS_JOB_DIR/env" ]; then . "$GPUORCH_MPS_JOB_DIR/env"
+else cat "$GPUORCH_MPS_JOB_DIR/unavailable" >&2 2>/dev/null || echo "gpuorch: no MPS for job $SLURM_JOB_ID: no outcome of the MPS prolog in $GPUORCH_MPS_JOB_DIR (is the hook installed? gpuorch admin plan)" >&2
+fi`))
 	}
 	j.Body = append(j.Body,
 		sbatch.Raw(sbatch.Quote(gpuorchBin)+" slice enforce & enforcer=$!"),

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/gpuslice"
+	"github.com/gpuorch/gpuorch/sbatch"
 )
 
 // sliceSpecSrc is a minimal serving spec with the given [slice] (and any
@@ -177,6 +178,10 @@ func TestSliceSpecErrors(t *testing.T) {
 			lineOf(base + 5), `slurm.partition "debug" conflicts with [slice], which sets partition "gs_a100"`},
 		{"slurm gpus conflict", "[slice]\npools = \"pools.toml\"\nprofile = \"small-infer\"\n[slurm]\ngpus = \"1\"\n", nil,
 			lineOf(base + 5), "slurm.gpus \"1\" conflicts with [slice]"},
+		{"tflops limit 0", "[slice]\npools = \"pools.toml\"\nprofile = \"small-infer\"\ntflops_limit = 0\n", nil,
+			lineOf(base + 4), `slice.tflops_limit 0: 0 TFLOPS would give 100 % of the SMs; leave tflops out for a VRAM-only slice (profile small-infer)`},
+		{"set tflops NaN", "[slice]\npools = \"pools.toml\"\nprofile = \"small-infer\"\n", []string{"slice.tflops_limit=nan"},
+			"--set slice.tflops_limit=nan", "tflops limit NaN: not a number (pool a100, profile small-infer)"},
 		{"request above limit", "[slice]\npools = \"pools.toml\"\nprofile = \"small-infer\"\ntflops_request = 20\n", nil,
 			lineOf(base + 4), "tflops request 20 is above its limit 15"},
 	} {
@@ -376,5 +381,88 @@ func TestSliceJobScriptRuns(t *testing.T) {
 	}
 	if _, err := os.Stat(marker); err == nil {
 		t.Fatal("argument ran as code")
+	}
+}
+
+// TestSliceJobReadsMPSOutcome runs a rendered slice job with [mps] enabled
+// against each outcome the MPS prolog can leave in DIR/<jobid>: started (the
+// command sees the daemon's pipe directory), refused (the script exits 75
+// with the prolog's message, the command never runs), unavailable or no
+// prolog at all (the command runs without MPS, and the script says why).
+func TestSliceJobReadsMPSOutcome(t *testing.T) {
+	dir := t.TempDir()
+	pools := filepath.Join(dir, "pools.toml")
+	src, err := os.ReadFile("../examples/pools.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mpsDir := filepath.Join(dir, "mps")
+	if err := os.WriteFile(pools, append(src, []byte("\n[mps]\nenabled = true\ndir = \""+mpsDir+"\"\n")...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := gpuslice.LoadModel(pools)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := m.PlanOverride(gpuslice.Override{Profile: "small-infer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := &sbatch.Job{Name: "t", Comment: "mine"} // the token joins a comment already there
+	ApplySlice(j, s, "true", sbatch.CommandArgv("sh", "-c", `echo "ran pipe=$CUDA_MPS_PIPE_DIRECTORY"`))
+	script, err := j.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(script, "#SBATCH --comment=\"mine gpuorch-mps=5,3072M\"\n") {
+		t.Fatalf("comment:\n%s", script)
+	}
+	path := filepath.Join(dir, "job.sh")
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	jobDir := filepath.Join(mpsDir, "77")
+	for _, tc := range []struct {
+		name, file, content string
+		code                int
+		want                []string
+	}{
+		{"started", "env", "export CUDA_MPS_PIPE_DIRECTORY=" + jobDir + "/pipe\n", 0, []string{"ran pipe=" + jobDir + "/pipe\n"}},
+		{"refused", "refused", "gpuorch: MPS refused for job 77 on node3: GPU 0 is held by job 76's MPS daemon\n", 75,
+			[]string{"gpuorch: MPS refused for job 77 on node3: GPU 0 is held by job 76's MPS daemon\n"}},
+		{"unavailable", "unavailable", "gpuorch: no MPS for job 77 on node3: no control program\n", 0,
+			[]string{"gpuorch: no MPS for job 77 on node3: no control program\n", "ran pipe=\n"}},
+		{"no prolog", "", "", 0, []string{"gpuorch: no MPS for job 77: no outcome of the MPS prolog in " + jobDir, "ran pipe=\n"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			os.RemoveAll(jobDir)
+			if tc.file != "" {
+				os.MkdirAll(jobDir, 0o755)
+				if err := os.WriteFile(filepath.Join(jobDir, tc.file), []byte(tc.content), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cmd := exec.Command("bash", path)
+			cmd.Env = append(os.Environ(), "SLURM_JOB_ID=77")
+			out, err := cmd.CombinedOutput()
+			code := 0
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tc.code {
+				t.Errorf("exit %d, want %d:\n%s", code, tc.code, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+			if tc.code != 0 && strings.Contains(string(out), "ran") {
+				t.Errorf("the command ran:\n%s", out)
+			}
+		})
 	}
 }

@@ -12,9 +12,10 @@ export DEBIAN_FRONTEND=noninteractive
 
 # gcc, libslurm-dev and slurm-wlm-basic-plugins (plugstack.conf.d) build and
 # load the SPANK plugin in its test; squashfs-tools and chromium are the
-# tools GPUORCH_TEST_TOOLS=1 promises.
+# tools GPUORCH_TEST_TOOLS=1 promises; llvm (llc) checks test/gpu/gpuload/busy.ptx
+# against its source, and gcc builds that workload and its stand-in driver.
 pkgs=(slurmctld slurmd slurm-client slurmdbd munge mariadb-server libslurm-dev slurm-wlm-jwt-plugin
-      slurm-wlm-basic-plugins gcc libc6-dev squashfs-tools chromium jq curl ca-certificates procps psmisc)
+      slurm-wlm-basic-plugins gcc libc6-dev squashfs-tools chromium jq curl ca-certificates procps psmisc llvm)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

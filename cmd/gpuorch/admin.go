@@ -24,8 +24,8 @@ docs/gpu-slicing.md and examples/pools.toml.
   gpuorch admin apply examples/pools.toml   # make it so; a second apply does nothing
 
 gpuorch changes only: QOS named with the model's [slurm] prefix (sacctmgr),
-and the partitions include file ([slurm] include_file, which slurm.conf must
-Include). Node Gres lines it only reports.`,
+the partitions include file ([slurm] include_file, which slurm.conf must
+Include), with [mps] the MPS hook. Node Gres lines, Prolog/Epilog: reported.`,
 		Subcommands: []*cli.Command{
 			{
 				Name:      "plan",

@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/gpuorch/gpuorch/gpuslice"
+	"github.com/gpuorch/gpuorch/gpuslice/mps"
 	"github.com/gpuorch/gpuorch/gpuslice/nvmlx"
 	"github.com/gpuorch/gpuorch/internal/cliargs"
 	"github.com/gpuorch/gpuorch/internal/errkind"
@@ -54,7 +55,7 @@ rejected with the numbers (exit 2).`,
 			},
 			{
 				Name:  "enforce",
-				Usage: "poll NVML and act on jobs over their VRAM limit (per job, or as a node daemon)",
+				Usage: "poll NVML and act on jobs over their VRAM or compute limit (per job, or as a node daemon)",
 				Description: `Per job (the default; what 'slice plan --script' starts in the background):
 the job id is $SLURM_JOB_ID and the limits come from the GPUORCH_SLICE_*
 variables of the rendered script. Only that job's processes are ever acted on.
@@ -69,8 +70,8 @@ and sums the job's VRAM. Over the limit, by the QoS's on_vram_overrun:
              time are killed (a job Slurm cannot requeue is terminated)
   terminate  SIGTERM to the job's GPU processes, SIGKILL after the grace time
   report     only record it
-SM utilisation above the compute limit for --compute-sustain is reported, not
-throttled (MPS's thread percentage caps it at context creation).
+SM use over the compute limit for the QoS's compute_window (else --compute-sustain,
+with hysteresis) gets its on_compute_overrun: report (default), terminate, requeue.
 Events go to stdout and, with --metrics, as slice_violation points to a
 line-protocol file. --dry-run acts on nothing.`,
 				Flags: []cli.Flag{
@@ -78,20 +79,30 @@ line-protocol file. --dry-run acts on nothing.`,
 					&cli.StringFlag{Name: "limits-dir", Usage: "daemon mode: read each job's limits from `DIR`/<jobid>"},
 					&cli.StringFlag{Name: "register", Usage: "write this job's limits to `DIR`/<jobid> for a node daemon, then exit"},
 					&cli.DurationFlag{Name: "interval", Value: 500 * time.Millisecond, Usage: "poll period"},
-					&cli.DurationFlag{Name: "compute-sustain", Value: 10 * time.Second, Usage: "how long SM use must stay over the compute limit before it is reported"},
+					&cli.DurationFlag{Name: "compute-sustain", Value: 10 * time.Second, Usage: "how long SM use must stay over the compute limit before the compute policy applies, for jobs whose QoS sets no compute_window"},
 					&cli.StringFlag{Name: "metrics", Usage: "append slice_violation points to `FILE` (line protocol)"},
 					&cli.BoolFlag{Name: "dry-run", Usage: "report what would be done; signal nothing, requeue nothing"},
 					&cli.BoolFlag{Name: "once", Usage: "poll once and exit (a read-only check with --dry-run)"},
 				},
 				Action: sliceEnforce,
 			},
+			{Name: "mps", Usage: "the MPS hook's part, as root: start (prolog) or stop (epilog) this job's MPS daemon (docs/gpu-slicing.md)", ArgsUsage: "prolog|epilog", Action: sliceMPS},
 		},
 	})
+}
+
+func sliceMPS(c *cli.Context) error {
+	msg, err := mps.Config{}.Hook(c.Context, c.Args().First(), os.Getenv)
+	fmt.Fprintln(c.App.Writer, msg)
+	return err
 }
 
 func sliceOverride(c *cli.Context) (gpuslice.Override, error) {
 	o := gpuslice.Override{Profile: c.String("profile"), Pool: c.String("pool"), QoS: c.String("qos"),
 		TFLOPSRequest: c.Float64("tflops-request"), TFLOPSLimit: c.Float64("tflops-limit")}
+	if c.IsSet("tflops-request") && o.TFLOPSRequest == 0 || c.IsSet("tflops-limit") && o.TFLOPSLimit == 0 {
+		return o, fmt.Errorf("--tflops-request or --tflops-limit 0: %s", gpuslice.TFLOPSProblem(0, nil))
+	}
 	for _, f := range []struct {
 		flag string
 		dst  *gpuslice.Bytes

@@ -31,6 +31,8 @@ func TestSliceCLI(t *testing.T) {
 		{"plan unknown profile", nil, []string{"slice", "plan", "--pools", pools, "--profile", "huge"}, exitUsage, `profile "huge"`},
 		{"plan bad vram", nil, []string{"slice", "plan", "--pools", pools, "--profile", "small-infer", "--vram-limit", "lots"}, exitUsage, "--vram-limit"},
 		{"plan does not fit", nil, []string{"slice", "plan", "--pools", pools, "--pool", "a100", "--tflops-limit", "400"}, exitUsage, "does not fit on one GPU of pool a100"},
+		{"plan tflops limit 0", nil, []string{"slice", "plan", "--pools", pools, "--profile", "small-infer", "--tflops-limit", "0"}, exitUsage, "--tflops-request or --tflops-limit 0: 0 TFLOPS would give 100 % of the SMs"},
+		{"plan tflops limit NaN", nil, []string{"slice", "plan", "--pools", pools, "--profile", "small-infer", "--tflops-limit", "NaN"}, exitUsage, "tflops limit NaN: not a number (pool a100, profile small-infer)"},
 		{"plan script without command", nil, []string{"slice", "plan", "--pools", pools, "--profile", "small-infer", "--script"}, exitUsage, "--script needs the command"},
 		{"enforce no job", nil, []string{"slice", "enforce", "--once"}, exitUsage, "no job: run inside a Slurm job"},
 		{"enforce no limits", map[string]string{gpuslice.EnvJobID: "42"}, []string{"slice", "enforce", "--once"}, exitUsage, "no limit in the environment"},

@@ -224,23 +224,39 @@ func (s *Session) Sample() ([]gpuslice.DeviceSample, error) {
 			}
 			ds.Procs = append(ds.Procs, mp...)
 		}
-		// Per-process SM utilisation is optional (not on every GPU, and
-		// NOT_FOUND when nothing ran since lastSeen).
-		if util, ret := d.GetProcessUtilization(s.lastSeen[i]); ret == nvml.SUCCESS {
-			for _, u := range util {
-				if u.TimeStamp > s.lastSeen[i] {
-					s.lastSeen[i] = u.TimeStamp
-				}
-				for k := range ds.Procs {
-					if ds.Procs[k].PID == int(u.Pid) && int(u.SmUtil) > ds.Procs[k].SMUtil {
-						ds.Procs[k].SMUtil = int(u.SmUtil)
-					}
-				}
-			}
+		if !s.mig[i] {
+			s.smUtil(i, d, ds.Procs)
 		}
 		out = append(out, ds)
 	}
 	return out, errors.Join(errs...)
+}
+
+// smUtil fills in each process's SM utilisation: the mean of the samples
+// NVML took since the last poll. NVML returns a sample only for a process
+// with some utilisation in its period, and NOT_FOUND when there is none
+// since lastSeen, so a listed process without one was idle (0). A device
+// that does not report per-process utilisation (NOT_SUPPORTED, MIG) leaves
+// -1: unknown, which the enforcer never reads as idle.
+func (s *Session) smUtil(i int, d nvml.Device, procs []gpuslice.ProcUsage) {
+	util, ret := d.GetProcessUtilization(s.lastSeen[i])
+	if ret != nvml.SUCCESS && ret != nvml.ERROR_NOT_FOUND {
+		return
+	}
+	sum := make(map[uint32][2]uint64, len(util)) // pid → (sum, n)
+	for _, u := range util {
+		if u.TimeStamp > s.lastSeen[i] {
+			s.lastSeen[i] = u.TimeStamp
+		}
+		v := sum[u.Pid]
+		sum[u.Pid] = [2]uint64{v[0] + uint64(u.SmUtil), v[1] + 1}
+	}
+	for k := range procs {
+		procs[k].SMUtil = 0
+		if v := sum[uint32(procs[k].PID)]; v[1] > 0 {
+			procs[k].SMUtil = int((v[0] + v[1]/2) / v[1])
+		}
+	}
 }
 
 func migProcesses(d nvml.Device) ([]gpuslice.ProcUsage, error) {

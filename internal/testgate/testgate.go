@@ -99,6 +99,34 @@ func SlurmAdmin(t testing.TB, includeFile string) {
 	}
 }
 
+// MPSHook is where test/slurm/up.sh installs the MPS hook, and what it
+// makes slurm.conf run as Prolog and Epilog.
+const MPSHook = "/etc/slurm/gpuorch-mps-hook"
+
+// SlurmMPSHook is for tests that run the MPS hook on the cluster (it
+// rewrites MPSHook through admin apply): accounting, the pools include
+// file, and MPSHook as slurmd's Prolog and Epilog, which up.sh sets up, on
+// a running cluster too.
+func SlurmMPSHook(t testing.TB, includeFile string) {
+	t.Helper()
+	SlurmAdmin(t, includeFile)
+	out, err := slurmCmd("scontrol", "show", "config")
+	if err != nil {
+		gate(t, true, fmt.Sprintf("%s=1 but scontrol show config failed: %s %v", EnvSlurm, out, err), slurmHint)
+	}
+	for _, k := range []string{"Prolog", "Epilog"} {
+		found := false
+		for _, l := range strings.Split(out, "\n") {
+			if name, v, ok := strings.Cut(l, "="); ok && strings.TrimSpace(name) == k && strings.TrimSpace(v) == MPSHook {
+				found = true
+			}
+		}
+		if !found {
+			gate(t, true, fmt.Sprintf("%s=1 but slurmd's %s is not %s", EnvSlurm, k, MPSHook), "run `sudo bash test/slurm/up.sh` again: it adds the hook to a running cluster")
+		}
+	}
+}
+
 // SlurmSPANK is for the SPANK plugin test: the cluster, Slurm's plugin
 // headers (libslurm-dev, installed by test-env.sh), the plugstack.conf.d
 // directory that loads a plugin without restarting Slurm, and go to build

@@ -11,7 +11,10 @@
 #
 # The cluster is machine-wide (/etc/slurm). slurm.conf includes
 # /etc/slurm/gpuorch-pools.conf, which belongs to `gpuorch admin apply` (GPU
-# pools); this script only creates it empty when it does not exist.
+# pools); this script only creates it empty when it does not exist. It also
+# includes /etc/slurm/gpuorch-hooks.conf, which runs the MPS hook
+# /etc/slurm/gpuorch-mps-hook as Prolog and Epilog (added to a running
+# cluster too).
 # See /work/shared/reference/slurm-test-cluster.md and docs/slurm.md.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -35,7 +38,37 @@ cluster_up() {
   timeout 5 sinfo -h -p gpu -o '%P' 2>/dev/null | grep -q gpu || return 1
 }
 
+# The MPS hook (gpuslice/mps/hook.sh) runs as Slurm's Prolog and Epilog,
+# through the include gpuorch-hooks.conf. A job without gpuorch-mps= in its
+# comment leaves it at a case statement, so it costs every other test
+# nothing; `gpuorch admin apply` of a pools file with [mps] enabled rewrites
+# it with that model's paths (TestMPSHookOnCluster). Installed when missing,
+# never overwritten. Succeeds when it changed the configuration.
+ensure_mps_hook() {
+  local changed=1 want
+  if [ ! -s "$ETC/gpuorch-mps-hook" ]; then
+    install -m 755 "$here/../../gpuslice/mps/hook.sh" "$ETC/gpuorch-mps-hook"
+  fi
+  want="# Written by test/slurm/up.sh: the MPS hook as Prolog and Epilog (docs/gpu-slicing.md).
+Prolog=$ETC/gpuorch-mps-hook
+Epilog=$ETC/gpuorch-mps-hook"
+  if [ "$(cat "$ETC/gpuorch-hooks.conf" 2>/dev/null)" != "$want" ]; then
+    printf '%s\n' "$want" >"$ETC/gpuorch-hooks.conf"
+    changed=0
+  fi
+  if ! grep -qx "Include $ETC/gpuorch-hooks.conf" "$ETC/slurm.conf"; then
+    echo "Include $ETC/gpuorch-hooks.conf" >>"$ETC/slurm.conf"
+    changed=0
+  fi
+  return $changed
+}
+
 if cluster_up; then
+  # A cluster started before the hook existed gets it now.
+  if ensure_mps_hook; then
+    scontrol reconfigure
+    log "MPS hook installed as Prolog and Epilog"
+  fi
   log "cluster already up ($(sinfo -h -N -o '%N' | sort -u | tr '\n' ' '))"
   exit 0
 fi
@@ -77,6 +110,7 @@ echo "# QoS partitions: filled in by test/slurm/up.sh once the QoS exist" >"$ETC
 # Owned by `gpuorch admin apply`: created (effectively empty), never overwritten.
 [ -s "$ETC/gpuorch-pools.conf" ] ||
   echo "# GPU pools: managed by gpuorch admin apply" >"$ETC/gpuorch-pools.conf"
+ensure_mps_hook || true
 
 # --- munge --------------------------------------------------------------------
 if ! pgrep -x munged >/dev/null; then
