@@ -35,26 +35,17 @@ type ReportData struct {
 	Training   []Point // training points (Metaseq logs: train_inner, valid…, train)
 }
 
-// LoadReport reads what a report on experiment needs from src.
+// LoadReport reads what a report on experiment needs from src: of a task
+// that ran more than once, its latest attempt (as Load).
 func LoadReport(ctx context.Context, src Source, experiment, sourceName string) (*ReportData, error) {
-	res, err := Load(ctx, src, experiment)
+	res, sum, ivl, err := load(ctx, src, experiment, true)
 	if err != nil {
 		return nil, err
 	}
-	q := Query{Measurement: MeasServingSummary}
+	q := Query{Measurement: MeasTraining}
 	if experiment != "" {
 		q.Experiments = []string{experiment}
 	}
-	sum, err := src.Query(ctx, q)
-	if err != nil {
-		return nil, fmt.Errorf("read %s points: %w", MeasServingSummary, err)
-	}
-	q.Measurement = MeasServing
-	ivl, err := src.Query(ctx, q)
-	if err != nil {
-		return nil, fmt.Errorf("read %s points: %w", MeasServing, err)
-	}
-	q.Measurement = MeasTraining
 	tr, err := src.Query(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("read %s points: %w", MeasTraining, err)

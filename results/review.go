@@ -104,41 +104,48 @@ func (r *Results) HasLLM() bool {
 
 // Load reads one experiment's serving points from src and builds its
 // review model. experiment "" takes every experiment in src (a local
-// experiment directory holds only its own).
+// experiment directory holds only its own). A task that ran more than once
+// is reported from its latest attempt (see attempt.go).
 func Load(ctx context.Context, src Source, experiment string) (*Results, error) {
+	res, _, _, err := load(ctx, src, experiment, false)
+	return res, err
+}
+
+// load reads what Load needs and returns the summary and interval points of
+// each task's latest attempt beside the model. allIntervals reads the
+// interval points of every task; otherwise those of tasks whose latest
+// attempt completed are left out (their summary says everything).
+func load(ctx context.Context, src Source, experiment string, allIntervals bool) (*Results, []Point, []Point, error) {
 	q := Query{Measurement: MeasServingSummary}
 	if experiment != "" {
 		q.Experiments = []string{experiment}
 	}
 	sum, err := src.Query(ctx, q)
 	if err != nil {
-		return nil, fmt.Errorf("read %s points: %w", MeasServingSummary, err)
+		return nil, nil, nil, fmt.Errorf("read %s points: %w", MeasServingSummary, err)
 	}
-	// Interval points are only needed for tasks without a summary (task
-	// names are unique within one experiment, which is what this reads).
+	// Task names are unique within one experiment, which is what this
+	// reads; a task whose latest attempt failed or was interrupted may
+	// have run again since, so its interval points are read too.
 	q.Measurement = MeasServing
-	if oneExperiment(sum) {
-		for _, p := range sum {
-			if t := p.Tags[TagTask]; p.Tags[TagBreakdown] == BreakdownTotal && t != "" {
-				if q.Exclude == nil {
-					q.Exclude = map[string][]string{}
-				}
-				q.Exclude[TagTask] = append(q.Exclude[TagTask], t)
-			}
+	if !allIntervals && oneExperiment(sum) {
+		if done := finishedTasks(sum); len(done) > 0 {
+			q.Exclude = map[string][]string{TagTask: done}
 		}
 	}
 	ivl, err := src.Query(ctx, q)
 	if err != nil {
-		return nil, fmt.Errorf("read %s points: %w", MeasServing, err)
+		return nil, nil, nil, fmt.Errorf("read %s points: %w", MeasServing, err)
 	}
 	q.Measurement, q.Exclude = MeasServingPrediction, nil
 	preds, err := src.Query(ctx, q)
 	if err != nil {
-		return nil, fmt.Errorf("read %s points: %w", MeasServingPrediction, err)
+		return nil, nil, nil, fmt.Errorf("read %s points: %w", MeasServingPrediction, err)
 	}
+	sum, ivl = latestAttempts(sum, ivl)
 	res := Build(sum, ivl)
 	res.AddPredictions(preds)
-	return res, nil
+	return res, sum, ivl, nil
 }
 
 func oneExperiment(pts []Point) bool {
@@ -152,10 +159,12 @@ func oneExperiment(pts []Point) bool {
 
 type taskKey struct{ experiment, task string }
 
-// Build makes the review model from serving_summary and serving points. A
-// task with a summary gets its rows from it; a task with only interval
-// points gets an "incomplete" row summed from them.
+// Build makes the review model from serving_summary and serving points,
+// keeping of each task only its latest attempt. A task with a summary gets
+// its rows from it; a task with only interval points gets an "incomplete"
+// row summed from them.
 func Build(summary, intervals []Point) *Results {
+	summary, intervals = latestAttempts(summary, intervals)
 	res := &Results{}
 	haveSummary := map[taskKey]bool{}
 	paramKeys := map[string]bool{}
