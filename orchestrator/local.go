@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/layout"
+	"github.com/gpuorch/gpuorch/loadgen"
 )
 
 func init() {
@@ -372,8 +374,12 @@ func (l *Local) untrack(exp *Experiment, i int) {
 	delete(l.cancels[exp.Dir], i)
 }
 
-// Refresh marks tasks that claim to run on this host but whose process is
-// gone (gpuorch was killed while they ran) as interrupted, so they resume.
+// Refresh settles tasks that claim to run on this host but whose process is
+// gone while the gpuorch that started them is gone too (it was killed): a
+// task's process runs in its own process group and may well have finished
+// on its own since, so its summary.json, when this attempt wrote one, says
+// how it ended; a task without one did not finish and is marked
+// interrupted, so that --resume runs it again.
 func (l *Local) Refresh(ctx context.Context, exp *Experiment) error {
 	host, _ := os.Hostname()
 	l.mu.Lock()
@@ -392,6 +398,12 @@ func (l *Local) Refresh(ctx context.Context, exp *Experiment) error {
 			if alive(t.PID) || (t.Runner > 0 && alive(t.Runner)) {
 				continue // still running, or its gpuorch is about to record its end
 			}
+			if sum, ok := attemptSummary(exp.Dir, t); ok {
+				end := sum.Ended.UTC()
+				t.End = &end
+				t.State, t.Error = summaryState(sum)
+				continue
+			}
 			now := time.Now().UTC()
 			t.State = TaskInterrupted
 			t.End = &now
@@ -405,10 +417,52 @@ func (l *Local) Refresh(ctx context.Context, exp *Experiment) error {
 	})
 }
 
-// alive reports whether process pid exists (EPERM: it does, as another user's).
+// attemptSummary reads the summary.json that task t's current attempt
+// wrote when it ended; ok is false when there is none, or only an earlier
+// attempt's (ended before this one started).
+func attemptSummary(dir string, t *TaskStatus) (loadgen.Summary, bool) {
+	var sum loadgen.Summary
+	if t.Start == nil || readJSON(filepath.Join(dir, SummaryPath(t.Index)), &sum) != nil {
+		return sum, false
+	}
+	return sum, !sum.Ended.IsZero() && !sum.Ended.Before(*t.Start)
+}
+
+// summaryState is the task state a run's summary stands for, with the
+// message of a failure. Its exit code was seen by nobody, so it is left
+// unset.
+func summaryState(sum loadgen.Summary) (TaskState, string) {
+	const how = " (its gpuorch process went away; state from its summary.json)"
+	switch sum.Status {
+	case loadgen.StatusCompleted:
+		return TaskCompleted, ""
+	case loadgen.StatusFailed:
+		msg := "failed"
+		if sum.Error != "" {
+			msg = sum.Error
+		}
+		return TaskFailed, msg + how
+	}
+	return TaskInterrupted, "interrupted" + how
+}
+
+// alive reports whether process pid runs (EPERM: it does, as another
+// user's). A zombie does not: it has ended, and with its parent gone
+// nobody may reap it (PID 1 of a container need not).
 func alive(pid int) bool {
 	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+	if err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true // no /proc: kill's answer stands
+	}
+	// pid (comm) state …: comm may hold ')' and blanks, so look after the last ')'.
+	if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) && b[i+2] == 'Z' {
+		return false
+	}
+	return true
 }
 
 func anyRunning(ts []TaskStatus) bool {

@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -445,6 +447,83 @@ func TestLocalRefreshMarksOrphans(t *testing.T) {
 	if st.Tasks[0].State != TaskInterrupted || st.State != ExpInterrupted {
 		t.Errorf("after refresh: task %s, experiment %s", st.Tasks[0].State, st.State)
 	}
+}
+
+// TestLocalRefreshReadsSummary: a task whose process and gpuorch are gone
+// ended as its own summary.json says, when this attempt wrote one (a killed
+// gpuorch does not stop the task, which finishes on its own); without one,
+// or with only an earlier attempt's, it is interrupted and runs again.
+func TestLocalRefreshReadsSummary(t *testing.T) {
+	host, _ := os.Hostname()
+	start := time.Now().UTC().Add(-time.Minute)
+	for _, tc := range []struct {
+		name    string
+		summary *loadgen.Summary
+		want    TaskState
+		msg     string
+	}{
+		{"completed", &loadgen.Summary{Status: loadgen.StatusCompleted, Ended: start.Add(30 * time.Second)}, TaskCompleted, ""},
+		{"failed", &loadgen.Summary{Status: loadgen.StatusFailed, Error: "no successful request", Ended: start.Add(time.Second)}, TaskFailed, "no successful request (its gpuorch process went away; state from its summary.json)"},
+		{"interrupted", &loadgen.Summary{Status: loadgen.StatusInterrupted, Ended: start.Add(time.Second)}, TaskInterrupted, "interrupted (its gpuorch process went away; state from its summary.json)"},
+		{"an earlier attempt's", &loadgen.Summary{Status: loadgen.StatusCompleted, Ended: start.Add(-time.Second)}, TaskInterrupted, "its gpuorch process went away while it ran"},
+		{"none", nil, TaskInterrupted, "its gpuorch process went away while it ran"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			exp := newTestExperiment(t, testSpec(t, []string{"ok"}, "1s", 1, ""))
+			if tc.summary != nil {
+				b, _ := json.Marshal(tc.summary)
+				if err := os.WriteFile(filepath.Join(exp.Dir, SummaryPath(0)), b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			pid, runner := startAndReap(t), zombie(t)
+			if err := exp.UpdateTask(0, func(ts *TaskStatus) {
+				ts.State, ts.PID, ts.Runner, ts.Node, ts.Start = TaskRunning, pid, runner, host, &start
+			}); err != nil {
+				t.Fatal(err)
+			}
+			_ = exp.SetState(ExpRunning, "")
+			if err := fakeExecutor(t, 1).Refresh(context.Background(), exp); err != nil {
+				t.Fatal(err)
+			}
+			ts := exp.Snapshot().Tasks[0]
+			if ts.State != tc.want || ts.Error != tc.msg || ts.End == nil {
+				t.Errorf("after refresh: %s %q (end %v), want %s %q", ts.State, ts.Error, ts.End, tc.want, tc.msg)
+			}
+			if tc.summary != nil && ts.End != nil && tc.msg != "its gpuorch process went away while it ran" && !ts.End.Equal(tc.summary.Ended) {
+				t.Errorf("end %v, want the summary's %v", ts.End, tc.summary.Ended)
+			}
+		})
+	}
+}
+
+// zombie returns the pid of a child that has exited but is not reaped: a
+// process that kill(pid, 0) still finds.
+func zombie(t *testing.T) int {
+	t.Helper()
+	p, err := os.StartProcess("/bin/true", []string{"true"}, &os.ProcAttr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Wait() })
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid))
+		if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) && b[i+2] == 'Z' {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the child did not become a zombie")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if syscall.Kill(p.Pid, 0) != nil {
+		t.Fatal("kill(pid, 0) does not find the zombie")
+	}
+	if alive(p.Pid) {
+		t.Error("alive: a zombie counts as running")
+	}
+	return p.Pid
 }
 
 // startAndReap returns the pid of a process that has exited and been reaped.
