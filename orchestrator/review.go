@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/gpuorch/gpuorch/internal/errkind"
+	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/results"
 	"github.com/gpuorch/gpuorch/results/trainlog"
 )
@@ -28,9 +29,11 @@ type Reviewed struct {
 }
 
 // OpenReview finds arg: an experiment id, unique id prefix or name under
-// home (Open), an experiment directory, or any directory holding
-// tasks/<i>/metrics.lp files (e.g. copied from a cluster). An experiment
-// that is not there is an error of kind errkind.ErrInvalid.
+// home (Open), an experiment directory, or a directory holding task metrics
+// where the layout puts them — tasks/<i>/metrics.lp (e.g. copied from a
+// cluster), or metrics.lp itself (`gpuorch loadgen run --out DIR`). Any
+// other directory ($GPUORCH_HOME itself, /usr) is refused, not searched. An
+// experiment that is not there is an error of kind errkind.ErrInvalid.
 func OpenReview(home, arg string) (*Reviewed, error) {
 	e, err := Open(home, arg)
 	if err == nil {
@@ -40,6 +43,10 @@ func OpenReview(home, arg string) (*Reviewed, error) {
 		return r, nil
 	}
 	if st, serr := os.Stat(arg); serr == nil && st.IsDir() {
+		if !isReviewDir(arg) {
+			return nil, errkind.Invalidf("%s is not an experiment directory: it has no %s or %s, and no tasks/<i>/%s (nor %s of one task's directory)%s",
+				arg, layout.StateFile, layout.PlanFile, layout.MetricsFile, layout.MetricsFile, homeHint(arg))
+		}
 		abs, _ := filepath.Abs(arg)
 		return &Reviewed{Label: filepath.Base(abs), Dir: arg}, nil
 	}
@@ -47,6 +54,25 @@ func OpenReview(home, arg string) (*Reviewed, error) {
 		return nil, errkind.Invalidf("%w\n(list experiments with `gpuorch experiments list`, or pass an experiment directory)", err)
 	}
 	return nil, err
+}
+
+// isReviewDir reports whether dir can be reviewed: an experiment directory
+// (state.json, or at least plan.json) or one with task metrics.
+func isReviewDir(dir string) bool {
+	for _, f := range []string{layout.Experiment(dir).State(), layout.Experiment(dir).Plan()} {
+		if st, err := os.Stat(f); err == nil && st.Mode().IsRegular() {
+			return true
+		}
+	}
+	return results.HasMetrics(dir)
+}
+
+// homeHint points at the experiments when dir holds experiment directories.
+func homeHint(dir string) string {
+	if list, err := List(dir); err == nil && len(list) > 0 {
+		return fmt.Sprintf("; it holds %d experiment(s): name one (gpuorch experiments list --home %s)", len(list), dir)
+	}
+	return ""
 }
 
 // Load reads the experiment's review model from its source (see

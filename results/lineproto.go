@@ -357,3 +357,209 @@ func isFloatSyntax(s string) bool {
 	}
 	return true
 }
+
+// checkLine reports whether line (without its end of line) is line
+// protocol as ParseLine reads it, without building the point: what a reader
+// does with lines it skips, so that garbage is noticed whatever the query.
+// It checks the syntax only: a duplicate tag or field, or a number out of
+// range, is found by ParseLine.
+func checkLine(line []byte) error {
+	if len(line) == 0 {
+		return fmt.Errorf("empty line")
+	}
+	if line[0] == '#' {
+		return fmt.Errorf("comment line")
+	}
+	if i := bytes.IndexAny(line, "\r\n"); i >= 0 {
+		return fmt.Errorf("line break at byte %d inside a line", i)
+	}
+	i := skipElem(line, 0, commaSpace, commaSpace)
+	if i == 0 {
+		return fmt.Errorf("missing measurement")
+	}
+	if i >= len(line) {
+		return fmt.Errorf("no fields")
+	}
+	for line[i] == ',' {
+		k := skipElem(line, i+1, commaEqSpace, commaEqSpace)
+		if k >= len(line) || line[k] != '=' {
+			return fmt.Errorf("tag at byte %d: want key=value", k)
+		}
+		v := skipElem(line, k+1, commaEqSpace, commaSpace)
+		if k == i+1 || v == k+1 {
+			return fmt.Errorf("tag at byte %d: empty key or value", v)
+		}
+		if i = v; i >= len(line) {
+			return fmt.Errorf("no fields")
+		}
+	}
+	if line[i] != ' ' {
+		return fmt.Errorf("byte %d: want ' ' before fields", i)
+	}
+	return checkBody(line, i)
+}
+
+// checkBody is checkLine for the fields and timestamp, from the space
+// parseHead stopped at.
+func checkBody(line []byte, i int) error {
+	for {
+		k := skipElem(line, i+1, commaEqSpace, commaEqSpace)
+		if k >= len(line) || line[k] != '=' {
+			return fmt.Errorf("field at byte %d: want key=value", k)
+		}
+		if k == i+1 {
+			return fmt.Errorf("field at byte %d: empty key", k)
+		}
+		j, err := skipFieldValue(line, k+1)
+		if err != nil {
+			return fmt.Errorf("field %q: %w", line[i+1:k], err)
+		}
+		i = j
+		if i >= len(line) || line[i] == ' ' {
+			break
+		}
+	}
+	if i < len(line) && !isInteger(line[i+1:], true) {
+		return fmt.Errorf("timestamp %q: want integer nanoseconds", line[i+1:])
+	}
+	return nil
+}
+
+// byteSet is a set of bytes, for the checks' inner loops (a table lookup
+// per byte instead of a search of a short string).
+type byteSet [256]bool
+
+func newByteSet(s string) *byteSet {
+	var b byteSet
+	for i := 0; i < len(s); i++ {
+		b[s[i]] = true
+	}
+	return &b
+}
+
+var (
+	commaSpace   = newByteSet(", ")
+	commaEqSpace = newByteSet(",= ")
+)
+
+// skipElem is scanElem without the element: the index where it stops.
+func skipElem(line []byte, i int, esc, stop *byteSet) int {
+	for ; i < len(line); i++ {
+		c := line[i]
+		if c == '\\' && i+1 < len(line) && (line[i+1] == '\\' || esc[line[i+1]]) {
+			i++
+			continue
+		}
+		if stop[c] {
+			break
+		}
+	}
+	return i
+}
+
+// skipFieldValue is scanFieldValue without the value (and its range).
+func skipFieldValue(line []byte, i int) (int, error) {
+	if i >= len(line) {
+		return i, fmt.Errorf("missing value")
+	}
+	if line[i] == '"' {
+		for j := i + 1; j < len(line); j++ {
+			c := line[j]
+			if c == '\\' && j+1 < len(line) && (line[j+1] == '"' || line[j+1] == '\\') {
+				j++
+				continue
+			}
+			if c == '"' {
+				j++
+				if j < len(line) && line[j] != ',' && line[j] != ' ' {
+					return j, fmt.Errorf("unexpected %q after string at byte %d", line[j], j)
+				}
+				return j, nil
+			}
+		}
+		return len(line), fmt.Errorf("unterminated string")
+	}
+	j := i
+	for j < len(line) && line[j] != ',' && line[j] != ' ' {
+		j++
+	}
+	v := line[i:j]
+	switch {
+	case len(v) == 0:
+		return j, fmt.Errorf("missing value")
+	case isBool(v):
+		return j, nil
+	case v[len(v)-1] == 'i':
+		if !isInteger(v[:len(v)-1], true) {
+			return j, fmt.Errorf("bad integer %q", v)
+		}
+	case v[len(v)-1] == 'u':
+		if !isInteger(v[:len(v)-1], false) {
+			return j, fmt.Errorf("bad unsigned integer %q", v)
+		}
+	case !isDecimalFloat(v):
+		return j, fmt.Errorf("bad value %q", v)
+	}
+	return j, nil
+}
+
+func isBool(v []byte) bool {
+	switch string(v) { // no allocation: the compiler compares in place
+	case "t", "T", "true", "True", "TRUE", "f", "F", "false", "False", "FALSE":
+		return true
+	}
+	return false
+}
+
+// isInteger checks what strconv.ParseInt (signed) or ParseUint accepts in
+// base 10: an optional sign (signed only), then digits.
+func isInteger(v []byte, signed bool) bool {
+	if signed && len(v) > 0 && (v[0] == '+' || v[0] == '-') {
+		v = v[1:]
+	}
+	if len(v) == 0 {
+		return false
+	}
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// isDecimalFloat checks what strconv.ParseFloat accepts of isFloatSyntax's
+// characters: [+-] digits [. digits] [e [+-] digits], with a digit before
+// or after the point.
+func isDecimalFloat(v []byte) bool {
+	i := 0
+	if i < len(v) && (v[i] == '+' || v[i] == '-') {
+		i++
+	}
+	digits := 0
+	for ; i < len(v) && v[i] >= '0' && v[i] <= '9'; i++ {
+		digits++
+	}
+	if i < len(v) && v[i] == '.' {
+		for i++; i < len(v) && v[i] >= '0' && v[i] <= '9'; i++ {
+			digits++
+		}
+	}
+	if digits == 0 {
+		return false
+	}
+	if i < len(v) && (v[i] == 'e' || v[i] == 'E') {
+		i++
+		if i < len(v) && (v[i] == '+' || v[i] == '-') {
+			i++
+		}
+		exp := 0
+		for ; i < len(v) && v[i] >= '0' && v[i] <= '9'; i++ {
+			exp++
+		}
+		if exp == 0 {
+			return false
+		}
+	}
+	return i == len(v)
+}

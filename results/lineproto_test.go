@@ -177,3 +177,37 @@ func FuzzParseLine(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCheckLine: the syntax check the local store runs on lines a query
+// skips agrees with the parser: every line the parser reads passes it (no
+// good line is reported malformed), and every line it passes fails the
+// parser only for what it leaves to the parse, a duplicate key or a number
+// out of range.
+func FuzzCheckLine(f *testing.F) {
+	for _, s := range []string{
+		"serving,task=t1 x=1.5,n=3i,s=\"a\\\"b\" 1763798400000000000",
+		`m\ a,k\,=v\= f\==1u`, "m f=t", `m s="\\"`, "m,k=v f=-1e-9 -5", "hello world", "m x=1e400", "m x=1,x=2",
+		"m,a=1,a=2 x=1", "m x=99999999999999999999i", "m x=.5,y=5.,z=+1 +7", "m x=1e 5", "m x=\"a\"b", "{\"json\": 1}",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		// As the store reads a line: its end of line off, then head and body.
+		line = trimEOL(line)
+		cerr := checkLine(line)
+		p, i, perr := parseHead(line)
+		if perr == nil {
+			perr = parseBody(line, i, &p)
+		}
+		switch {
+		case perr == nil && cerr != nil:
+			t.Fatalf("checkLine(%q) = %v, but the parser reads it", line, cerr)
+		case perr != nil && cerr == nil:
+			msg := perr.Error()
+			if !strings.Contains(msg, "duplicate") && !strings.Contains(msg, "bad value") &&
+				!strings.Contains(msg, "bad integer") && !strings.Contains(msg, "bad unsigned") && !strings.Contains(msg, "timestamp") {
+				t.Fatalf("checkLine(%q) passes what the parser refuses: %v", line, perr)
+			}
+		}
+	})
+}

@@ -11,7 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"sync"
+	"syscall"
 
+	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/internal/limitio"
 )
@@ -26,27 +30,40 @@ type LineError struct {
 func (e *LineError) Error() string { return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err) }
 func (e *LineError) Unwrap() error { return e.Err }
 
-// LocalStore reads the local line-protocol store: every metrics.lp and
-// prediction.lp file under its directories (an experiment directory holds
-// tasks/<i>/metrics.lp, and tasks/<i>/prediction.lp for a benchmark). A
+// LocalStore reads the local line-protocol store: the metrics.lp and
+// prediction.lp files of its directories, where internal/layout puts them —
+// tasks/<i>/ of an experiment directory, or the directory itself when it is
+// one task's (`gpuorch loadgen run --out DIR`). Nothing else is searched, so
+// a directory that is neither costs one directory read, never a walk. A
 // prediction.lp holds only serving_prediction points, so other queries skip
 // it; a serving_prediction query reads a task's metrics.lp only when the
 // task has no prediction.lp (the benchmark copies its prediction into the
 // task sink, so metrics.lp may repeat it). It implements Source.
+//
+// Every line of a file is checked the first time the store reads it,
+// whatever the query: lines of the queried measurement are parsed, the
+// others checked for line-protocol syntax (without duplicate-key or range
+// checks, which their own query's parse makes). A file with lines but not
+// one valid line is an error of kind errkind.ErrInvalid.
 type LocalStore struct {
 	Dirs []string
-	// OnMalformed, when set, is called for each line that cannot be parsed,
-	// and the line is skipped: a task killed mid-write leaves one torn line,
-	// which must not hide everything else. When nil, the first malformed line
-	// fails the query with a *LineError naming file and line.
+	// OnMalformed, when set, is called once for each line that cannot be
+	// parsed (however many queries read it), and the line is skipped: a
+	// task killed mid-write leaves one torn line, which must not hide
+	// everything else. When nil, the first malformed line fails the query
+	// with a *LineError naming file and line.
 	OnMalformed func(*LineError)
+
+	mu     sync.Mutex
+	checks map[string]*fileCheck
 }
 
 // NewLocalStore returns a LocalStore over the given experiment directories.
 func NewLocalStore(dirs ...string) *LocalStore { return &LocalStore{Dirs: dirs} }
 
-// Files lists every metrics and prediction file under the store's
-// directories, in natural order (tasks/2 before tasks/10).
+// Files lists the metrics and prediction files of the store's directories:
+// DIR/metrics.lp and DIR/prediction.lp, then those of each DIR/tasks/<i>
+// in natural order (tasks/2 before tasks/10).
 func (s *LocalStore) Files() ([]string, error) {
 	var files []string
 	for _, dir := range s.Dirs {
@@ -57,23 +74,52 @@ func (s *LocalStore) Files() ([]string, error) {
 		if !st.IsDir() {
 			return nil, fmt.Errorf("results directory %s: not a directory", dir)
 		}
-		var found []string
-		err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if !d.IsDir() && (d.Name() == layout.MetricsFile || d.Name() == layout.PredictionFile) {
-				found = append(found, path)
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("list metrics under %s: %w", dir, err)
+		found := taskFiles(dir)
+		tasks := layout.Experiment(dir).Tasks()
+		ents, err := os.ReadDir(tasks)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
+			return nil, fmt.Errorf("list tasks of %s: %w", dir, err)
 		}
-		sort.Slice(found, func(i, j int) bool { return NaturalLess(found[i], found[j]) })
+		var idx []int
+		for _, e := range ents {
+			if i, ok := taskIndex(e.Name()); ok && e.IsDir() {
+				idx = append(idx, i)
+			}
+		}
+		sort.Ints(idx)
+		for _, i := range idx {
+			found = append(found, taskFiles(string(layout.Experiment(dir).Task(i)))...)
+		}
 		files = append(files, found...)
 	}
 	return files, nil
+}
+
+// HasMetrics reports whether dir holds task metrics where the layout puts
+// them: tasks/<i>/metrics.lp (or prediction.lp), or metrics.lp itself.
+func HasMetrics(dir string) bool {
+	files, err := NewLocalStore(dir).Files()
+	return err == nil && len(files) > 0
+}
+
+// taskFiles lists the metrics and prediction file of task directory dir
+// that exist.
+func taskFiles(dir string) []string {
+	var out []string
+	for _, name := range []string{layout.MetricsFile, layout.PredictionFile} {
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// taskIndex reads a task directory's name: a decimal index as
+// layout.RelTask writes it ("0", "17"; not "007" or "+1").
+func taskIndex(name string) (int, bool) {
+	i, err := strconv.Atoi(name)
+	return i, err == nil && i >= 0 && strconv.Itoa(i) == name
 }
 
 // Query reads every metrics file and returns the points matching q, in file
@@ -100,12 +146,61 @@ func (s *LocalStore) Query(ctx context.Context, q Query) ([]Point, error) {
 		case !isPredictionFile(f) && q.Measurement == MeasServingPrediction && predDirs[filepath.Dir(f)]:
 			continue
 		}
-		err := readFile(ctx, f, &q, func(p Point) { pts = append(pts, p) }, s.OnMalformed)
-		if err != nil {
+		if err := s.readFile(ctx, f, &q, func(p Point) { pts = append(pts, p) }); err != nil {
 			return nil, err
 		}
 	}
 	return pts, nil
+}
+
+// readFile reads one file of the store for q, checking the lines no earlier
+// query has checked.
+func (s *LocalStore) readFile(ctx context.Context, path string, q *Query, fn func(Point)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.checks == nil {
+		s.checks = map[string]*fileCheck{}
+	}
+	fc := s.checks[path]
+	if fc == nil {
+		fc = &fileCheck{}
+		s.checks[path] = fc
+	}
+	f, err := limitio.Open(ctx, path, limitio.Metrics)
+	if err != nil {
+		return fmt.Errorf("read metrics: %w", err)
+	}
+	defer f.Close()
+	if err := readLines(f, path, q, fn, s.OnMalformed, fc); err != nil {
+		return err
+	}
+	if fc.valid == 0 && fc.bad > 0 {
+		return errkind.Invalidf("%s: no valid line (%d malformed): %w", path, fc.bad, fc.first)
+	}
+	return nil
+}
+
+// fileCheck is what a store has learnt of one file's lines over its
+// queries: lines 1..lines were checked, valid of them hold a point, bad do
+// not (the first is first; bit n of bits is set for a bad line n, so that
+// each is reported once).
+type fileCheck struct {
+	lines, valid, bad int
+	first             *LineError
+	bits              []uint64
+}
+
+// mark records line n as bad.
+func (c *fileCheck) mark(n int) {
+	for len(c.bits) <= n/64 {
+		c.bits = append(c.bits, 0)
+	}
+	c.bits[n/64] |= 1 << (n % 64)
+}
+
+// marked reports whether line n is known to be bad (and was reported).
+func (c *fileCheck) marked(n int) bool {
+	return n/64 < len(c.bits) && c.bits[n/64]&(1<<(n%64)) != 0
 }
 
 // ReadLineFile parses the line-protocol file at path, calling fn for each
@@ -124,20 +219,29 @@ func readFile(ctx context.Context, path string, q *Query, fn func(Point), onMalf
 		return fmt.Errorf("read metrics: %w", err)
 	}
 	defer f.Close()
-	return readLines(f, path, q, fn, onMalformed)
+	return readLines(f, path, q, fn, onMalformed, nil)
 }
 
 // readLines calls fn for every point of r that matches q. Lines of other
 // measurements are skipped unparsed, and lines whose tags do not match
-// before their fields are parsed (the expensive part).
-func readLines(r io.Reader, name string, q *Query, fn func(Point), onMalformed func(*LineError)) error {
+// before their fields are parsed (the expensive part). With fc, the lines
+// fc has not seen yet are checked all the same (cheaply, for syntax), and
+// each malformed line is reported once over all the reads fc is given to.
+func readLines(r io.Reader, name string, q *Query, fn func(Point), onMalformed func(*LineError), fc *fileCheck) error {
 	var prefix []byte
 	if q.Measurement != "" {
 		prefix = appendElem(nil, q.Measurement, ", ")
 	}
 	br := bufio.NewReaderSize(r, 64<<10)
 	var long []byte
-	for n := 1; ; n++ {
+	n, last := 1, 0 // last: the last line read, complete or not
+	// What this read learns, recorded in fc once it has read to the end.
+	var (
+		valid int
+		bad   []int
+		first *LineError
+	)
+	for ; ; n++ {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
 			// A line longer than the buffer: collect it whole.
@@ -155,27 +259,64 @@ func readLines(r io.Reader, name string, q *Query, fn func(Point), onMalformed f
 			}
 			return fmt.Errorf("read %s: %w", name, err)
 		}
-		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' && wantMeasurement(line, prefix) {
+		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' {
+			fresh := fc != nil && n > fc.lines // not checked by an earlier read
 			body := trimEOL(line)
-			p, i, perr := parseHead(body)
-			if perr == nil && q.matchHead(p) {
-				perr = parseBody(body, i, &p)
-				if perr == nil && q.matchTime(p) {
-					fn(p)
+			var perr error
+			if wantMeasurement(line, prefix) {
+				p, i, herr := parseHead(body)
+				switch {
+				case herr != nil:
+					perr = herr
+				case q.matchHead(p):
+					if perr = parseBody(body, i, &p); perr == nil && q.matchTime(p) {
+						fn(p)
+					}
+				case fresh:
+					perr = checkBody(body, i)
 				}
+			} else if fresh {
+				perr = checkLine(body)
 			}
-			if perr != nil {
+			if perr != nil && (fc == nil || !fc.marked(n)) {
 				le := &LineError{File: name, Line: n, Err: perr}
 				if onMalformed == nil {
-					return le
+					return le // the read is void: nothing is recorded in fc
 				}
 				onMalformed(le)
+				bad = append(bad, n)
+				if fc != nil && !fresh {
+					valid-- // it passed the syntax check, not the parse
+				}
+				if first == nil {
+					first = le
+				}
+			} else if perr == nil && fresh {
+				valid++
 			}
 		}
+		if len(line) > 0 {
+			last = n
+		}
 		if err != nil { // io.EOF
-			return nil
+			break
 		}
 	}
+	// A last line without its newline counts as checked: should its writer
+	// complete it later, a later read of the same store parses it when its
+	// query wants it, but does not check it again otherwise.
+	if fc != nil {
+		fc.lines = max(fc.lines, last)
+		fc.valid += valid
+		fc.bad += len(bad)
+		for _, n := range bad {
+			fc.mark(n)
+		}
+		if fc.first == nil {
+			fc.first = first
+		}
+	}
+	return nil
 }
 
 // wantMeasurement reports whether line may belong to the measurement whose

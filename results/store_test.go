@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/loadgen"
 )
@@ -214,7 +215,7 @@ func TestReadLongLine(t *testing.T) {
 	p := Point{Measurement: "m", Fields: map[string]any{"s": long, "n": 1.0}, Time: t0}
 	line, _ := AppendLine(nil, p)
 	var got []Point
-	if err := readLines(strings.NewReader(string(line)+string(line)), "mem", &Query{}, func(p Point) { got = append(got, p) }, nil); err != nil {
+	if err := readLines(strings.NewReader(string(line)+string(line)), "mem", &Query{}, func(p Point) { got = append(got, p) }, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 2 || got[1].Fields["s"] != long {
@@ -228,4 +229,101 @@ func TestNaturalLess(t *testing.T) {
 			t.Errorf("want %q < %q", c[0], c[1])
 		}
 	}
+}
+
+// TestLocalStoreChecksEveryLine: a query checks the lines it skips too, so
+// garbage is reported whatever the measurement asked for — once per line
+// over all of a store's queries — and a file with no valid line is an
+// error, not an empty answer.
+func TestLocalStoreChecksEveryLine(t *testing.T) {
+	exp := t.TempDir()
+	meta := loadgen.Summary{Experiment: "e1", Task: "t0", Workload: "poisson", Status: loadgen.StatusCompleted, Started: t0}
+	path := writeTask(t, exp, 0, meta, []loadgen.Snapshot{{Interval: 0, Start: t0, End: t0.Add(time.Second), Offered: 5}})
+	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("garbage\nserving_summary,task=t0 offered=oops 5\n\x7fELF\x02\x01\n")
+	f.Close()
+	n := strings.Count(readAll(t, path), "\n")
+
+	var lines []int
+	st := NewLocalStore(exp)
+	st.OnMalformed = func(e *LineError) { lines = append(lines, e.Line) }
+	res, err := Load(context.Background(), st, "e1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Tasks) != 1 || res.Tasks[0].Status != loadgen.StatusCompleted {
+		t.Errorf("rows %+v", res.Tasks)
+	}
+	if fmt.Sprint(lines) != fmt.Sprint([]int{n - 2, n - 1, n}) {
+		t.Errorf("reported lines %v, want %d, %d, %d once each", lines, n-2, n-1, n)
+	}
+	var m MalformedLines
+	for _, l := range lines {
+		m.Add(&LineError{File: path, Line: l, Err: errors.New("x")})
+	}
+	var buf strings.Builder
+	m.WriteText(&buf)
+	if want := fmt.Sprintf("warning: %s: 3 malformed lines skipped (lines %d, %d, %d); line %d: x\n", path, n-2, n-1, n, n-2); buf.String() != want {
+		t.Errorf("warning %q\nwant    %q", buf.String(), want)
+	}
+
+	// Strict: the first garbage line fails even a query of another measurement.
+	var le *LineError
+	if _, err := NewLocalStore(exp).Query(context.Background(), Query{Measurement: MeasServingPrediction}); !errors.As(err, &le) || le.Line != n-2 {
+		t.Errorf("strict prediction query: %v, want line %d", err, n-2)
+	}
+
+	// Nothing valid: an error of kind invalid, naming the file and its first line.
+	if err := os.WriteFile(path, []byte("# a comment\nnot line protocol\n\nnor this\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st = NewLocalStore(exp)
+	st.OnMalformed = func(*LineError) {}
+	_, err = Load(context.Background(), st, "e1")
+	if !errors.Is(err, errkind.ErrInvalid) || !strings.Contains(err.Error(), path+": no valid line (2 malformed): "+path+":2:") {
+		t.Errorf("garbage file: %v", err)
+	}
+	// Empty, or comments only (a task that has not written yet): no error.
+	os.WriteFile(path, []byte("# nothing yet\n"), 0o644)
+	if _, err := Load(context.Background(), NewLocalStore(exp), "e1"); err != nil {
+		t.Errorf("comment-only file: %v", err)
+	}
+}
+
+// TestLocalStoreFollowsTheLayout: the store reads tasks/<i>/ and the
+// directory's own metrics.lp, nothing deeper or elsewhere.
+func TestLocalStoreFollowsTheLayout(t *testing.T) {
+	dir := t.TempDir()
+	meta := loadgen.Summary{Experiment: "e1", Task: "t", Workload: "poisson", Status: loadgen.StatusCompleted, Started: t0}
+	for _, p := range []string{"tasks/3", "tasks/12", ".", "tasks/3/old", "tasks/x", "tasks/007", "other/tasks/0", "tasks/0/tasks/0"} {
+		m := meta
+		m.Task = p
+		lf, err := OpenLineFile(filepath.Join(dir, p, layout.MetricsFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lf.Write(context.Background(), SummaryPoints(m)...)
+		lf.Close()
+	}
+	files, err := NewLocalStore(dir).Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{filepath.Join(dir, layout.MetricsFile), filepath.Join(dir, "tasks/3", layout.MetricsFile), filepath.Join(dir, "tasks/12", layout.MetricsFile)}
+	if fmt.Sprint(files) != fmt.Sprint(want) {
+		t.Errorf("files %v\nwant  %v", files, want)
+	}
+	// tasks/ itself is neither an experiment nor a task directory.
+	if !HasMetrics(dir) || !HasMetrics(filepath.Join(dir, "other")) || HasMetrics(filepath.Join(dir, "tasks")) || HasMetrics(t.TempDir()) {
+		t.Error("HasMetrics")
+	}
+}
+
+func readAll(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -27,27 +27,29 @@ func init() {
 // review opens EXP for review and loads its results from the source the
 // environment selects (results.SelectSource).
 func review(c *cli.Context, arg string) (*orchestrator.Reviewed, *results.Results, error) {
-	r, sel, err := reviewSource(c, arg)
+	r, sel, bad, err := reviewSource(c, arg)
 	if err != nil {
 		return nil, nil, err
 	}
 	res, err := r.Load(c.Context, sel)
+	bad.WriteText(c.App.ErrWriter)
 	return r, res, err
 }
 
-// reviewSource opens EXP and selects where its points are read from.
-func reviewSource(c *cli.Context, arg string) (*orchestrator.Reviewed, *results.Selected, error) {
+// reviewSource opens EXP and selects where its points are read from; the
+// malformed lines the local store skips are collected in bad, for one
+// warning per file once the points are read.
+func reviewSource(c *cli.Context, arg string) (*orchestrator.Reviewed, *results.Selected, *results.MalformedLines, error) {
 	r, err := orchestrator.OpenReview(c.String("home"), arg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	sel, err := results.SelectSource(c.Context, os.Getenv, r.Dir, r.ID, func(le *results.LineError) {
-		fmt.Fprintf(c.App.ErrWriter, "warning: skipping malformed line %v\n", le)
-	})
+	bad := &results.MalformedLines{}
+	sel, err := results.SelectSource(c.Context, os.Getenv, r.Dir, r.ID, bad.Add)
 	if err != nil {
-		return nil, nil, fmt.Errorf("results of %s: %w", r.Label, err)
+		return nil, nil, nil, fmt.Errorf("results of %s: %w", r.Label, err)
 	}
-	return r, sel, nil
+	return r, sel, bad, nil
 }
 
 var reviewFlags = []cli.Flag{

@@ -53,11 +53,12 @@ Example:
 		if c.NArg() != 1 {
 			return errkind.Invalidf("usage: gpuorch results report [-o report.html] EXP")
 		}
-		e, sel, err := reviewSource(c, c.Args().First())
+		e, sel, bad, err := reviewSource(c, c.Args().First())
 		if err != nil {
 			return err
 		}
 		d, err := results.LoadReport(c.Context, sel.Source, sel.Experiment, sel.Name)
+		bad.WriteText(c.App.ErrWriter)
 		if err != nil {
 			return fmt.Errorf("results of %s: %w", e.Label, err)
 		}

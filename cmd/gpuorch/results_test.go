@@ -207,3 +207,83 @@ func TestResultsCompareCLI(t *testing.T) {
 		t.Errorf("one EXP: exit %d", code)
 	}
 }
+
+// TestResultsShowDirMustBeAnExperiment: a directory is reviewed only when it
+// is an experiment directory or holds task metrics where the layout puts
+// them; $GPUORCH_HOME itself, /usr or an empty directory are refused with
+// exit 2, naming what was expected, and nothing is walked.
+func TestResultsShowDirMustBeAnExperiment(t *testing.T) {
+	home := t.TempDir()
+	exp := makeExperiment(t, home, "dirs", 1)
+	makeExperiment(t, home, "other", 2)
+	empty := t.TempDir()
+	// Metrics deeper than the layout (tasks/<i>/metrics.lp) are not looked for.
+	deep := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(deep, "a", "tasks", "0"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(exp.TaskDir(0), "metrics.lp"), filepath.Join(deep, "a", "tasks", "0", "metrics.lp")); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{home, "/usr", empty, deep} {
+		out, errOut, code := runCLI(t, home, "results", "show", dir)
+		if code != exitUsage || !strings.Contains(errOut, "not an experiment directory") || !strings.Contains(errOut, "tasks/<i>/metrics.lp") || out != "" {
+			t.Errorf("results show %s: exit %d\nstdout %q\nstderr %q", dir, code, out, errOut)
+		}
+	}
+	if _, errOut, code := runCLI(t, home, "results", "compare", exp.ID(), home); code != exitUsage || !strings.Contains(errOut, "not an experiment directory") {
+		t.Errorf("compare with $GPUORCH_HOME: exit %d, %q", code, errOut)
+	}
+
+	// Accepted: an experiment directory; a copy of its tasks/ alone (from a
+	// cluster); a `loadgen run --out` directory (metrics.lp at its top).
+	copied := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(copied, "tasks", "1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(exp.TaskDir(1), "metrics.lp"), filepath.Join(copied, "tasks", "1", "metrics.lp")); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{exp.Dir, copied, exp.TaskDir(1)} {
+		out, errOut, code := runCLI(t, home, "results", "show", dir)
+		if code != 0 || !strings.Contains(out, "t001-rate=200") {
+			t.Errorf("results show %s: exit %d\nstdout %s\nstderr %s", dir, code, out, errOut)
+		}
+	}
+}
+
+// TestResultsShowMalformedMetrics: malformed lines are counted and reported
+// once per file (file:line and how many), whatever measurement they would
+// have been; a metrics file without a single valid line is an error, not an
+// empty table.
+func TestResultsShowMalformedMetrics(t *testing.T) {
+	home := t.TempDir()
+	exp := makeExperiment(t, home, "garbage", 1)
+	mf := filepath.Join(exp.TaskDir(0), "metrics.lp")
+	f, err := os.OpenFile(mf, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not one of them looks like a serving point.
+	f.WriteString("hello world\n{\"json\": true}\n\x00\x01\x02\nserving_summary,task=x offered=\n")
+	f.Close()
+	lines := strings.Count(readFile(mf), "\n")
+	out, errOut, code := runCLI(t, home, "results", "show", exp.ID())
+	if code != 0 || !strings.Contains(out, "t000-rate=100") {
+		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, out, errOut)
+	}
+	want := fmt.Sprintf("%s: 4 malformed lines skipped (lines %d, %d, %d, %d)", mf, lines-3, lines-2, lines-1, lines)
+	if !strings.Contains(errOut, want) || strings.Count(errOut, mf) != 1 {
+		t.Errorf("stderr %q\nwant one warning: %q", errOut, want)
+	}
+
+	// Nothing valid at all: an error naming the file, exit 2.
+	gf := filepath.Join(exp.TaskDir(1), "metrics.lp")
+	if err := os.WriteFile(gf, []byte("this is not line protocol\nnor is this\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = runCLI(t, home, "results", "show", exp.ID())
+	if code != exitUsage || !strings.Contains(errOut, gf+":1:") || !strings.Contains(errOut, "no valid line (2 malformed)") || out != "" {
+		t.Errorf("all garbage: exit %d\nstdout %q\nstderr %q", code, out, errOut)
+	}
+}
