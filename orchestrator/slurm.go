@@ -83,10 +83,11 @@ func SlurmJob(plan *Plan, expID, expDir, binary string, indices []int) (*sbatch.
 	if err != nil {
 		return nil, err
 	}
-	// Slurm expands %-patterns in --output and disables them all when the
-	// path holds a backslash: such a directory cannot carry tasks/%a/log.
-	if strings.ContainsAny(dir, `%\`) {
-		return nil, fmt.Errorf("experiment directory %q contains %% or \\, which Slurm's --output patterns cannot express; use another GPUORCH_HOME", dir)
+	// The directory is literal text in --output's pattern (PatternIn
+	// escapes its '%'); a backslash makes Slurm replace none of the
+	// pattern's symbols, so such a directory cannot carry tasks/%a/log.
+	if strings.ContainsRune(dir, '\\') {
+		return nil, fmt.Errorf("experiment directory %q contains a backslash, which Slurm's --output patterns cannot carry; use another GPUORCH_HOME", dir)
 	}
 	sp := plan.Slurm
 	j := &sbatch.Job{
@@ -103,7 +104,7 @@ func SlurmJob(plan *Plan, expID, expDir, binary string, indices []int) (*sbatch.
 		Exclude:       sp.Exclude,
 		Array:         sbatch.ArraySpec(indices),
 		ArrayThrottle: sp.Throttle,
-		Output:        filepath.Join(dir, layout.TasksDir, "%a", layout.LogFile),
+		Output:        sbatch.PatternIn(dir, sbatch.FilePattern(layout.TasksDir+"/%a/"+layout.LogFile)),
 		WorkDir:       dir,
 		OpenMode:      "append", // a retried task appends to its log
 		Comment:       sp.Comment,
@@ -168,9 +169,11 @@ func parseExtraArg(a string) (sbatch.Option, error) {
 		return sbatch.Option{}, fmt.Errorf("slurm.extra_args: %q: want a long option, --name or --name=value", a)
 	}
 	name, val, _ := strings.Cut(a[2:], "=")
-	switch name {
-	case "array", "output", "error", "chdir", "job-name", "open-mode", "wrap":
-		return sbatch.Option{}, fmt.Errorf("slurm.extra_args: --%s is set by gpuorch itself", name)
+	// sbatch takes any unambiguous abbreviation of an option ("--out").
+	for _, own := range []string{"array", "output", "error", "chdir", "job-name", "open-mode", "wrap"} {
+		if len(name) >= 2 && strings.HasPrefix(own, name) {
+			return sbatch.Option{}, fmt.Errorf("slurm.extra_args: --%s is set by gpuorch itself", own)
+		}
 	}
 	return sbatch.Option{Name: name, Value: val}, nil
 }

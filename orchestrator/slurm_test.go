@@ -72,8 +72,28 @@ HF_HOME = "/data/hf cache"
 			t.Errorf("%s: err = %v, want %q", bad.extra, err, bad.want)
 		}
 	}
-	if _, err := SlurmJob(p, "e", "/tmp/100%", "/bin/true", []int{0}); err == nil {
-		t.Error("experiment dir with % accepted")
+	// A '%' in the experiment directory is literal in --output (escaped as
+	// "%%"); a backslash, which Slurm's patterns cannot carry, is refused.
+	job, err = SlurmJob(p, "e", "/tmp/100%x", "/bin/true", []int{0})
+	if err != nil {
+		t.Fatalf("experiment dir with %%: %v", err)
+	}
+	if script, err := job.Render(); err != nil || !strings.Contains(script, "#SBATCH --output=/tmp/100%%x/tasks/%a/log\n") {
+		t.Errorf("experiment dir with %%: %v\n%s", err, script)
+	}
+	if _, err := SlurmJob(p, "e", `/tmp/a\b`, "/bin/true", []int{0}); err == nil || !strings.Contains(err.Error(), "backslash") {
+		t.Errorf("experiment dir with a backslash: %v", err)
+	}
+	// gpuorch's own options, also abbreviated as sbatch accepts them.
+	for _, a := range []string{"--output=/x", "--out=/x/%j", "--err=/e", "--chdir=/"} {
+		s := testSpec(t, []string{"ok"}, "1s", 1, "[slurm]\nextra_args = ['"+a+"']\n")
+		p, err := s.Plan()
+		if err == nil {
+			_, err = SlurmJob(p, "e", t.TempDir(), "/bin/true", []int{0})
+		}
+		if err == nil || !strings.Contains(err.Error(), "set by gpuorch") {
+			t.Errorf("extra_args %s: %v", a, err)
+		}
 	}
 }
 

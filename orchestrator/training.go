@@ -493,8 +493,8 @@ func (t *TrainingSpec) TrainingJob(o TrainingJobOptions) (*sbatch.Job, error) {
 		Exclusive:     t.Exclusive,
 		NodeList:      strings.Join(t.Hosts, ","),
 		WorkDir:       o.RunDir,
-		Output:        filepath.Join(o.RunDir, TrainingLogName),
-		Error:         filepath.Join(o.RunDir, "train.stderr.%j"),
+		Output:        sbatch.PatternIn(o.RunDir, TrainingLogName),
+		Error:         sbatch.PatternIn(o.RunDir, "train.stderr.%j"),
 		OpenMode:      "append",
 		Signal:        "B:USR1@180",
 		Requeue:       sbatch.Bool(true),
@@ -592,5 +592,8 @@ fi
 exit "$rc"`),
 	)
 	job.Body = b
+	if err := job.Validate(); err != nil {
+		return nil, fmt.Errorf("training job: %w", err)
+	}
 	return job, nil
 }

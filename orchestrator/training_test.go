@@ -381,3 +381,22 @@ func trainingTail(s string, n int) string {
 	}
 	return strings.Join(l, "\n")
 }
+
+// TestTrainingRunDirInPatterns: the run directory is literal text in the
+// --output and --error patterns — a '%' in it is escaped, not expanded by
+// Slurm into a job id or name — and a backslash, which Slurm's patterns
+// cannot carry, is refused.
+func TestTrainingRunDirInPatterns(t *testing.T) {
+	s := TrainingSpec{Hosts: []string{"gpu01"}, GPUsPerNode: 2, ModelSize: "125m", Image: "/shared/metaseq.sif"}
+	script := renderTraining(t, s, TrainingJobOptions{Name: "p", RunDir: "/shared/runs/50%x-%j"})
+	for _, want := range []string{"#SBATCH --output=/shared/runs/50%%x-%%j/train.log", "#SBATCH --error=/shared/runs/50%%x-%%j/train.stderr.%j",
+		"#SBATCH --chdir=/shared/runs/50%x-%j"} {
+		if !strings.Contains(script, want+"\n") {
+			t.Errorf("script lacks %q:\n%s", want, script)
+		}
+	}
+	s = s.WithDefaults(SlurmSpec{Partition: "gpu"})
+	if _, err := s.TrainingJob(TrainingJobOptions{Name: "p", RunDir: `/shared/runs/a\b`}); err == nil || !strings.Contains(err.Error(), "backslash") {
+		t.Errorf("backslash in the run directory: %v", err)
+	}
+}

@@ -77,7 +77,7 @@ func TestArrayJobStates(t *testing.T) {
 	weird := "it's a \"test\" $(touch pwned)"
 	j := sbatch.Job{
 		Name: "gpuorch-test-states", Array: "0-3", ArrayThrottle: 4, Time: "2", Mem: "100M",
-		Output: filepath.Join(dir, "%a.log"), WorkDir: dir,
+		Output: sbatch.PatternIn(dir, "%a.log"), WorkDir: dir,
 		Env: []sbatch.EnvVar{sbatch.Env("WEIRD", weird)},
 		Body: []sbatch.Line{
 			sbatch.Command(sbatch.Lit("printf"), sbatch.Lit("%s"), sbatch.Var("WEIRD")).
@@ -194,5 +194,54 @@ func TestUnreachable(t *testing.T) {
 	missing := &sbatch.Client{BinDir: t.TempDir()}
 	if _, err := missing.Submit(ctx, "#!/bin/bash\n"); !errors.Is(err, errkind.ErrUnavailable) || !strings.Contains(err.Error(), "up.sh") {
 		t.Fatalf("missing tools err = %v", err)
+	}
+}
+
+// TestFilePatternOnSlurm runs jobs whose output and error files lie in
+// directories named with '%' sequences Slurm would replace: each file must
+// land in the directory as named, with only gpuorch's own %j and %x
+// replaced (the escaping of PatternIn, and the model FuzzFilePattern
+// checks, against real Slurm).
+func TestFilePatternOnSlurm(t *testing.T) {
+	testgate.Slurm(t)
+	c := &sbatch.Client{}
+	ctx := ctxT(t, 90*time.Second)
+	base := t.TempDir()
+	os.Chmod(base, 0o777) // jobs may run as another user
+	for _, name := range []string{"50%x", "%j%%%", "a b %A_%a", "%4j-%u", "100%"} {
+		dir := filepath.Join(base, name)
+		if err := os.Mkdir(dir, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		j := sbatch.Job{Name: "gpuorch-pattern", Time: "1", Mem: "50M",
+			Output: sbatch.PatternIn(dir, "out-%j"), Error: sbatch.PatternIn(dir, "err-%x"),
+			Body: []sbatch.Line{sbatch.CommandArgv("echo", "out"), sbatch.Raw("echo err >&2")}}
+		script, err := j.Render()
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := c.Submit(ctx, script)
+		if err != nil {
+			t.Fatalf("submit: %v", err)
+		}
+		t.Cleanup(func() { _ = c.Cancel(context.Background(), id) })
+		if tasks, err := c.Wait(ctx, id, nil, 300*time.Millisecond, nil); err != nil || len(tasks) != 1 || tasks[0].State != sbatch.StateCompleted {
+			t.Fatalf("job in %q: %v %+v", name, err, tasks)
+		}
+		// The files are written by the job's node as it ends.
+		for _, f := range []struct{ file, text string }{{"out-" + id, "out\n"}, {"err-gpuorch-pattern", "err\n"}} {
+			p := filepath.Join(dir, f.file)
+			var b []byte
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+				if b, err = os.ReadFile(p); err == nil || time.Now().After(deadline) {
+					break
+				}
+			}
+			if string(b) != f.text {
+				ents, _ := os.ReadDir(dir)
+				all, _ := os.ReadDir(base)
+				t.Errorf("dir %q: %s holds %q (%v); the directory has %v, its parent %v", name, f.file, b, err, ents, all)
+			}
+		}
 	}
 }

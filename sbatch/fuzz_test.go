@@ -194,8 +194,18 @@ func FuzzRender(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		// Free-text #SBATCH fields: rendered (quoted) unless s has control
 		// characters, which must be rejected.
+		// Filename patterns carry s as literal text (every '%' doubled); a
+		// backslash they cannot carry (FuzzFilePattern).
+		backslash := strings.ContainsRune(s, '\\')
+		if _, err := (&Job{Output: LiteralPattern(s)}).Render(); backslash && err == nil {
+			t.Fatalf("a backslash in a filename pattern accepted: %q", s)
+		}
+		pat := LiteralPattern(s)
+		if backslash {
+			pat = ""
+		}
 		j := Job{
-			Name: s, Partition: s, QOS: s, Account: s, Output: s, Error: s, Input: s,
+			Name: s, Partition: s, QOS: s, Account: s, Output: pat, Error: pat, Input: pat,
 			WorkDir: s, Constraint: s, Reservation: s, Comment: s,
 			Extra: []Option{{Name: "mcs-label", Value: s}},
 			Env:   []EnvVar{Env("FUZZ_ENV", s)},
@@ -228,9 +238,12 @@ func FuzzRender(f *testing.F) {
 		}
 		opts := map[string]string{}
 		if !hasControl(s) && s != "" {
-			for _, k := range []string{"job-name", "partition", "qos", "account", "output", "error",
-				"input", "chdir", "constraint", "reservation", "comment", "mcs-label"} {
+			for _, k := range []string{"job-name", "partition", "qos", "account",
+				"chdir", "constraint", "reservation", "comment", "mcs-label"} {
 				opts[k] = s
+			}
+			for _, k := range []string{"output", "error", "input"} {
+				opts[k] = string(pat)
 			}
 		}
 		checkScript(t, script, opts, map[string][]string{

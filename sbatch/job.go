@@ -38,10 +38,13 @@ type Job struct {
 	Array         string
 	ArrayThrottle int
 
-	Output  string // --output pattern: %A master job id, %a array index, %j job id, %x name
-	Error   string // --error pattern
-	Input   string // --input
-	WorkDir string // --chdir
+	// Output, Error and Input are filename patterns (see FilePattern:
+	// %A master job id, %a array index, %j job id, %x name); build them
+	// from user text with PatternIn or LiteralPattern.
+	Output  FilePattern // --output
+	Error   FilePattern // --error
+	Input   FilePattern // --input
+	WorkDir string      // --chdir (literal: Slurm replaces nothing in it)
 
 	// Export is sbatch's --export: "ALL", "NONE", or a comma-separated list
 	// of variable names, optionally led by "ALL". Values are never put in
@@ -245,9 +248,19 @@ func (j *Job) directives() ([]directive, error) {
 			ds = append(ds, directive{name: "array", value: v})
 		}
 	}
-	text("output", j.Output)
-	text("error", j.Error)
-	text("input", j.Input)
+	pattern := func(name string, p FilePattern) {
+		if p == "" {
+			return
+		}
+		if err := checkPattern(name, p); err != nil {
+			errs = append(errs, err.Error())
+			return
+		}
+		ds = append(ds, directive{name: name, value: string(p)})
+	}
+	pattern("output", j.Output)
+	pattern("error", j.Error)
+	pattern("input", j.Input)
 	text("chdir", j.WorkDir)
 	match("export", j.Export, reExport, `ALL, NONE or a list of variable names (put values in Env)`)
 	match("dependency", j.Dependency, reDependency, `a dependency list ("afterok:123:456")`)
@@ -278,6 +291,10 @@ func (j *Job) directives() ([]directive, error) {
 		}
 		if o.Value == "" {
 			flag(o.Name, true)
+			continue
+		}
+		if patternOption(o.Name) {
+			pattern(o.Name, FilePattern(o.Value))
 			continue
 		}
 		text(o.Name, o.Value)
