@@ -1,8 +1,10 @@
 package gpuslice
 
 import (
+	"errors"
 	"fmt"
 	"math"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -155,13 +157,10 @@ func parseModel(file string, data []byte) (*Model, error) {
 		return nil, err
 	}
 	if err := m.resolve(); err != nil {
-		if file != "" {
-			file += ":"
-		}
-		return nil, errkind.Invalid(fmt.Errorf("%s0: %w", file, err))
+		return nil, atLine(d, err)
 	}
-	if err := m.checkProfileTFLOPS(d); err != nil {
-		return nil, err
+	if err := m.validate(d); err != nil {
+		return nil, atLine(d, err)
 	}
 	if err := m.resolveMPS(d); err != nil {
 		return nil, err
@@ -242,41 +241,73 @@ func SlicePlace(pool, profile string) string {
 	return strings.Join(parts, ", ")
 }
 
+// keyError is a problem with the value at a key path of a pools file;
+// atLine turns it into a tomlstrict.Error at the key's line.
+type keyError struct {
+	path []string
+	msg  string
+}
+
+func (e *keyError) Error() string { return e.msg }
+
+// atKey returns a problem with the value at path ("pools", name, "nodes").
+func atKey(path []string, format string, args ...any) error {
+	return &keyError{path: path, msg: fmt.Sprintf(format, args...)}
+}
+
+// atLine places err at its key's line in d: FILE:LINE: MESSAGE (LINE:
+// MESSAGE for a document read from bytes), of kind errkind.ErrInvalid.
+func atLine(d *tomlstrict.Doc, err error) error {
+	var ke *keyError
+	if errors.As(err, &ke) {
+		return d.Errorf(ke.path, "%s", ke.msg)
+	}
+	var te *tomlstrict.Error
+	if errors.As(err, &te) { // placed already (d.Errorf)
+		return err
+	}
+	file := d.File
+	if file != "" {
+		file += ":"
+	}
+	return errkind.Invalid(fmt.Errorf("%s0: %w", file, err))
+}
+
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
 
 func (m *Model) resolve() error {
 	if m.Slurm.IncludeFile == "" {
-		m.Slurm.IncludeFile = DefaultIncludeFile
+		m.Slurm.IncludeFile = filepath.Join(slurmConfDir(), filepath.Base(DefaultIncludeFile))
 	}
 	if m.Slurm.Prefix != "" && !regexp.MustCompile(`^[a-z][a-z0-9_]{0,15}$`).MatchString(m.Slurm.Prefix) {
-		return fmt.Errorf("slurm.prefix %q: want lowercase letters, digits and _ (at most 16), starting with a letter", m.Slurm.Prefix)
+		return atKey([]string{"slurm", "prefix"}, "slurm.prefix %q: want lowercase letters, digits and _ (at most 16), starting with a letter", m.Slurm.Prefix)
 	}
 	for _, u := range m.Slurm.Users {
 		if !regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,31}$`).MatchString(u) {
-			return fmt.Errorf("slurm.users: %q is not a user name", u)
+			return atKey([]string{"slurm", "users"}, "slurm.users: %q is not a user name", u)
 		}
 	}
 	if len(m.QoS) == 0 {
-		return fmt.Errorf("no [qos.*] levels defined (want some of %s)", strings.Join(QoSLevels, ", "))
+		return atKey([]string{"qos"}, "no [qos.*] levels defined (want some of %s)", strings.Join(QoSLevels, ", "))
 	}
 	for name, q := range m.QoS {
 		q.Name = name
 		if qosRank(name) < 0 {
-			return fmt.Errorf("qos.%s: unknown level (want one of %s)", name, strings.Join(QoSLevels, ", "))
+			return atKey([]string{"qos", name}, "qos.%s: unknown level (want one of %s)", name, strings.Join(QoSLevels, ", "))
 		}
 		if q.Priority == nil {
 			p := defaultQoSPriority[name]
 			q.Priority = &p
 		}
 		if *q.Priority < 0 {
-			return fmt.Errorf("qos.%s.priority: must be >= 0", name)
+			return atKey([]string{"qos", name, "priority"}, "qos.%s.priority: must be >= 0", name)
 		}
 		switch q.PreemptMode {
 		case "":
 			q.PreemptMode = "requeue"
 		case "requeue", "cancel":
 		default:
-			return fmt.Errorf("qos.%s.preempt_mode %q: want requeue or cancel (suspend keeps VRAM allocated)", name, q.PreemptMode)
+			return atKey([]string{"qos", name, "preempt_mode"}, "qos.%s.preempt_mode %q: want requeue or cancel (suspend keeps VRAM allocated)", name, q.PreemptMode)
 		}
 		switch q.OnOverrun {
 		case "":
@@ -290,7 +321,7 @@ func (m *Model) resolve() error {
 			}
 		case ActionRequeue, ActionTerminate, ActionReport:
 		default:
-			return fmt.Errorf("qos.%s.on_vram_overrun %q: want requeue, terminate or report", name, q.OnOverrun)
+			return atKey([]string{"qos", name, "on_vram_overrun"}, "qos.%s.on_vram_overrun %q: want requeue, terminate or report", name, q.OnOverrun)
 		}
 		switch q.OnComputeOverrun {
 		case "":
@@ -305,79 +336,79 @@ func (m *Model) resolve() error {
 			return fmt.Errorf("qos.%s.compute_window %s: must not be negative", name, q.ComputeWindow)
 		}
 		if q.GraceTime < 0 {
-			return fmt.Errorf("qos.%s.grace_time %s: must not be negative", name, q.GraceTime)
+			return atKey([]string{"qos", name, "grace_time"}, "qos.%s.grace_time %s: must not be negative", name, q.GraceTime)
 		}
 		if q.GraceTime == 0 {
 			q.GraceTime = duration.Duration(30 * time.Second)
 		}
 		if q.GraceTime.D()%time.Second != 0 {
-			return fmt.Errorf("qos.%s.grace_time %s: Slurm counts whole seconds", name, q.GraceTime)
+			return atKey([]string{"qos", name, "grace_time"}, "qos.%s.grace_time %s: Slurm counts whole seconds", name, q.GraceTime)
 		}
 	}
 	// A higher level must not have a lower priority than a level it preempts.
 	lv := m.Levels()
 	for i := 1; i < len(lv); i++ {
 		if *lv[i].Priority < *lv[i-1].Priority {
-			return fmt.Errorf("qos.%s.priority %d is below qos.%s.priority %d", lv[i].Name, *lv[i].Priority, lv[i-1].Name, *lv[i-1].Priority)
+			return atKey([]string{"qos", lv[i].Name, "priority"}, "qos.%s.priority %d is below qos.%s.priority %d", lv[i].Name, *lv[i].Priority, lv[i-1].Name, *lv[i-1].Priority)
 		}
 	}
 	if len(m.Pools) == 0 {
-		return fmt.Errorf("no [pools.*] defined")
+		return atKey([]string{"pools"}, "no [pools.*] defined")
 	}
 	for name, p := range m.Pools {
 		p.Name = name
 		if !nameRE.MatchString(name) {
-			return fmt.Errorf("pools.%s: pool names are lowercase letters, digits and _ (at most 32), starting with a letter", name)
+			return atKey([]string{"pools", name}, "pools.%s: pool names are lowercase letters, digits and _ (at most 32), starting with a letter", name)
 		}
 		if p.Nodes == "" {
-			return fmt.Errorf("pools.%s.nodes: required (a Slurm hostlist such as node[1-4])", name)
+			return atKey([]string{"pools", name, "nodes"}, "pools.%s.nodes: required (a Slurm hostlist such as node[1-4])", name)
 		}
 		if strings.ContainsAny(p.Nodes, " \t\"'#=\n") {
-			return fmt.Errorf("pools.%s.nodes %q: a hostlist has no blanks, quotes, '#' or '='", name, p.Nodes)
+			return atKey([]string{"pools", name, "nodes"}, "pools.%s.nodes %q: a hostlist has no blanks, quotes, '#' or '='", name, p.Nodes)
 		}
 		if p.GPUModel == "" {
-			return fmt.Errorf("pools.%s.gpu_model: required (NVML name such as \"NVIDIA A100-SXM4-80GB\")", name)
+			return atKey([]string{"pools", name, "gpu_model"}, "pools.%s.gpu_model: required (NVML name such as \"NVIDIA A100-SXM4-80GB\")", name)
 		}
 		spec, err := LookupGPU(p.GPUModel, m.GPUModels)
 		if err != nil {
-			return fmt.Errorf("pools.%s: %w", name, err)
+			return atKey([]string{"pools", name, "gpu_model"}, "pools.%s: %v", name, err)
 		}
 		if spec.Memory == 0 {
-			return fmt.Errorf("pools.%s: memory of %q unknown; add [gpu_models.%q] memory = \"80Gi\"", name, p.GPUModel, p.GPUModel)
+			return atKey([]string{"pools", name, "gpu_model"}, "pools.%s: memory of %q unknown; add [gpu_models.%q] memory = \"80Gi\"", name, p.GPUModel, p.GPUModel)
 		}
 		p.GPU = spec
 		if p.GPUsPerNode <= 0 {
-			return fmt.Errorf("pools.%s.gpus_per_node: required, > 0", name)
+			return atKey([]string{"pools", name, "gpus_per_node"}, "pools.%s.gpus_per_node: required, > 0", name)
 		}
 		if p.ShardsPerGPU == 0 {
 			p.ShardsPerGPU = 100
 		}
 		if p.ShardsPerGPU < 1 || p.ShardsPerGPU > 1000 {
-			return fmt.Errorf("pools.%s.shards_per_gpu %d: want 1..1000", name, p.ShardsPerGPU)
+			return atKey([]string{"pools", name, "shards_per_gpu"}, "pools.%s.shards_per_gpu %d: want 1..1000", name, p.ShardsPerGPU)
 		}
 		if p.Oversubscription == 0 {
 			p.Oversubscription = 1
 		}
-		if p.Oversubscription < 1 || p.Oversubscription > 100 {
-			return fmt.Errorf("pools.%s.oversubscription %g: want 1..100 (a ratio, 1 = no overselling)", name, p.Oversubscription)
+		if !(p.Oversubscription >= 1 && p.Oversubscription <= 100) { // also NaN, which no comparison holds for
+			return atKey([]string{"pools", name, "oversubscription"}, "pools.%s.oversubscription %g: want 1..100 (a ratio, 1 = no overselling)", name, p.Oversubscription)
 		}
 		if p.DefaultQoS != "" && m.QoS[p.DefaultQoS] == nil {
-			return fmt.Errorf("pools.%s.default_qos %q: not a [qos.*] level of this file", name, p.DefaultQoS)
+			return atKey([]string{"pools", name, "default_qos"}, "pools.%s.default_qos %q: not a [qos.*] level of this file", name, p.DefaultQoS)
 		}
 		if p.MaxTime != "" && !regexp.MustCompile(`^(INFINITE|UNLIMITED|[0-9]+(-[0-9]+)?(:[0-9]+){0,2})$`).MatchString(p.MaxTime) {
-			return fmt.Errorf("pools.%s.max_time %q: Slurm time such as 01:00:00, 2-00:00:00 or INFINITE", name, p.MaxTime)
+			return atKey([]string{"pools", name, "max_time"}, "pools.%s.max_time %q: Slurm time such as 01:00:00, 2-00:00:00 or INFINITE", name, p.MaxTime)
 		}
 		if p.PriorityTier < 0 || p.PriorityTier > 65533 {
-			return fmt.Errorf("pools.%s.priority_tier %d: want 0..65533", name, p.PriorityTier)
+			return atKey([]string{"pools", name, "priority_tier"}, "pools.%s.priority_tier %d: want 0..65533", name, p.PriorityTier)
 		}
 	}
 	for name, pr := range m.Profiles {
 		pr.Name = name
 		if pr.Pool != "" && m.Pools[pr.Pool] == nil {
-			return fmt.Errorf("profiles.%s.pool %q: no such pool", name, pr.Pool)
+			return atKey([]string{"profiles", name, "pool"}, "profiles.%s.pool %q: no such pool", name, pr.Pool)
 		}
 		if pr.QoS != "" && m.QoS[pr.QoS] == nil {
-			return fmt.Errorf("profiles.%s.qos %q: not a [qos.*] level of this file", name, pr.QoS)
+			return atKey([]string{"profiles", name, "qos"}, "profiles.%s.qos %q: not a [qos.*] level of this file", name, pr.QoS)
 		}
 	}
 	return nil

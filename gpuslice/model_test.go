@@ -234,7 +234,7 @@ func TestParseModelLines(t *testing.T) {
 		{"unknown key", strings.Replace(base, "gpus_per_node", "gpu_per_node", 1), `8: unknown key "pools.a.gpu_per_node" (did you mean "gpus_per_node"?)`},
 		{"wrong type", strings.Replace(base, "gpus_per_node = 1", `gpus_per_node = "one"`, 1), `8: pools.a.gpus_per_node: incompatible types: TOML value has type string; destination has type integer`},
 		{"bad duration", strings.Replace(base, `"5s"`, `"5"`, 1), `4: qos.low.grace_time: invalid duration "5" (want e.g. "500ms", "30s", "2m")`},
-		{"negative duration", strings.Replace(base, `"5s"`, `"-5s"`, 1), `0: qos.low.grace_time -5s: must not be negative`},
+		{"negative duration", strings.Replace(base, `"5s"`, `"-5s"`, 1), `4: qos.low.grace_time -5s: must not be negative`},
 		{"bad quantity", base + "[profiles.p]\nrequests = { vram = \"lots\" }\n", `10: profiles.p.requests.vram: bad memory quantity "lots" (want e.g. 4Gi, 512Mi, 16GB)`},
 		// A tflops request or limit written as 0, NaN, negative or above
 		// the pool's peak is refused at its line, naming pool and profile.
@@ -262,6 +262,97 @@ func TestParseModelLines(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := LoadModel(p); err == nil || !strings.HasPrefix(err.Error(), p+`:8: unknown key "pools.a.gpu_per_node"`) {
+		t.Errorf("LoadModel: %v", err)
+	}
+}
+
+// poolsDoc is a valid pools file whose line numbers the tests below name.
+const poolsDoc = `[slurm]
+prefix = "a"
+include_file = "/etc/slurm/gpuorch-pools.conf"
+[qos.low]
+[pools.a]
+nodes = "node[1-2]"
+gpu_model = "NVIDIA A100-SXM4-80GB"
+gpus_per_node = 1
+[pools.b]
+nodes = "node[3-4]"
+gpu_model = "NVIDIA A100-SXM4-80GB"
+gpus_per_node = 1
+oversubscription = 2.0
+[profiles.p]
+pool = "a"
+requests = { tflops = 5, vram = "3Gi" }
+limits = { tflops = 15, vram = "3Gi" }
+[gpu_models."NVIDIA A100-SXM4-80GB"]
+peak_fp16_tflops = 300.0
+`
+
+// TestParseModelRefuses: what would plan wrong shards, let apply rewrite a
+// file outside Slurm's configuration, or give one node to two pools is
+// refused when the file is read, at the line of the key at fault.
+func TestParseModelRefuses(t *testing.T) {
+	t.Setenv("SLURM_CONF", "")
+	if _, err := ParseModel([]byte(poolsDoc)); err != nil {
+		t.Fatalf("the base document: %v", err)
+	}
+	sub := func(old, new string) string {
+		if !strings.Contains(poolsDoc, old) {
+			t.Fatalf("%q not in the base document", old)
+		}
+		return strings.Replace(poolsDoc, old, new, 1)
+	}
+	const inDir = "must be a file directly in Slurm's configuration directory /etc/slurm (beside slurm.conf; SLURM_CONF says where that is), which apply rewrites as root"
+	for _, c := range []struct{ name, doc, want string }{
+		{"oversubscription nan", sub("2.0", "nan"), `13: pools.b.oversubscription NaN: want 1..100 (a ratio, 1 = no overselling)`},
+		{"oversubscription inf", sub("2.0", "inf"), `13: pools.b.oversubscription +Inf: want 1..100 (a ratio, 1 = no overselling)`},
+		{"oversubscription below 1", sub("2.0", "0.5"), `13: pools.b.oversubscription 0.5: want 1..100`},
+		{"peak nan", sub("300.0", "nan"), `19: gpu_models."NVIDIA A100-SXM4-80GB".peak_fp16_tflops NaN: want a positive number of TFLOPS`},
+		{"peak inf", sub("300.0", "inf"), `19: gpu_models."NVIDIA A100-SXM4-80GB".peak_fp16_tflops +Inf: want a positive number of TFLOPS`},
+		{"include outside", sub("/etc/slurm/gpuorch-pools.conf", "/etc/passwd"), `3: slurm.include_file "/etc/passwd": ` + inDir},
+		{"include relative", sub("/etc/slurm/gpuorch-pools.conf", "gpuorch-pools.conf"), `3: slurm.include_file "gpuorch-pools.conf": ` + inDir},
+		{"include dotdot", sub("/etc/slurm/gpuorch-pools.conf", "/etc/slurm/../shadow"), `3: slurm.include_file "/etc/slurm/../shadow": ` + inDir},
+		{"include deeper", sub("/etc/slurm/gpuorch-pools.conf", "/etc/slurm/x/pools.conf"), `3: slurm.include_file "/etc/slurm/x/pools.conf": ` + inDir},
+		{"include slurm.conf", sub("/etc/slurm/gpuorch-pools.conf", "/etc/slurm/slurm.conf"), `3: slurm.include_file "/etc/slurm/slurm.conf": is Slurm's own slurm.conf: name a file of gpuorch's own, such as /etc/slurm/gpuorch-pools.conf`},
+		{"include gres.conf", sub("/etc/slurm/gpuorch-pools.conf", "/etc/slurm/gres.conf"), `is Slurm's own gres.conf`},
+		{"shared nodes", sub(`nodes = "node[3-4]"`, `nodes = "node[2-3]"`), `10: pools.b.nodes "node[2-3]": node2 is in pools.a too (line 6): a node belongs to one pool`},
+		{"shared by another spelling", sub(`nodes = "node[3-4]"`, `nodes = "node3,node1"`), `10: pools.b.nodes "node3,node1": node1 is in pools.a too (line 6)`},
+		{"bad hostlist", sub(`nodes = "node[3-4]"`, `nodes = "node[4-3]"`), `10: pools.b.nodes "node[4-3]": host list "node[4-3]": range "4-3" runs backwards`},
+		{"tflops request above limit", sub("tflops = 5,", "tflops = 20,"), `16: profiles.p.requests.tflops 20 is above profiles.p.limits.tflops 15: a request cannot exceed its limit`},
+		{"vram request above limit", sub(`vram = "3Gi" }
+limits`, `vram = "4Gi" }
+limits`), `16: profiles.p.requests.vram 4Gi is above profiles.p.limits.vram 3Gi: a request cannot exceed its limit`},
+		{"negative grace, at its line", sub("[qos.low]", "[qos.low]\ngrace_time = \"-5s\""), `5: qos.low.grace_time -5s: must not be negative`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseModel([]byte(c.doc))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v\nwant it to contain %s", err, c.want)
+			}
+			if !errors.Is(err, errkind.ErrInvalid) {
+				t.Errorf("not invalid input: %v", err)
+			}
+		})
+	}
+
+	// Slurm's configuration directory is where SLURM_CONF puts slurm.conf;
+	// the default include file goes there too.
+	t.Setenv("SLURM_CONF", "/opt/slurm/etc/slurm.conf")
+	if _, err := ParseModel([]byte(sub("/etc/slurm/gpuorch-pools.conf", "/opt/slurm/etc/pools.conf"))); err != nil {
+		t.Errorf("include file beside $SLURM_CONF: %v", err)
+	}
+	if _, err := ParseModel([]byte(poolsDoc)); err == nil || !strings.Contains(err.Error(), "directory /opt/slurm/etc") {
+		t.Errorf("include file away from $SLURM_CONF: %v", err)
+	}
+	m, err := ParseModel([]byte(sub(`include_file = "/etc/slurm/gpuorch-pools.conf"`, "")))
+	if err != nil || m.Slurm.IncludeFile != "/opt/slurm/etc/gpuorch-pools.conf" {
+		t.Errorf("default include file with SLURM_CONF: %v, %v", m, err)
+	}
+
+	// From a file: the file name before the line.
+	p := filepath.Join(t.TempDir(), "pools.toml")
+	os.WriteFile(p, []byte(sub("2.0", "nan")), 0o644)
+	if _, err := LoadModel(p); err == nil || !strings.HasPrefix(err.Error(), p+":13: pools.b.oversubscription NaN") {
 		t.Errorf("LoadModel: %v", err)
 	}
 }

@@ -245,3 +245,23 @@ func TestFilePatternOnSlurm(t *testing.T) {
 		}
 	}
 }
+
+// TestExpandHostlistMatchesScontrol: ExpandHostlist expands as Slurm's own
+// `scontrol show hostnames` does, and refuses what it refuses.
+func TestExpandHostlistMatchesScontrol(t *testing.T) {
+	testgate.Slurm(t)
+	for _, h := range []string{"node[1-4]", "a[1-2]b[3-4]", "n[01-03,7]", "n[1-010]", "n[001-3]", "node1,node[2-3],node1",
+		"a,,b", "n[1-2]-[5-6]", "[1-2]", "gpu-a.b_c", "r[1-2]n[08-11],x9", "n[9-11]x", "x[3-1]", "n[]", "n[a-b]"} {
+		out, serr := exec.Command("scontrol", "show", "hostnames", h).CombinedOutput()
+		want := strings.Fields(string(out))
+		got, err := sbatch.ExpandHostlist(h)
+		switch {
+		case serr != nil || strings.Contains(string(out), "Invalid hostlist"):
+			if err == nil {
+				t.Errorf("%q: Slurm refuses it (%s), ExpandHostlist gives %v", h, strings.TrimSpace(string(out)), got)
+			}
+		case err != nil || strings.Join(got, " ") != strings.Join(want, " "):
+			t.Errorf("%q: ExpandHostlist %v (%v), scontrol %v", h, got, err, want)
+		}
+	}
+}

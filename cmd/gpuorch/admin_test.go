@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -33,6 +34,39 @@ func TestAdminCLI(t *testing.T) {
 			out, errOut, code := runCLI(t, t.TempDir(), tc.args...)
 			if code != tc.code || !strings.Contains(out+errOut, tc.want) {
 				t.Fatalf("exit %d (want %d), output lacks %q:\n%s%s", code, tc.code, tc.want, out, errOut)
+			}
+		})
+	}
+}
+
+// TestAdminPlanRefusesPoolsFile: a pools file that would plan negative
+// shards, let apply (as root) rewrite a file outside Slurm's configuration,
+// give a node to two pools or a profile a request above its limit is
+// refused before Slurm is asked anything: exit 2, file:line and key.
+func TestAdminPlanRefusesPoolsFile(t *testing.T) {
+	t.Setenv("SLURM_CONF", "")
+	example, err := os.ReadFile("../../examples/pools.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, old, new, want string }{
+		{"oversubscription nan", "oversubscription = 1.0", "oversubscription = nan", ":28: pools.a100.oversubscription NaN"},
+		{"include file outside", `include_file = "/etc/slurm/gpuorch-pools.conf"`, `include_file = "/etc/passwd"`, `:12: slurm.include_file "/etc/passwd": must be a file directly in Slurm's configuration directory /etc/slurm`},
+		{"shared nodes", `nodes = "node[3-4]"`, `nodes = "node[2-4]"`, `:32: pools.h100.nodes "node[2-4]": node2 is in pools.a100 too (line 23)`},
+		{"request above limit", `requests = { tflops = 5, vram = "3Gi" }`, `requests = { tflops = 50, vram = "3Gi" }`, `:67: profiles.small-infer.requests.tflops 50 is above profiles.small-infer.limits.tflops 15`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(string(example), tc.old) {
+				t.Fatalf("examples/pools.toml lacks %q", tc.old)
+			}
+			p := filepath.Join(t.TempDir(), "pools.toml")
+			if err := os.WriteFile(p, []byte(strings.Replace(string(example), tc.old, tc.new, 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			t.Setenv("PATH", t.TempDir()) // no Slurm: the file must be refused before it is needed
+			out, errOut, code := runCLI(t, t.TempDir(), "admin", "plan", p)
+			if code != exitUsage || !strings.Contains(errOut, p+tc.want) {
+				t.Fatalf("exit %d (want 2), stderr lacks %q:\n%s%s", code, p+tc.want, out, errOut)
 			}
 		})
 	}
