@@ -165,7 +165,7 @@ func parseHead(line []byte) (Point, int, error) {
 	if line[0] == '#' {
 		return p, 0, fmt.Errorf("comment line")
 	}
-	if i := bytes.IndexAny(line, "\r\n"); i >= 0 {
+	if i := lineBreak(line); i >= 0 {
 		return p, 0, fmt.Errorf("line break at byte %d inside a line", i)
 	}
 	// Measurement: up to an unescaped ',' or ' '.
@@ -202,6 +202,17 @@ func parseHead(line []byte) (Point, int, error) {
 		return p, 0, fmt.Errorf("byte %d: want ' ' before fields", i)
 	}
 	return p, i, nil
+}
+
+// lineBreak is the index of the first '\r' or '\n' in line, or -1: two
+// vectorised searches, several times faster than bytes.IndexAny on a long
+// line (profiled with BenchmarkCheckLine).
+func lineBreak(line []byte) int {
+	i, j := bytes.IndexByte(line, '\r'), bytes.IndexByte(line, '\n')
+	if i < 0 || (j >= 0 && j < i) {
+		return j
+	}
+	return i
 }
 
 // parseBody parses the fields and timestamp of a line into p, starting at
@@ -370,7 +381,7 @@ func checkLine(line []byte) error {
 	if line[0] == '#' {
 		return fmt.Errorf("comment line")
 	}
-	if i := bytes.IndexAny(line, "\r\n"); i >= 0 {
+	if i := lineBreak(line); i >= 0 {
 		return fmt.Errorf("line break at byte %d inside a line", i)
 	}
 	i := skipElem(line, 0, commaSpace, commaSpace)
