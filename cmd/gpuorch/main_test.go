@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -40,6 +42,15 @@ func TestExitCodeKinds(t *testing.T) {
 // TestExitCodesFromTheCLI: what a user sees for each kind, through the real
 // app and run (the message printed once, the code from exitCode).
 func TestExitCodesFromTheCLI(t *testing.T) {
+	// A directory review accepts (results show refuses one that holds no
+	// experiment before it looks at the source).
+	expDir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(expDir, "tasks", "0"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(expDir, "tasks", "0", "metrics.lp"), []byte("serving,task=t0 offered=1i 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name string
 		env  map[string]string
@@ -52,7 +63,7 @@ func TestExitCodesFromTheCLI(t *testing.T) {
 		{"unknown subcommand", nil, []string{"results", "shwo"}, exitUsage, `gpuorch: results: unknown command "shwo"`},
 		{"unknown flag", nil, []string{"run", "--no-such-flag", "x.toml"}, exitUsage, "no-such-flag"},
 		{"bad flag value", nil, []string{"status", "--interval", "soon", "x"}, exitUsage, "soon"},
-		{"bad results source", map[string]string{"GPUORCH_RESULTS_SOURCE": "bogus"}, []string{"results", "show", "."}, exitUsage, "GPUORCH_RESULTS_SOURCE"},
+		{"bad results source", map[string]string{"GPUORCH_RESULTS_SOURCE": "bogus"}, []string{"results", "show", expDir}, exitUsage, "GPUORCH_RESULTS_SOURCE"},
 		{"missing experiment", nil, []string{"status", "no-such-experiment"}, exitUsage, "no-such-experiment"},
 		{"missing spec file", nil, []string{"run", "--dry-run", "/no/such/spec.toml"}, exitUsage, "/no/such/spec.toml"},
 		{"unreachable service", map[string]string{"GPUORCH_INFLUX_URL": "http://127.0.0.1:1", "GPUORCH_CONFIG": "/dev/null"}, []string{"results", "ping"}, exitUnavailable, "127.0.0.1:1"},
