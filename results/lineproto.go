@@ -436,15 +436,17 @@ func checkBody(line []byte, i int) error {
 	return nil
 }
 
-// byteSet is a set of bytes, for the checks' inner loops (a table lookup
-// per byte instead of a search of a short string).
-type byteSet [256]bool
+// byteSet classifies bytes for the checks' inner loops: 1 for the bytes
+// of the set, 2 for a backslash, 0 for the rest — one table lookup per
+// byte in the common case, instead of a search of a short string.
+type byteSet [256]uint8
 
 func newByteSet(s string) *byteSet {
 	var b byteSet
 	for i := 0; i < len(s); i++ {
-		b[s[i]] = true
+		b[s[i]] = 1
 	}
+	b['\\'] = 2
 	return &b
 }
 
@@ -453,16 +455,19 @@ var (
 	commaEqSpace = newByteSet(",= ")
 )
 
-// skipElem is scanElem without the element: the index where it stops.
+// skipElem is scanElem without the element: the index where it stops at
+// a byte of stop; a backslash escapes a following byte of esc or another
+// backslash.
 func skipElem(line []byte, i int, esc, stop *byteSet) int {
 	for ; i < len(line); i++ {
-		c := line[i]
-		if c == '\\' && i+1 < len(line) && (line[i+1] == '\\' || esc[line[i+1]]) {
-			i++
-			continue
-		}
-		if stop[c] {
-			break
+		switch stop[line[i]] {
+		case 0:
+		case 1:
+			return i
+		default: // a backslash
+			if i+1 < len(line) && (line[i+1] == '\\' || esc[line[i+1]] == 1) {
+				i++
+			}
 		}
 	}
 	return i
