@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/gpuorch/gpuorch/internal/clip"
 	"github.com/gpuorch/gpuorch/internal/tomlstrict"
 	"github.com/gpuorch/gpuorch/sbatch"
 )
@@ -86,12 +87,12 @@ func (m *Model) checkIncludeFile(*tomlstrict.Doc) error {
 	f, dir := m.Slurm.IncludeFile, slurmConfDir()
 	path := []string{"slurm", "include_file"}
 	if !filepath.IsAbs(f) || filepath.Clean(f) != f || filepath.Dir(f) != dir || !strings.HasSuffix(f, ".conf") || strings.HasPrefix(filepath.Base(f), ".") {
-		return atKey(path, "slurm.include_file %q: must be a file directly in Slurm's configuration directory %s (beside slurm.conf; SLURM_CONF says where that is), which apply rewrites as root, named *.conf",
-			f, dir)
+		return atKey(path, "slurm.include_file %s: must be a file directly in Slurm's configuration directory %s (beside slurm.conf; SLURM_CONF says where that is), which apply rewrites as root, named *.conf",
+			clip.Quote(f), clip.String(dir))
 	}
 	if base := filepath.Base(f); slurmOwnFiles[base] {
-		return atKey(path, "slurm.include_file %q: is Slurm's own %s: name a file of gpuorch's own, such as %s",
-			f, base, filepath.Join(dir, filepath.Base(DefaultIncludeFile)))
+		return atKey(path, "slurm.include_file %s: is Slurm's own %s: name a file of gpuorch's own, such as %s",
+			clip.Quote(f), base, clip.String(filepath.Join(dir, filepath.Base(DefaultIncludeFile))))
 	}
 	return nil
 }
@@ -108,12 +109,12 @@ func (m *Model) checkPoolNodes(d *tomlstrict.Doc) error {
 		path := []string{"pools", name, "nodes"}
 		hosts, err := sbatch.ExpandHostlist(p.Nodes)
 		if err != nil {
-			return atKey(path, "pools.%s.nodes %q: %v", name, p.Nodes, err)
+			return atKey(path, "pools.%s.nodes %s: %v", name, clip.Quote(p.Nodes), err)
 		}
 		for _, h := range hosts {
 			if other, ok := owner[h]; ok && other != name {
-				return atKey(path, "pools.%s.nodes %q: %s is in pools.%s too (line %d): a node belongs to one pool",
-					name, p.Nodes, h, other, d.Line([]string{"pools", other, "nodes"}))
+				return atKey(path, "pools.%s.nodes %s: %s is in pools.%s too (line %d): a node belongs to one pool",
+					name, clip.Quote(p.Nodes), clip.String(h), other, d.Line([]string{"pools", other, "nodes"}))
 			}
 			owner[h] = name
 		}

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gpuorch/gpuorch/internal/clip"
 	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/loadgen"
 )
@@ -439,7 +440,7 @@ func summaryState(sum loadgen.Summary) (TaskState, string) {
 	case loadgen.StatusFailed:
 		msg := "failed"
 		if sum.Error != "" {
-			msg = sum.Error
+			msg = clip.String(sum.Error)
 		}
 		return TaskFailed, msg + how
 	}

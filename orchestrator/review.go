@@ -8,10 +8,12 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/gpuorch/gpuorch/internal/clip"
 	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/results"
 	"github.com/gpuorch/gpuorch/results/trainlog"
+	"github.com/gpuorch/gpuorch/sbatch"
 )
 
 // Reviewed is an experiment named for review (results show, compare,
@@ -45,7 +47,7 @@ func OpenReview(home, arg string) (*Reviewed, error) {
 	if st, serr := os.Stat(arg); serr == nil && st.IsDir() {
 		if !isReviewDir(arg) {
 			return nil, errkind.Invalidf("%s is not an experiment directory: it has no %s or %s, and no tasks/<i>/%s (nor %s of one task's directory)%s",
-				arg, layout.StateFile, layout.PlanFile, layout.MetricsFile, layout.MetricsFile, homeHint(arg))
+				clip.String(arg), layout.StateFile, layout.PlanFile, layout.MetricsFile, layout.MetricsFile, homeHint(arg))
 		}
 		abs, _ := filepath.Abs(arg)
 		return &Reviewed{Label: filepath.Base(abs), Dir: arg}, nil
@@ -70,7 +72,7 @@ func isReviewDir(dir string) bool {
 // homeHint points at the experiments when dir holds experiment directories.
 func homeHint(dir string) string {
 	if list, err := List(dir); err == nil && len(list) > 0 {
-		return fmt.Sprintf("; it holds %d experiment(s): name one (gpuorch experiments list --home %s)", len(list), dir)
+		return fmt.Sprintf("; it holds %d experiment(s): name one (%s)", len(list), sbatch.CommandLine("gpuorch", "experiments", "list", "--home", dir))
 	}
 	return ""
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/gpuorch/gpuorch/internal/clip"
 )
 
 // MaxHosts bounds what ExpandHostlist expands: more hosts than any cluster
@@ -30,22 +32,22 @@ func ExpandHostlist(s string) ([]string, error) {
 			start = i + 1
 		case s[i] == '[':
 			if depth++; depth > 1 {
-				return nil, fmt.Errorf("host list %q: '[' inside brackets", s)
+				return nil, fmt.Errorf("host list %s: '[' inside brackets", clip.Quote(s))
 			}
 		case s[i] == ']':
 			if depth--; depth < 0 {
-				return nil, fmt.Errorf("host list %q: ']' without '['", s)
+				return nil, fmt.Errorf("host list %s: ']' without '['", clip.Quote(s))
 			}
 		}
 	}
 	if depth != 0 {
-		return nil, fmt.Errorf("host list %q: '[' without ']'", s)
+		return nil, fmt.Errorf("host list %s: '[' without ']'", clip.Quote(s))
 	}
 	var hosts []string
 	for _, it := range items {
 		h, err := expandItem(it, MaxHosts-len(hosts))
 		if err != nil {
-			return nil, fmt.Errorf("host list %q: %w", s, err)
+			return nil, fmt.Errorf("host list %s: %w", clip.Quote(s), err)
 		}
 		hosts = append(hosts, h...)
 	}
@@ -59,7 +61,7 @@ func expandItem(it string, room int) ([]string, error) {
 		open := strings.IndexByte(it, '[')
 		if open < 0 {
 			if len(out) > 1 || strings.Contains(it, "]") {
-				return nil, fmt.Errorf("%q after a bracket group: Slurm takes no text after the last group", it)
+				return nil, fmt.Errorf("%s after a bracket group: Slurm takes no text after the last group", clip.Quote(it))
 			}
 			return []string{out[0] + it}, nil
 		}
@@ -101,7 +103,7 @@ func expandGroup(g string, room int) ([]string, error) {
 			}
 		}
 		if b < a {
-			return nil, fmt.Errorf("range %q runs backwards", r)
+			return nil, fmt.Errorf("range %s runs backwards", clip.Quote(r))
 		}
 		if b-a >= room-len(out) {
 			return nil, fmt.Errorf("more than %d hosts", MaxHosts)
@@ -119,11 +121,11 @@ func expandGroup(g string, room int) ([]string, error) {
 
 func hostNumber(s string) (int, error) {
 	if s == "" || len(s) > 9 {
-		return 0, fmt.Errorf("%q is not a host number (up to 9 digits)", s)
+		return 0, fmt.Errorf("%s is not a host number (up to 9 digits)", clip.Quote(s))
 	}
 	for _, c := range s {
 		if c < '0' || c > '9' {
-			return 0, fmt.Errorf("%q is not a host number", s)
+			return 0, fmt.Errorf("%s is not a host number", clip.Quote(s))
 		}
 	}
 	return strconv.Atoi(s)

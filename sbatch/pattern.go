@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+
+	"github.com/gpuorch/gpuorch/internal/clip"
 )
 
 // FilePattern is a Slurm filename pattern, the value of --output, --error
@@ -49,7 +51,7 @@ func checkPattern(option string, p FilePattern) error {
 		return err
 	}
 	if strings.ContainsRune(s, '\\') {
-		return fmt.Errorf("%s: %q: a backslash makes Slurm drop it and replace none of the pattern's symbols (%%A, %%a, %%j …); choose a path without one", option, s)
+		return fmt.Errorf("%s: %s: a backslash makes Slurm drop it and replace none of the pattern's symbols (%%A, %%a, %%j …); choose a path without one", option, clip.Quote(s))
 	}
 	for i := 0; i < len(s); i++ {
 		if s[i] != '%' {
@@ -64,7 +66,7 @@ func checkPattern(option string, p FilePattern) error {
 			j++
 		}
 		if j >= len(s) || strings.IndexByte(patternSymbols, s[j]) < 0 {
-			return fmt.Errorf("%s: %q: '%%' at byte %d starts no filename pattern symbol (%%A %%a %%J %%j %%N %%n %%s %%t %%u %%x, with an optional width); write %%%% for a literal '%%' (sbatch.LiteralPattern does)", option, s, i)
+			return fmt.Errorf("%s: %s: '%%' at byte %d starts no filename pattern symbol (%%A %%a %%J %%j %%N %%n %%s %%t %%u %%x, with an optional width); write %%%% for a literal '%%' (sbatch.LiteralPattern does)", option, clip.Quote(s), i)
 		}
 		i = j
 	}
