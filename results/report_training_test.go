@@ -43,7 +43,9 @@ func trainingReport(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	d, err := results.LoadReport(context.Background(), results.NewLocalStore(dir), "", "local store")
+	// The two run directories, as a store reads them (DIR/metrics.lp of
+	// each; the store does not search a parent directory for them).
+	d, err := results.LoadReport(context.Background(), results.NewLocalStore(filepath.Join(dir, "opt-valid"), filepath.Join(dir, "opt-diverged")), "", "local store")
 	if err != nil {
 		t.Fatal(err)
 	}

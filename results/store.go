@@ -103,12 +103,13 @@ func HasMetrics(dir string) bool {
 }
 
 // taskFiles lists the metrics and prediction file of task directory dir
-// that exist.
+// that exist, whatever they are: reading one that is not a regular file
+// (a link to /dev/zero) fails with limitio's error naming it.
 func taskFiles(dir string) []string {
 	var out []string
 	for _, name := range []string{layout.MetricsFile, layout.PredictionFile} {
 		p := filepath.Join(dir, name)
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+		if _, err := os.Lstat(p); err == nil {
 			out = append(out, p)
 		}
 	}
