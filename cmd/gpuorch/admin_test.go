@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,11 +50,23 @@ func TestAdminPlanRefusesPoolsFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// lineOf is the line of examples/pools.toml that holds s.
+	lineOf := func(s string) int {
+		i := strings.Index(string(example), s)
+		if i < 0 {
+			t.Fatalf("examples/pools.toml lacks %q", s)
+		}
+		return strings.Count(string(example)[:i], "\n") + 1
+	}
 	for _, tc := range []struct{ name, old, new, want string }{
-		{"oversubscription nan", "oversubscription = 1.0", "oversubscription = nan", ":28: pools.a100.oversubscription NaN"},
-		{"include file outside", `include_file = "/etc/slurm/gpuorch-pools.conf"`, `include_file = "/etc/passwd"`, `:12: slurm.include_file "/etc/passwd": must be a file directly in Slurm's configuration directory /etc/slurm`},
-		{"shared nodes", `nodes = "node[3-4]"`, `nodes = "node[2-4]"`, `:32: pools.h100.nodes "node[2-4]": node2 is in pools.a100 too (line 23)`},
-		{"request above limit", `requests = { tflops = 5, vram = "3Gi" }`, `requests = { tflops = 50, vram = "3Gi" }`, `:67: profiles.small-infer.requests.tflops 50 is above profiles.small-infer.limits.tflops 15`},
+		{"oversubscription nan", "oversubscription = 1.0", "oversubscription = nan",
+			fmt.Sprintf(":%d: pools.a100.oversubscription NaN", lineOf("oversubscription = 1.0"))},
+		{"include file outside", `include_file = "/etc/slurm/gpuorch-pools.conf"`, `include_file = "/etc/passwd"`,
+			fmt.Sprintf(`:%d: slurm.include_file "/etc/passwd": must be a file directly in Slurm's configuration directory /etc/slurm`, lineOf("include_file ="))},
+		{"shared nodes", `nodes = "node[3-4]"`, `nodes = "node[2-4]"`,
+			fmt.Sprintf(`:%d: pools.h100.nodes "node[2-4]": node2 is in pools.a100 too (line %d)`, lineOf(`nodes = "node[3-4]"`), lineOf(`nodes = "node[1-2]"`))},
+		{"request above limit", `requests = { tflops = 5, vram = "3Gi" }`, `requests = { tflops = 50, vram = "3Gi" }`,
+			fmt.Sprintf(`:%d: profiles.small-infer.requests.tflops 50 is above profiles.small-infer.limits.tflops 15`, lineOf(`requests = { tflops = 5, vram = "3Gi" }`))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !strings.Contains(string(example), tc.old) {
