@@ -309,7 +309,36 @@ func Run(ctx context.Context, cfg *Config, w *Workload, opts RunOptions) (*Summa
 		sum.Status = StatusInterrupted
 		return sum, ctx.Err()
 	}
+	if err := noneSucceeded(sum); err != nil {
+		// Every request failed: the figures measure the failures, not the
+		// server, so the run failed (a wrong protocol, path or model).
+		sum.Status, sum.Error = StatusFailed, err.Error()
+		return sum, err
+	}
 	return sum, nil
+}
+
+// noneSucceeded is the error of a run in which requests were sent and none
+// completed, naming the most common failure.
+func noneSucceeded(sum *Summary) error {
+	t := sum.Total
+	if t.Completed > 0 || t.Errors+t.Timeouts == 0 {
+		return nil // a hanging target's requests are cancelled at the end, not failed
+	}
+	kind, n := "", int64(0)
+	for k, c := range sum.ErrorKinds {
+		if c > n || (c == n && k < kind) {
+			kind, n = k, c
+		}
+	}
+	msg := fmt.Sprintf("no request succeeded: %d sent, %d errors, %d timeouts", t.Sent, t.Errors, t.Timeouts)
+	if kind != "" {
+		msg += fmt.Sprintf(" (most often %s: %d)", kind, n)
+	}
+	if strings.HasPrefix(kind, "HTTP 404") || strings.HasPrefix(kind, "HTTP 405") {
+		msg += "; check --protocol, the URL's path and the model name"
+	}
+	return errors.New(msg)
 }
 
 // asyncWarm is how many extra connections to open before an asynchronous

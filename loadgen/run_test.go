@@ -355,3 +355,37 @@ func TestRunClassesBreakdown(t *testing.T) {
 		t.Fatalf("classes %+v", sum.Classes)
 	}
 }
+
+// TestRunNoneSucceeded: a run whose every request failed (the wrong path
+// or protocol) is a failed run naming the most common failure, not a
+// completed one with a table of errors.
+func TestRunNoneSucceeded(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.NotFoundHandler())
+	defer srv.Close()
+	cfg := runCfg(srv.URL, WorkloadConfig{Arrival: "fixed", Rate: 20}, 500*time.Millisecond)
+	w, _ := BuildWorkload(cfg)
+	sum, err := Run(context.Background(), cfg, w, RunOptions{})
+	if err == nil || !strings.Contains(err.Error(), "no request succeeded") || !strings.Contains(err.Error(), "HTTP 404") {
+		t.Fatalf("err = %v, want no request succeeded, most often HTTP 404", err)
+	}
+	if errors.Is(err, errkind.ErrUnavailable) || errors.Is(err, errkind.ErrInvalid) {
+		t.Errorf("err = %v: the target answered, so the run failed (exit 1)", err)
+	}
+	if sum.Status != StatusFailed || sum.Total.Sent == 0 {
+		t.Errorf("status %q, sent %d", sum.Status, sum.Total.Sent)
+	}
+	// Some successes make a completed run.
+	var n atomic.Int64
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1)%3 != 0 {
+			http.NotFound(w, r)
+		}
+	}))
+	defer ok.Close()
+	cfg = runCfg(ok.URL, WorkloadConfig{Arrival: "fixed", Rate: 20}, 500*time.Millisecond)
+	w, _ = BuildWorkload(cfg)
+	if sum, err := Run(context.Background(), cfg, w, RunOptions{}); err != nil || sum.Status != StatusCompleted {
+		t.Errorf("some successes: %v, status %q", err, sum.Status)
+	}
+}
