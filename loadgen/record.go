@@ -510,6 +510,8 @@ func errorKind(res *Result) string {
 	switch {
 	case res.Err == nil:
 		return "error"
+	case errors.Is(res.Err, ErrNoReplica):
+		return "no ready replica"
 	case errors.As(res.Err, &errno):
 		return errnoName(errno)
 	case errors.Is(res.Err, io.ErrUnexpectedEOF), errors.Is(res.Err, io.EOF):
