@@ -50,6 +50,7 @@ type Replicas struct {
 	aborted  bool
 	rotation atomic.Pointer[[]*replica] // the replicas receiving requests
 	next     atomic.Uint64
+	sent     atomic.Int64
 	selfTime bool
 }
 
@@ -245,6 +246,7 @@ func (m *Replicas) pick() *replica {
 // Do sends the request to one replica. A transport error (not a timeout,
 // not the end of the run) ejects that replica until Admit.
 func (m *Replicas) Do(ctx context.Context, res *Result, clock func() time.Duration) error {
+	m.sent.Add(1)
 	r := m.pick()
 	if r == nil {
 		res.Outcome, res.Err, res.Done = OutcomeError, ErrNoReplica, clock()
@@ -264,6 +266,9 @@ func (m *Replicas) Do(ctx context.Context, res *Result, clock func() time.Durati
 	}
 	return err
 }
+
+// Requests is the number of requests handed to Do so far.
+func (m *Replicas) Requests() int64 { return m.sent.Load() }
 
 // Ready checks that some replica in rotation answers.
 func (m *Replicas) Ready(ctx context.Context) error {
