@@ -7,9 +7,12 @@
 //	  spec.toml plan.json state.json
 //	  slurm/array.sbatch         the Slurm executor's script
 //	  bench-spec.json bench.json bench-task.sh   (LLM benchmarks)
+//	  deployment.json slurm/replica.sbatch      (deployments of replicas)
 //	  tasks/<i>/                 Task
 //	    manifest.json log summary.json snapshots.jsonl metrics.lp
 //	    influx-spool/ prediction.lp requests.jsonl server.log
+//	    replicas/lease           the task's deployment renews it
+//	    replicas/<name>/         Replica: address.json job.json log
 package layout
 
 import (
@@ -28,18 +31,28 @@ const (
 	PredictionFile = "prediction.lp"   // a benchmark's predicted values (line protocol)
 	RequestsFile   = "requests.jsonl"  // per-request rows, when asked for
 	ServerLogFile  = "server.log"      // the model server a benchmark task started
+	ReplicasDir    = "replicas"        // the task's deployment: its replicas and lease
+	LeaseFile      = "lease"           // in ReplicasDir: renewed while the task runs
+)
+
+// File names inside a replica directory.
+const (
+	AddressFile = "address.json" // where the replica's server listens, written by the replica
+	JobFile     = "job.json"     // how the task started it (Slurm job id or process)
 )
 
 // File names inside an experiment directory.
 const (
-	SpecFile         = "spec.toml"
-	PlanFile         = "plan.json"
-	StateFile        = "state.json"
-	TasksDir         = "tasks"
-	SlurmScriptFile  = "slurm/array.sbatch"
-	BenchSpecFile    = "bench-spec.json"
-	BenchTaskFile    = "bench.json"
-	BenchWrapperFile = "bench-task.sh"
+	SpecFile          = "spec.toml"
+	PlanFile          = "plan.json"
+	StateFile         = "state.json"
+	TasksDir          = "tasks"
+	SlurmScriptFile   = "slurm/array.sbatch"
+	BenchSpecFile     = "bench-spec.json"
+	BenchTaskFile     = "bench.json"
+	BenchWrapperFile  = "bench-task.sh"
+	DeploymentFile    = "deployment.json"
+	ReplicaScriptFile = "slurm/replica.sbatch"
 )
 
 // Experiment is an experiment directory.
@@ -55,6 +68,10 @@ func (e Experiment) SlurmScript() string  { return e.path(SlurmScriptFile) }
 func (e Experiment) BenchSpec() string    { return e.path(BenchSpecFile) }
 func (e Experiment) BenchTask() string    { return e.path(BenchTaskFile) }
 func (e Experiment) BenchWrapper() string { return e.path(BenchWrapperFile) }
+func (e Experiment) Deployment() string   { return e.path(DeploymentFile) }
+func (e Experiment) ReplicaScript() string {
+	return e.path(ReplicaScriptFile)
+}
 
 // Task is task i's directory.
 func (e Experiment) Task(i int) Task { return Task(e.path(string(RelTask(i)))) }
@@ -80,6 +97,19 @@ func (t Task) InfluxSpool() string { return t.path(InfluxSpoolDir) }
 func (t Task) Prediction() string  { return t.path(PredictionFile) }
 func (t Task) Requests() string    { return t.path(RequestsFile) }
 func (t Task) ServerLog() string   { return t.path(ServerLogFile) }
+func (t Task) Lease() string       { return filepath.Join(string(t), ReplicasDir, LeaseFile) }
+
+// Replica is the directory of the task's replica name.
+func (t Task) Replica(name string) Replica {
+	return Replica(filepath.Join(string(t), ReplicasDir, name))
+}
+
+// Replica is a replica's directory.
+type Replica string
+
+func (r Replica) Address() string { return filepath.Join(string(r), AddressFile) }
+func (r Replica) Job() string     { return filepath.Join(string(r), JobFile) }
+func (r Replica) Log() string     { return filepath.Join(string(r), LogFile) }
 
 // Home is $GPUORCH_HOME: experiment directories, and the benchmark
 // workflow's saved workflows and registries (clusters, models, datasets by

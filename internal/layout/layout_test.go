@@ -17,6 +17,12 @@ func TestPaths(t *testing.T) {
 		{e.Task(3).InfluxSpool(), "/runs/x-1/tasks/3/influx-spool"},
 		{RelTask(7).Manifest(), "tasks/7/manifest.json"},
 		{RelTask(7).Log(), "tasks/7/log"},
+		{e.Deployment(), "/runs/x-1/deployment.json"},
+		{e.ReplicaScript(), "/runs/x-1/slurm/replica.sbatch"},
+		{e.Task(2).Lease(), "/runs/x-1/tasks/2/replicas/lease"},
+		{e.Task(2).Replica("r3").Address(), "/runs/x-1/tasks/2/replicas/r3/address.json"},
+		{e.Task(2).Replica("r3").Job(), "/runs/x-1/tasks/2/replicas/r3/job.json"},
+		{e.Task(2).Replica("r3").Log(), "/runs/x-1/tasks/2/replicas/r3/log"},
 	}
 	for _, c := range cases {
 		if c.got != c.want {
