@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gpuorch/gpuorch/deploy"
 	"github.com/gpuorch/gpuorch/internal/tomlstrict"
 	"github.com/gpuorch/gpuorch/loadgen"
 )
@@ -29,6 +30,9 @@ type Plan struct {
 	// Overrides are the --set KEY=VALUE arguments applied to the spec.
 	Overrides []string `json:"overrides,omitempty"`
 	Tasks     []Task   `json:"tasks"`
+	// Deployment is the spec's [deployment] resolved: every task's load
+	// goes to its replicas (deploy.RunTask), not to target.url.
+	Deployment *deploy.Plan `json:"deployment,omitempty"`
 }
 
 // Task is one load run: a workload at one sweep point.
@@ -200,6 +204,16 @@ func (s *Spec) Plan() (*Plan, error) {
 			for k, v := range s.Run.Load {
 				tree[k] = deepCopy(v)
 			}
+			if s.deployment != nil {
+				// The replicas publish their addresses; the manifest names
+				// the deployment instead.
+				tg, _ := tree["target"].(map[string]any)
+				if tg == nil {
+					tg = map[string]any{}
+					tree["target"] = tg
+				}
+				tg["url"] = deploy.TargetURL
+			}
 			if w < len(rawWorkloads) {
 				tree["workload"] = deepCopy(rawWorkloads[w])
 			} else {
@@ -231,6 +245,9 @@ func (s *Spec) Plan() (*Plan, error) {
 			// Semantic checks again, now that the point is applied.
 			if err := validateTarget(cfg.Target, errAt); err != nil {
 				return nil, err
+			}
+			if s.deployment != nil && cfg.Target.URL != deploy.TargetURL {
+				return nil, errAt("target.url", "task %d: target.url: a [deployment]'s replicas publish their own addresses; don't set or sweep target.url", idx)
 			}
 			if cfg.Workload.Arrival == "" {
 				return nil, errIn(w, "workload.arrival", "task %d: workload.arrival is empty", idx)
@@ -266,6 +283,7 @@ func (s *Spec) Plan() (*Plan, error) {
 			p.Tasks = append(p.Tasks, t)
 		}
 	}
+	planDeployment(s, p)
 	return p, nil
 }
 

@@ -57,6 +57,9 @@ func RenderSlurm(spec *Spec, binary, outDir string) (*Rendered, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := writeDeployment(exp, "slurm", binary); err != nil {
+		return nil, err
+	}
 	job, err := SlurmJob(exp.Plan, exp.ID(), exp.Dir, binary, indices)
 	if err != nil {
 		return nil, errkind.Invalid(err)

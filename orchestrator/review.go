@@ -28,6 +28,8 @@ type Reviewed struct {
 	Training bool
 	// Runs are the training runs among the experiment's points (Load).
 	Runs []trainlog.Run
+	// Deployments are what the deployments of its tasks did (Load).
+	Deployments []results.Deployment
 }
 
 // OpenReview finds arg: an experiment id, unique id prefix or name under
@@ -87,6 +89,9 @@ func (r *Reviewed) Load(ctx context.Context, sel *results.Selected) (*results.Re
 	}
 	if r.Runs, err = r.LoadTraining(ctx, sel); err != nil {
 		return nil, err
+	}
+	if r.Deployments, err = results.LoadDeployments(ctx, sel.Source, sel.Experiment); err != nil {
+		return nil, fmt.Errorf("results of %s: %w", r.Label, err)
 	}
 	if r.Exp != nil {
 		st := r.Exp.Snapshot()

@@ -62,6 +62,11 @@ func (d *decoder) resolveSlice(s *Spec) error {
 		}
 		return d.Errorf(key, "%s: %s", tomlstrict.Dotted(key), msg)
 	}
+	if s.Deployment != nil {
+		// The slice is the replicas'; [slurm] is the load's job.
+		s.deploySlice = &sl
+		return nil
+	}
 	// The slice decides where the job runs; a [slurm] value that says
 	// otherwise is a contradiction, not a preference.
 	for _, c := range []struct{ key, have, want string }{

@@ -115,6 +115,14 @@ func SlurmJob(plan *Plan, expID, expDir, binary string, indices []int) (*sbatch.
 	if sp.Nodes > 0 {
 		j.Nodes = strconv.Itoa(sp.Nodes)
 	}
+	if dp := plan.Deployment; dp != nil && dp.LocalGPU && dp.Slice != nil && j.Partition == "" {
+		// is_local_gpu: the replicas go to the load's node, so the load
+		// runs on a node of their pool.
+		j.Partition = dp.Slice.Partition
+		if j.QOS == "" {
+			j.QOS = dp.Slice.SlurmQoS
+		}
+	}
 	if sp.Gres != "" {
 		j.GRES = strings.Split(sp.Gres, ",")
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gpuorch/gpuorch/deploy"
 	"github.com/gpuorch/gpuorch/internal/clip"
 	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/internal/tomlstrict"
@@ -404,7 +405,14 @@ func (d *decoder) validate(s *Spec) error {
 		names[w.Name] = true
 	}
 	if len(s.Workloads) > 0 {
-		if err := validateTarget(s.Target, d.keyErr); err != nil {
+		t := s.Target
+		if s.Deployment != nil {
+			if t.URL != "" {
+				return d.Errorf([]string{"target", "url"}, "target.url: a [deployment]'s replicas publish their own addresses and gpuorch spreads the load over them; remove target.url")
+			}
+			t.URL = deploy.TargetURL
+		}
+		if err := validateTarget(t, d.keyErr); err != nil {
 			return err
 		}
 	}
@@ -442,7 +450,12 @@ func (d *decoder) validate(s *Spec) error {
 		return d.Errorf([]string{"output", "influxdb"}, `missing required key "output.influxdb.url"`)
 	}
 	if s.Slice != nil {
-		return d.resolveSlice(s)
+		if err := d.resolveSlice(s); err != nil {
+			return err
+		}
+	}
+	if s.Deployment != nil {
+		return d.resolveDeployment(s)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"github.com/gpuorch/gpuorch/deploy"
 	"github.com/gpuorch/gpuorch/gpuslice"
 	"github.com/gpuorch/gpuorch/internal/tomlstrict"
 	"github.com/gpuorch/gpuorch/loadgen"
@@ -18,7 +19,10 @@ type Spec struct {
 	Slurm      SlurmSpec                `toml:"slurm"`
 	Output     OutputSpec               `toml:"output"`
 	Training   *TrainingSpec            `toml:"training"`
-	Slice      *SliceSpec               `toml:"slice"` // a GPU slice for every task (see slice.go)
+	Slice      *SliceSpec               `toml:"slice"` // a GPU slice for every task (see slice.go), or for the deployment's replicas
+	// Deployment is the model server the load goes to, as replicas gpuorch
+	// starts, balances over and scales (see deployment.go).
+	Deployment *deploy.Spec `toml:"deployment"`
 
 	// Sweep is the [sweep] table flattened into parameters, in file order.
 	Sweep []SweepParam `toml:"-"`
@@ -32,6 +36,9 @@ type Spec struct {
 
 	raw map[string]any  // the decoded tree after overrides, minus [sweep]
 	doc *tomlstrict.Doc // the document: lines, overrides
+
+	deploySlice *gpuslice.Slice // [slice] resolved for the deployment's replicas
+	deployment  *deploy.Plan    // [deployment] resolved
 }
 
 // ExperimentSpec is the [experiment] table.

@@ -404,6 +404,10 @@ func Create(home string, spec *Spec, plan *Plan, executor string) (exp *Experime
 		}
 		st.Tasks = append(st.Tasks, TaskStatus{Index: t.Index, Name: t.Name, State: TaskPending, Log: LogPath(t.Index)})
 	}
+	e.id = id
+	if err := writeDeployment(e, executor, ""); err != nil {
+		return nil, fmt.Errorf("write the deployment: %w", err)
+	}
 	if err := syncFS(dir); err != nil {
 		return nil, err
 	}

@@ -206,6 +206,7 @@ func BuildDeployments(pts []Point) []Deployment {
 func (d *Deployment) summarize() {
 	s := &d.Summary
 	var weighted, span float64
+	seen := false
 	for i, x := range d.Decisions {
 		switch x.Action {
 		case "scale-up":
@@ -215,12 +216,13 @@ func (d *Deployment) summarize() {
 		case "replace":
 			s.Replaced++
 		}
-		if x.Action == "stop" {
-			continue
+		if x.Action == "stop" || x.Action == "start" {
+			continue // before the load, and after it
 		}
-		if i == 0 || x.Ready < s.MinReady {
+		if !seen || x.Ready < s.MinReady {
 			s.MinReady = x.Ready
 		}
+		seen = true
 		s.MaxReady = max(s.MaxReady, x.Ready)
 		if i+1 < len(d.Decisions) {
 			dt := d.Decisions[i+1].Time.Sub(x.Time).Seconds()
@@ -282,7 +284,7 @@ func (d *Deployment) WriteText(w io.Writer) error {
 			v    *float64
 		}{{"after the decision", e.SinceDecisionMS}, {"after the breach", e.SinceBreachMS}, {"scheduling", e.SchedulingMS}, {"start-up", e.StartupMS}} {
 			if p.v != nil {
-				detail = append(detail, fmt.Sprintf("%s %s", p.name, (time.Duration(*p.v * float64(time.Millisecond))).Round(10*time.Millisecond)))
+				detail = append(detail, fmt.Sprintf("%s %s", p.name, (time.Duration(*p.v*float64(time.Millisecond))).Round(10*time.Millisecond)))
 			}
 		}
 		if e.Node != "" {

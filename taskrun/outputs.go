@@ -29,9 +29,11 @@ type outputs struct {
 	snaps *os.File
 	bw    *bufio.Writer
 	sink  results.Sink
-	rows  *rowWriter
-	mu    sync.Mutex
-	err   error
+	// borrowed: the sink is the caller's (Options.Sink), not closed here.
+	borrowed bool
+	rows     *rowWriter
+	mu       sync.Mutex
+	err      error
 }
 
 func (o *outputs) open(ctx context.Context, meta loadgen.Summary, perRequest bool) error {
@@ -47,9 +49,13 @@ func (o *outputs) open(ctx context.Context, meta loadgen.Summary, perRequest boo
 		return err
 	}
 	o.snaps, o.bw = f, bufio.NewWriter(f)
-	if o.sink, err = OpenSink(ctx, o.dir); err != nil {
-		o.close()
-		return fmt.Errorf("open metrics sink: %w", err)
+	if o.sink == nil {
+		if o.sink, err = OpenSink(ctx, o.dir); err != nil {
+			o.close()
+			return fmt.Errorf("open metrics sink: %w", err)
+		}
+	} else {
+		o.borrowed = true
 	}
 	// A benchmark's prediction goes through the task sink too, so that
 	// InfluxDB has it beside the measurements (same tags and time on every
@@ -116,7 +122,7 @@ func (o *outputs) close() {
 		_ = o.bw.Flush()
 		o.fail(o.snaps.Close())
 	}
-	if o.sink != nil {
+	if o.sink != nil && !o.borrowed {
 		o.fail(o.sink.Close())
 	}
 }

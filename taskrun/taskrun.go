@@ -16,6 +16,7 @@ import (
 	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/loadgen"
+	"github.com/gpuorch/gpuorch/results"
 )
 
 // ReadManifest decodes a task manifest strictly: an unknown key is an error.
@@ -64,6 +65,12 @@ type Options struct {
 	OnSnapshot func(loadgen.Snapshot)
 	// OnProgress is called about ten times a second (loadgen.RunOptions).
 	OnProgress func(loadgen.Progress)
+	// Target, when set, is where requests go instead of the target the
+	// manifest describes (a deployment's replicas).
+	Target loadgen.Target
+	// Sink, when set, receives the task's points instead of a sink opened
+	// for Dir; the caller flushes and closes it.
+	Sink results.Sink
 }
 
 // Run runs the load of cfg (built by Prepare into w) and writes the task's
@@ -71,7 +78,7 @@ type Options struct {
 // keeps loadgen's kinds: an unreachable target is errkind.ErrUnavailable and
 // an interrupted run returns its partial summary with Status interrupted.
 func Run(ctx context.Context, cfg *loadgen.Config, w *loadgen.Workload, opts Options) (*loadgen.Summary, error) {
-	out := &outputs{dir: layout.Task(opts.Dir)}
+	out := &outputs{dir: layout.Task(opts.Dir), sink: opts.Sink}
 	meta := loadgen.Summary{
 		Experiment: cfg.Experiment, Task: cfg.Task, Workload: w.Name, Target: cfg.Target.URL,
 		Protocol: cfg.Target.Protocol, Tags: cfg.Tags, Started: time.Now(),
@@ -88,6 +95,7 @@ func Run(ctx context.Context, cfg *loadgen.Config, w *loadgen.Workload, opts Opt
 			}
 		},
 		OnProgress: opts.OnProgress,
+		Target:     opts.Target,
 	}
 	if out.rows != nil {
 		ro.OnResult = out.rows.write

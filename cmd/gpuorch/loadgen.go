@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gpuorch/gpuorch/deploy"
 	"github.com/gpuorch/gpuorch/internal/cliargs"
 	"github.com/gpuorch/gpuorch/internal/clip"
 	"github.com/gpuorch/gpuorch/internal/errkind"
@@ -212,7 +213,11 @@ func loadgenRun(c *cli.Context) error {
 				"p99", s.Latency.P99, "lateness_p99", s.Lateness.P99)
 		}
 	}
-	sum, runErr := taskrun.Run(c.Context, cfg, w, opts)
+	run := taskrun.Run
+	if c.String("manifest") != "" && deploy.Planned(outDir) {
+		run = deploy.RunTask // replicas first, then the load over them (docs/deployments.md)
+	}
+	sum, runErr := run(c.Context, cfg, w, opts)
 	if prog != nil {
 		prog.clear()
 	}

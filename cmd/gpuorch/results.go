@@ -173,6 +173,9 @@ The metrics schema is described in docs/metrics.md.`,
 		for _, h := range hints {
 			fmt.Fprintf(c.App.ErrWriter, "(more rows with %s)\n", h)
 		}
+		if err := results.WriteDeployments(w, e.Deployments); err != nil {
+			return err
+		}
 		if len(e.Runs) > 0 {
 			return trainlog.WriteRuns(w, "", e.Runs)
 		}

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -228,28 +227,11 @@ func cancelAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var idx []int
-	if c.IsSet("task") {
-		idx = c.IntSlice("task")
-		sort.Ints(idx)
-		for _, i := range idx {
-			if i < 0 || i >= len(exp.Plan.Tasks) {
-				return errkind.Invalidf("cancel: experiment %s has no task %d (it has 0..%d)", exp.ID(), i, len(exp.Plan.Tasks)-1)
-			}
-		}
-	}
-	before := exp.Snapshot()
-	if err := ex.Cancel(c.Context, exp, idx); err != nil {
+	n, err := orchestrator.Cancel(c.Context, exp, ex, c.IntSlice("task"))
+	if err != nil {
 		return fmt.Errorf("cancel: %w", err) // an unreachable Slurm is errkind.ErrUnavailable
 	}
-	after := exp.Snapshot()
-	n := 0
-	for i := range after.Tasks {
-		if after.Tasks[i].State == orchestrator.TaskCancelled && before.Tasks[i].State != orchestrator.TaskCancelled {
-			n++
-		}
-	}
-	fmt.Fprintf(c.App.ErrWriter, "experiment %s: %d task(s) cancelled; now %s\n", after.ID, n, after.State)
+	fmt.Fprintf(c.App.ErrWriter, "experiment %s: %d task(s) cancelled; now %s\n", exp.ID(), n, exp.Snapshot().State)
 	return nil
 }
 
