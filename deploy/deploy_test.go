@@ -3,10 +3,13 @@ package deploy_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"sort"
@@ -17,10 +20,12 @@ import (
 
 	"github.com/gpuorch/gpuorch/deploy"
 	"github.com/gpuorch/gpuorch/internal/layout"
+	"github.com/gpuorch/gpuorch/internal/testgate"
 	"github.com/gpuorch/gpuorch/loadgen"
 	"github.com/gpuorch/gpuorch/loadgen/simserver"
 	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/results"
+	"github.com/gpuorch/gpuorch/sbatch"
 	"github.com/gpuorch/gpuorch/taskrun"
 )
 
@@ -150,11 +155,15 @@ func run(t *testing.T, ctx context.Context, exp *orchestrator.Experiment, w *loa
 	cfg := exp.Plan.Tasks[0].Config
 	cfg.Duration = loadgen.Duration(dur)
 	t.Cleanup(func() { noProcessesLeft(t, exp) })
-	sum, err := deploy.RunTask(ctx, &cfg, w, taskrun.Options{Dir: exp.TaskDir(0)})
+	sum, err := deploy.RunTask(ctx, &cfg, w, taskOptions(exp))
 	if err != nil {
 		t.Fatalf("run: %v (summary %+v)", err, sum)
 	}
 	return sum
+}
+
+func taskOptions(exp *orchestrator.Experiment) taskrun.Options {
+	return taskrun.Options{Dir: exp.TaskDir(0)}
 }
 
 // noProcessesLeft checks that the replicas' local processes are gone.
@@ -192,9 +201,11 @@ func deployment(t *testing.T, exp *orchestrator.Experiment) results.Deployment {
 
 func failed(s loadgen.Snapshot) int64 { return s.Errors + s.Timeouts + s.Dropped + s.Cancelled }
 
-// the replica model: one request at a time, 20 ms each, so one replica
-// serves 50 requests/s; late requests are queued, never shed.
-const simModel = `["--dnn", "m:b1=20ms:max_batch=1:drop=false"]`
+// the replica model: one request at a time, 100 ms each, so one replica
+// serves 10 requests/s; late requests are queued, never shed. (Slow
+// requests at low rates keep the test's timing clear of the CPU time the
+// load generator and servers need on a busy machine.)
+const simModel = `["--dnn", "m:b1=100ms:max_batch=1:drop=false"]`
 
 // TestLocalDeploymentScales: replicas as local processes on free ports, a
 // step load (low, high, low) with autoscaling on p99 between 1 and 3: the
@@ -210,7 +221,7 @@ models = ["m"]
 arrival = "poisson"
 rate = 1
 [slo]
-deadline = "150ms"
+deadline = "800ms"
 [run]
 duration = "30s"
 [deployment]
@@ -223,7 +234,7 @@ window = "2s"
 up_cooldown = "2s"
 down_cooldown = "4s"
 `, "", "local")
-	w, dur := stepWorkload("m", 1, step{"low", 10, 4 * time.Second}, step{"high", 110, 10 * time.Second}, step{"low", 10, 12 * time.Second})
+	w, dur := stepWorkload("m", 1, step{"low", 3, 4 * time.Second}, step{"high", 22, 10 * time.Second}, step{"low", 3, 12 * time.Second})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	sum := run(t, ctx, exp, w, dur)
@@ -264,3 +275,195 @@ down_cooldown = "4s"
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// startReplica runs the test binary as `gpuorch deploy replica` for replica
+// name of task 0 (as the local launcher does) and returns its process and
+// a channel closed when it exits.
+func startReplica(t *testing.T, exp *orchestrator.Experiment, name string) (*exec.Cmd, chan struct{}) {
+	t.Helper()
+	dir, _ := filepath.Abs(exp.Dir)
+	cmd := exec.Command(os.Args[0], "deploy", "replica")
+	cmd.Env = append(os.Environ(), "GPUORCH_EXPERIMENT_DIR="+dir, deploy.EnvTask+"=0", deploy.EnvReplica+"="+name)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); <-done })
+	return cmd, done
+}
+
+// waitAddress waits for a replica's address.json.
+func waitAddress(t *testing.T, exp *orchestrator.Experiment, name string) deploy.Address {
+	t.Helper()
+	path := layout.Task(exp.TaskDir(0)).Replica(name).Address()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		var a deploy.Address
+		if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &a) == nil {
+			return a
+		}
+	}
+	t.Fatalf("no %s", path)
+	return deploy.Address{}
+}
+
+const leaseSpec = `[experiment]
+name = "lease"
+[target]
+protocol = "kserve"
+models = ["m"]
+[[workload]]
+arrival = "poisson"
+rate = 1
+[deployment]
+sim_server = ` + simModel + `
+`
+
+// TestReplicaStopsWithoutLease: a replica whose task stops renewing its
+// lease (killed, say) stops its server and exits within the lease, and
+// while the lease is renewed it keeps serving; the address it published is
+// a free port on this host, and the server answers there.
+func TestReplicaStopsWithoutLease(t *testing.T) {
+	exp := experiment(t, leaseSpec, "", "local")
+	p, _, err := deploy.ReadPlan(exp.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Lease = loadgen.Duration(2 * time.Second)
+	if err := deploy.WritePlan(exp.Dir, p); err != nil {
+		t.Fatal(err)
+	}
+	lease := layout.Task(exp.TaskDir(0)).Lease()
+	os.MkdirAll(filepath.Dir(lease), 0o755)
+	renew := func() { os.WriteFile(lease, []byte(time.Now().String()), 0o644) }
+	renew()
+	_, done := startReplica(t, exp, "r0")
+	a := waitAddress(t, exp, "r0")
+	if !strings.HasPrefix(a.URL, "http://127.0.0.1:") || a.Port == 0 || a.PID == 0 {
+		t.Fatalf("address %+v", a)
+	}
+	ready := func() bool {
+		resp, err := http.Get(a.URL + "/v2/health/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}
+	for deadline := time.Now().Add(10 * time.Second); !ready(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the replica's server never answered")
+		}
+	}
+	for range 8 { // 4 s: twice the lease, renewed
+		time.Sleep(500 * time.Millisecond)
+		renew()
+	}
+	select {
+	case <-done:
+		t.Fatal("the replica stopped while its lease was renewed")
+	default:
+	}
+	stopped := time.Now()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the replica outlived its lease by 8 s")
+	}
+	if took := time.Since(stopped); took < 2*time.Second {
+		t.Errorf("stopped %s after the last renewal, before the 2 s lease ran out", took)
+	}
+	if syscall.Kill(a.PID, 0) == nil {
+		t.Errorf("the server (pid %d) outlived its replica", a.PID)
+	}
+}
+
+// TestCancelStopsLeftReplicas: `gpuorch cancel` (orchestrator.Cancel) stops
+// the replicas a task left behind — a local process, and on the test
+// cluster a Slurm job — from what their job.json records.
+func TestCancelStopsLeftReplicas(t *testing.T) {
+	exp := experiment(t, leaseSpec, "", "local")
+	lease := layout.Task(exp.TaskDir(0)).Lease()
+	os.MkdirAll(filepath.Dir(lease), 0o755)
+	os.WriteFile(lease, []byte("x"), 0o644)
+	cmd, done := startReplica(t, exp, "r0")
+	waitAddress(t, exp, "r0")
+	host, _ := os.Hostname()
+	rec, _ := json.Marshal(deploy.JobRecord{Executor: "local", PID: cmd.Process.Pid, Host: host})
+	os.WriteFile(layout.Task(exp.TaskDir(0)).Replica("r0").Job(), rec, 0o644)
+	ex, err := orchestrator.NewExecutor("local", orchestrator.ExecutorOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := orchestrator.Cancel(context.Background(), exp, ex, nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the local replica still runs after cancel")
+	}
+	if st := exp.Snapshot(); st.Tasks[0].State != orchestrator.TaskCancelled {
+		t.Errorf("task %s", st.Tasks[0].State)
+	}
+
+	t.Run("slurm", func(t *testing.T) {
+		testgate.Slurm(t)
+		exp := experiment(t, leaseSpec, "", "local")
+		out, err := exec.Command("sbatch", "--parsable", "--job-name="+exp.ID()+".t0.r0", "--output=/dev/null", "--wrap", "sleep 300").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := strings.TrimSpace(string(out))
+		t.Cleanup(func() { exec.Command("scancel", id).Run() })
+		dir := layout.Task(exp.TaskDir(0)).Replica("r0")
+		os.MkdirAll(string(dir), 0o755)
+		rec, _ := json.Marshal(deploy.JobRecord{Executor: "slurm", Job: id})
+		os.WriteFile(dir.Job(), rec, 0o644)
+		if _, err := orchestrator.Cancel(context.Background(), exp, ex, nil); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+			q, err := (&sbatch.Client{}).Queue(context.Background(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(q) == 0 || !q[0].InQueue {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("job %s still %s after cancel", id, q[0].State)
+			}
+		}
+	})
+}
+
+// TestLocalDeploymentInterrupted: Ctrl-C (ctx cancelled) in the middle of a
+// run stops every replica process; the summary says interrupted.
+func TestLocalDeploymentInterrupted(t *testing.T) {
+	exp := experiment(t, strings.Replace(leaseSpec, "[deployment]\n", "[run]\nduration = \"30s\"\n[deployment]\nreplicas = 2\n", 1), "", "local")
+	w, _ := stepWorkload("m", 1, step{"steady", 5, 30 * time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(3*time.Second, cancel)
+	cfg := exp.Plan.Tasks[0].Config
+	start := time.Now()
+	sum, err := deploy.RunTask(ctx, &cfg, w, taskOptions(exp))
+	if !errors.Is(err, context.Canceled) || sum == nil || sum.Status != loadgen.StatusInterrupted {
+		t.Fatalf("err %v summary %+v", err, sum)
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("the interrupted run took %s to stop", took)
+	}
+	noProcessesLeft(t, exp)
+	d := deployment(t, exp)
+	n := 0
+	for _, e := range d.Events {
+		if e.Event == "stopped" && e.Reason == "the run was interrupted" {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d replicas stopped at the interrupt, want 2: %+v", n, d.Events)
+	}
+}

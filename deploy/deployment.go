@@ -311,11 +311,6 @@ func (d *Deployment) refresh(ctx context.Context, now time.Time) {
 					}
 					r.state = stateStopped
 					d.event(now, r, event, js.why+" (log: "+r.dir.Log()+")", nil)
-				case js.running && r.running.IsZero() && d.plan.Executor != "slurm":
-					r.running = r.submitted // a process runs once started
-				case js.running && r.running.IsZero():
-					r.running = now
-					d.event(now, r, "running", "", map[string]any{"scheduling_ms": ms(now.Sub(r.submitted))})
 				}
 			}
 		}
@@ -341,23 +336,25 @@ func (d *Deployment) refresh(ctx context.Context, now time.Time) {
 			if r.probeFails++; r.probeFails >= 3 {
 				d.stopReplica(ctx, r, "lost", "not answering after a failed request")
 			}
-		case stateDraining:
-			if states[r.name].InFlight == 0 || now.Sub(r.drainSince) > d.drain {
-				d.stopReplica(ctx, r, "stopped", fmt.Sprintf("drained in %s", now.Sub(r.drainSince).Round(time.Millisecond)))
-			}
 		}
 	}
 }
 
-// refreshStarting looks at the starting replicas: an address published, a
-// server that answers (into the balancer), or too long without either.
+// refreshStarting looks at the starting replicas — an address published, a
+// server that answers (into the balancer), or too long without either —
+// and at the draining ones: drained (or out of time), they are stopped.
 func (d *Deployment) refreshStarting(ctx context.Context, now time.Time) {
 	for _, r := range d.live() {
 		switch r.state {
+		case stateDraining:
+			if d.target.InFlight(r.name) == 0 || now.Sub(r.drainSince) > d.drain {
+				d.stopReplica(ctx, r, "stopped", fmt.Sprintf("drained in %s", now.Sub(r.drainSince).Round(time.Millisecond)))
+			}
 		case stateStarting:
 			if r.url == "" {
 				if a, ok := readAddress(r); ok {
-					r.url = a.URL
+					// The replica runs: its job was scheduled and started.
+					r.url, r.running = a.URL, a.Started
 					if a.Node != "" {
 						r.node = a.Node
 					}
@@ -370,8 +367,11 @@ func (d *Deployment) refreshStarting(ctx context.Context, now time.Time) {
 				}
 				r.state, r.ready = stateReady, now
 				d.startFailures = 0
-				if r.running.IsZero() {
-					r.running = r.submitted
+				// From submission to the replica's start (Slurm's
+				// scheduling and the job's launch; a process's exec), and
+				// from there to its server answering.
+				if r.running.Before(r.submitted) || r.running.After(now) {
+					r.running = r.submitted // another node's clock; no breakdown
 				}
 				extra := map[string]any{"since_submit_ms": ms(now.Sub(r.submitted)), "startup_ms": ms(now.Sub(r.running))}
 				if d.plan.Executor == "slurm" {
@@ -568,7 +568,7 @@ func (d *Deployment) run(ctx context.Context) {
 		case now := <-t.C:
 			d.tick(ctx, now)
 		case now := <-fast.C:
-			if d.counts().Starting > 0 {
+			if c := d.counts(); c.Starting+c.Draining > 0 {
 				d.refreshStarting(ctx, now)
 			}
 		}
