@@ -33,6 +33,9 @@ type ReportData struct {
 	Summary    []Point // serving_summary points (breakdown total and step)
 	Intervals  []Point // serving points for all requests (no class or model)
 	Training   []Point // training points (Metaseq logs: train_inner, valid…, train)
+	// Decisions are the deployment points of kind decision (tasks that
+	// ran against a deployment of replicas).
+	Decisions []Point
 }
 
 // LoadReport reads what a report on experiment needs from src: of a task
@@ -50,7 +53,17 @@ func LoadReport(ctx context.Context, src Source, experiment, sourceName string) 
 	if err != nil {
 		return nil, fmt.Errorf("read %s points: %w", MeasTraining, err)
 	}
+	q.Measurement = MeasDeployment
+	dep, err := src.Query(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("read %s points: %w", MeasDeployment, err)
+	}
 	d := &ReportData{Experiment: experiment, Source: sourceName, Generated: time.Now(), Results: res, Summary: sum, Training: tr}
+	for _, p := range dep {
+		if p.Tags[TagKind] == KindDecision {
+			d.Decisions = append(d.Decisions, p)
+		}
+	}
 	// The all-requests series of a task has neither class nor model; a task
 	// swept over models tags every point with its model, and then that
 	// series is the task's.
@@ -155,6 +168,53 @@ func overTime(d *ReportData, title, sub, field, yName string) *charts.Line {
 			}
 		}
 		c.AddSeries(t, data, charts.WithLineChartOpts(opts.LineChart{ShowSymbol: opts.Bool(false)}))
+	}
+	return c
+}
+
+// replicasOverTime: for each task run against a deployment, its ready and
+// desired replicas (steps, left axis) beside its corrected p99 latency per
+// interval (right axis), against time.
+func replicasOverTime(d *ReportData) *charts.Line {
+	c := charts.NewLine()
+	c.SetGlobalOptions(append(baseOpts("Replicas over time beside latency",
+		"deployment: ready and desired replicas (steps, left) and corrected p99 per interval (right), per task", "time", "time", "replicas"),
+		charts.WithDataZoomOpts(opts.DataZoom{Type: "inside"}),
+		charts.WithYAxisOpts(opts.YAxis{Name: "replicas", Type: "value", Min: 0, MinInterval: 1}))...)
+	c.ExtendYAxis(opts.YAxis{Name: "p99 latency (ms)", Type: "value", Position: "right"})
+	byTask := map[string][]Point{}
+	var tasks []string
+	for _, p := range d.Decisions {
+		t := p.Tags[TagTask]
+		if _, ok := byTask[t]; !ok {
+			tasks = append(tasks, t)
+		}
+		byTask[t] = append(byTask[t], p)
+	}
+	sort.Slice(tasks, func(i, j int) bool { return NaturalLess(tasks[i], tasks[j]) })
+	step := charts.WithLineChartOpts(opts.LineChart{ShowSymbol: opts.Bool(false), Step: "end"})
+	for _, t := range tasks {
+		pts := byTask[t]
+		sort.Slice(pts, func(i, j int) bool { return pts[i].Time.Before(pts[j].Time) })
+		var ready, desired []opts.LineData
+		for _, p := range pts {
+			at := p.Time.UnixMilli()
+			ready = append(ready, opts.LineData{Value: []any{at, fieldInt(p.Fields, "ready")}})
+			desired = append(desired, opts.LineData{Value: []any{at, fieldInt(p.Fields, "desired")}})
+		}
+		c.AddSeries("ready "+t, ready, step)
+		c.AddSeries("desired "+t, desired, step, charts.WithLineStyleOpts(opts.LineStyle{Type: "dashed"}))
+		var p99 []opts.LineData
+		for _, p := range d.Intervals {
+			if p.Tags[TagTask] != t {
+				continue
+			}
+			if v, ok := fieldFloat(p.Fields, "latency_p99"); ok {
+				p99 = append(p99, opts.LineData{Value: []any{p.Time.UnixMilli(), round4(v)}})
+			}
+		}
+		sort.Slice(p99, func(i, j int) bool { return p99[i].Value.([]any)[0].(int64) < p99[j].Value.([]any)[0].(int64) })
+		c.AddSeries("p99 "+t, p99, charts.WithLineChartOpts(opts.LineChart{ShowSymbol: opts.Bool(false), YAxisIndex: 1}))
 	}
 	return c
 }
@@ -407,6 +467,9 @@ func WriteReport(w io.Writer, d *ReportData) error {
 			sloAttainment(d),
 			latencyCDF(d),
 		)
+		if len(d.Decisions) > 0 {
+			page.AddCharts(replicasOverTime(d))
+		}
 	}
 	if len(d.Training) > 0 {
 		page.AddCharts(trainingLoss(d), trainingThroughput(d))

@@ -72,7 +72,13 @@ func TestWriteReportSelfContained(t *testing.T) {
 // $GPUORCH_REPORT_SCREENSHOT_DIR when set, for a person to look at).
 func TestReportInChromium(t *testing.T) {
 	chromium := testgate.Chromium(t)
-	d := reportFixture(t)
+	checkInChromium(t, chromium, reportFixture(t), 5, "report.png")
+}
+
+// checkInChromium renders d's report, opens it in headless Chromium, checks
+// that each of the charts drew a canvas and that the screenshot is not blank.
+func checkInChromium(t *testing.T, chromium string, d *ReportData, charts int, shotName string) {
+	t.Helper()
 	dir := t.TempDir()
 	page := filepath.Join(dir, "report.html")
 	f, err := os.Create(page)
@@ -87,7 +93,7 @@ func TestReportInChromium(t *testing.T) {
 	if shotDir == "" {
 		shotDir = dir
 	}
-	shot := filepath.Join(shotDir, "report.png")
+	shot := filepath.Join(shotDir, shotName)
 	flags := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
 		"--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
 		"--user-data-dir=" + filepath.Join(dir, "profile"), "--virtual-time-budget=5000"}
@@ -103,8 +109,8 @@ func TestReportInChromium(t *testing.T) {
 	}
 	// One launch: the DOM after the scripts ran, and the screenshot.
 	dom := run("--dump-dom", "--screenshot="+shot, "--window-size=1200,2600", "file://"+page)
-	if n := bytes.Count(dom, []byte("<canvas")); n != 5 {
-		t.Fatalf("rendered DOM has %d canvases, want 5 (one per chart)", n)
+	if n := bytes.Count(dom, []byte("<canvas")); n != charts {
+		t.Fatalf("rendered DOM has %d canvases, want %d (one per chart)", n, charts)
 	}
 	pf, err := os.Open(shot)
 	if err != nil {
