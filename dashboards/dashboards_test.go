@@ -11,18 +11,108 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gpuorch/gpuorch/deploy"
 	"github.com/gpuorch/gpuorch/internal/testgate"
 	"github.com/gpuorch/gpuorch/loadgen"
 	"github.com/gpuorch/gpuorch/loadgen/simserver"
+	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/results"
 	"github.com/gpuorch/gpuorch/results/trainlog"
+	"github.com/gpuorch/gpuorch/taskrun"
 )
+
+// TestMain: when a deployment starts this test binary as a replica
+// (`deploy replica`) or as the replica's server (`sim-server --listen
+// ADDR`, the default models), it is that, not the tests.
+func TestMain(m *testing.M) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	switch {
+	case len(os.Args) > 2 && os.Args[1] == "deploy" && os.Args[2] == "replica":
+		err := deploy.RunReplicaFromEnv(ctx, os.Stderr)
+		stop()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	case len(os.Args) > 3 && os.Args[1] == "sim-server" && os.Args[2] == "--listen":
+		srv, err := simserver.New(simserver.DefaultModels())
+		if err != nil {
+			panic(err)
+		}
+		ln, err := net.Listen("tcp", os.Args[3])
+		if err != nil {
+			panic(err)
+		}
+		srv.Serve(ctx, ln)
+		os.Exit(0)
+	}
+	stop()
+	os.Exit(m.Run())
+}
+
+// runDeployment runs one task against a deployment of two local replicas
+// (autoscaling on requests in flight between 1 and 2) for 3 s, its points
+// going to InfluxDB database db as experiment exp.
+func runDeployment(t *testing.T, ctx context.Context, exp, base, db string) {
+	t.Helper()
+	dir := t.TempDir()
+	spec := filepath.Join(dir, "spec.toml")
+	os.WriteFile(spec, []byte(`[experiment]
+name = "dash-deploy"
+[target]
+protocol = "kserve"
+models = ["resnet50_v2"]
+[[workload]]
+arrival = "poisson"
+rate = 60
+[run]
+duration = "3s"
+[deployment]
+sim_server = []
+replicas = 2
+min_replicas = 1
+max_replicas = 2
+[deployment.autoscaling]
+signal = "inflight"
+per_replica = 4
+window = "1s"
+`), 0o644)
+	s, err := orchestrator.LoadSpec(spec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := orchestrator.Create(filepath.Join(dir, "runs"), s, p, "local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.Plan.Tasks[0].Config
+	cfg.Experiment, cfg.Task = exp, "t004-deployment"
+	w, err := loadgen.BuildWorkload(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "gpuorch.toml") // none of the machine's settings
+	os.WriteFile(conf, nil, 0o600)
+	t.Setenv("GPUORCH_CONFIG", conf)
+	t.Setenv("GPUORCH_INFLUX_URL", base)
+	t.Setenv("GPUORCH_INFLUX_BUCKET", db)
+	if _, err := deploy.RunTask(ctx, &cfg, w, taskrun.Options{Dir: e.TaskDir(0)}); err != nil {
+		t.Fatalf("deployment run: %v", err)
+	}
+}
 
 type dashboard struct {
 	UID        string `json:"uid"`
@@ -221,6 +311,11 @@ func TestPanelQueriesReturnRows(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+
+	// A real deployment: replicas of the simulated server started as local
+	// processes (this test binary as gpuorch, see TestMain), the load spread
+	// over them and the controller's decisions, through the task sink.
+	runDeployment(t, ctx, exp, base, db)
 
 	// Metaseq training logs: real train_inner lines with validation and
 	// end-of-epoch lines (t000), and a run that diverges (t001, moved to

@@ -80,6 +80,28 @@ sp.append(ts(12, "LLM: output tokens/s", "Output tokens per second per interval 
 sp.append(ts(13, "LLM: ITL p99 and E2EL p99", "Inter-token latency and end-to-end latency, streaming LLM targets.",
              [target(sel('mean("itl_p99") AS "ITL p99", mean("e2el_p99") AS "E2EL p99"'), alias="$tag_task $col")], "ms", 12, y))
 
+y += 8
+# Deployments of replicas (package deploy): measurement "deployment", kind
+# decision (one point per controller interval), replica (per replica and
+# interval), event (per replica change).
+WD = W + " AND \"kind\" = 'decision'"
+sp.append(ts(14, "Deployment: replicas beside p99", "Ready and desired replicas of each task's deployment (left) and the corrected p99 latency per interval (right): scale-ups follow SLO breaches, scale-downs follow calm.",
+             [target(sel('last("ready") AS "ready", last("desired") AS "desired"', meas="deployment", where=WD, group='GROUP BY time($__interval), "task" fill(previous)'), alias="$tag_task $col"),
+              target(sel('mean("latency_p99") AS "p99"'), ref="B", alias="$tag_task $col ms")], "short", 0, y,
+             extra={"fieldConfig": {"defaults": {"unit": "short", "min": 0, "custom": {"spanNulls": True, "lineInterpolation": "stepAfter"}},
+                                    "overrides": [{"matcher": {"id": "byRegexp", "options": ".*p99.*"},
+                                                   "properties": [{"id": "custom.axisPlacement", "value": "right"}, {"id": "unit", "value": "ms"},
+                                                                  {"id": "custom.lineInterpolation", "value": "linear"}]}]}}))
+sp.append(ts(15, "Deployment: requests per replica", "Requests each replica served per interval (kind replica): the balancer's spread, and where a lost replica's requests went.",
+             [target(sel('sum("sent")', meas="deployment", where=W + " AND \"kind\" = 'replica'", group='GROUP BY time($__interval), "task", "replica" fill(none)'), alias="$tag_task $tag_replica")], "short", 12, y))
+y += 8
+sp.append({"id": 16, "type": "table", "title": "Deployment: decisions", "datasource": DS,
+           "description": "Every decision of the autoscaling controller that did something (start, scale-up, scale-down, replace, stop), with the signal's value and the reason.",
+           "gridPos": {"x": 0, "y": y, "w": 24, "h": 8},
+           "targets": [target('SELECT "action", "desired", "ready", "starting", "draining", "value", "reason" FROM "deployment" WHERE ' + WD + " AND \"action\" != 'hold' AND $timeFilter GROUP BY \"task\"", fmt="table")],
+           "transformations": [{"id": "merge", "options": {}}],
+           "fieldConfig": {"defaults": {"decimals": 3}, "overrides": []}, "options": {"showHeader": True}})
+
 serving = dashboard("gpuorch-serving", "gpuorch — serving experiments",
                     "gpuorch serving metrics (docs/metrics.md) from InfluxDB 1.8 via InfluxQL. Pick an experiment and tasks.",
                     ["gpuorch", "serving"], serving_vars, sp)
