@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 )
 
 func TestHistQuantile(t *testing.T) {
@@ -195,5 +197,29 @@ func BenchmarkControllerTick(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		now = now.Add(time.Second)
 		c.Tick(now, samples[i%len(samples)], Counts{Ready: 2})
+	}
+}
+
+// BenchmarkWindowHDR is the same window kept as HDR histograms (1 µs to
+// 1 h, 3 significant digits, what loadgen's recorder uses): merging 30 of
+// them and reading the p99, for comparison with the controller's Hist.
+func BenchmarkWindowHDR(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	ring := make([]*hdrhistogram.Histogram, 30)
+	for i := range ring {
+		ring[i] = hdrhistogram.New(1, int64(time.Hour/time.Microsecond), 3)
+		for range 2000 {
+			ring[i].RecordValue(int64(rng.ExpFloat64() * 30000))
+		}
+	}
+	win := hdrhistogram.New(1, int64(time.Hour/time.Microsecond), 3)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		win.Reset()
+		for _, h := range ring {
+			win.Merge(h)
+		}
+		_ = win.ValueAtQuantile(99)
 	}
 }
