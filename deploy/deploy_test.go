@@ -440,7 +440,9 @@ func TestCancelStopsLeftReplicas(t *testing.T) {
 }
 
 // TestLocalDeploymentInterrupted: Ctrl-C (ctx cancelled) in the middle of a
-// run stops every replica process; the summary says interrupted.
+// run stops every replica process; the summary says interrupted. Run again
+// (a resume), the task starts new replicas under the same names and ignores
+// the addresses the first ones published.
 func TestLocalDeploymentInterrupted(t *testing.T) {
 	exp := experiment(t, strings.Replace(leaseSpec, "[deployment]\n", "[run]\nduration = \"30s\"\n[deployment]\nreplicas = 2\n", 1), "", "local")
 	w, _ := stepWorkload("m", 1, step{"steady", 5, 30 * time.Second})
@@ -466,4 +468,12 @@ func TestLocalDeploymentInterrupted(t *testing.T) {
 	if n != 2 {
 		t.Errorf("%d replicas stopped at the interrupt, want 2: %+v", n, d.Events)
 	}
+
+	w, _ = stepWorkload("m", 2, step{"steady", 5, 2 * time.Second})
+	cfg.Duration = loadgen.Duration(2 * time.Second)
+	sum, err = deploy.RunTask(context.Background(), &cfg, w, taskOptions(exp))
+	if err != nil || sum.Status != loadgen.StatusCompleted || sum.Total.Completed != sum.Total.Offered {
+		t.Fatalf("the run again: %v %+v", err, sum)
+	}
+	noProcessesLeft(t, exp)
 }

@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -193,6 +194,11 @@ func (d *Deployment) launch(ctx context.Context, now time.Time, n int, byDecisio
 		}
 		r := d.newReplica(time.Now())
 		r.decided, r.breach, r.byDecision = now, d.breach, byDecision
+		// A resumed task reuses replica names: the address an earlier
+		// run's replica published is not this one's.
+		if err := os.Remove(r.dir.Address()); err != nil && !errors.Is(err, os.ErrNotExist) {
+			d.log.Warn("remove an earlier address", "replica", r.name, "err", err)
+		}
 		if err := d.launcher.start(ctx, r); err != nil {
 			r.state = stateStopped
 			d.startFailures++
