@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/layout"
+	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/loadgen"
 	"github.com/gpuorch/gpuorch/results"
 )
@@ -255,7 +256,7 @@ func (d *Deployment) stopReplica(ctx context.Context, r *replicaRun, event, reas
 
 // readAddress reads the address a starting replica published.
 func readAddress(r *replicaRun) (Address, bool) {
-	b, err := os.ReadFile(r.dir.Address())
+	b, err := limitio.ReadFile(r.dir.Address(), limitio.Small.As("replica address"))
 	if err != nil {
 		return Address{}, false
 	}

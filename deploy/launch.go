@@ -15,8 +15,10 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/atomicfile"
+	"github.com/gpuorch/gpuorch/internal/clip"
 	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/internal/layout"
+	"github.com/gpuorch/gpuorch/internal/limitio"
 	"github.com/gpuorch/gpuorch/sbatch"
 )
 
@@ -77,7 +79,7 @@ func (l *slurmLauncher) start(ctx context.Context, r *replicaRun) error {
 		return errkind.Invalidf("deployment: no replica script in %s (experiment created without the slurm executor?)", layout.DeploymentFile)
 	}
 	if strings.ContainsRune(string(r.dir), '\\') {
-		return errkind.Invalidf("deployment: the replica directory %q holds a backslash, which Slurm's --output patterns cannot express; use another GPUORCH_HOME", r.dir)
+		return errkind.Invalidf("deployment: the replica directory %s holds a backslash, which Slurm's --output patterns cannot express; use another GPUORCH_HOME", clip.Quote(string(r.dir)))
 	}
 	args := []string{"--job-name=" + l.jobName(r), "--output=" + string(sbatch.LiteralPattern(r.dir.Log())),
 		"--export=ALL," + strings.Join(replicaEnv(l.expDir, l.task, r.name), ",")}
@@ -88,7 +90,7 @@ func (l *slurmLauncher) start(ctx context.Context, r *replicaRun) error {
 		args = append(args, "--nodelist="+l.node)
 	}
 	if strings.ContainsAny(l.expDir, ",") {
-		return errkind.Invalidf("deployment: the experiment directory %q holds a comma, which sbatch --export cannot pass; use another GPUORCH_HOME", l.expDir)
+		return errkind.Invalidf("deployment: the experiment directory %s holds a comma, which sbatch --export cannot pass; use another GPUORCH_HOME", clip.Quote(l.expDir))
 	}
 	id, err := l.client.SubmitFile(ctx, l.plan.Script, args...)
 	if err != nil {
@@ -316,7 +318,7 @@ func CancelReplicas(ctx context.Context, client *sbatch.Client, expDir string, t
 	for _, p := range pattern {
 		files, _ := filepath.Glob(p)
 		for _, f := range files {
-			b, err := os.ReadFile(f)
+			b, err := limitio.ReadFile(f, limitio.Small.As("replica job record"))
 			if err != nil {
 				continue
 			}

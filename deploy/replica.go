@@ -18,6 +18,7 @@ import (
 	"github.com/gpuorch/gpuorch/internal/atomicfile"
 	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/internal/layout"
+	"github.com/gpuorch/gpuorch/internal/limitio"
 )
 
 // Environment of a replica (its Slurm job or process), beside
@@ -42,7 +43,7 @@ type Address struct {
 // ReadPlan reads deployment.json from an experiment directory; ok is false
 // (and err nil) when the experiment has no deployment.
 func ReadPlan(expDir string) (p *Plan, ok bool, err error) {
-	b, err := os.ReadFile(layout.Experiment(expDir).Deployment())
+	b, err := limitio.ReadFile(layout.Experiment(expDir).Deployment(), limitio.Record.As("deployment file"))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, false, nil
 	}
@@ -197,7 +198,7 @@ func newLeaseWatch(path string, timeout time.Duration) *leaseWatch {
 }
 
 func (w *leaseWatch) stamp() string {
-	b, err := os.ReadFile(w.path)
+	b, err := limitio.ReadFile(w.path, limitio.Small.As("lease"))
 	if err != nil {
 		return ""
 	}

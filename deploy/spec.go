@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gpuorch/gpuorch/gpuslice"
+	"github.com/gpuorch/gpuorch/internal/clip"
 	"github.com/gpuorch/gpuorch/internal/duration"
 	"github.com/gpuorch/gpuorch/loadgen"
 )
@@ -188,7 +189,7 @@ func (s *Spec) Resolve(in Inputs) (*Plan, error) {
 	}
 	for k := range s.Env {
 		if !validEnvName(k) {
-			return nil, keyErr("deployment.env", "deployment.env: %q is not an environment variable name", k)
+			return nil, keyErr("deployment.env", "deployment.env: %s is not an environment variable name", clip.Quote(k))
 		}
 	}
 	if p.ReadyPath == "" {
@@ -201,7 +202,7 @@ func (s *Spec) Resolve(in Inputs) (*Plan, error) {
 			p.ReadyPath, p.ReadyAny = "/", true
 		}
 	} else if !strings.HasPrefix(p.ReadyPath, "/") || strings.ContainsAny(p.ReadyPath, " \t\r\n") {
-		return nil, keyErr("deployment.ready_path", "deployment.ready_path %q: want a path such as /health", p.ReadyPath)
+		return nil, keyErr("deployment.ready_path", "deployment.ready_path %s: want a path such as /health", clip.Quote(p.ReadyPath))
 	}
 	if p.ReadyTimeout < 0 {
 		return nil, keyErr("deployment.ready_timeout", "deployment.ready_timeout must not be negative")
@@ -210,13 +211,13 @@ func (s *Spec) Resolve(in Inputs) (*Plan, error) {
 		p.ReadyTimeout = duration.Duration(DefaultReadyTimeout)
 	}
 	if p.Executor != "" && !slices.Contains(Executors, p.Executor) {
-		return nil, keyErr("deployment.executor", "deployment.executor %q: want local or slurm", p.Executor)
+		return nil, keyErr("deployment.executor", "deployment.executor %s: want local or slurm", clip.Quote(p.Executor))
 	}
 	if p.Balance == "" {
 		p.Balance = loadgen.BalanceLeastOutstanding
 	}
 	if !slices.Contains(loadgen.Balances, p.Balance) {
-		return nil, keyErr("deployment.balance", "deployment.balance %q: want %s", p.Balance, strings.Join(loadgen.Balances, " or "))
+		return nil, keyErr("deployment.balance", "deployment.balance %s: want %s", clip.Quote(p.Balance), strings.Join(loadgen.Balances, " or "))
 	}
 	interval := in.Interval
 	if interval <= 0 {
@@ -337,11 +338,11 @@ func (a *AutoscalingSpec) resolve(p *Plan, in Inputs) error {
 			sc.Target = DefaultAttainment
 		}
 	default:
-		return keyErr("deployment.autoscaling.signal", "deployment.autoscaling.signal %q: want one of %s", a.Signal, strings.Join(Signals, ", "))
+		return keyErr("deployment.autoscaling.signal", "deployment.autoscaling.signal %s: want one of %s", clip.Quote(a.Signal), strings.Join(Signals, ", "))
 	}
 	for k, isSet := range set {
 		if isSet && own[a.Signal] != k {
-			return keyErr("deployment.autoscaling."+k, "deployment.autoscaling.%s is a target of another signal than %q", k, a.Signal)
+			return keyErr("deployment.autoscaling."+k, "deployment.autoscaling.%s is a target of another signal than %s", k, clip.Quote(a.Signal))
 		}
 	}
 	if sc.Target <= 0 || (a.Signal == SignalGoodput && sc.Target >= 1) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gpuorch/gpuorch/deploy"
 	"github.com/gpuorch/gpuorch/internal/atomicfile"
+	"github.com/gpuorch/gpuorch/internal/clip"
 	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/sbatch"
@@ -41,7 +42,7 @@ func (d *decoder) resolveDeployment(s *Spec) error {
 	}
 	if p.Time != "" {
 		if _, err := (&sbatch.Job{Time: p.Time}).Render(); err != nil {
-			return d.Errorf([]string{"deployment", "time"}, "deployment.time %q: %v", p.Time, err)
+			return d.Errorf([]string{"deployment", "time"}, "deployment.time %s: %v", clip.Quote(p.Time), err)
 		}
 	}
 	s.deployment = p

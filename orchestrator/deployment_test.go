@@ -208,7 +208,14 @@ max_replicas = 3
 	// beside the replica and is stopped after it.
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "gpuorch")
-	os.WriteFile(bin, []byte("#!/bin/sh\necho \"$1 $2 $"+deploy.EnvReplica+"\" >> "+filepath.Join(dir, "ran")+"\n[ \"$1\" = slice ] && exec sleep 30\nexit 0\n"), 0o755)
+	// (The replica waits for the enforcer's line, which runs in the
+	// background and could otherwise be killed before it wrote it.)
+	ran := filepath.Join(dir, "ran")
+	os.WriteFile(bin, []byte(`#!/bin/sh
+if [ "$1" = slice ]; then echo "$1 $2 $`+deploy.EnvReplica+`" >> `+ran+`; exec sleep 30; fi
+i=0; while ! grep -q '^slice' `+ran+` 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+echo "$1 $2 $`+deploy.EnvReplica+`" >> `+ran+`
+`), 0o755)
 	job, err := ReplicaJob(exp.Plan, exp.ID(), exp.Dir, bin)
 	if err != nil {
 		t.Fatal(err)
@@ -220,9 +227,8 @@ max_replicas = 3
 	if out, err := cmd.CombinedOutput(); err != nil || time.Since(start) > 10*time.Second {
 		t.Fatalf("replica script: %v %s", err, out)
 	}
-	ran, _ := os.ReadFile(filepath.Join(dir, "ran"))
-	if !strings.Contains(string(ran), "slice enforce r7") || !strings.Contains(string(ran), "deploy replica r7") {
-		t.Errorf("ran:\n%s", ran)
+	if b, _ := os.ReadFile(ran); !strings.Contains(string(b), "slice enforce r7") || !strings.Contains(string(b), "deploy replica r7") {
+		t.Errorf("ran:\n%s", b)
 	}
 
 	// is_local_gpu puts replicas on the load's node: only a Slurm task has one.
