@@ -10,6 +10,7 @@ import (
 	"github.com/gpuorch/gpuorch/internal/clip"
 	"github.com/gpuorch/gpuorch/internal/duration"
 	"github.com/gpuorch/gpuorch/loadgen"
+	"github.com/gpuorch/gpuorch/sbatch"
 )
 
 // Spec is the [deployment] table of an experiment spec: the model server
@@ -188,7 +189,7 @@ func (s *Spec) Resolve(in Inputs) (*Plan, error) {
 		return nil, keyErr("deployment.args", "deployment.args are the image's arguments; with sim_server or command, put them there")
 	}
 	for k := range s.Env {
-		if !validEnvName(k) {
+		if !sbatch.ValidName(k) {
 			return nil, keyErr("deployment.env", "deployment.env: %s is not an environment variable name", clip.Quote(k))
 		}
 	}
@@ -376,18 +377,6 @@ func (a *AutoscalingSpec) resolve(p *Plan, in Inputs) error {
 		return keyErr("deployment.autoscaling", "cooldowns must not be negative")
 	}
 	return nil
-}
-
-func validEnvName(s string) bool {
-	if s == "" || (s[0] >= '0' && s[0] <= '9') {
-		return false
-	}
-	for _, c := range s {
-		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
 }
 
 // Finish completes the plan for the experiment being created: the executor
