@@ -32,7 +32,8 @@ Models come from --config (TOML, see examples/sim-models.toml) and/or flags:
 With neither, it serves 16 copies of resnet50_v2 and one LLM named sim-llm.
 
 Endpoints: /v2/health/{live,ready}, /v2/models/NAME[/ready|/infer], /v1/models,
-/v1/completions, /v1/chat/completions (stream or not), /stats (JSON), /metrics.
+/v1/completions, /v1/chat/completions (stream or not), /stats (JSON), /metrics,
+/truth (with --truth-records: when each streamed chunk was written, JSON lines).
 
 Examples:
   gpuorch sim-server --config examples/sim-models.toml
@@ -51,6 +52,7 @@ See docs/sim-server.md.`,
 			&cli.Float64Flag{Name: "fail-rate", Value: -1, Usage: "fraction of inference requests answered 500 (default: the config's, else 0)"},
 			&cli.Float64Flag{Name: "hang-rate", Value: -1, Usage: "fraction of inference requests never answered until the client gives up (default: the config's, else 0)"},
 			&cli.Uint64Flag{Name: "seed", Usage: "seed of the fail/hang draws (default: the config's, else 0)"},
+			&cli.IntFlag{Name: "truth-records", Value: -1, Usage: "record when every streamed chunk was written, keeping up to `N` requests for GET /truth (0: off) (default: the config's, else 0)"},
 			&cli.BoolFlag{Name: "print-config", Usage: "print the effective configuration (TOML, defaults filled in) and exit"},
 		},
 		Action: simServerAction,
@@ -103,6 +105,9 @@ func simServerAction(c *cli.Context) error {
 	}
 	if c.IsSet("seed") {
 		cfg.Server.Seed = c.Uint64("seed")
+	}
+	if c.Int("truth-records") >= 0 {
+		cfg.Server.TruthRecords = c.Int("truth-records")
 	}
 	srv, err := simserver.New(cfg)
 	if err != nil {

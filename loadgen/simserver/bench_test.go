@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,8 +30,9 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// benchChild serves a --dnn style spec (--llm style after "llm=") until stdin closes, printing its
-// address on stdout.
+// benchChild serves a --dnn style spec (--llm style after "llm=", with
+// ground-truth recording after a leading "truth;") until stdin closes,
+// printing its address on stdout.
 // The spec "baseline" serves a minimal net/http handler instead: read the
 // body, sleep 3 ms, answer a fixed body (the floor for any HTTP server).
 func benchChild(spec string) int {
@@ -44,6 +46,10 @@ func benchChild(spec string) int {
 		})
 	} else {
 		kind := "dnn"
+		truth := 0
+		if rest, ok := strings.CutPrefix(spec, "truth;"); ok {
+			truth, spec = 1_000_000, rest
+		}
 		if rest, ok := strings.CutPrefix(spec, "llm="); ok {
 			kind, spec = "llm", rest
 		}
@@ -52,7 +58,7 @@ func benchChild(spec string) int {
 			fmt.Fprintln(os.Stderr, err)
 			return 2
 		}
-		var cfg Config
+		cfg := Config{Server: ServerConfig{TruthRecords: truth}}
 		if d != nil {
 			cfg.DNN = []DNNModel{*d}
 		} else {
@@ -99,6 +105,29 @@ func cpuTime(pid int) (time.Duration, error) {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * (time.Second / 100), nil // USER_HZ = 100 on Linux
+}
+
+// cpuTimeNS is a process's CPU time in nanoseconds, summed over its threads
+// from /proc/PID/task/*/schedstat (precise where /proc/PID/stat counts 10 ms
+// ticks); threads that have exited are not counted, and Go seldom ends one.
+func cpuTimeNS(pid int) (time.Duration, error) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0, err
+	}
+	var sum time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
+		if err != nil {
+			continue // the thread just ended
+		}
+		f := strings.Fields(string(b))
+		if len(f) > 0 {
+			ns, _ := strconv.ParseInt(f[0], 10, 64)
+			sum += time.Duration(ns)
+		}
+	}
+	return sum, nil
 }
 
 // BenchmarkManyModels is issue 3's setting: 4,000 model copies (azure,
@@ -196,23 +225,35 @@ func rssMB(pid int) float64 {
 	return 0
 }
 
-// BenchmarkLLMStreaming: 128 concurrent streams at 10 ms per token
-// (12,800 chunks/s) against a sim-server in its own process; reports the
-// server's CPU per streamed token and the TPOT clients see.
+// BenchmarkLLMStreaming: concurrent streams at 10 ms per token against a
+// sim-server in its own process, with ground-truth recording off and on
+// (--truth-records); reports the server's CPU per streamed token and what
+// the clients measured (mean TPOT, p99 of the gaps between chunks), so the
+// cost of recording shows as the difference between the two.
 //
-//	go test -run '^$' -bench LLMStreaming -benchtime 1x ./loadgen/simserver/
+//	go test -run '^$' -bench LLMStreaming -benchtime 1x -count 3 ./loadgen/simserver/
 func BenchmarkLLMStreaming(b *testing.B) {
-	const (
-		conc   = 128
-		tokens = 200
-	)
+	for _, conc := range []int{128, 512} {
+		for _, truth := range []bool{false, true} {
+			name := fmt.Sprintf("streams=%d/truth=%v", conc, truth)
+			b.Run(name, func(b *testing.B) { benchStreaming(b, conc, truth) })
+		}
+	}
+}
+
+func benchStreaming(b *testing.B, conc int, truth bool) {
+	const tokens = 200
 	exe, err := os.Executable()
 	if err != nil {
 		b.Fatal(err)
 	}
 	for i := 0; i < b.N; i++ {
 		cmd := exec.Command(exe)
-		cmd.Env = append(os.Environ(), childEnv+"=llm=m:prefill_per_token=100us:tpot=10ms:concurrency="+strconv.Itoa(conc))
+		spec := "llm=m:prefill_per_token=100us:tpot=10ms:concurrency=" + strconv.Itoa(conc)
+		if truth {
+			spec = "truth;" + spec
+		}
+		cmd.Env = append(os.Environ(), childEnv+"="+spec)
 		stdin, _ := cmd.StdinPipe()
 		stdout, _ := cmd.StdoutPipe()
 		cmd.Stderr = os.Stderr
@@ -223,19 +264,19 @@ func BenchmarkLLMStreaming(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		url := "http://" + strings.TrimSpace(addr) + "/v1/completions"
+		base := "http://" + strings.TrimSpace(addr)
 		body := fmt.Sprintf(`{"model":"m","prompt":%q,"max_tokens":%d,"stream":true}`, strings.Repeat("w ", 100), tokens)
 		hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc}}
 		var mu sync.Mutex
-		var tpots []time.Duration
+		var tpots, gaps []time.Duration
 		var wg sync.WaitGroup
-		cpu0, _ := cpuTime(cmd.Process.Pid)
+		cpu0, _ := cpuTimeNS(cmd.Process.Pid)
 		start := time.Now()
 		for c := 0; c < conc; c++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				resp, err := hc.Post(url, "application/json", strings.NewReader(body))
+				resp, err := hc.Post(base+"/v1/completions", "application/json", strings.NewReader(body))
 				if err != nil {
 					b.Error(err)
 					return
@@ -243,15 +284,19 @@ func BenchmarkLLMStreaming(b *testing.B) {
 				defer resp.Body.Close()
 				sc := bufio.NewScanner(resp.Body)
 				var first, last time.Time
+				var my []time.Duration
 				n := 0
 				for sc.Scan() {
 					if !strings.HasPrefix(sc.Text(), "data: {") {
 						continue
 					}
-					last = time.Now()
+					now := time.Now()
 					if n == 0 {
-						first = last
+						first = now
+					} else {
+						my = append(my, now.Sub(last))
 					}
+					last = now
 					n++
 				}
 				if n != tokens {
@@ -260,17 +305,44 @@ func BenchmarkLLMStreaming(b *testing.B) {
 				}
 				mu.Lock()
 				tpots = append(tpots, last.Sub(first)/(tokens-1))
+				gaps = append(gaps, my...)
 				mu.Unlock()
 			}()
 		}
 		wg.Wait()
 		elapsed := time.Since(start)
-		cpu1, _ := cpuTime(cmd.Process.Pid)
+		cpu1, _ := cpuTimeNS(cmd.Process.Pid)
+		var recs int
+		if truth {
+			resp, err := hc.Get(base + "/truth?drain=1")
+			if err != nil {
+				b.Fatal(err)
+			}
+			sc := bufio.NewScanner(resp.Body)
+			sc.Buffer(nil, 1<<20)
+			for sc.Scan() {
+				recs++
+			}
+			resp.Body.Close()
+			if recs != conc {
+				b.Errorf("%d truth records, want %d", recs, conc)
+			}
+		}
 		stdin.Close()
 		cmd.Wait()
 		cpu := cpu1 - cpu0
 		b.ReportMetric(float64(cpu)/float64(elapsed)*100, "server-cpu-%")
 		b.ReportMetric(float64(cpu.Nanoseconds())/1e3/float64(conc*tokens), "server-cpu-µs/token")
 		b.ReportMetric(float64(mean(tpots))/1e6, "mean-tpot-ms")
+		b.ReportMetric(float64(pct(gaps, 99))/1e6, "p99-gap-ms")
 	}
+}
+
+// pct is the p-th percentile of ds (sorts ds).
+func pct(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	return ds[min(len(ds)-1, int(float64(len(ds))*p/100))]
 }

@@ -42,6 +42,10 @@ type ServerConfig struct {
 	HangRate float64 `toml:"hang_rate"`
 	// Seed seeds the fail/hang draws, so runs are repeatable.
 	Seed uint64 `toml:"seed"`
+	// TruthRecords > 0 records the ground truth of every streamed request
+	// (when each chunk was written; GET /truth) and keeps up to that many
+	// records until they are drained. 0 (the default) records nothing.
+	TruthRecords int `toml:"truth_records"`
 }
 
 // DNNModel is a Clockwork-style DNN: one inference per request, batched.
@@ -171,6 +175,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Server.HangRate < 0 || c.Server.HangRate > 1 {
 		errs = append(errs, fmt.Errorf("server.hang_rate = %g: must be in [0, 1]", c.Server.HangRate))
+	}
+	if c.Server.TruthRecords < 0 || c.Server.TruthRecords > 100_000_000 {
+		errs = append(errs, fmt.Errorf("server.truth_records = %d: must be in [0, 100000000]", c.Server.TruthRecords))
 	}
 	if c.Server.FailRate+c.Server.HangRate > 1 {
 		errs = append(errs, fmt.Errorf("server.fail_rate + server.hang_rate = %g: must be ≤ 1", c.Server.FailRate+c.Server.HangRate))

@@ -46,6 +46,7 @@ func (s *Server) routes() http.Handler {
 		writeJSON(w, http.StatusOK, s.Stats(r.URL.Query().Get("all") != ""))
 	})
 	mux.HandleFunc("GET /metrics", s.handleMetrics)
+	mux.HandleFunc("GET /truth", s.handleTruth)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("no route %s %s (see docs/sim-server.md)", r.Method, r.URL.Path)})
 	})
@@ -433,6 +434,9 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request, chat boo
 	out, finish := outputTokens(g, m.sp)
 	o := &oaiWriter{w: w, chat: chat, g: g, out: out, finish: finish,
 		id: fmt.Sprintf("%s-%d", map[bool]string{false: "cmpl", true: "chatcmpl"}[chat], s.ids.Add(1)), created: now.Unix()}
+	if g.stream {
+		o.truth = s.startTruth(now, o.id, g.model, r.Header.Get(RequestIDHeader), g.promptTokens, out)
+	}
 
 	ctx := r.Context()
 	if m.sp.kind == kindDNN {
@@ -451,7 +455,8 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request, chat boo
 		w.Header().Set(BatchHeader, strconv.Itoa(res.batch))
 		w.Header().Set(QueueHeader, strconv.FormatFloat(ms(res.queue), 'f', 3, 64))
 		for k := 0; k < out; k++ {
-			if o.token(k) != nil {
+			if o.token(k, time.Time{}) != nil {
+				o.truth.finish(false)
 				m.st.cancelled.Add(1)
 				return
 			}
@@ -464,20 +469,24 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request, chat boo
 	}
 
 	if err := s.acquire(ctx, m); err != nil {
+		o.truth.finish(false)
 		m.st.cancelled.Add(1)
 		return
 	}
 	defer s.release(m)
 	admitted := time.Now()
+	o.truth.admitted(admitted)
 	w.Header().Set(QueueHeader, strconv.FormatFloat(ms(admitted.Sub(now)), 'f', 3, 64))
 	gen := s.startGeneration(m, admitted, g.promptTokens)
 	defer gen.stop()
 	for k := 0; k < out; k++ {
 		if err := gen.wait(ctx); err != nil {
+			o.truth.finish(false)
 			m.st.cancelled.Add(1)
 			return
 		}
-		if err := o.token(k); err != nil {
+		if err := o.token(k, gen.next); err != nil {
+			o.truth.finish(false)
 			m.st.cancelled.Add(1)
 			return
 		}
@@ -500,6 +509,7 @@ type oaiWriter struct {
 	created int64
 	text    strings.Builder
 	started bool
+	truth   *truthRec // nil unless recording the ground truth of a stream
 }
 
 func (o *oaiWriter) object() string {
@@ -512,8 +522,9 @@ func (o *oaiWriter) object() string {
 	return "text_completion"
 }
 
-// token emits token k (0-based).
-func (o *oaiWriter) token(k int) error {
+// token emits token k (0-based), which the latency model had scheduled for
+// due (zero: unscheduled).
+func (o *oaiWriter) token(k int, due time.Time) error {
 	t := tokenText(k)
 	if !o.g.stream {
 		o.text.WriteString(t)
@@ -532,7 +543,11 @@ func (o *oaiWriter) token(k int) error {
 	if k == o.out-1 {
 		c.FinishReason = &o.finish
 	}
-	return o.chunk(completion{Choices: []choice{c}})
+	if err := o.chunk(completion{Choices: []choice{c}}); err != nil {
+		return err
+	}
+	o.truth.chunk(due)
+	return nil
 }
 
 func (o *oaiWriter) chunk(c completion) error {
@@ -567,8 +582,11 @@ func (o *oaiWriter) end() {
 		if o.g.includeUsage {
 			o.chunk(completion{Choices: []choice{}, Usage: o.usage()})
 		}
-		o.w.Write([]byte("data: [DONE]\n\n"))
-		http.NewResponseController(o.w).Flush()
+		_, err := o.w.Write([]byte("data: [DONE]\n\n"))
+		if err == nil {
+			err = http.NewResponseController(o.w).Flush()
+		}
+		o.truth.finish(err == nil)
 		return
 	}
 	text := o.text.String()

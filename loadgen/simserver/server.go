@@ -19,7 +19,8 @@ import (
 type Server struct {
 	cfg     Config
 	reg     *registry
-	shared  *pool // nil unless Workers > 0
+	shared  *pool       // nil unless Workers > 0
+	truth   *truthStore // nil unless TruthRecords > 0
 	closing chan struct{}
 	once    sync.Once
 	started time.Time
@@ -53,6 +54,9 @@ func New(cfg Config) (*Server, error) {
 		closing: make(chan struct{}),
 		started: time.Now(),
 		rng:     rand.New(rand.NewPCG(cfg.Server.Seed, 0x5eed)),
+	}
+	if cfg.Server.TruthRecords > 0 {
+		s.truth = &truthStore{limit: cfg.Server.TruthRecords}
 	}
 	if cfg.Server.Workers > 0 {
 		s.shared = newPool(cfg.Server.Workers, cfg.Server.Seed)
