@@ -80,6 +80,9 @@ func NewTarget(tc TargetConfig) (Target, error) {
 	if u.Scheme == "http" && (tc.Protocol == "" || tc.Protocol == "http" || tc.Protocol == "kserve") {
 		h.h1 = newH1Client(u, timeout)
 	}
+	if u.Scheme == "http" && (tc.Protocol == "openai" || tc.Protocol == "openai-chat") {
+		h.sse = newSSEClient(u, timeout)
+	}
 	switch tc.Protocol {
 	case "", "http":
 		m := tc.Method
@@ -123,6 +126,11 @@ func NewTarget(tc TargetConfig) (Target, error) {
 				body: openAIBody(model, chat, in, out, h.stream), contentType: "application/json"}
 		}
 		h.readyURL = base + "/v1/models"
+		if h.sse != nil {
+			if h.sseURL, err = url.Parse(base + path); err != nil {
+				return nil, fmt.Errorf("bad target URL %q: %w", tc.URL, err)
+			}
+		}
 	default:
 		return nil, fmt.Errorf("unknown protocol %s (want one of %s)", clip.Quote(tc.Protocol), strings.Join(Protocols, ", "))
 	}
@@ -174,6 +182,7 @@ type reqTemplate struct {
 	body                     []byte
 	header                   http.Header // shared, read-only: target headers + content type
 	h1                       []byte      // the request rendered for h1Client (nil: net/http)
+	sseHead                  []byte      // the request head rendered for sseClient
 }
 
 type httpTarget struct {
@@ -191,9 +200,11 @@ type httpTarget struct {
 	// Dataset prompts (PromptFiles): the body is rendered per request.
 	prompts []Prompt
 	chat    bool
-	maxOut  int       // cap on a prompt's output tokens (0 = none)
-	h1      *h1Client // request/response protocols over plain HTTP
-	async   *h1Async  // pacer-side sends, once startAsync has run
+	maxOut  int        // cap on a prompt's output tokens (0 = none)
+	h1      *h1Client  // request/response protocols over plain HTTP
+	async   *h1Async   // pacer-side sends, once startAsync has run
+	sse     *sseClient // OpenAI protocols over plain HTTP
+	sseURL  *url.URL   // where sse sends (base + /v1/...)
 }
 
 // Abort fails every request in flight at once (end of run).
@@ -203,6 +214,9 @@ func (h *httpTarget) Abort() {
 	}
 	if h.async != nil {
 		h.async.abort()
+	}
+	if h.sse != nil {
+		h.sse.abort()
 	}
 	h.client.CloseIdleConnections()
 }
@@ -238,7 +252,7 @@ func (h *httpTarget) SetMaxConns(n int) {
 
 // SelfTimed reports that Do enforces the request timeout itself, so the
 // caller need not wrap each request in a context with a timeout.
-func (h *httpTarget) SelfTimed() bool { return h.h1 != nil }
+func (h *httpTarget) SelfTimed() bool { return h.h1 != nil || h.sse != nil }
 
 // Prepare builds the request templates of the given models up front so that
 // Do only reads shared state.
@@ -392,6 +406,9 @@ func (h *httpTarget) withHeader(t *reqTemplate) *reqTemplate {
 			t.h1 = renderH1(t.method, u, t.header, t.body)
 		}
 	}
+	if h.sse != nil {
+		t.sseHead = renderH1(t.method, h.sseURL, t.header, t.body)
+	}
 	return t
 }
 
@@ -399,6 +416,9 @@ func (h *httpTarget) Do(ctx context.Context, res *Result, clock func() time.Dura
 	t := h.template(res.Arrival.Model)
 	if t.h1 != nil {
 		return h.doH1(ctx, t, res, clock)
+	}
+	if h.sse != nil {
+		return h.doSSE(ctx, t, res, clock)
 	}
 	var body io.Reader
 	inTokens := h.inTokens
@@ -458,60 +478,156 @@ func (h *httpTarget) Do(ctx context.Context, res *Result, clock func() time.Dura
 	return nil
 }
 
-// readLLM reads an OpenAI answer; inTokens is the prompt's length when the
-// server reports no usage.
+// readLLM reads an OpenAI answer through net/http; inTokens is the
+// prompt's length when the server reports no usage.
 func (h *httpTarget) readLLM(resp *http.Response, res *Result, inTokens int, clock func() time.Duration) error {
 	res.Streamed = true
 	ct := resp.Header.Get("Content-Type")
+	var st llmStream
 	if !h.stream || !strings.HasPrefix(ct, "text/event-stream") {
 		// One JSON answer: the whole response is one chunk.
 		b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 		if err != nil {
 			return err
 		}
-		c, err := parseChunk(b)
-		if err != nil {
-			return err
-		}
-		n := 1
-		if c.usage != nil {
-			n = c.usage.CompletionTokens
-			res.InputTokens = c.usage.PromptTokens
-		} else {
-			res.InputTokens = inTokens
-		}
-		res.OutputTokens = n
-		res.Chunks = append(res.Chunks, Chunk{At: clock() - res.Sent, Tokens: n})
-		return nil
+		return st.whole(b, clock()-res.Sent, res, inTokens)
 	}
-	var usage *chunkUsage
-	err := ReadSSE(resp.Body, func(data []byte) error {
-		at := clock() - res.Sent
-		if string(data) == "[DONE]" {
-			return errSSEDone
-		}
-		c, err := parseChunk(data)
-		if err != nil {
-			return err
-		}
-		if c.usage != nil {
-			usage = c.usage
-		}
-		if c.content {
-			res.Chunks = append(res.Chunks, Chunk{At: at, Tokens: 1})
-		}
-		return nil
-	})
+	err := ReadSSE(resp.Body, func(data []byte) error { return st.event(data, clock()-res.Sent, res) })
 	if err != nil && err != errSSEDone {
 		return err
 	}
-	if usage != nil {
-		res.InputTokens, res.OutputTokens = usage.PromptTokens, usage.CompletionTokens
+	return st.finish(res, inTokens)
+}
+
+// llmStream turns an OpenAI answer's events into a Result's chunks and
+// token counts (both clients use it).
+type llmStream struct {
+	usage     chunkUsage
+	haveUsage bool
+	done      time.Duration // when [DONE] arrived (0: not seen)
+}
+
+// event handles one event's data, which arrived at (since the send).
+func (st *llmStream) event(data []byte, at time.Duration, res *Result) error {
+	if string(data) == "[DONE]" {
+		st.done = at
+		return errSSEDone
+	}
+	c, ok := scanChunk(data)
+	if !ok {
+		var err error
+		if c, err = parseChunk(data); err != nil {
+			return err
+		}
+	}
+	if c.usage != nil {
+		st.usage, st.haveUsage = *c.usage, true
+	}
+	if c.content {
+		res.Chunks = append(res.Chunks, Chunk{At: at, Tokens: 1})
+	}
+	return nil
+}
+
+// finish sets the token counts once the stream has ended.
+func (st *llmStream) finish(res *Result, inTokens int) error {
+	if st.haveUsage {
+		res.InputTokens, res.OutputTokens = st.usage.PromptTokens, st.usage.CompletionTokens
 	} else {
 		res.InputTokens, res.OutputTokens = inTokens, len(res.Chunks)
 	}
 	if len(res.Chunks) == 0 {
 		return errors.New("stream ended without any content chunk")
+	}
+	return nil
+}
+
+// whole handles a non-streamed answer: the whole body is one chunk.
+func (st *llmStream) whole(b []byte, at time.Duration, res *Result, inTokens int) error {
+	c, err := parseChunk(b)
+	if err != nil {
+		return err
+	}
+	n := 1
+	if c.usage != nil {
+		n = c.usage.CompletionTokens
+		res.InputTokens = c.usage.PromptTokens
+	} else {
+		res.InputTokens = inTokens
+	}
+	res.OutputTokens = n
+	res.Chunks = append(res.Chunks, Chunk{At: at, Tokens: n})
+	return nil
+}
+
+// doSSE sends an OpenAI request over sseClient. The answer's times are
+// those of the reads that brought each event (see sseClient); the end of
+// the answer is the arrival of [DONE], or of the last byte without one.
+func (h *httpTarget) doSSE(ctx context.Context, t *reqTemplate, res *Result, clock func() time.Duration) error {
+	head, body := t.sseHead, t.body
+	inTokens := h.inTokens
+	if len(h.prompts) > 0 {
+		p := h.prompts[res.Arrival.Seq%int64(len(h.prompts))]
+		out := p.OutputTokens
+		if h.maxOut > 0 {
+			out = min(out, h.maxOut)
+		}
+		inTokens = p.InputTokens
+		body = openAIPromptBody(res.Arrival.Model, h.chat, p.Text, out, h.stream)
+		head = renderH1(t.method, h.sseURL, t.header, body)
+	}
+	build := func(dst []byte) []byte {
+		dst = append(dst, head...)
+		if res.Deadline > 0 {
+			// Already past (a late send): 0 tells the server to shed it at once.
+			left := max(float64(res.Deadline-res.Sent)/1e6, 0)
+			dst = append(dst, DeadlineHeader...)
+			dst = append(dst, ':', ' ')
+			dst = strconv.AppendFloat(dst, left, 'f', 3, 64)
+			dst = append(dst, '\r', '\n')
+		}
+		dst = append(dst, '\r', '\n')
+		return append(dst, body...)
+	}
+	var st llmStream
+	var last time.Duration // arrival of the last byte read, since the send
+	// Only a 2xx answer's body reaches these.
+	handler := sseHandler{
+		onEvent: func(data []byte, at time.Duration) error {
+			last = at - res.Sent
+			return st.event(data, last, res)
+		},
+		onBody: func(b []byte, at time.Duration) error {
+			last = at - res.Sent
+			return st.whole(b, last, res, inTokens)
+		},
+	}
+	ans, err := h.sse.do(ctx, build, res, clock, handler)
+	res.Status = ans.status
+	switch {
+	case err != nil:
+		res.Outcome, res.Err, res.Done = OutcomeError, err, clock()
+		return err
+	case ans.status/100 == 2:
+		res.Streamed = true
+		res.Done = res.Sent + last
+		if st.done > 0 {
+			res.Done = res.Sent + st.done
+		}
+		if ans.eventStream {
+			err = st.finish(res, inTokens)
+		} else if len(res.Chunks) == 0 {
+			err = errors.New("answer without a body")
+		}
+		if err != nil {
+			res.Outcome, res.Err = OutcomeError, err
+			return err
+		}
+		res.Outcome = OutcomeOK
+	case ans.status == http.StatusServiceUnavailable && ans.dropped:
+		res.Outcome, res.Done = OutcomeDropped, clock()
+	default:
+		res.Outcome, res.Err, res.Done = OutcomeError, fmt.Errorf("HTTP %d", ans.status), clock()
 	}
 	return nil
 }

@@ -1,0 +1,511 @@
+package loadgen
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// sseClient is the HTTP/1.1 keep-alive client of the OpenAI protocols over
+// plain HTTP. The worker goroutine that runs a request writes it, reads the
+// answer and parses the event stream itself, from one 4 KiB buffer per
+// connection: net/http costs two more goroutines and three more buffers
+// per stream (≈ 80 KB per concurrent stream measured at 2,000 streams),
+// and a reflective JSON decode per token. Each event is stamped with the
+// time of the read(2) that brought its last byte, not with the time it was
+// parsed, so events that arrive together keep the gaps the network gave
+// them and parsing never shows up as latency. It does not speak TLS,
+// HTTP/2 or follow redirects; https:// targets use net/http.
+type sseClient struct {
+	addr    string
+	timeout time.Duration
+	dialer  net.Dialer
+
+	mu      sync.Mutex
+	idle    []*sseConn
+	all     map[*sseConn]struct{}
+	aborted bool
+}
+
+// sseConn is one connection and its reading state. Only the goroutine
+// that holds it (taken from the idle list or dialled) touches it.
+type sseConn struct {
+	c    net.Conn
+	rd   stampReader
+	br   *bufio.Reader // over rd
+	wbuf []byte        // the request being written
+	line []byte        // a line of the event stream split across pieces
+	data []byte        // the current event's data
+}
+
+// stampReader notes when each read(2) that returned data ended, on the
+// run's clock.
+type stampReader struct {
+	r     io.Reader // the connection
+	clock func() time.Duration
+	at    time.Duration
+}
+
+func (s *stampReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if n > 0 && s.clock != nil {
+		s.at = s.clock()
+	}
+	return n, err
+}
+
+// sseBufSize is each connection's read buffer: an answer's header lines
+// must fit; event lines may be longer (they are assembled in sseConn.line).
+const sseBufSize = 4096
+
+func newSSEClient(u *url.URL, timeout time.Duration) *sseClient {
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "80")
+	}
+	return &sseClient{addr: host, timeout: timeout, dialer: net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second},
+		all: map[*sseConn]struct{}{}}
+}
+
+func (s *sseClient) get(ctx context.Context) (*sseConn, bool, error) {
+	s.mu.Lock()
+	if s.aborted {
+		s.mu.Unlock()
+		return nil, false, errAborted
+	}
+	if n := len(s.idle); n > 0 {
+		c := s.idle[n-1]
+		s.idle = s.idle[:n-1]
+		s.mu.Unlock()
+		return c, true, nil
+	}
+	s.mu.Unlock()
+	nc, err := s.dialer.DialContext(ctx, "tcp", s.addr)
+	if err != nil {
+		return nil, false, err
+	}
+	c := &sseConn{c: nc}
+	c.rd.r = nc
+	c.br = bufio.NewReaderSize(&c.rd, sseBufSize)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.aborted {
+		nc.Close()
+		return nil, false, errAborted
+	}
+	s.all[c] = struct{}{}
+	return c, false, nil
+}
+
+func (s *sseClient) put(c *sseConn, keep bool) {
+	c.rd.clock = nil
+	s.mu.Lock()
+	if keep && !s.aborted {
+		s.idle = append(s.idle, c)
+		s.mu.Unlock()
+		return
+	}
+	delete(s.all, c)
+	s.mu.Unlock()
+	c.c.Close()
+}
+
+// abort fails every request in flight at once and closes every connection
+// (end of run).
+func (s *sseClient) abort() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.aborted = true
+	past := time.Unix(1, 0)
+	for c := range s.all {
+		_ = c.c.SetDeadline(past)
+	}
+	for _, c := range s.idle {
+		c.c.Close()
+		delete(s.all, c)
+	}
+	s.idle = nil
+}
+
+// closeIdle closes the idle connections (after a readiness probe, say).
+func (s *sseClient) closeIdle() {
+	s.mu.Lock()
+	idle := s.idle
+	s.idle = nil
+	for _, c := range idle {
+		delete(s.all, c)
+	}
+	s.mu.Unlock()
+	for _, c := range idle {
+		c.c.Close()
+	}
+}
+
+// sseAnswer is what the caller learns of an answer besides its body.
+type sseAnswer struct {
+	status      int
+	dropped     bool // X-Dropped header present
+	eventStream bool // Content-Type: text/event-stream
+}
+
+// sseHandler receives an answer's body: each event's data with the time its
+// last byte was read (event streams), or the whole body (anything else 2xx,
+// up to 64 MiB). data is only valid during the call. An error from onEvent
+// ends the reading; errSSEDone ends it as the normal end of the stream.
+type sseHandler struct {
+	onEvent func(data []byte, at time.Duration) error
+	onBody  func(body []byte, at time.Duration) error
+}
+
+// do sends req (a whole HTTP/1.1 request, built by build once a connection
+// is ready, when res.Sent is set) and reads the answer. A reused connection
+// that turns out to be closed by the server before any answer byte is
+// tried once more on a new connection.
+func (s *sseClient) do(ctx context.Context, build func(dst []byte) []byte, res *Result, clock func() time.Duration, h sseHandler) (sseAnswer, error) {
+	deadline := time.Now().Add(s.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	for attempt := 0; ; attempt++ {
+		c, reused, err := s.get(ctx)
+		if err != nil {
+			return sseAnswer{}, err
+		}
+		c.rd.clock = clock
+		_ = c.c.SetDeadline(deadline)
+		if attempt == 0 {
+			res.Sent = clock()
+		}
+		c.wbuf = build(c.wbuf[:0])
+		_, err = c.c.Write(c.wbuf)
+		var ans sseAnswer
+		var keep, gotAny bool
+		if err == nil {
+			ans, keep, gotAny, err = c.readAnswer(h)
+		}
+		if cap(c.wbuf) > 64<<10 {
+			c.wbuf = nil // a huge prompt: don't keep its buffer
+		}
+		if err != nil {
+			s.put(c, false)
+			if reused && !gotAny && attempt == 0 && isStaleConnErr(err) {
+				continue
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				s.mu.Lock()
+				ab := s.aborted
+				s.mu.Unlock()
+				if ab {
+					return ans, errAborted
+				}
+				return ans, context.DeadlineExceeded
+			}
+			return ans, err
+		}
+		s.put(c, keep)
+		return ans, nil
+	}
+}
+
+// readAnswer reads the status line, the headers and the body. keep says
+// whether the connection may be reused, gotAny whether any byte came.
+func (c *sseConn) readAnswer(h sseHandler) (ans sseAnswer, keep, gotAny bool, err error) {
+	var b bodyReader
+	for {
+		line, err := readH1Line(c.br)
+		if err != nil {
+			return ans, false, len(line) > 0, err
+		}
+		gotAny = true
+		if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
+			return ans, false, true, fmt.Errorf("malformed status line %.40q", line)
+		}
+		code, cerr := strconv.Atoi(string(line[9:12]))
+		if cerr != nil || code < 100 || (len(line) > 12 && line[12] != ' ') {
+			return ans, false, true, fmt.Errorf("malformed status line %.40q", line)
+		}
+		ans.status = code
+		keep = line[7] != '0'
+		b = bodyReader{br: c.br, left: -1}
+		for {
+			hl, err := readH1Line(c.br)
+			if err != nil {
+				return ans, false, true, err
+			}
+			if len(hl) == 0 {
+				break
+			}
+			i := bytes.IndexByte(hl, ':')
+			if i <= 0 {
+				continue
+			}
+			k, v := hl[:i], bytes.TrimSpace(hl[i+1:])
+			switch {
+			case asciiEqualFold(k, "content-length"):
+				n, err := strconv.ParseInt(string(v), 10, 64)
+				if err != nil || n < 0 {
+					return ans, false, true, fmt.Errorf("bad Content-Length %q", v)
+				}
+				b.left = n
+			case asciiEqualFold(k, "transfer-encoding"):
+				b.chunked = bytes.Contains(bytes.ToLower(v), []byte("chunked"))
+			case asciiEqualFold(k, "connection"):
+				lv := bytes.ToLower(v)
+				if bytes.Contains(lv, []byte("close")) {
+					keep = false
+				} else if bytes.Contains(lv, []byte("keep-alive")) {
+					keep = true
+				}
+			case asciiEqualFold(k, "content-type"):
+				ans.eventStream = len(v) >= 17 && asciiEqualFold(v[:17], "text/event-stream")
+			case asciiEqualFold(k, DroppedHeader):
+				ans.dropped = true
+			}
+		}
+		if code >= 100 && code < 200 {
+			continue // interim answer; the real one follows
+		}
+		break
+	}
+	if ans.status == 204 || ans.status == 304 {
+		return ans, keep, true, nil
+	}
+	if b.chunked {
+		b.left = -1
+	} else if b.left < 0 {
+		keep = false // the body ends when the server closes
+	}
+	switch {
+	case ans.status/100 != 2:
+		err = b.discard(1 << 20)
+	case ans.eventStream && h.onEvent != nil:
+		err = c.readEvents(&b, h.onEvent)
+		if err == errSSEDone {
+			err = nil
+			if !keep {
+				// The connection goes anyway: no need to wait for the
+				// server to end a body it may hold open.
+				return ans, false, true, nil
+			}
+		}
+		if err == nil {
+			err = b.discard(1 << 20) // the rest, up to the end of the body
+		}
+	default:
+		var body []byte
+		body, err = b.readAll(64 << 20)
+		if err == nil && h.onBody != nil {
+			err = h.onBody(body, c.rd.at)
+		}
+	}
+	return ans, keep && err == nil, true, err
+}
+
+// readEvents parses the body as a server-sent-events stream (LF or CRLF
+// lines; data lines joined with "\n"; comments and other fields ignored)
+// and calls fn at the end of each event. An event's time is that of the
+// read that brought its terminating blank line: the buffer is only refilled
+// once everything in it has been parsed, so that read is the latest one.
+func (c *sseConn) readEvents(b *bodyReader, fn func(data []byte, at time.Duration) error) error {
+	c.line, c.data = c.line[:0], c.data[:0]
+	have := false
+	// line handles one complete line of the stream.
+	line := func(l []byte) error {
+		if n := len(l); n > 0 && l[n-1] == '\r' {
+			l = l[:n-1]
+		}
+		if len(l) == 0 {
+			if !have {
+				return nil
+			}
+			have = false
+			err := fn(c.data, c.rd.at)
+			c.data = c.data[:0]
+			return err
+		}
+		if l[0] == ':' {
+			return nil
+		}
+		field, value := l, []byte(nil)
+		if i := bytes.IndexByte(l, ':'); i >= 0 {
+			field, value = l[:i], l[i+1:]
+			if len(value) > 0 && value[0] == ' ' {
+				value = value[1:]
+			}
+		}
+		if string(field) == "data" {
+			if have {
+				c.data = append(c.data, '\n')
+			}
+			c.data = append(c.data, value...)
+			have = true
+		}
+		return nil
+	}
+	for {
+		p, err := b.next()
+		for len(p) > 0 {
+			i := bytes.IndexByte(p, '\n')
+			if i < 0 {
+				if len(c.line)+len(p) > maxSSELine {
+					return fmt.Errorf("sse: line longer than %d bytes", maxSSELine)
+				}
+				c.line = append(c.line, p...)
+				break
+			}
+			l := p[:i]
+			if len(c.line) > 0 {
+				c.line = append(c.line, l...)
+				l = c.line
+			}
+			if ferr := line(l); ferr != nil {
+				c.line = c.line[:0]
+				return ferr
+			}
+			c.line = c.line[:0]
+			p = p[i+1:]
+		}
+		if err == io.EOF {
+			if len(c.line) > 0 {
+				if ferr := line(c.line); ferr != nil {
+					return ferr
+				}
+				c.line = c.line[:0]
+			}
+			if have {
+				return fn(c.data, c.rd.at)
+			}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// bodyReader hands out an answer's body in pieces that are slices of the
+// connection's buffer: chunked, Content-Length (left ≥ 0) or until the
+// server closes (left < 0, not chunked).
+type bodyReader struct {
+	br      *bufio.Reader
+	chunked bool
+	left    int64 // Content-Length bytes, or bytes of the current chunk
+	inChunk bool  // chunked: inside a chunk's data (or its CRLF is due)
+	done    bool
+}
+
+// next returns the next piece of the body, valid until the next call; at
+// the end it returns io.EOF (possibly with a last piece).
+func (b *bodyReader) next() ([]byte, error) {
+	if b.done {
+		return nil, io.EOF
+	}
+	if b.chunked {
+		if b.inChunk && b.left == 0 {
+			l, err := readH1Line(b.br)
+			if err != nil {
+				return nil, err
+			}
+			if len(l) != 0 {
+				return nil, errors.New("missing CRLF after chunk")
+			}
+			b.inChunk = false
+		}
+		if !b.inChunk {
+			l, err := readH1Line(b.br)
+			if err != nil {
+				return nil, err
+			}
+			if i := bytes.IndexByte(l, ';'); i >= 0 {
+				l = l[:i]
+			}
+			n, err := strconv.ParseInt(string(bytes.TrimSpace(l)), 16, 64)
+			if err != nil || n < 0 {
+				return nil, fmt.Errorf("bad chunk size %.20q", l)
+			}
+			if n == 0 {
+				for { // trailers up to the blank line
+					t, err := readH1Line(b.br)
+					if err != nil {
+						return nil, err
+					}
+					if len(t) == 0 {
+						break
+					}
+				}
+				b.done = true
+				return nil, io.EOF
+			}
+			b.left, b.inChunk = n, true
+		}
+	} else if b.left == 0 {
+		b.done = true
+		return nil, io.EOF
+	}
+	if b.br.Buffered() == 0 {
+		if _, err := b.br.Peek(1); err != nil {
+			if err == io.EOF && !b.chunked && b.left < 0 {
+				b.done = true // the server closed: that is the end
+				return nil, io.EOF
+			}
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+	n := b.br.Buffered()
+	if b.left >= 0 && int64(n) > b.left {
+		n = int(b.left)
+	}
+	p, _ := b.br.Peek(n)
+	_, _ = b.br.Discard(n)
+	if b.left >= 0 {
+		b.left -= int64(n)
+	}
+	return p, nil
+}
+
+// discard reads the rest of the body, failing past limit bytes.
+func (b *bodyReader) discard(limit int) error {
+	for n := 0; ; {
+		p, err := b.next()
+		n += len(p)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if n > limit {
+			return fmt.Errorf("answer body over %d bytes", limit)
+		}
+	}
+}
+
+// readAll returns the rest of the body (at most limit bytes).
+func (b *bodyReader) readAll(limit int) ([]byte, error) {
+	var out []byte
+	for {
+		p, err := b.next()
+		if len(out)+len(p) > limit {
+			return nil, fmt.Errorf("answer body over %d bytes", limit)
+		}
+		out = append(out, p...)
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
