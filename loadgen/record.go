@@ -200,6 +200,7 @@ func quantiles(h *hdrhistogram.Histogram) Quantiles {
 		Mean:  time.Duration(h.Mean() * float64(time.Microsecond)),
 		P25:   us(v[0]), P50: us(v[1]), P75: us(v[2]), P90: us(v[3]), P95: us(v[4]), P99: us(v[5]), P999: us(v[6]),
 		Max: us(h.Max()),
+		Std: time.Duration(h.StdDev() * float64(time.Microsecond)),
 	}
 }
 

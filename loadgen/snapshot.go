@@ -17,6 +17,9 @@ type Quantiles struct {
 	P99   time.Duration `json:"p99"`
 	P999  time.Duration `json:"p999"`
 	Max   time.Duration `json:"max"`
+	// Std is the standard deviation (population), for exports to tools
+	// that report one (aiperf, vLLM's bench serve).
+	Std time.Duration `json:"std,omitempty"`
 }
 
 // Snapshot is what one load run measured over one interval (or, in a

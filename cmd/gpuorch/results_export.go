@@ -1,0 +1,91 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/gpuorch/gpuorch/internal/atomicfile"
+	"github.com/gpuorch/gpuorch/internal/errkind"
+	"github.com/gpuorch/gpuorch/internal/layout"
+	"github.com/gpuorch/gpuorch/orchestrator"
+	"github.com/gpuorch/gpuorch/results"
+)
+
+func init() {
+	resultsCmd.Subcommands = append(resultsCmd.Subcommands, &cli.Command{
+		Name:      "export",
+		Usage:     "write one task's LLM results in the JSON shape of aiperf's or vLLM's bench serve result file",
+		ArgsUsage: "EXP|DIR",
+		Description: `Writes the LLM results of one task (TTFT, ITL, TPOT, E2EL, tokens, rates) as
+the result file of another tool, so gpuorch runs can join comparisons kept
+in that format:
+
+  --format aiperf   aiperf's profile_export_aiperf.json (schema 1.1)
+  --format vllm     the file of 'vllm bench serve --save-result' (percentiles
+                    50, 90, 95, 99 of ttft, tpot, itl and e2el)
+
+The tools define the metrics differently (aiperf's inter_token_latency is
+gpuorch's TPOT; its inter_chunk_latency is gpuorch's ITL): docs/loadgen.md,
+"Definitions side by side", says how each field is filled.
+
+EXP is an experiment (id, id prefix or name in --home) or its directory;
+--task picks the task (its index) when there are several. DIR may also be a
+task directory, such as the --out of 'gpuorch loadgen run'.
+
+Examples:
+   gpuorch results export --format vllm --task 2 llm-sweep > vllm-c64.json
+   gpuorch results export --format aiperf --out profile_export_aiperf.json /tmp/run1`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "format", Required: true, Usage: "aiperf or vllm"},
+			&cli.StringFlag{Name: "task", Usage: "task `INDEX` (needed when the experiment has several)"},
+			&cli.StringFlag{Name: "out", Usage: "write to `FILE` (atomically) instead of stdout"},
+			&cli.StringFlag{Name: "home", Usage: "directory holding experiment directories", EnvVars: []string{"GPUORCH_HOME"}, Value: "gpuorch-runs"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return errkind.Invalidf("usage: gpuorch results export --format aiperf|vllm [--task INDEX] [--out FILE] EXP|DIR")
+			}
+			dir, err := exportTaskDir(c.String("home"), c.Args().First(), c.String("task"))
+			if err != nil {
+				return err
+			}
+			v, err := results.ExportTask(dir, c.String("format"))
+			if err != nil {
+				return err
+			}
+			if out := c.String("out"); out != "" {
+				return atomicfile.Write(out, 0o644, func(w io.Writer) error { return printJSON(w, v) })
+			}
+			return printJSON(c.App.Writer, v)
+		},
+	})
+}
+
+// exportTaskDir finds the task directory: arg itself when it holds a
+// summary, else task (or the only task) of the experiment arg names.
+func exportTaskDir(home, arg, task string) (string, error) {
+	if _, err := os.Stat(layout.Task(arg).Summary()); err == nil && task == "" {
+		return arg, nil
+	}
+	r, err := orchestrator.OpenReview(home, arg)
+	if err != nil {
+		return "", err
+	}
+	exp := layout.Experiment(r.Dir)
+	if task != "" {
+		i, err := strconv.Atoi(task)
+		if err != nil || i < 0 {
+			return "", errkind.Invalidf("--task %q: want a task index (0, 1, ...)", task)
+		}
+		return string(exp.Task(i)), nil
+	}
+	dirs, _ := filepath.Glob(exp.TaskGlob())
+	if len(dirs) != 1 {
+		return "", errkind.Invalidf("%s has %d tasks: choose one with --task INDEX", r.Label, len(dirs))
+	}
+	return dirs[0], nil
+}
