@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -21,9 +22,11 @@ import (
 // connection: net/http costs two more goroutines and three more buffers
 // per stream (≈ 80 KB per concurrent stream measured at 2,000 streams),
 // and a reflective JSON decode per token. Each event is stamped with the
-// time of the read(2) that brought its last byte, not with the time it was
-// parsed, so events that arrive together keep the gaps the network gave
-// them and parsing never shows up as latency. It does not speak TLS,
+// time its last byte reached the socket (the kernel's receive timestamp,
+// SO_TIMESTAMPNS; where there is none, the time of the read(2) that
+// brought it), not with the time it was parsed: a client that reads late,
+// busy with other streams, still stamps each event when it arrived, and
+// parsing never shows up as latency. It does not speak TLS,
 // HTTP/2 or follow redirects; https:// targets use net/http.
 type sseClient struct {
 	addr    string
@@ -47,18 +50,45 @@ type sseConn struct {
 	data []byte        // the current event's data
 }
 
-// stampReader notes when each read(2) that returned data ended, on the
-// run's clock.
+// stampReader notes when the bytes of each read arrived, on the run's
+// clock: the kernel's receive time of the last segment read (Linux,
+// SO_TIMESTAMPNS), else the time the read returned.
 type stampReader struct {
-	r     io.Reader // the connection
+	r     io.Reader       // the connection
+	raw   syscall.RawConn // the connection with kernel timestamps on (nil: none)
+	oob   [64]byte
 	clock func() time.Duration
-	at    time.Duration
+	// wallZero is the wall-clock time (Unix ns) of the run clock's zero,
+	// to put kernel timestamps on the run clock (set with clock).
+	wallZero int64
+	at       time.Duration
+}
+
+// setClock sets the run clock for the next request.
+func (s *stampReader) setClock(clock func() time.Duration) {
+	s.clock = clock
+	if clock != nil {
+		s.wallZero = time.Now().UnixNano() - int64(clock())
+	}
 }
 
 func (s *stampReader) Read(p []byte) (int, error) {
-	n, err := s.r.Read(p)
+	if s.raw == nil {
+		n, err := s.r.Read(p)
+		if n > 0 && s.clock != nil {
+			s.at = s.clock()
+		}
+		return n, err
+	}
+	n, wall, err := readStamped(s.raw, p, s.oob[:])
 	if n > 0 && s.clock != nil {
-		s.at = s.clock()
+		now := s.clock()
+		s.at = now
+		// A stamp from the future or from before the run is a clock step:
+		// keep the read time.
+		if k := time.Duration(wall - s.wallZero); wall != 0 && k > 0 && k <= now {
+			s.at = k
+		}
 	}
 	return n, err
 }
@@ -94,7 +124,7 @@ func (s *sseClient) get(ctx context.Context) (*sseConn, bool, error) {
 		return nil, false, err
 	}
 	c := &sseConn{c: nc}
-	c.rd.r = nc
+	c.rd.r, c.rd.raw = nc, kernelStamps(nc)
 	c.br = bufio.NewReaderSize(&c.rd, sseBufSize)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -107,7 +137,7 @@ func (s *sseClient) get(ctx context.Context) (*sseConn, bool, error) {
 }
 
 func (s *sseClient) put(c *sseConn, keep bool) {
-	c.rd.clock = nil
+	c.rd.setClock(nil)
 	s.mu.Lock()
 	if keep && !s.aborted {
 		s.idle = append(s.idle, c)
@@ -180,7 +210,7 @@ func (s *sseClient) do(ctx context.Context, build func(dst []byte) []byte, res *
 		if err != nil {
 			return sseAnswer{}, err
 		}
-		c.rd.clock = clock
+		c.rd.setClock(clock)
 		_ = c.c.SetDeadline(deadline)
 		if attempt == 0 {
 			res.Sent = clock()

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -412,4 +413,58 @@ func FuzzSSEClientAnswer(f *testing.F) {
 			t.Fatalf("%q in chunks of %d: events %q, ReadSSE finds %q", body, n, got, want)
 		}
 	})
+}
+
+// Bytes read late are stamped with the time they arrived (the kernel's
+// receive timestamp on Linux), not with the time of the read.
+func TestSSEClientKernelStamps(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("kernel receive timestamps are Linux-only; elsewhere reads are stamped")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sr := stampReader{r: c, raw: kernelStamps(c)}
+	if sr.raw == nil {
+		t.Fatal("SO_TIMESTAMPNS refused on a loopback TCP socket")
+	}
+	start := time.Now()
+	clock := func() time.Duration { return time.Since(start) }
+	sr.setClock(clock)
+	time.Sleep(10 * time.Millisecond)
+	before := clock()
+	if _, err := s.Write([]byte("data: x\n\n")); err != nil {
+		t.Fatal(err)
+	}
+	written := clock()
+	time.Sleep(100 * time.Millisecond) // a busy client
+	buf := make([]byte, 64)
+	n, err := sr.Read(buf)
+	read := clock()
+	if err != nil || string(buf[:n]) != "data: x\n\n" {
+		t.Fatalf("read %q, %v", buf[:n], err)
+	}
+	if sr.at < before-time.Millisecond || sr.at > written+20*time.Millisecond {
+		t.Errorf("stamped %v; written between %v and %v, read at %v", sr.at, before, written, read)
+	}
+	// Without the kernel's stamps, the read time.
+	plain := stampReader{r: c}
+	plain.setClock(clock)
+	s.Write([]byte("y"))
+	time.Sleep(50 * time.Millisecond)
+	if _, err := plain.Read(buf); err != nil || plain.at < written+100*time.Millisecond {
+		t.Errorf("plain read stamped %v (%v), want the read time", plain.at, err)
+	}
 }
