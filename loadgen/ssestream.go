@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/gpuorch/gpuorch/internal/rxstamp"
 )
 
 // sseClient is the HTTP/1.1 keep-alive client of the OpenAI protocols over
@@ -56,7 +58,7 @@ type sseConn struct {
 type stampReader struct {
 	r     io.Reader       // the connection
 	raw   syscall.RawConn // the connection with kernel timestamps on (nil: none)
-	oob   [64]byte
+	oob   [rxstamp.OOBSize]byte
 	clock func() time.Duration
 	// wallZero is the wall-clock time (Unix ns) of the run clock's zero,
 	// to put kernel timestamps on the run clock (set with clock).
@@ -80,7 +82,7 @@ func (s *stampReader) Read(p []byte) (int, error) {
 		}
 		return n, err
 	}
-	n, wall, err := readStamped(s.raw, p, s.oob[:])
+	n, wall, err := rxstamp.Read(s.raw, p, s.oob[:])
 	if n > 0 && s.clock != nil {
 		now := s.clock()
 		s.at = now
@@ -124,7 +126,7 @@ func (s *sseClient) get(ctx context.Context) (*sseConn, bool, error) {
 		return nil, false, err
 	}
 	c := &sseConn{c: nc}
-	c.rd.r, c.rd.raw = nc, kernelStamps(nc)
+	c.rd.r, c.rd.raw = nc, rxstamp.Enable(nc)
 	c.br = bufio.NewReaderSize(&c.rd, sseBufSize)
 	s.mu.Lock()
 	defer s.mu.Unlock()

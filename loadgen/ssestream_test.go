@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gpuorch/gpuorch/internal/rxstamp"
 )
 
 // rawServer answers every request on a connection with the pieces answer
@@ -436,7 +438,7 @@ func TestSSEClientKernelStamps(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	sr := stampReader{r: c, raw: kernelStamps(c)}
+	sr := stampReader{r: c, raw: rxstamp.Enable(c)}
 	if sr.raw == nil {
 		t.Fatal("SO_TIMESTAMPNS refused on a loopback TCP socket")
 	}

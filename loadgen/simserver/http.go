@@ -435,7 +435,7 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request, chat boo
 	o := &oaiWriter{w: w, chat: chat, g: g, out: out, finish: finish,
 		id: fmt.Sprintf("%s-%d", map[bool]string{false: "cmpl", true: "chatcmpl"}[chat], s.ids.Add(1)), created: now.Unix()}
 	if g.stream {
-		o.truth = s.startTruth(now, o.id, g.model, r.Header.Get(RequestIDHeader), g.promptTokens, out)
+		o.truth = s.startTruth(arrival(r.Context(), time.Now()), now, o.id, g.model, r.Header.Get(RequestIDHeader), g.promptTokens, out)
 	}
 
 	ctx := r.Context()

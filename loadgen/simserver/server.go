@@ -105,6 +105,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 		ErrorLog:          slog.NewLogLogger(slog.Default().Handler(), slog.LevelDebug),
 	}
+	if s.truth != nil {
+		// Ground truth wants when requests arrived (see rxConn).
+		ln = rxListener{ln}
+		hs.ConnContext = connContext
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {

@@ -20,12 +20,19 @@ const RequestIDHeader = "X-Request-Id"
 // (the server's monotonic clock), taken after each write and flush returned,
 // so the bytes were in the kernel's hands. From them follow the server-side
 // TTFT (Chunks[0]), ITL (Chunks[k] − Chunks[k−1]) and E2EL (End).
+//
+// Received is when the request's last bytes reached the server's socket
+// (the kernel's receive timestamp, with Serve), or when the handler began
+// (Handler alone); HandlerUS is the time between the two: the server's own
+// delay in getting to the request.
 type TruthRecord struct {
 	ID        string `json:"id"`                   // the response id (cmpl-N, chatcmpl-N)
 	RequestID string `json:"request_id,omitempty"` // the client's X-Request-Id, if it sent one
 	Model     string `json:"model"`
-	// Received is when the handler began (request headers read), Unix ns.
+	// Received is when the request arrived (see above), Unix ns.
 	Received int64 `json:"received_unix_ns"`
+	// HandlerUS is when the handler began.
+	HandlerUS uint32 `json:"handler_us"`
 	// QueueUS is the wait for a generation slot (LLM concurrency); 0 for DNN models.
 	QueueUS uint32 `json:"queue_us"`
 	// ChunksUS holds, for each token chunk, when its write returned.
@@ -112,12 +119,12 @@ type truthRec struct {
 	start time.Time // Received, on the monotonic clock
 }
 
-func (s *Server) startTruth(received time.Time, id, model, requestID string, promptTokens, out int) *truthRec {
+func (s *Server) startTruth(received, handler time.Time, id, model, requestID string, promptTokens, out int) *truthRec {
 	if s.truth == nil {
 		return nil
 	}
 	t := &truthRec{store: s.truth, start: received, rec: TruthRecord{ID: id, RequestID: requestID, Model: model,
-		Received: received.UnixNano(), PromptTokens: promptTokens, CompletionTokens: out}}
+		Received: received.UnixNano(), HandlerUS: usSince(received, handler), PromptTokens: promptTokens, CompletionTokens: out}}
 	t.rec.ChunksUS = make([]uint32, 0, out)
 	return t
 }
