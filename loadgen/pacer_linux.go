@@ -16,18 +16,26 @@ import (
 // answer readers, which is what sets the lateness tail when generator and
 // server share the cores. Without that privilege (root, CAP_SYS_NICE or
 // RLIMIT_RTPRIO) "auto" tries nice -20, then stays at normal priority.
+//
+// Either way the priority is set with SCHED_FLAG_RESET_ON_FORK: the Go
+// runtime starts new threads from whichever thread needs one, the pacer's
+// included, and a thread inherits its creator's policy and nice value.
+// Without the flag a run ended with many real-time threads (readers,
+// workers, the GC), which took the cores from everything else, the server
+// under test and other jobs on the machine too.
 func raisePacerPriority(mode string) string {
 	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0)
 	if mode == PacerNormal {
 		return PacerNormal
 	}
 	if mode == PacerAuto || mode == PacerRealtime {
-		attr := unix.SchedAttr{Policy: unix.SCHED_FIFO, Priority: 1}
+		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 1, Flags: unix.SCHED_FLAG_RESET_ON_FORK}
 		if unix.SchedSetAttr(0, &attr, 0) == nil {
 			return PacerRealtime
 		}
 	}
-	if unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), -20) == nil {
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL, Nice: -20, Flags: unix.SCHED_FLAG_RESET_ON_FORK}
+	if unix.SchedSetAttr(0, &attr, 0) == nil {
 		return PacerNice
 	}
 	return PacerNormal

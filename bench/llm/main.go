@@ -46,6 +46,7 @@ import (
 
 type options struct {
 	gpuorch, hey         string
+	baseline             string // another gpuorch binary run in the same closed-loop steps
 	serverCPUs, cliCPUs  string
 	nice                 int
 	in, out              int
@@ -64,6 +65,7 @@ func main() {
 	var conc, rates, modes string
 	flag.StringVar(&o.gpuorch, "gpuorch", "", "gpuorch binary (required)")
 	flag.StringVar(&o.hey, "hey", "hey", "hey binary (Debian package hey); \"\" skips it")
+	flag.StringVar(&o.baseline, "gpuorch-baseline", "", "another gpuorch binary (e.g. built from an older commit) to run in the same closed-loop steps, as \"gpuorch (baseline)\"")
 	flag.BoolVar(&o.installHey, "install-hey", false, "apt-get install hey when it is missing")
 	flag.StringVar(&o.serverCPUs, "server-cpus", "0", "CPU list for sim-server (taskset -c); \"\" = no pinning")
 	flag.StringVar(&o.cliCPUs, "client-cpus", "1", "CPU list for the clients (taskset -c); \"\" = no pinning")
@@ -96,6 +98,9 @@ func main() {
 		}
 	}
 	peers := findPeers(&o)
+	if o.baseline != "" {
+		peers = append([]peer{baselinePeer{bin: o.baseline}}, peers...)
+	}
 
 	fmt.Printf("# LLM serving benchmark %s, %d CPUs, load before: %s\n", time.Now().UTC().Format(time.RFC3339), numCPU(), loadavg())
 	fmt.Printf("sim-server on CPUs %q, clients on CPUs %q, nice %d; %d input / %d output tokens, tpot %v, prefill %v per token, %v steps\n",
@@ -147,7 +152,9 @@ type row struct {
 	cpuPerTok       float64 // µs of client CPU per output token
 	rssMB           float64
 	serverCPU       float64 // % of one core
+	serverPerTok    float64 // µs of server CPU per token it streamed
 	lagP99          time.Duration
+	handlerP99      time.Duration // the server's delay from a request's arrival to its handler
 	load            string
 	note            string
 }
@@ -160,9 +167,12 @@ func step(o *options, srv *server, mode string, level int, peers []peer) []row {
 	tr := srv.truth()
 	truthRow := tr.row(mode, level)
 	truthRow.serverCPU = 100 * cpu.Seconds() / wall.Seconds()
-	truthRow.lagP99 = tr.lagP99
+	truthRow.lagP99, truthRow.handlerP99 = tr.lagP99, tr.handlerP99
+	if tr.tokens > 0 {
+		truthRow.serverPerTok = float64(cpu.Microseconds()) / float64(tr.tokens)
+	}
 	truthRow.outTokS = float64(tr.tokens) / wall.Seconds()
-	g.serverCPU, g.lagP99 = truthRow.serverCPU, tr.lagP99
+	g.serverCPU, g.lagP99, g.handlerP99 = truthRow.serverCPU, tr.lagP99, tr.handlerP99
 	rows := []row{g, truthRow, diff(g, truthRow)}
 	for _, p := range peers {
 		srv.drainTruth()
@@ -172,9 +182,12 @@ func step(o *options, srv *server, mode string, level int, peers []peer) []row {
 		tr := srv.truth()
 		t := tr.row(mode, level)
 		t.tool = "truth (" + p.name() + ")"
-		t.serverCPU, t.lagP99 = 100*cpu.Seconds()/wall.Seconds(), tr.lagP99
+		t.serverCPU, t.lagP99, t.handlerP99 = 100*cpu.Seconds()/wall.Seconds(), tr.lagP99, tr.handlerP99
+		if tr.tokens > 0 {
+			t.serverPerTok = float64(cpu.Microseconds()) / float64(tr.tokens)
+		}
 		pr.mode, pr.level = mode, level
-		pr.serverCPU, pr.lagP99 = t.serverCPU, t.lagP99
+		pr.serverCPU, pr.lagP99, pr.handlerP99 = t.serverCPU, t.lagP99, t.handlerP99
 		rows = append(rows, pr, t, diff(pr, t))
 	}
 	return rows
@@ -267,6 +280,7 @@ func (s *server) drainTruth() { _ = s.fetchTruth(func(*truthRecord) {}) }
 
 type truthRecord struct {
 	ChunksUS  []uint32 `json:"chunks_us"`
+	HandlerUS uint32   `json:"handler_us"`
 	EndUS     uint32   `json:"end_us"`
 	LagMaxUS  uint32   `json:"lag_max_us"`
 	Completed bool     `json:"completed"`
@@ -296,9 +310,9 @@ func (s *server) fetchTruth(fn func(*truthRecord)) error {
 
 // truthStats are the server's account of one step's completed streams.
 type truthStats struct {
-	ttft, itl, tpot, e2el, lag []time.Duration
-	tokens                     int64
-	lagP99                     time.Duration
+	ttft, itl, tpot, e2el, lag, handler []time.Duration
+	tokens                              int64
+	lagP99, handlerP99                  time.Duration
 }
 
 func (s *server) truth() *truthStats {
@@ -318,12 +332,13 @@ func (s *server) truth() *truthStats {
 		}
 		t.e2el = append(t.e2el, us(r.EndUS))
 		t.lag = append(t.lag, us(r.LagMaxUS))
+		t.handler = append(t.handler, us(r.HandlerUS))
 		t.tokens += int64(len(c))
 	})
 	if err != nil {
 		log.Printf("truth: %v", err)
 	}
-	t.lagP99 = pct(t.lag, 99)
+	t.lagP99, t.handlerP99 = pct(t.lag, 99), pct(t.handler, 99)
 	return t
 }
 
@@ -471,6 +486,21 @@ func findPeers(o *options) []peer {
 		ps = append(ps, p.mk(bin, p.want))
 	}
 	return ps
+}
+
+// baselinePeer is another gpuorch build in the same steps.
+type baselinePeer struct{ bin string }
+
+func (b baselinePeer) name() string { return "gpuorch baseline" }
+
+func (b baselinePeer) String() string { return "gpuorch baseline (" + b.bin + ")" }
+
+func (b baselinePeer) run(o *options, srv *server, c int) row {
+	oo := *o
+	oo.gpuorch = b.bin
+	r := runGpuorch(&oo, srv, "closed", c, o.step)
+	r.tool = "gpuorch (baseline)"
+	return r
 }
 
 type heyPeer struct{ bin, version string }
@@ -682,8 +712,8 @@ func fmtF(f float64, format string) string {
 
 func printTable(rows []row) {
 	fmt.Println("\n## Results (ms; error = tool − server truth)")
-	fmt.Println("| mode | level | tool | completed ÷ scheduled | TTFT p50 | TTFT p99 | ITL p50 | ITL p99 | TPOT p50 | TPOT p99 | E2EL p50 | E2EL p99 | out tok/s | client CPU µs/tok | peak RSS MB | server CPU % | server lag p99 | load | note |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| mode | level | tool | completed ÷ scheduled | TTFT p50 | TTFT p99 | ITL p50 | ITL p99 | TPOT p50 | TPOT p99 | E2EL p50 | E2EL p99 | out tok/s | client CPU µs/tok | peak RSS MB | server CPU % | server CPU µs/tok | server lag p99 | server handler delay p99 | load | note |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rows {
 		ratio := ""
 		switch {
@@ -696,15 +726,16 @@ func printTable(rows []row) {
 		if h == nil {
 			h = map[string]bool{}
 		}
-		lag := ""
-		if r.lagP99 > 0 && !strings.Contains(r.tool, "−") {
-			lag = fmtD(r.lagP99, true)
+		lag, hd := "", ""
+		if strings.HasPrefix(r.tool, "truth") {
+			lag, hd = fmtD(r.lagP99, true), fmtD(r.handlerP99, true)
 		}
-		fmt.Printf("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+		fmt.Printf("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			r.mode, r.level, r.tool, ratio,
 			fmtD(r.ttft[0], h["ttft"]), fmtD(r.ttft[1], h["ttft"]), fmtD(r.itl[0], h["itl"]), fmtD(r.itl[1], h["itl"]),
 			fmtD(r.tpot[0], h["tpot"]), fmtD(r.tpot[1], h["tpot"]), fmtD(r.e2el[0], h["e2el"]), fmtD(r.e2el[1], h["e2el"]),
-			fmtF(r.outTokS, "%.0f"), fmtF(r.cpuPerTok, "%.2f"), fmtF(r.rssMB, "%.0f"), fmtF(r.serverCPU, "%.0f"), lag, r.load, r.note)
+			fmtF(r.outTokS, "%.0f"), fmtF(r.cpuPerTok, "%.2f"), fmtF(r.rssMB, "%.0f"), fmtF(r.serverCPU, "%.0f"),
+			fmtF(r.serverPerTok, "%.2f"), lag, hd, r.load, r.note)
 	}
 }
 
@@ -719,8 +750,8 @@ func headline(rows []row) {
 		}
 		e := rows[i+2]
 		ok := r.ratio >= 0.99 && e.itl[1].Abs() < time.Millisecond
-		fmt.Printf("%s %d: completed %.2f%%, ITL p99 error %v, TTFT p50 error %v, server lag p99 %v, server CPU %.0f%% → %v\n",
-			r.mode, r.level, 100*r.ratio, e.itl[1], e.ttft[0], r.lagP99, r.serverCPU, map[bool]string{true: "met", false: "not met"}[ok])
+		fmt.Printf("%s %d: completed %.2f%%, ITL p99 error %v, TTFT p50/p99 error %v/%v, server lag p99 %v, handler delay p99 %v, server CPU %.0f%% → %v\n",
+			r.mode, r.level, 100*r.ratio, e.itl[1], e.ttft[0], e.ttft[1], r.lagP99, r.handlerP99, r.serverCPU, map[bool]string{true: "met", false: "not met"}[ok])
 		if ok {
 			best[r.mode] = max(best[r.mode], r.level)
 		}

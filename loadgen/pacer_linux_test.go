@@ -1,0 +1,50 @@
+//go:build linux
+
+package loadgen
+
+import (
+	"runtime"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// The pacer's raised priority must not spread: threads the runtime starts
+// from the pacer's thread get the normal policy and nice value back
+// (SCHED_FLAG_RESET_ON_FORK).
+func TestPacerPriorityResetsOnFork(t *testing.T) {
+	type got struct {
+		mode string
+		attr *unix.SchedAttr
+		err  error
+	}
+	for _, mode := range []string{PacerAuto, PacerNice} {
+		c := make(chan got, 1)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+			m := raisePacerPriority(mode)
+			a, err := unix.SchedGetAttr(0, 0)
+			c <- got{m, a, err}
+		}()
+		g := <-c
+		if g.err != nil {
+			t.Fatal(g.err)
+		}
+		if g.mode == PacerNormal {
+			t.Skipf("%s: no privilege to raise the priority (not root, no CAP_SYS_NICE); nothing to reset", mode)
+		}
+		if g.attr.Flags&unix.SCHED_FLAG_RESET_ON_FORK == 0 {
+			t.Errorf("%s → %s: policy %d flags %#x, want SCHED_FLAG_RESET_ON_FORK", mode, g.mode, g.attr.Policy, g.attr.Flags)
+		}
+		want := uint32(unix.SCHED_FIFO)
+		if g.mode == PacerNice {
+			want = unix.SCHED_NORMAL
+			if g.attr.Nice != -20 {
+				t.Errorf("%s: nice %d, want -20", mode, g.attr.Nice)
+			}
+		}
+		if g.attr.Policy != want {
+			t.Errorf("%s → %s: policy %d, want %d", mode, g.mode, g.attr.Policy, want)
+		}
+	}
+}
