@@ -47,7 +47,7 @@ type sseConn struct {
 	c    net.Conn
 	rd   stampReader
 	br   *bufio.Reader // over rd
-	wbuf []byte        // the request being written
+	mid  []byte        // the request's per-request headers and blank line
 	line []byte        // a line of the event stream split across pieces
 	data []byte        // the current event's data
 }
@@ -95,9 +95,10 @@ func (s *stampReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// sseBufSize is each connection's read buffer: an answer's header lines
-// must fit; event lines may be longer (they are assembled in sseConn.line).
-const sseBufSize = 4096
+// sseBufSize is each connection's read buffer, 2 KiB: eight chunks of a
+// typical stream, and at 10,000 streams 20 MB. Longer lines, header or
+// event, are assembled in sseConn.line.
+const sseBufSize = 2048
 
 func newSSEClient(u *url.URL, timeout time.Duration) *sseClient {
 	host := u.Host
@@ -198,11 +199,13 @@ type sseHandler struct {
 	onBody  func(body []byte, at time.Duration) error
 }
 
-// do sends req (a whole HTTP/1.1 request, built by build once a connection
-// is ready, when res.Sent is set) and reads the answer. A reused connection
-// that turns out to be closed by the server before any answer byte is
-// tried once more on a new connection.
-func (s *sseClient) do(ctx context.Context, build func(dst []byte) []byte, res *Result, clock func() time.Duration, h sseHandler) (sseAnswer, error) {
+// do sends the request (head: rendered up to the per-request headers;
+// body) and reads the answer. Once a connection is ready it sets res.Sent
+// and adds the deadline header with the time left, when res has a
+// deadline; the parts go out with one writev(2), uncopied. A reused
+// connection that turns out to be closed by the server before any answer
+// byte is tried once more on a new connection.
+func (s *sseClient) do(ctx context.Context, head, body []byte, res *Result, clock func() time.Duration, h sseHandler) (sseAnswer, error) {
 	deadline := time.Now().Add(s.timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -217,15 +220,22 @@ func (s *sseClient) do(ctx context.Context, build func(dst []byte) []byte, res *
 		if attempt == 0 {
 			res.Sent = clock()
 		}
-		c.wbuf = build(c.wbuf[:0])
-		_, err = c.c.Write(c.wbuf)
+		mid := c.mid[:0]
+		if res.Deadline > 0 {
+			// Already past (a late send): 0 tells the server to shed it at once.
+			left := max(float64(res.Deadline-res.Sent)/1e6, 0)
+			mid = append(mid, DeadlineHeader...)
+			mid = append(mid, ':', ' ')
+			mid = strconv.AppendFloat(mid, left, 'f', 3, 64)
+			mid = append(mid, '\r', '\n')
+		}
+		c.mid = append(mid, '\r', '\n')
+		bufs := net.Buffers{head, c.mid, body}
+		_, err = bufs.WriteTo(c.c)
 		var ans sseAnswer
 		var keep, gotAny bool
 		if err == nil {
 			ans, keep, gotAny, err = c.readAnswer(h)
-		}
-		if cap(c.wbuf) > 64<<10 {
-			c.wbuf = nil // a huge prompt: don't keep its buffer
 		}
 		if err != nil {
 			s.put(c, false)
@@ -253,7 +263,7 @@ func (s *sseClient) do(ctx context.Context, build func(dst []byte) []byte, res *
 func (c *sseConn) readAnswer(h sseHandler) (ans sseAnswer, keep, gotAny bool, err error) {
 	var b bodyReader
 	for {
-		line, err := readH1Line(c.br)
+		line, err := c.headerLine()
 		if err != nil {
 			return ans, false, len(line) > 0, err
 		}
@@ -269,7 +279,7 @@ func (c *sseConn) readAnswer(h sseHandler) (ans sseAnswer, keep, gotAny bool, er
 		keep = line[7] != '0'
 		b = bodyReader{br: c.br, left: -1}
 		for {
-			hl, err := readH1Line(c.br)
+			hl, err := c.headerLine()
 			if err != nil {
 				return ans, false, true, err
 			}
@@ -340,6 +350,34 @@ func (c *sseConn) readAnswer(h sseHandler) (ans sseAnswer, keep, gotAny bool, er
 		}
 	}
 	return ans, keep && err == nil, true, err
+}
+
+// maxHeaderLine bounds one line of an answer's head.
+const maxHeaderLine = 64 << 10
+
+// headerLine reads one line of the answer's head without its line ending;
+// lines longer than the buffer are assembled in c.line.
+func (c *sseConn) headerLine() ([]byte, error) {
+	line, err := c.br.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		c.line = append(c.line[:0], line...)
+		for err == bufio.ErrBufferFull {
+			line, err = c.br.ReadSlice('\n')
+			c.line = append(c.line, line...)
+			if len(c.line) > maxHeaderLine {
+				return nil, fmt.Errorf("answer header line longer than %d bytes", maxHeaderLine)
+			}
+		}
+		line = c.line
+	}
+	if err != nil {
+		return line, err
+	}
+	line = line[:len(line)-1]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line, nil
 }
 
 // readEvents parses the body as a server-sent-events stream (LF or CRLF

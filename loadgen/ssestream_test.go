@@ -183,6 +183,8 @@ func TestSSEClientFraming(t *testing.T) {
 		{"until close", []piece{{0, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nConnection: close\r\n\r\n" + all}, closeConn}},
 		{"until close, no [DONE]", []piece{{0, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n" + strings.TrimSuffix(all, done)}, closeConn}},
 		{"interim answer first", []piece{{0, "HTTP/1.1 100 Continue\r\n\r\n" + sseHead + chunk(all) + "0\r\n\r\n"}}},
+		{"header line longer than the buffer", []piece{{0, "HTTP/1.1 200 OK\r\nX-Long: " + strings.Repeat("x", 3*sseBufSize) +
+			"\r\n" + strings.TrimPrefix(sseHead, "HTTP/1.1 200 OK\r\n") + chunk(all) + "0\r\n\r\n"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

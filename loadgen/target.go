@@ -576,19 +576,6 @@ func (h *httpTarget) doSSE(ctx context.Context, t *reqTemplate, res *Result, clo
 		body = openAIPromptBody(res.Arrival.Model, h.chat, p.Text, out, h.stream)
 		head = renderH1(t.method, h.sseURL, t.header, body)
 	}
-	build := func(dst []byte) []byte {
-		dst = append(dst, head...)
-		if res.Deadline > 0 {
-			// Already past (a late send): 0 tells the server to shed it at once.
-			left := max(float64(res.Deadline-res.Sent)/1e6, 0)
-			dst = append(dst, DeadlineHeader...)
-			dst = append(dst, ':', ' ')
-			dst = strconv.AppendFloat(dst, left, 'f', 3, 64)
-			dst = append(dst, '\r', '\n')
-		}
-		dst = append(dst, '\r', '\n')
-		return append(dst, body...)
-	}
 	var st llmStream
 	var last time.Duration // arrival of the last byte read, since the send
 	// Only a 2xx answer's body reaches these.
@@ -602,7 +589,7 @@ func (h *httpTarget) doSSE(ctx context.Context, t *reqTemplate, res *Result, clo
 			return st.whole(b, last, res, inTokens)
 		},
 	}
-	ans, err := h.sse.do(ctx, build, res, clock, handler)
+	ans, err := h.sse.do(ctx, head, body, res, clock, handler)
 	res.Status = ans.status
 	switch {
 	case err != nil:

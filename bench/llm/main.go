@@ -48,7 +48,7 @@ type options struct {
 	gpuorch, hey         string
 	baseline             string // another gpuorch binary run in the same closed-loop steps
 	serverCPUs, cliCPUs  string
-	nice                 int
+	nice, rt             int
 	in, out              int
 	tpot, prefill        time.Duration
 	step                 time.Duration
@@ -69,6 +69,7 @@ func main() {
 	flag.BoolVar(&o.installHey, "install-hey", false, "apt-get install hey when it is missing")
 	flag.StringVar(&o.serverCPUs, "server-cpus", "0", "CPU list for sim-server (taskset -c); \"\" = no pinning")
 	flag.StringVar(&o.cliCPUs, "client-cpus", "1", "CPU list for the clients (taskset -c); \"\" = no pinning")
+	flag.IntVar(&o.rt, "rt", 0, "run the server and the clients at SCHED_FIFO priority N (chrt -f N; root): on a shared machine, other jobs' real-time threads then cannot take their cores")
 	flag.IntVar(&o.nice, "nice", 0, "nice value for the server and the clients (negative needs root; shields them from other work on a shared machine)")
 	flag.IntVar(&o.in, "input-tokens", 128, "prompt tokens per request")
 	flag.IntVar(&o.out, "output-tokens", 64, "output tokens per request")
@@ -97,14 +98,15 @@ func main() {
 			log.Fatalf("setpriority %d: %v", o.nice, err)
 		}
 	}
+	rtPriority = o.rt
 	peers := findPeers(&o)
 	if o.baseline != "" {
 		peers = append([]peer{baselinePeer{bin: o.baseline}}, peers...)
 	}
 
 	fmt.Printf("# LLM serving benchmark %s, %d CPUs, load before: %s\n", time.Now().UTC().Format(time.RFC3339), numCPU(), loadavg())
-	fmt.Printf("sim-server on CPUs %q, clients on CPUs %q, nice %d; %d input / %d output tokens, tpot %v, prefill %v per token, %v steps\n",
-		o.serverCPUs, o.cliCPUs, o.nice, o.in, o.out, o.tpot, o.prefill, o.step)
+	fmt.Printf("sim-server on CPUs %q, clients on CPUs %q, nice %d, SCHED_FIFO %d (0: off); %d input / %d output tokens, tpot %v, prefill %v per token, %v steps\n",
+		o.serverCPUs, o.cliCPUs, o.nice, o.rt, o.in, o.out, o.tpot, o.prefill, o.step)
 	for _, p := range peers {
 		fmt.Printf("peer: %s\n", p)
 	}
@@ -155,6 +157,7 @@ type row struct {
 	serverPerTok    float64 // µs of server CPU per token it streamed
 	lagP99          time.Duration
 	handlerP99      time.Duration // the server's delay from a request's arrival to its handler
+	writeP99        time.Duration // p99 over streams of the longest chunk write: the truth's own uncertainty
 	load            string
 	note            string
 }
@@ -167,7 +170,7 @@ func step(o *options, srv *server, mode string, level int, peers []peer) []row {
 	tr := srv.truth()
 	truthRow := tr.row(mode, level)
 	truthRow.serverCPU = 100 * cpu.Seconds() / wall.Seconds()
-	truthRow.lagP99, truthRow.handlerP99 = tr.lagP99, tr.handlerP99
+	truthRow.lagP99, truthRow.handlerP99, truthRow.writeP99 = tr.lagP99, tr.handlerP99, tr.writeP99
 	if tr.tokens > 0 {
 		truthRow.serverPerTok = float64(cpu.Microseconds()) / float64(tr.tokens)
 	}
@@ -182,7 +185,7 @@ func step(o *options, srv *server, mode string, level int, peers []peer) []row {
 		tr := srv.truth()
 		t := tr.row(mode, level)
 		t.tool = "truth (" + p.name() + ")"
-		t.serverCPU, t.lagP99, t.handlerP99 = 100*cpu.Seconds()/wall.Seconds(), tr.lagP99, tr.handlerP99
+		t.serverCPU, t.lagP99, t.handlerP99, t.writeP99 = 100*cpu.Seconds()/wall.Seconds(), tr.lagP99, tr.handlerP99, tr.writeP99
 		if tr.tokens > 0 {
 			t.serverPerTok = float64(cpu.Microseconds()) / float64(tr.tokens)
 		}
@@ -213,9 +216,15 @@ type server struct {
 	hc   *http.Client
 }
 
+// rtPriority is -rt, for pinned (set once in main).
+var rtPriority int
+
 func pinned(cpus string, argv ...string) *exec.Cmd {
 	if cpus != "" {
 		argv = append([]string{"taskset", "-c", cpus}, argv...)
+	}
+	if rtPriority > 0 {
+		argv = append([]string{"chrt", "-f", strconv.Itoa(rtPriority)}, argv...)
 	}
 	return exec.Command(argv[0], argv[1:]...)
 }
@@ -283,6 +292,7 @@ type truthRecord struct {
 	HandlerUS uint32   `json:"handler_us"`
 	EndUS     uint32   `json:"end_us"`
 	LagMaxUS  uint32   `json:"lag_max_us"`
+	WriteMax  uint32   `json:"write_max_us"`
 	Completed bool     `json:"completed"`
 	Tokens    int      `json:"completion_tokens"`
 }
@@ -310,9 +320,9 @@ func (s *server) fetchTruth(fn func(*truthRecord)) error {
 
 // truthStats are the server's account of one step's completed streams.
 type truthStats struct {
-	ttft, itl, tpot, e2el, lag, handler []time.Duration
-	tokens                              int64
-	lagP99, handlerP99                  time.Duration
+	ttft, itl, tpot, e2el, lag, handler, write []time.Duration
+	tokens                                     int64
+	lagP99, handlerP99, writeP99               time.Duration
 }
 
 func (s *server) truth() *truthStats {
@@ -333,12 +343,13 @@ func (s *server) truth() *truthStats {
 		t.e2el = append(t.e2el, us(r.EndUS))
 		t.lag = append(t.lag, us(r.LagMaxUS))
 		t.handler = append(t.handler, us(r.HandlerUS))
+		t.write = append(t.write, us(r.WriteMax))
 		t.tokens += int64(len(c))
 	})
 	if err != nil {
 		log.Printf("truth: %v", err)
 	}
-	t.lagP99, t.handlerP99 = pct(t.lag, 99), pct(t.handler, 99)
+	t.lagP99, t.handlerP99, t.writeP99 = pct(t.lag, 99), pct(t.handler, 99), pct(t.write, 99)
 	return t
 }
 
@@ -712,8 +723,8 @@ func fmtF(f float64, format string) string {
 
 func printTable(rows []row) {
 	fmt.Println("\n## Results (ms; error = tool − server truth)")
-	fmt.Println("| mode | level | tool | completed ÷ scheduled | TTFT p50 | TTFT p99 | ITL p50 | ITL p99 | TPOT p50 | TPOT p99 | E2EL p50 | E2EL p99 | out tok/s | client CPU µs/tok | peak RSS MB | server CPU % | server CPU µs/tok | server lag p99 | server handler delay p99 | load | note |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| mode | level | tool | completed ÷ scheduled | TTFT p50 | TTFT p99 | ITL p50 | ITL p99 | TPOT p50 | TPOT p99 | E2EL p50 | E2EL p99 | out tok/s | client CPU µs/tok | peak RSS MB | server CPU % | server CPU µs/tok | server lag p99 | server handler delay p99 | truth write span p99 | load | note |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rows {
 		ratio := ""
 		switch {
@@ -726,16 +737,16 @@ func printTable(rows []row) {
 		if h == nil {
 			h = map[string]bool{}
 		}
-		lag, hd := "", ""
+		lag, hd, wr := "", "", ""
 		if strings.HasPrefix(r.tool, "truth") {
-			lag, hd = fmtD(r.lagP99, true), fmtD(r.handlerP99, true)
+			lag, hd, wr = fmtD(r.lagP99, true), fmtD(r.handlerP99, true), fmtD(r.writeP99, true)
 		}
-		fmt.Printf("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+		fmt.Printf("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			r.mode, r.level, r.tool, ratio,
 			fmtD(r.ttft[0], h["ttft"]), fmtD(r.ttft[1], h["ttft"]), fmtD(r.itl[0], h["itl"]), fmtD(r.itl[1], h["itl"]),
 			fmtD(r.tpot[0], h["tpot"]), fmtD(r.tpot[1], h["tpot"]), fmtD(r.e2el[0], h["e2el"]), fmtD(r.e2el[1], h["e2el"]),
 			fmtF(r.outTokS, "%.0f"), fmtF(r.cpuPerTok, "%.2f"), fmtF(r.rssMB, "%.0f"), fmtF(r.serverCPU, "%.0f"),
-			fmtF(r.serverPerTok, "%.2f"), lag, hd, r.load, r.note)
+			fmtF(r.serverPerTok, "%.2f"), lag, hd, wr, r.load, r.note)
 	}
 }
 

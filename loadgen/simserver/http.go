@@ -543,10 +543,14 @@ func (o *oaiWriter) token(k int, due time.Time) error {
 	if k == o.out-1 {
 		c.FinishReason = &o.finish
 	}
+	var began time.Time
+	if o.truth != nil {
+		began = time.Now()
+	}
 	if err := o.chunk(completion{Choices: []choice{c}}); err != nil {
 		return err
 	}
-	o.truth.chunk(due)
+	o.truth.chunk(due, began)
 	return nil
 }
 

@@ -43,7 +43,12 @@ type TruthRecord struct {
 	// LagMaxUS is the largest delay of a token chunk's write past the time
 	// the latency model had scheduled it: how far the server fell behind its
 	// own timeline (timer wake-up, CPU, the write itself). 0 for DNN models.
-	LagMaxUS         uint32 `json:"lag_max_us"`
+	LagMaxUS uint32 `json:"lag_max_us"`
+	// WriteMaxUS is the longest time from just before a chunk's write to
+	// the clock read after its flush: the bytes reached the connection
+	// somewhere in that span, so it bounds how exact ChunksUS is (a server
+	// preempted mid-write stamps late).
+	WriteMaxUS       uint32 `json:"write_max_us"`
 	PromptTokens     int    `json:"prompt_tokens"`
 	CompletionTokens int    `json:"completion_tokens"` // tokens asked for
 	// Completed is false when the stream ended early (the client went away,
@@ -147,14 +152,17 @@ func (t *truthRec) admitted(at time.Time) {
 	}
 }
 
-// chunk notes that a token chunk due at due (zero: no schedule) has just
-// been written.
-func (t *truthRec) chunk(due time.Time) {
+// chunk notes that a token chunk due at due (zero: no schedule), whose
+// write began at began, has just been written.
+func (t *truthRec) chunk(due, began time.Time) {
 	if t == nil {
 		return
 	}
 	now := time.Now()
 	t.rec.ChunksUS = append(t.rec.ChunksUS, usSince(t.start, now))
+	if w := usSince(began, now); w > t.rec.WriteMaxUS {
+		t.rec.WriteMaxUS = w
+	}
 	if !due.IsZero() {
 		if lag := usSince(due, now); lag > t.rec.LagMaxUS {
 			t.rec.LagMaxUS = lag

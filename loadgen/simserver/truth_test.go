@@ -57,6 +57,9 @@ func TestTruthRecordsStreams(t *testing.T) {
 	if recv.Before(sent.Add(-time.Millisecond)) || recv.After(done) {
 		t.Errorf("received %v outside the request's span [%v, %v]", recv, sent, done)
 	}
+	if r.WriteMaxUS == 0 || r.WriteMaxUS > 1e6 {
+		t.Errorf("longest write %d µs", r.WriteMaxUS)
+	}
 	if r.HandlerUS > 1e6 {
 		t.Errorf("handler began %d µs after the request arrived", r.HandlerUS)
 	}
