@@ -12,7 +12,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/rxstamp"
@@ -56,9 +55,8 @@ type sseConn struct {
 // clock: the kernel's receive time of the last segment read (Linux,
 // SO_TIMESTAMPNS), else the time the read returned.
 type stampReader struct {
-	r     io.Reader       // the connection
-	raw   syscall.RawConn // the connection with kernel timestamps on (nil: none)
-	oob   [rxstamp.OOBSize]byte
+	r     io.Reader     // the connection
+	raw   *rxstamp.Conn // the connection with kernel timestamps on (nil: none)
 	clock func() time.Duration
 	// wallZero is the wall-clock time (Unix ns) of the run clock's zero,
 	// to put kernel timestamps on the run clock (set with clock).
@@ -82,7 +80,7 @@ func (s *stampReader) Read(p []byte) (int, error) {
 		}
 		return n, err
 	}
-	n, wall, err := rxstamp.Read(s.raw, p, s.oob[:])
+	n, wall, err := s.raw.Read(p)
 	if n > 0 && s.clock != nil {
 		now := s.clock()
 		s.at = now
@@ -95,10 +93,12 @@ func (s *stampReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// sseBufSize is each connection's read buffer, 2 KiB: eight chunks of a
-// typical stream, and at 10,000 streams 20 MB. Longer lines, header or
-// event, are assembled in sseConn.line.
-const sseBufSize = 2048
+// sseBufSize is each connection's read buffer, 1 KiB: four chunks of a
+// typical stream (10 MB at 10,000 streams). Smaller reads also keep the
+// kernel's timestamps finer when chunks queue up, each read being stamped
+// with the arrival of its last segment. Longer lines, header or event, are
+// assembled in sseConn.line.
+const sseBufSize = 1024
 
 func newSSEClient(u *url.URL, timeout time.Duration) *sseClient {
 	host := u.Host

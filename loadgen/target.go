@@ -108,7 +108,7 @@ func NewTarget(tc TargetConfig) (Target, error) {
 		if out <= 0 {
 			out = 32
 		}
-		h.inTokens = in
+		h.inTokens, h.outTokens = in, out
 		chat := tc.Protocol == "openai-chat"
 		path := "/v1/completions"
 		if chat {
@@ -197,6 +197,7 @@ type httpTarget struct {
 	anyStatusReady bool
 	llm, stream    bool
 	inTokens       int
+	outTokens      int // expected output tokens (to size a request's chunk list once)
 	// Dataset prompts (PromptFiles): the body is rendered per request.
 	prompts []Prompt
 	chat    bool
@@ -566,6 +567,10 @@ func (st *llmStream) whole(b []byte, at time.Duration, res *Result, inTokens int
 func (h *httpTarget) doSSE(ctx context.Context, t *reqTemplate, res *Result, clock func() time.Duration) error {
 	head, body := t.sseHead, t.body
 	inTokens := h.inTokens
+	if cap(res.Chunks) == 0 {
+		// One allocation of the right size rather than seven growing ones.
+		res.Chunks = make([]Chunk, 0, h.outTokens+1)
+	}
 	if len(h.prompts) > 0 {
 		p := h.prompts[res.Arrival.Seq%int64(len(h.prompts))]
 		out := p.OutputTokens

@@ -4,7 +4,6 @@
 // timestamps (SO_TIMESTAMPNS): when the bytes reached the socket, not when
 // a busy process got round to reading them. The load generator stamps
 // stream events with it; the simulated server stamps request arrivals.
-
 package rxstamp
 
 import (
@@ -16,10 +15,22 @@ import (
 	"unsafe"
 )
 
+// Conn reads one connection with receive timestamps. It is used by one
+// goroutine at a time, and allocates nothing per read.
+type Conn struct {
+	raw  syscall.RawConn
+	recv func(fd uintptr) bool // c.recvmsg, bound once
+	msg  syscall.Msghdr
+	iov  syscall.Iovec
+	oob  [64]byte
+	n    int
+	err  syscall.Errno
+}
+
 // Enable asks the kernel to time-stamp every segment c receives
-// (SO_TIMESTAMPNS) and returns the raw connection to read it with, or nil
-// when c is not TCP or the option is refused.
-func Enable(c net.Conn) syscall.RawConn {
+// (SO_TIMESTAMPNS) and returns the reader for it, or nil when c is not TCP
+// or the option is refused.
+func Enable(c net.Conn) *Conn {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return nil
@@ -34,31 +45,44 @@ func Enable(c net.Conn) syscall.RawConn {
 	}); err != nil || serr != nil {
 		return nil
 	}
-	return raw
+	r := &Conn{raw: raw}
+	r.recv = r.recvmsg
+	return r
 }
 
-// Read is one recvmsg(2) on raw, waiting through the runtime's poller (so
+func (c *Conn) recvmsg(fd uintptr) bool {
+	n, _, e := syscall.Syscall(syscall.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&c.msg)), 0)
+	c.n, c.err = int(n), e
+	return e != syscall.EAGAIN
+}
+
+// Read is one recvmsg(2), waiting through the runtime's poller (so
 // deadlines hold): the data, and the receive time of the last segment it
-// took (Unix ns; 0 when the kernel gave none). oob is scratch for the
-// control message (OOBSize bytes). At the end of the stream it returns
-// io.EOF.
-func Read(raw syscall.RawConn, p, oob []byte) (n int, wall int64, err error) {
-	var oobn int
-	var rerr error
-	err = raw.Read(func(fd uintptr) bool {
-		n, oobn, _, _, rerr = syscall.Recvmsg(int(fd), p, oob, 0)
-		return rerr != syscall.EAGAIN
-	})
-	if err == nil {
-		err = rerr
+// took (Unix ns; 0 when the kernel gave none). At the end of the stream it
+// returns io.EOF.
+func (c *Conn) Read(p []byte) (n int, wall int64, err error) {
+	if len(p) == 0 {
+		return 0, 0, nil
+	}
+	c.iov.Base = &p[0]
+	c.iov.SetLen(len(p))
+	c.msg.Iov = &c.iov
+	c.msg.Iovlen = 1
+	c.msg.Control = &c.oob[0]
+	c.msg.SetControllen(len(c.oob))
+	c.msg.Flags = 0
+	err = c.raw.Read(c.recv)
+	c.iov.Base = nil // don't keep p alive
+	if err == nil && c.err != 0 {
+		err = c.err
 	}
 	if err != nil {
 		return 0, 0, err
 	}
-	if n == 0 && len(p) > 0 {
+	if c.n == 0 {
 		return 0, 0, io.EOF
 	}
-	wall = timestamp(oob[:oobn])
+	wall = timestamp(c.oob[:c.msg.Controllen])
 	if wall != 0 {
 		// Until the kernel has switched receive timestamps on (deferred
 		// work after the first socket asks), a segment may carry the
@@ -68,11 +92,8 @@ func Read(raw syscall.RawConn, p, oob []byte) (n int, wall int64, err error) {
 			wall = 0
 		}
 	}
-	return n, wall, nil
+	return c.n, wall, nil
 }
-
-// OOBSize is enough room for the timestamp's control message.
-const OOBSize = 64
 
 // timestamp finds SCM_TIMESTAMPNS in control messages, without
 // allocating (syscall.ParseSocketControlMessage would).

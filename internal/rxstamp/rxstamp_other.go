@@ -5,16 +5,15 @@ package rxstamp
 import (
 	"errors"
 	"net"
-	"syscall"
 )
 
-// Enable: kernel receive timestamps are Linux-only; elsewhere there are none.
-func Enable(net.Conn) syscall.RawConn { return nil }
+// Conn: kernel receive timestamps are Linux-only.
+type Conn struct{}
 
-// OOBSize is the scratch size Read wants.
-const OOBSize = 64
+// Enable returns nil: there are no receive timestamps here.
+func Enable(net.Conn) *Conn { return nil }
 
-// Read is never called where Enable returns nil.
-func Read(syscall.RawConn, []byte, []byte) (int, int64, error) {
+// Read is never called on a nil Conn.
+func (c *Conn) Read([]byte) (int, int64, error) {
 	return 0, 0, errors.New("kernel timestamps are Linux-only")
 }

@@ -37,8 +37,8 @@ func TestReadStamps(t *testing.T) {
 	s.Write([]byte("hello"))
 	after := time.Now().UnixNano()
 	time.Sleep(50 * time.Millisecond) // read late: the stamp is the arrival
-	buf, oob := make([]byte, 16), make([]byte, OOBSize)
-	n, wall, err := Read(raw, buf, oob)
+	buf := make([]byte, 16)
+	n, wall, err := raw.Read(buf)
 	if err != nil || string(buf[:n]) != "hello" {
 		t.Fatalf("read %q, %v", buf[:n], err)
 	}
@@ -46,12 +46,12 @@ func TestReadStamps(t *testing.T) {
 		t.Errorf("stamp %d ns after the write began (write took %d ns); read 50 ms later", wall-before, after-before)
 	}
 	c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
-	if _, _, err := Read(raw, buf, oob); err == nil {
+	if _, _, err := raw.Read(buf); err == nil {
 		t.Error("no data, deadline passed: want an error")
 	}
 	c.SetReadDeadline(time.Time{})
 	s.Close()
-	if _, _, err := Read(raw, buf, oob); err != io.EOF {
+	if _, _, err := raw.Read(buf); err != io.EOF {
 		t.Errorf("after the peer closed: %v, want io.EOF", err)
 	}
 	p1, p2 := net.Pipe()
@@ -67,5 +67,37 @@ func TestTimestampParsing(t *testing.T) {
 		if ts := timestamp(b); ts != 0 {
 			t.Errorf("%v: %d, want 0 (no timestamp message)", b, ts)
 		}
+	}
+}
+
+func TestReadAllocatesNothing(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("kernel receive timestamps are Linux-only")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	raw := Enable(c)
+	buf, x := make([]byte, 16), []byte("x")
+	allocs := testing.AllocsPerRun(100, func() {
+		s.Write(x)
+		if _, _, err := raw.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 0 {
+		t.Errorf("%v allocations per write and read, want 0 on the reading side", allocs)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/rxstamp"
@@ -33,13 +32,12 @@ func (l rxListener) Accept() (net.Conn, error) {
 // connection from one goroutine at a time.
 type rxConn struct {
 	net.Conn
-	raw    syscall.RawConn
-	oob    [rxstamp.OOBSize]byte
+	raw    *rxstamp.Conn
 	lastRx atomic.Int64 // Unix ns
 }
 
 func (c *rxConn) Read(p []byte) (int, error) {
-	n, wall, err := rxstamp.Read(c.raw, p, c.oob[:])
+	n, wall, err := c.raw.Read(p)
 	if n > 0 {
 		if wall == 0 {
 			wall = time.Now().UnixNano()
