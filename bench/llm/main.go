@@ -36,7 +36,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -382,7 +381,6 @@ func pct(ds []time.Duration, p float64) time.Duration {
 // ---- gpuorch ----
 
 func runGpuorch(o *options, srv *server, mode string, level int, d time.Duration) row {
-	debug.FreeOSMemory() // the child's ru_maxrss starts from this process's RSS (vfork)
 	args := []string{o.gpuorch, "loadgen", "run", "--json", "--no-progress", "--target", srv.url(),
 		"--protocol", "openai", "--model", "sim-llm", "--duration", d.String(), "--timeout", "10m",
 		"--input-tokens", strconv.Itoa(o.in), "--output-tokens", strconv.Itoa(o.out), "--seed", "1",
@@ -395,7 +393,7 @@ func runGpuorch(o *options, srv *server, mode string, level int, d time.Duration
 	cmd := pinned(o.cliCPUs, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, os.Stderr
-	err := cmd.Run()
+	err := run(cmd)
 	r := row{mode: mode, level: level, tool: "gpuorch", has: allMetrics(), load: loadavg()}
 	cpu, rss := usage(cmd)
 	r.rssMB = float64(rss) / 1024
@@ -435,16 +433,50 @@ func runGpuorch(o *options, srv *server, mode string, level int, d time.Duration
 	return r
 }
 
-// usage is a finished child's CPU time and max RSS (KB).
+// usage is a finished child's CPU time and peak RSS (KB). The peak is the
+// child's own VmHWM, sampled while it ran (runPeak): Go starts children
+// with vfork, so ru_maxrss would also cover this process's RSS.
 func usage(cmd *exec.Cmd) (time.Duration, int64) {
 	if cmd.ProcessState == nil {
 		return 0, 0
 	}
 	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		return cpu, ru.Maxrss
+	return cpu, peaks[cmd]
+}
+
+// peaks holds each child's sampled VmHWM (KB), by command.
+var peaks = map[*exec.Cmd]int64{}
+
+// run starts cmd, samples its VmHWM every 50 ms until it exits, and waits.
+func run(cmd *exec.Cmd) error {
+	if err := cmd.Start(); err != nil {
+		return err
 	}
-	return cpu, 0
+	done := make(chan struct{})
+	var peak int64
+	go func() {
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)); err == nil {
+				for _, l := range strings.Split(string(b), "\n") {
+					if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+						kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+						peak = max(peak, kb)
+					}
+				}
+			}
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	err := cmd.Wait()
+	close(done)
+	peaks[cmd] = peak
+	return err
 }
 
 // ---- peers ----
@@ -519,7 +551,6 @@ type heyPeer struct{ bin, version string }
 func (h heyPeer) name() string { return "hey" }
 
 func (h heyPeer) run(o *options, srv *server, c int) row {
-	debug.FreeOSMemory()
 	r := row{tool: "hey", has: map[string]bool{"ttft": true, "e2el": true}, load: loadavg()}
 	dir, _ := os.MkdirTemp("", "hey")
 	defer os.RemoveAll(dir)
@@ -532,7 +563,7 @@ func (h heyPeer) run(o *options, srv *server, c int) row {
 		"-T", "application/json", "-D", body, "-o", "csv", srv.url()+"/v1/completions")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, os.Stderr
-	err := cmd.Run()
+	err := run(cmd)
 	cpu, rss := usage(cmd)
 	r.rssMB = float64(rss) / 1024
 	if err != nil {
@@ -598,7 +629,7 @@ func (a aiperfPeer) run(o *options, srv *server, c int) row {
 		"--extra-inputs", "ignore_eos:true", "--extra-inputs", "min_tokens:"+strconv.Itoa(o.out),
 		"--tokenizer", "gpt2", "--artifact-dir", dir)
 	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
-	err := cmd.Run()
+	err := run(cmd)
 	cpu, rss := usage(cmd)
 	r.rssMB = float64(rss) / 1024
 	if err != nil {
@@ -654,7 +685,7 @@ func (g guidellmPeer) run(o *options, srv *server, c int) row {
 		"--output", "kind=json,path="+outFile)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
-	err := cmd.Run()
+	err := run(cmd)
 	_, rss := usage(cmd)
 	r.rssMB = float64(rss) / 1024
 	if err != nil {

@@ -20,21 +20,13 @@ func init() {
 		Name:      "export",
 		Usage:     "write one task's LLM results in the JSON shape of aiperf's or vLLM's bench serve result file",
 		ArgsUsage: "EXP|DIR",
-		Description: `Writes the LLM results of one task (TTFT, ITL, TPOT, E2EL, tokens, rates) as
-the result file of another tool, so gpuorch runs can join comparisons kept
-in that format:
-
-  --format aiperf   aiperf's profile_export_aiperf.json (schema 1.1)
-  --format vllm     the file of 'vllm bench serve --save-result' (percentiles
-                    50, 90, 95, 99 of ttft, tpot, itl and e2el)
-
-The tools define the metrics differently (aiperf's inter_token_latency is
-gpuorch's TPOT; its inter_chunk_latency is gpuorch's ITL): docs/loadgen.md,
-"Definitions side by side", says how each field is filled.
-
-EXP is an experiment (id, id prefix or name in --home) or its directory;
---task picks the task (its index) when there are several. DIR may also be a
-task directory, such as the --out of 'gpuorch loadgen run'.
+		Description: `Writes one task's LLM results (TTFT, ITL, TPOT, E2EL, tokens, rates) as
+aiperf's profile_export_aiperf.json (--format aiperf, schema 1.1) or the file
+of 'vllm bench serve --save-result' (--format vllm). The tools define the
+metrics differently (aiperf's inter_token_latency is gpuorch's TPOT):
+docs/loadgen.md, "Definitions side by side", says how each field is filled.
+EXP is an experiment (id, id prefix, name) or its directory, with --task when
+it has several tasks; DIR may be a task directory (loadgen run --out).
 
 Examples:
    gpuorch results export --format vllm --task 2 llm-sweep > vllm-c64.json
