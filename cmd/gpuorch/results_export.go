@@ -63,11 +63,15 @@ func exportTaskDir(home, arg, task string) (string, error) {
 	if _, err := os.Stat(layout.Task(arg).Summary()); err == nil && task == "" {
 		return arg, nil
 	}
-	r, err := orchestrator.OpenReview(home, arg)
-	if err != nil {
-		return "", err
+	dir, label := arg, arg
+	if sums, _ := filepath.Glob(layout.Task(layout.Experiment(arg).TaskGlob()).Summary()); len(sums) == 0 {
+		r, err := orchestrator.OpenReview(home, arg) // an id or name, or an experiment without summaries yet
+		if err != nil {
+			return "", err
+		}
+		dir, label = r.Dir, r.Label
 	}
-	exp := layout.Experiment(r.Dir)
+	exp := layout.Experiment(dir)
 	if task != "" {
 		i, err := strconv.Atoi(task)
 		if err != nil || i < 0 {
@@ -77,7 +81,7 @@ func exportTaskDir(home, arg, task string) (string, error) {
 	}
 	dirs, _ := filepath.Glob(exp.TaskGlob())
 	if len(dirs) != 1 {
-		return "", errkind.Invalidf("%s has %d tasks: choose one with --task INDEX", r.Label, len(dirs))
+		return "", errkind.Invalidf("%s has %d tasks: choose one with --task INDEX", label, len(dirs))
 	}
 	return dirs[0], nil
 }
