@@ -64,7 +64,9 @@ func TestTruthRecordsStreams(t *testing.T) {
 		t.Errorf("handler began %d µs after the request arrived", r.HandlerUS)
 	}
 	// Server-side TTFT is the prefill (20 × 1 ms); every gap one decode step.
-	if ttft := time.Duration(r.ChunksUS[0]) * time.Microsecond; ttft < prompt*time.Millisecond || ttft > prompt*time.Millisecond+15*time.Millisecond {
+	// Lower bounds are exact (the server is never early); upper bounds leave
+	// room for a loaded machine.
+	if ttft := time.Duration(r.ChunksUS[0]) * time.Microsecond; ttft < prompt*time.Millisecond || ttft > prompt*time.Millisecond+100*time.Millisecond {
 		t.Errorf("server TTFT %v, want ≈ %v", ttft, prompt*time.Millisecond)
 	}
 	for k := 1; k < out; k++ {
@@ -72,7 +74,7 @@ func TestTruthRecordsStreams(t *testing.T) {
 			t.Fatalf("chunk %d written at %d µs, before chunk %d at %d µs", k, r.ChunksUS[k], k-1, r.ChunksUS[k-1])
 		}
 	}
-	if mean := time.Duration(r.ChunksUS[out-1]-r.ChunksUS[0]) * time.Microsecond / (out - 1); mean < tpot*9/10 || mean > tpot*13/10 {
+	if mean := time.Duration(r.ChunksUS[out-1]-r.ChunksUS[0]) * time.Microsecond / (out - 1); mean < tpot*7/10 || mean > tpot*2 {
 		t.Errorf("mean server ITL %v, want ≈ %v", mean, tpot)
 	}
 	if r.EndUS < r.ChunksUS[out-1] {
@@ -81,7 +83,9 @@ func TestTruthRecordsStreams(t *testing.T) {
 	// Every chunk was written before this client read it.
 	for k, at := range got {
 		w := recv.Add(time.Duration(r.ChunksUS[k]) * time.Microsecond)
-		if at.Before(w.Add(-time.Millisecond)) { // wall clocks of one machine; 1 ms of slack for the µs rounding and clock reads
+		// Wall clocks of one machine; the server reads its clock after the
+		// write returns, which a preempted server does late.
+		if at.Before(w.Add(-50 * time.Millisecond)) {
 			t.Errorf("chunk %d read at %v, before the server wrote it at %v", k, at, w)
 		}
 	}
