@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -320,4 +322,37 @@ func ExportTask(dir, format string) (any, error) {
 		return nil, errkind.Invalidf("%s: %w", t.Summary(), err)
 	}
 	return v, nil
+}
+
+// Exportable reports whether dir holds a task's summary.json, or task
+// directories with one (an experiment directory, or a copy of one).
+func Exportable(dir string) bool {
+	if _, err := os.Stat(layout.Task(dir).Summary()); err == nil {
+		return true
+	}
+	sums, _ := filepath.Glob(layout.Task(layout.Experiment(dir).TaskGlob()).Summary())
+	return len(sums) > 0
+}
+
+// ExportTaskDir is the task directory to export under dir: dir itself when
+// it holds a summary and task is "", else task (an index) of the
+// experiment directory dir, or its only task. Errors are of kind
+// errkind.ErrInvalid.
+func ExportTaskDir(dir, task string) (string, error) {
+	if _, err := os.Stat(layout.Task(dir).Summary()); err == nil && task == "" {
+		return dir, nil
+	}
+	exp := layout.Experiment(dir)
+	if task != "" {
+		i, err := strconv.Atoi(task)
+		if err != nil || i < 0 {
+			return "", errkind.Invalidf("--task %q: want a task index (0, 1, ...)", task)
+		}
+		return string(exp.Task(i)), nil
+	}
+	dirs, _ := filepath.Glob(exp.TaskGlob())
+	if len(dirs) != 1 {
+		return "", errkind.Invalidf("%s has %d tasks: choose one with --task INDEX", dir, len(dirs))
+	}
+	return dirs[0], nil
 }

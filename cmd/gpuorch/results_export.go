@@ -2,15 +2,11 @@ package main
 
 import (
 	"io"
-	"os"
-	"path/filepath"
-	"strconv"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/gpuorch/gpuorch/internal/atomicfile"
 	"github.com/gpuorch/gpuorch/internal/errkind"
-	"github.com/gpuorch/gpuorch/internal/layout"
 	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/results"
 )
@@ -41,7 +37,15 @@ Examples:
 			if c.NArg() != 1 {
 				return errkind.Invalidf("usage: gpuorch results export --format aiperf|vllm [--task INDEX] [--out FILE] EXP|DIR")
 			}
-			dir, err := exportTaskDir(c.String("home"), c.Args().First(), c.String("task"))
+			dir := c.Args().First()
+			if !results.Exportable(dir) { // an id or name, or an experiment without summaries yet
+				r, err := orchestrator.OpenReview(c.String("home"), dir)
+				if err != nil {
+					return err
+				}
+				dir = r.Dir
+			}
+			dir, err := results.ExportTaskDir(dir, c.String("task"))
 			if err != nil {
 				return err
 			}
@@ -55,33 +59,4 @@ Examples:
 			return printJSON(c.App.Writer, v)
 		},
 	})
-}
-
-// exportTaskDir finds the task directory: arg itself when it holds a
-// summary, else task (or the only task) of the experiment arg names.
-func exportTaskDir(home, arg, task string) (string, error) {
-	if _, err := os.Stat(layout.Task(arg).Summary()); err == nil && task == "" {
-		return arg, nil
-	}
-	dir, label := arg, arg
-	if sums, _ := filepath.Glob(layout.Task(layout.Experiment(arg).TaskGlob()).Summary()); len(sums) == 0 {
-		r, err := orchestrator.OpenReview(home, arg) // an id or name, or an experiment without summaries yet
-		if err != nil {
-			return "", err
-		}
-		dir, label = r.Dir, r.Label
-	}
-	exp := layout.Experiment(dir)
-	if task != "" {
-		i, err := strconv.Atoi(task)
-		if err != nil || i < 0 {
-			return "", errkind.Invalidf("--task %q: want a task index (0, 1, ...)", task)
-		}
-		return string(exp.Task(i)), nil
-	}
-	dirs, _ := filepath.Glob(exp.TaskGlob())
-	if len(dirs) != 1 {
-		return "", errkind.Invalidf("%s has %d tasks: choose one with --task INDEX", label, len(dirs))
-	}
-	return dirs[0], nil
 }
