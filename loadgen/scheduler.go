@@ -24,6 +24,7 @@ type Scheduler struct {
 	pending  int // arrival-producing entries in the heap
 	inflight int // closed-loop requests issued and not completed
 	ended    bool
+	openSeq  int64 // open-loop arrivals so far, other shards' included (Workload.Shard)
 }
 
 type evKind uint8
@@ -132,7 +133,7 @@ func (s *Scheduler) push(at time.Duration, k evKind, idx int32) {
 
 func (s *Scheduler) armOpen(i int32, prev time.Duration) {
 	o := s.w.Open[i]
-	if o.Max > 0 && o.sent >= o.Max {
+	if o.foreign || (o.Max > 0 && o.sent >= o.Max) {
 		return
 	}
 	next, ok := o.Proc.Next(prev)
@@ -145,6 +146,7 @@ func (s *Scheduler) armOpen(i int32, prev time.Duration) {
 // Next returns the time of the earliest pending event (an arrival or a
 // timer), or ok=false when the run has ended or nothing is pending.
 func (s *Scheduler) Next() (at time.Duration, ok bool) {
+	s.skipForeign()
 	if s.Ended() || len(s.h) == 0 {
 		return 0, false
 	}
@@ -173,6 +175,14 @@ func (s *Scheduler) Pop() (a Arrival, ok bool) {
 		s.checkExhausted()
 		return Arrival{}, false
 	case evOpen:
+		if !s.mine() {
+			// Another shard's: Next skips these; a closed-loop completion
+			// folded in between may have put it back on top.
+			s.h.push(e)
+			s.skipForeign()
+			return Arrival{}, false
+		}
+		s.openSeq++
 		s.pending--
 		o := s.w.Open[e.idx]
 		o.sent++
@@ -198,6 +208,31 @@ func (s *Scheduler) Pop() (a Arrival, ok bool) {
 		s.ended = true
 	}
 	return a, true
+}
+
+// mine reports whether the next open-loop arrival is this shard's.
+func (s *Scheduler) mine() bool {
+	return !s.w.filterOpen || s.openSeq%int64(s.w.shardK) == int64(s.w.shardI)
+}
+
+// skipForeign takes the open-loop arrivals of other shards off the top of
+// the heap (arrival split, Workload.Shard), each exactly as Pop would have
+// taken it — its source draws its next arrival, and it counts towards Seq
+// and MaxRequests — so the shard's sender never wakes up for them. It stops
+// at a timer: a timer that changes rates must fire before the arrivals
+// after it are drawn, as it does unsharded.
+func (s *Scheduler) skipForeign() {
+	for s.w.filterOpen && !s.ended && len(s.h) > 0 && s.h[0].kind == evOpen && !s.mine() {
+		e := s.h.pop()
+		s.openSeq++
+		s.pending--
+		s.w.Open[e.idx].sent++
+		s.armOpen(e.idx, e.at)
+		s.arrivals++
+		if s.w.MaxRequests > 0 && s.arrivals >= s.w.MaxRequests {
+			s.ended = true
+		}
+	}
 }
 
 // Complete tells the scheduler that arrival a finished at time at (success

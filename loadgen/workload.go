@@ -34,7 +34,8 @@ type OpenLoop struct {
 	Stop      time.Duration // no arrivals at or after Stop (0 = until the run ends)
 	Max       int64         // at most this many arrivals (0 = no limit)
 
-	sent int64
+	sent    int64
+	foreign bool // another shard's (Workload.Shard, source split)
 }
 
 // ClosedLoop is a closed-loop client with Concurrency outstanding requests:
@@ -100,6 +101,11 @@ type Workload struct {
 	// slo-exp-2's "fg"): only its arrivals define SLO steps and the factor
 	// in force shown in interval snapshots. "" = all arrivals.
 	SweptClass string
+
+	// A sharded workload (Shard): shard shardI of shardK; with filterOpen
+	// the scheduler keeps only open-loop arrivals n ≡ shardI (mod shardK).
+	shardI, shardK int
+	filterOpen     bool
 }
 
 // Models returns the distinct models the workload sends to, sorted.
