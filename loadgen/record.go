@@ -204,7 +204,7 @@ func quantiles(h *hdrhistogram.Histogram) Quantiles {
 	}
 }
 
-func (a *acc) snapshot(idx int, start, end time.Time) Snapshot {
+func (a *acc) snapshot(idx int, start, end time.Time, keepHDR bool) Snapshot {
 	s := Snapshot{
 		Interval: idx, Start: start, End: end, SLOFactor: a.factor,
 		Offered: a.offered, Sent: a.sent, Completed: a.completed, Errors: a.errors,
@@ -212,6 +212,9 @@ func (a *acc) snapshot(idx int, start, end time.Time) Snapshot {
 		Latency: quantiles(a.lat), Service: quantiles(a.svc), Lateness: quantiles(a.late),
 		TTFT: quantiles(a.ttft), TPOT: quantiles(a.tpot), ITL: quantiles(a.itl), E2EL: quantiles(a.e2el),
 		InputTokens: a.inTok, OutputTokens: a.outTok,
+	}
+	if keepHDR {
+		s.HDR = a.encodeHists()
 	}
 	if secs := end.Sub(start).Seconds(); secs > 0 {
 		s.OfferedRate = float64(a.offered) / secs
@@ -245,6 +248,9 @@ type Recorder struct {
 	// SweptClass, when set, restricts SLO steps and the interval factor to
 	// that class's arrivals (Workload.SweptClass). Set before the run.
 	SweptClass string
+	// KeepHDR puts every snapshot's histograms, encoded, in Snapshot.HDR
+	// (RunOptions.KeepHDR). Set before the run.
+	KeepHDR bool
 }
 
 // NewRecorder returns a recorder whose interval snapshots (interval ≤ 0
@@ -410,7 +416,7 @@ func (r *Recorder) Flush(upTo time.Duration, final bool, end time.Duration) {
 	var out []Snapshot
 	for _, d := range ds {
 		if !d.skip && r.emit != nil {
-			out = append(out, d.a.snapshot(d.k, r.wall.Add(time.Duration(d.k)*r.interval), r.wall.Add(d.iend)))
+			out = append(out, d.a.snapshot(d.k, r.wall.Add(time.Duration(d.k)*r.interval), r.wall.Add(d.iend), r.KeepHDR))
 		}
 		d.a.reset()
 	}
@@ -439,14 +445,14 @@ func (r *Recorder) Totals(end time.Duration) (total Snapshot, classes, steps []S
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s, e := r.wall, r.wall.Add(end)
-	total = r.total.snapshot(-1, s, e)
+	total = r.total.snapshot(-1, s, e, r.KeepHDR)
 	names := make([]string, 0, len(r.classes))
 	for n := range r.classes {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		c := r.classes[n].snapshot(-1, s, e)
+		c := r.classes[n].snapshot(-1, s, e, r.KeepHDR)
 		c.Class = n
 		classes = append(classes, c)
 	}
@@ -467,7 +473,7 @@ func (r *Recorder) Totals(end time.Duration) (total Snapshot, classes, steps []S
 		if !en.After(st) {
 			en = e
 		}
-		snap := a.snapshot(-1, st, en)
+		snap := a.snapshot(-1, st, en, r.KeepHDR)
 		steps = append(steps, snap)
 	}
 	return total, classes, steps

@@ -46,6 +46,22 @@ type RunOptions struct {
 	// measured when SLO factors are used.
 	Calibration map[string]time.Duration
 	Logger      *slog.Logger
+
+	// KeepHDR puts each snapshot's histograms, losslessly encoded, in
+	// Snapshot.HDR, so that the snapshots of several generators (a
+	// sharded run) merge exactly (MergeSnapshots).
+	KeepHDR bool
+	// Rendezvous, when set, is called once the target is ready and
+	// calibrated, just before the connections are warmed and the schedule
+	// starts: it returns the wall-clock time that offset 0 of the schedule
+	// is (a sharded run's common start; the run waits for it, and a start
+	// already past shows as lateness) and the calibration to use (nil:
+	// this run's own). calib is what this run measured (nil when it did
+	// not calibrate). Its error ends the run as failed.
+	Rendezvous func(ctx context.Context, calib map[string]time.Duration) (start time.Time, use map[string]time.Duration, err error)
+	// SkipCalibration leaves the batch-1 calibration to Rendezvous (a
+	// shard other than the first uses the first's, so deadlines agree).
+	SkipCalibration bool
 }
 
 // Defaults.
@@ -195,7 +211,7 @@ func Run(ctx context.Context, cfg *Config, w *Workload, opts RunOptions) (*Summa
 		r.maxInFlight = DefaultMaxInFlight
 	}
 	r.sloFac = cfg.SLO.Factor
-	if needsCalibration(cfg, w) {
+	if needsCalibration(cfg, w) && !opts.SkipCalibration {
 		b1, err := r.calibrate(ctx, models)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -207,6 +223,22 @@ func Run(ctx context.Context, cfg *Config, w *Workload, opts RunOptions) (*Summa
 		}
 		r.b1 = b1
 		sum.Calibration = b1
+	}
+	var start time.Time
+	if opts.Rendezvous != nil {
+		t0, b1, err := opts.Rendezvous(ctx, r.b1)
+		if err != nil {
+			if ctx.Err() != nil {
+				sum.Status = StatusInterrupted
+				sum.Started, sum.Ended = time.Now(), time.Now()
+				return sum, ctx.Err()
+			}
+			return fail(err)
+		}
+		if b1 != nil {
+			r.b1, sum.Calibration = b1, b1
+		}
+		start = t0
 	}
 	// Warm up: connections (and idle workers) ready before the first
 	// arrival, so the first second is not spent dialling and growing stacks.
@@ -233,8 +265,15 @@ func Run(ctx context.Context, cfg *Config, w *Workload, opts RunOptions) (*Summa
 	}
 
 	r.start = time.Now()
+	if !start.IsZero() {
+		// The common start on this clock's monotonic reading: time.Since
+		// then never jumps with the wall clock. The pacer sleeps until the
+		// first arrival, at or after it.
+		r.start = r.start.Add(start.Sub(r.start))
+	}
 	r.rec = NewRecorder(r.start, cfg.Interval.D(), LLMSLO{TTFT: cfg.SLO.TTFT.D(), TPOT: cfg.SLO.TPOT.D(), E2EL: cfg.SLO.E2EL.D()}, opts.OnSnapshot)
 	r.rec.SweptClass = w.SweptClass
+	r.rec.KeepHDR = opts.KeepHDR
 	sum.Started = r.start
 
 	flushDone := make(chan struct{})

@@ -57,6 +57,13 @@ type Snapshot struct {
 	E2EL         Quantiles `json:"e2el,omitzero"`
 	InputTokens  int64     `json:"input_tokens,omitempty"`
 	OutputTokens int64     `json:"output_tokens,omitempty"`
+
+	// HDR holds the histograms behind the quantiles, losslessly encoded
+	// (HdrHistogram's V2 compressed encoding, base64), by distribution
+	// name ("latency", "service", …; see Dists), when the run keeps them
+	// (RunOptions.KeepHDR: the shards of a sharded run), so that shards'
+	// snapshots merge exactly (MergeSnapshots).
+	HDR map[string]string `json:"hdr,omitempty"`
 }
 
 // Summary is the outcome of one load run: totals, breakdowns and status.
@@ -89,6 +96,11 @@ type Summary struct {
 	// Pacer is the priority the sending thread got ("realtime", "nice" or
 	// "normal"); see Config.PacerPriority.
 	Pacer string `json:"pacer,omitempty"`
+
+	// Shard is set on the summary of one shard of a sharded run; Shards on
+	// the merged summary of all of them (see MergeSummaries).
+	Shard  *ShardInfo  `json:"shard,omitempty"`
+	Shards []ShardInfo `json:"shards,omitempty"`
 }
 
 // Status values of a Summary.

@@ -54,5 +54,32 @@ func (s *Summary) WriteText(w io.Writer) error {
 	for _, st := range s.Steps {
 		fmt.Fprintf(w, "slo ×%-6g offered %d completed %d slo met %d p99 %v\n", st.SLOFactor, st.Offered, st.Completed, st.SLOMet, st.Latency.P99)
 	}
+	if s.Shard != nil {
+		fmt.Fprintf(w, "%s\n", s.Shard.line())
+	}
+	if len(s.Shards) > 0 {
+		fmt.Fprintf(w, "merged from %d shards, percentiles from their merged histograms\n", len(s.Shards))
+	}
+	for _, sh := range s.Shards {
+		st := sh.Status
+		if sh.Error != "" {
+			st += ": " + sh.Error
+		}
+		fmt.Fprintf(w, "  %s  %s\n", sh.line(), st)
+	}
 	return bw.Flush()
+}
+
+// line is a shard's one-line account: which shard, how split, and how its
+// start lined up.
+func (s ShardInfo) line() string {
+	l := s.Name()
+	if s.Split != "" {
+		l += "  split " + s.Split
+	}
+	if !s.Start.IsZero() {
+		l += fmt.Sprintf("  start offset %v  clock offset %v ±%v", s.StartOffset.Round(time.Microsecond),
+			s.ClockOffset.Round(time.Microsecond), s.ClockUncertainty.Round(time.Microsecond))
+	}
+	return l
 }
