@@ -3,6 +3,7 @@ package loadgen
 import (
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/gpuorch/gpuorch/internal/duration"
 )
@@ -36,7 +37,18 @@ type Config struct {
 	// "auto" (default: real-time if allowed, else nice -20, else normal),
 	// "realtime", "nice" or "normal". See docs/loadgen.md.
 	PacerPriority string `json:"pacer_priority,omitempty" toml:"pacer_priority"`
+	// Shards runs the workload as this many shards, one process (on its
+	// own node) each, that together send exactly the unsharded schedule
+	// (Workload.Shard) from one common start, their histograms merged
+	// exactly afterwards. 0 or 1: one process. See docs/slurm.md.
+	Shards int `json:"shards,omitempty" toml:"shards"`
+	// ShardTimeout is how long the shards wait for each other at the start
+	// (default 2m).
+	ShardTimeout Duration `json:"shard_timeout,omitempty" toml:"shard_timeout"`
 }
+
+// DefaultShardTimeout is Config.ShardTimeout's default.
+const DefaultShardTimeout = 2 * time.Minute
 
 // Pacer priorities (Config.PacerPriority, Summary.Pacer).
 const (

@@ -106,6 +106,8 @@ var Limits = []Limit{
 	durLimit("slo.ttft", time.Microsecond, MaxWait, "none", func(c *Config) Duration { return c.SLO.TTFT }),
 	durLimit("slo.tpot", time.Microsecond, MaxWait, "none", func(c *Config) Duration { return c.SLO.TPOT }),
 	durLimit("slo.e2el", time.Microsecond, MaxWait, "none", func(c *Config) Duration { return c.SLO.E2EL }),
+	numLimit("shards", 1, MaxShards, "shards", "one process", func(c *Config) float64 { return float64(c.Shards) }),
+	durLimit("shard_timeout", time.Second, MaxWait, "2m", func(c *Config) Duration { return c.ShardTimeout }),
 }
 
 // FieldError is a value outside what a run accepts: Key is the manifest key

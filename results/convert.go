@@ -33,6 +33,7 @@ const (
 	TagClass      = "class"
 	TagBreakdown  = "breakdown" // serving_summary only: total, class, step
 	TagStep       = "step"      // serving_summary breakdown=step only: step index
+	TagShard      = "shard"     // a shard of a sharded task: its index (bounded by run.shards)
 )
 
 // Breakdown values of serving_summary points.
@@ -48,7 +49,7 @@ const (
 // model tag, and a per-model snapshot's own value takes precedence.
 var identityTags = map[string]bool{
 	TagExperiment: true, TagTask: true, TagWorkload: true, TagTarget: true,
-	TagProtocol: true, TagBreakdown: true, TagStep: true,
+	TagProtocol: true, TagBreakdown: true, TagStep: true, TagShard: true,
 }
 
 // SweepTagKey is the tag key a sweep parameter named key is written under.
@@ -112,6 +113,9 @@ func baseTags(meta loadgen.Summary) map[string]string {
 	tags[TagWorkload] = meta.Workload
 	tags[TagTarget] = TargetTag(meta.Target)
 	tags[TagProtocol] = meta.Protocol
+	if meta.Shard != nil {
+		tags[TagShard] = strconv.Itoa(meta.Shard.Index)
+	}
 	return tags
 }
 
@@ -204,6 +208,9 @@ func snapshotFields(s loadgen.Snapshot) map[string]any {
 		f["input_tokens"] = s.InputTokens
 		f["output_tokens"] = s.OutputTokens
 	}
+	for name, enc := range s.HDR {
+		putHDR(f, name, enc)
+	}
 	return f
 }
 
@@ -225,10 +232,12 @@ func pointTime(s loadgen.Snapshot, fallback time.Time) time.Time {
 // workload, target, protocol, sweep tags); its measurements are not used.
 // The snapshot's class and model, when set, become tags.
 func SnapshotPoints(meta loadgen.Summary, s loadgen.Snapshot) []Point {
+	f := snapshotFields(s)
+	shardFields(f, meta.Shard, false)
 	return []Point{{
 		Measurement: MeasServing,
 		Tags:        snapshotTags(baseTags(meta), s),
-		Fields:      snapshotFields(s),
+		Fields:      f,
 		Time:        pointTime(s, meta.Started),
 	}}
 }
@@ -252,6 +261,7 @@ func SummaryPoints(s loadgen.Summary) []Point {
 			// tell them from identity tags without the plan.
 			f["sweep_tags"] = strings.Join(keys, ",")
 		}
+		shardFields(f, s.Shard, true)
 		return f
 	}
 	runTime := s.Started
@@ -287,10 +297,12 @@ func SummaryPoints(s loadgen.Summary) []Point {
 			tags[k] = v
 		}
 		tags[TagModel] = m
+		f := map[string]any{"batch1_latency_ms": ms(s.Calibration[m])}
+		shardFields(f, s.Shard, false)
 		pts = append(pts, Point{
 			Measurement: MeasServingCalibration,
 			Tags:        tags,
-			Fields:      map[string]any{"batch1_latency_ms": ms(s.Calibration[m])},
+			Fields:      f,
 			Time:        runTime,
 		})
 	}

@@ -34,6 +34,7 @@ func fullSnapshot() loadgen.Snapshot {
 		TTFT:     quant(88, 20*time.Millisecond), TPOT: quant(87, 5*time.Millisecond),
 		ITL: quant(500, 4*time.Millisecond), E2EL: quant(86, 300*time.Millisecond),
 		InputTokens: 12345, OutputTokens: 6789,
+		HDR: map[string]string{"latency": "HISTFAAAACx42pNpmSzMwMBgwQABjFCaEUzOmMFgDxEAAEZNAjk="},
 	}
 }
 
@@ -86,6 +87,7 @@ func TestSnapshotPointsEveryField(t *testing.T) {
 		"slo_attainment": 0.8,
 		"input_tokens":   int64(12345),
 		"output_tokens":  int64(6789),
+		"latency_hdr":    s.HDR["latency"],
 	}
 	wantQuant(want, "latency", s.Latency)
 	wantQuant(want, "service", s.Service)
@@ -131,6 +133,7 @@ func TestSnapshotPointsCoverContract(t *testing.T) {
 		"Goodput": "goodput", "Latency": "latency_p99", "Service": "service_p99",
 		"Lateness": "lateness_p99", "TTFT": "ttft_p99", "TPOT": "tpot_p99", "ITL": "itl_p99",
 		"E2EL": "e2el_p99", "InputTokens": "input_tokens", "OutputTokens": "output_tokens",
+		"HDR": "latency_hdr",
 	}
 	rt := reflect.TypeOf(loadgen.Snapshot{})
 	for i := 0; i < rt.NumField(); i++ {

@@ -124,6 +124,7 @@ func load(ctx context.Context, src Source, experiment string, allIntervals bool)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("read %s points: %w", MeasServingSummary, err)
 	}
+	sum = MergeShards(sum)
 	// Task names are unique within one experiment, which is what this
 	// reads; a task whose latest attempt failed or was interrupted may
 	// have run again since, so its interval points are read too.
@@ -137,6 +138,7 @@ func load(ctx context.Context, src Source, experiment string, allIntervals bool)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("read %s points: %w", MeasServing, err)
 	}
+	ivl = MergeShards(ivl)
 	q.Measurement, q.Exclude = MeasServingPrediction, nil
 	preds, err := src.Query(ctx, q)
 	if err != nil {
@@ -233,7 +235,7 @@ func sortRows(rows []Row) {
 // identityKeys are tags that are never sweep parameters.
 var identityKeys = map[string]bool{
 	TagExperiment: true, TagTask: true, TagWorkload: true, TagTarget: true, TagProtocol: true,
-	TagBreakdown: true, TagStep: true, TagClass: true, TagModel: true,
+	TagBreakdown: true, TagStep: true, TagClass: true, TagModel: true, TagShard: true,
 }
 
 // params recovers a point's sweep point: from the sweep_tags field when the

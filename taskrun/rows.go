@@ -15,7 +15,10 @@ import (
 
 // RequestRow is one per-request row of requests.jsonl, in milliseconds.
 type RequestRow struct {
-	Index        int       `json:"index"`
+	Index int `json:"index"`
+	// IntendedMS is when the schedule meant it to be sent; SentMS when it
+	// was (both from the run's start); E2ELMS until its answer ended.
+	IntendedMS   float64   `json:"intended_ms"`
 	SentMS       float64   `json:"sent_ms"`
 	Outcome      string    `json:"outcome"`
 	Status       int       `json:"status,omitempty"`
@@ -32,7 +35,7 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 
 // NewRequestRow is res as a row (Index is the caller's).
 func NewRequestRow(res *loadgen.Result) RequestRow {
-	row := RequestRow{SentMS: ms(res.Sent), Outcome: res.Outcome.String(), Status: res.Status,
+	row := RequestRow{IntendedMS: ms(res.Arrival.At), SentMS: ms(res.Sent), Outcome: res.Outcome.String(), Status: res.Status,
 		InputTokens: res.InputTokens, OutputTokens: res.OutputTokens, TTFTMS: ms(res.TTFT()), TPOTMS: ms(res.TPOT())}
 	if res.Done > res.Sent && res.Sent > 0 {
 		row.E2ELMS = ms(res.E2EL())

@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/errkind"
@@ -59,7 +60,8 @@ func Prepare(cfg *loadgen.Config) (*loadgen.Workload, error) {
 type Options struct {
 	// Dir is the task directory the outputs go to; "" writes nothing.
 	Dir string
-	// PerRequest also writes one row per request to requests.jsonl.
+	// PerRequest also writes one row per request to requests.jsonl (so
+	// does GPUORCH_PER_REQUEST=1 in the environment).
 	PerRequest bool
 	// OnSnapshot is called with each interval, after it is stored.
 	OnSnapshot func(loadgen.Snapshot)
@@ -71,37 +73,61 @@ type Options struct {
 	// Sink, when set, receives the task's points instead of a sink opened
 	// for Dir; the caller flushes and closes it.
 	Sink results.Sink
+	// Shard is --shard for a sharded task (Config.Shards > 1): "I/K" runs
+	// shard I of K, "slurm" the shard of this Slurm task (SLURM_PROCID),
+	// "merge" merges the shards' summaries once they have ended. "" runs
+	// an unsharded task. See docs/slurm.md.
+	Shard string
 }
 
 // Run runs the load of cfg (built by Prepare into w) and writes the task's
 // outputs. The summary is nil only when the run never started. The error
 // keeps loadgen's kinds: an unreachable target is errkind.ErrUnavailable and
 // an interrupted run returns its partial summary with Status interrupted.
+// A shard of a sharded task (Options.Shard) writes into its own directory,
+// tasks/<i>/shards/<s>/; --shard merge writes the task's summary.json.
 func Run(ctx context.Context, cfg *loadgen.Config, w *loadgen.Workload, opts Options) (*loadgen.Summary, error) {
-	out := &outputs{dir: layout.Task(opts.Dir), sink: opts.Sink}
+	sp, err := parseShard(opts.Shard, cfg.Shards, os.Getenv)
+	if err != nil {
+		return nil, errkind.Invalid(err)
+	}
+	switch {
+	case sp.merge:
+		return mergeShards(cfg, layout.Task(opts.Dir), sp.count)
+	case sp.count > 1:
+		return runShard(ctx, cfg, w, opts, sp)
+	}
+	return run(ctx, cfg, w, opts, layout.Task(opts.Dir), nil, loadgen.RunOptions{})
+}
+
+// run runs the load into dir; shard is set for a shard of a sharded task.
+func run(ctx context.Context, cfg *loadgen.Config, w *loadgen.Workload, opts Options, dir layout.Task, shard *loadgen.ShardInfo, ro loadgen.RunOptions) (*loadgen.Summary, error) {
+	if opts.Dir == "" {
+		dir = ""
+	}
+	out := &outputs{dir: dir, sink: opts.Sink}
 	meta := loadgen.Summary{
 		Experiment: cfg.Experiment, Task: cfg.Task, Workload: w.Name, Target: cfg.Target.URL,
-		Protocol: cfg.Target.Protocol, Tags: cfg.Tags, Started: time.Now(),
+		Protocol: cfg.Target.Protocol, Tags: cfg.Tags, Started: time.Now(), Shard: shard,
 	}
-	if err := out.open(ctx, meta, opts.PerRequest); err != nil {
+	if err := out.open(ctx, meta, opts.PerRequest || os.Getenv("GPUORCH_PER_REQUEST") == "1"); err != nil {
 		return nil, err
 	}
 	defer out.close()
-	ro := loadgen.RunOptions{
-		OnSnapshot: func(s loadgen.Snapshot) {
-			out.snapshot(s)
-			if opts.OnSnapshot != nil {
-				opts.OnSnapshot(s)
-			}
-		},
-		OnProgress: opts.OnProgress,
-		Target:     opts.Target,
+	ro.OnSnapshot = func(s loadgen.Snapshot) {
+		out.snapshot(s)
+		if opts.OnSnapshot != nil {
+			opts.OnSnapshot(s)
+		}
 	}
+	ro.OnProgress = opts.OnProgress
+	ro.Target = opts.Target
 	if out.rows != nil {
 		ro.OnResult = out.rows.write
 	}
 	sum, runErr := loadgen.Run(ctx, cfg, w, ro)
 	if sum != nil {
+		sum.Shard = shard
 		if err := out.summary(sum); err != nil && runErr == nil {
 			runErr = fmt.Errorf("write results: %w", err)
 		}

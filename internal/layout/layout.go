@@ -13,6 +13,8 @@
 //	    influx-spool/ prediction.lp requests.jsonl server.log
 //	    replicas/lease           the task's deployment renews it
 //	    replicas/<name>/         Replica: address.json job.json log
+//	    shards/<s>/              Task.Shard: shard s of a sharded task, a task directory of its own
+//	    shards/start/<attempt>/  Task.ShardStart: where the shards of one attempt meet
 package layout
 
 import (
@@ -31,6 +33,8 @@ const (
 	PredictionFile = "prediction.lp"   // a benchmark's predicted values (line protocol)
 	RequestsFile   = "requests.jsonl"  // per-request rows, when asked for
 	ServerLogFile  = "server.log"      // the model server a benchmark task started
+	ShardsDir      = "shards"          // a sharded task's shards, each a task directory
+	ShardStartDir  = "start"           // under ShardsDir: the shards' meeting places
 	ReplicasDir    = "replicas"        // the task's deployment: its replicas and lease
 	LeaseFile      = "lease"           // in ReplicasDir: renewed while the task runs
 )
@@ -110,6 +114,16 @@ type Replica string
 func (r Replica) Address() string { return filepath.Join(string(r), AddressFile) }
 func (r Replica) Job() string     { return filepath.Join(string(r), JobFile) }
 func (r Replica) Log() string     { return filepath.Join(string(r), LogFile) }
+
+// Shard is the directory of shard s of a sharded task: its own summary,
+// snapshots, metrics and spool, as a task's.
+func (t Task) Shard(s int) Task { return Task(t.path(filepath.Join(ShardsDir, strconv.Itoa(s)))) }
+
+// ShardStart is where the shards of one attempt of a sharded task agree on
+// their common start (attempt: e.g. the Slurm job id).
+func (t Task) ShardStart(attempt string) string {
+	return t.path(filepath.Join(ShardsDir, ShardStartDir, attempt))
+}
 
 // Home is $GPUORCH_HOME: experiment directories, and the benchmark
 // workflow's saved workflows and registries (clusters, models, datasets by

@@ -23,6 +23,9 @@ func TestPaths(t *testing.T) {
 		{e.Task(2).Replica("r3").Address(), "/runs/x-1/tasks/2/replicas/r3/address.json"},
 		{e.Task(2).Replica("r3").Job(), "/runs/x-1/tasks/2/replicas/r3/job.json"},
 		{e.Task(2).Replica("r3").Log(), "/runs/x-1/tasks/2/replicas/r3/log"},
+		{e.Task(3).Shard(2).Metrics(), "/runs/x-1/tasks/3/shards/2/metrics.lp"},
+		{e.Task(3).Shard(0).Summary(), "/runs/x-1/tasks/3/shards/0/summary.json"},
+		{e.Task(3).ShardStart("2367.0"), "/runs/x-1/tasks/3/shards/start/2367.0"},
 	}
 	for _, c := range cases {
 		if c.got != c.want {
