@@ -6,9 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -189,18 +189,19 @@ func readJSON(path string, v any) error {
 }
 
 // clockOffset estimates this machine's wall clock minus the clock that
-// stamps files in dir's filesystem (the file server's, on a shared one):
-// it writes a probe file several times and compares each modification time
-// with the middle of the write. The uncertainty is half the quickest
-// write's duration, or the filesystem's timestamp granularity when that is
-// coarser (seen as writes far apart getting the same time).
+// stamps files in the probe's filesystem (the file server's, on a shared
+// one), from the modification times of a probe file written 16 times. A
+// write stamped m that ran between local times b and a bounds the offset
+// to [b−m, a−m] if stamps are exact; filesystems stamp from a coarse clock
+// (Linux: the last timer tick, up to 4 ms behind on this kernel) that is
+// never ahead, so a−m stays an upper bound. With U the least a−m and L the
+// greatest b−m: when L ≤ U the offset is (L+U)/2 ± (U−L)/2; otherwise the
+// stamps were coarse, the offset is about U (the least lagging stamp), and
+// L−U, which the granularity must exceed, is the uncertainty.
 func clockOffset(probe string) (offset, uncertainty time.Duration, err error) {
 	defer os.Remove(probe)
-	type sample struct {
-		before, after, mtime time.Time
-	}
-	var ss []sample
-	for i := range 8 {
+	lo, hi := time.Duration(math.MinInt64), time.Duration(math.MaxInt64)
+	for i := range 16 {
 		before := time.Now()
 		if err := os.WriteFile(probe, []byte(strconv.Itoa(i)), 0o644); err != nil {
 			return 0, 0, fmt.Errorf("clock probe: %w", err)
@@ -210,22 +211,13 @@ func clockOffset(probe string) (offset, uncertainty time.Duration, err error) {
 		if err != nil {
 			return 0, 0, fmt.Errorf("clock probe: %w", err)
 		}
-		ss = append(ss, sample{before, after, fi.ModTime()})
-		time.Sleep(time.Millisecond)
+		lo, hi = max(lo, before.Sub(fi.ModTime())), min(hi, after.Sub(fi.ModTime()))
+		time.Sleep(time.Duration(i%4) * 300 * time.Microsecond) // other phases of a coarse clock
 	}
-	sort.Slice(ss, func(i, j int) bool { return ss[i].after.Sub(ss[i].before) < ss[j].after.Sub(ss[j].before) })
-	best := ss[0]
-	mid := best.before.Add(best.after.Sub(best.before) / 2)
-	offset = mid.Sub(best.mtime)
-	uncertainty = best.after.Sub(best.before) / 2
-	for i := range ss {
-		for j := range ss {
-			if ss[i].mtime.Equal(ss[j].mtime) {
-				uncertainty = max(uncertainty, ss[j].after.Sub(ss[i].before))
-			}
-		}
+	if lo <= hi {
+		return (lo + hi) / 2, (hi - lo) / 2, nil
 	}
-	return offset, uncertainty, nil
+	return hi, lo - hi, nil
 }
 
 // errNoAttempt is returned when a sharded run cannot tell its attempt.
