@@ -40,3 +40,18 @@ func TestSummaryWriteText(t *testing.T) {
 		t.Errorf("an unmeasured TTFT is printed:\n%s", out)
 	}
 }
+
+func TestProgressLine(t *testing.T) {
+	for _, c := range []struct {
+		p    Progress
+		want string
+	}{
+		{Progress{Elapsed: 12345 * time.Millisecond, Total: 30 * time.Second, Rate: 498.4, P99: 4100 * time.Microsecond, Offered: 6150},
+			"  12.3s/30s  498 req/s  p99 4.1ms  sent 6150  failed 0"},
+		{Progress{Elapsed: 2 * time.Second, Rate: 10, Offered: 20, Failed: 3}, "  2s/∞  10 req/s  p99 0s  sent 20  failed 3"},
+	} {
+		if got := c.p.Line(); got != c.want {
+			t.Errorf("Line() = %q, want %q", got, c.want)
+		}
+	}
+}

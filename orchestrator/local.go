@@ -232,16 +232,9 @@ func (l *Local) runTask(ctx context.Context, exp *Experiment, dir string, i int,
 		defer t.Stop()
 	}
 
-	cmd := exec.Command(l.binary, "loadgen", "run", "--manifest", ManifestPath(i))
-	cmd.Dir = dir
-	cmd.Env = env
-	cmd.Stdout = logf
-	cmd.Stderr = logf
-	// Own process group: a terminal's Ctrl-C reaches gpuorch only, which
-	// then interrupts each task exactly once and waits for its results.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return l.fail(exp, i, fmt.Errorf("start %s: %w", l.binary, err))
+	proc, err := l.start(exp, dir, i, env, logf)
+	if err != nil {
+		return l.fail(exp, i, err)
 	}
 	start := time.Now().UTC()
 	if err := exp.UpdateTask(i, func(t *TaskStatus) {
@@ -256,7 +249,7 @@ func (l *Local) runTask(ctx context.Context, exp *Experiment, dir string, i int,
 		t.Start = &start
 		t.End = nil
 		t.ExitCode = nil
-		t.PID = cmd.Process.Pid
+		t.PID = proc.pgid
 		t.Runner = os.Getpid()
 		t.Node = host
 		t.JobID = jobID + "_" + strconv.Itoa(i)
@@ -264,38 +257,37 @@ func (l *Local) runTask(ctx context.Context, exp *Experiment, dir string, i int,
 	}); err != nil {
 		l.log.Error("save state", "experiment", exp.ID(), "task", i, "err", err)
 	}
-	l.log.Debug("task started", "experiment", exp.ID(), "task", i, "pid", cmd.Process.Pid)
+	l.log.Debug("task started", "experiment", exp.ID(), "task", i, "pid", proc.pgid)
 
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	var waitErr error
+	done := make(chan int, 1)
+	go func() { done <- proc.wait() }()
+	var code int
 	select {
-	case waitErr = <-done:
+	case code = <-done:
 	case <-tctx.Done():
-		pgid := cmd.Process.Pid
+		pgid := proc.pgid
 		_ = syscall.Kill(-pgid, syscall.SIGINT)
 		grace := time.NewTimer(l.grace)
 		defer grace.Stop()
 		select {
-		case waitErr = <-done:
+		case code = <-done:
 		case <-grace.C:
 			l.log.Warn("task did not stop after SIGINT; killing it", "experiment", exp.ID(), "task", i, "grace", l.grace)
 			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			waitErr = <-done
+			code = <-done
 		case <-l.force:
 			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			waitErr = <-done
+			code = <-done
 		}
 	}
 	end := time.Now().UTC()
-	code := exitCode(cmd, waitErr)
 	cause := context.Cause(tctx)
 	if tctx.Err() == nil {
 		cause = nil
 	}
 	state, msg := classify(code, cause)
 	if msg != "" {
-		msg += "; see " + LogPath(i)
+		msg = shardedFailure(exp.Plan, dir, i, start, msg) + "; see " + LogPath(i)
 	}
 	l.log.Debug("task ended", "experiment", exp.ID(), "task", i, "exit", code, "state", state)
 	return exp.UpdateTask(i, func(t *TaskStatus) {

@@ -279,6 +279,9 @@ func (s *Spec) Plan() (*Plan, error) {
 			t.Name = taskName(name)
 			cfg.Experiment = s.Experiment.Name
 			cfg.Task = t.Name
+			if s.Run.Shards > 1 {
+				cfg.Shards = s.Run.Shards
+			}
 			t.Config = cfg
 			p.Tasks = append(p.Tasks, t)
 		}

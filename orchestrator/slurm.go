@@ -156,6 +156,13 @@ func SlurmJob(plan *Plan, expID, expDir, binary string, indices []int) (*sbatch.
 	task := []sbatch.Arg{sbatch.Lit(binary), sbatch.Lit("loadgen"), sbatch.Lit("run"), sbatch.Lit("--manifest"),
 		sbatch.Cat(sbatch.Var("GPUORCH_EXPERIMENT_DIR"), sbatch.Lit("/tasks/"), sbatch.Var("SLURM_ARRAY_TASK_ID"), sbatch.Lit("/manifest.json"))}
 	j.Body = []sbatch.Line{sbatch.Comment("gpuorch: one array task per sweep point; task i reads tasks/i/manifest.json")}
+	if k := plan.Run.Shards; k > 1 {
+		shardedBody(j, k, task)
+		if _, err := j.Render(); err != nil {
+			return nil, fmt.Errorf("[slurm]: %w", err)
+		}
+		return j, nil
+	}
 	if sl := plan.Slurm.Slice; sl != nil {
 		// Partition, QOS, shards and env from the slice, and the task
 		// beside its enforcer (so not exec'd).
@@ -168,6 +175,25 @@ func SlurmJob(plan *Plan, expID, expDir, binary string, indices []int) (*sbatch.
 		return nil, fmt.Errorf("[slurm]: %w", err)
 	}
 	return j, nil
+}
+
+// shardedBody makes each array task of j one sharded task: k nodes, and one
+// job step of k tasks, one per node (srun), each running its shard of the
+// task (--shard slurm: SLURM_PROCID of k); then, in the batch step once all
+// shards have ended, whatever became of them, the merge of their summaries,
+// whose exit status is the task's. srun keeps the other shards running when
+// one dies (--kill-on-bad-exit=0) and prefixes each output line with the
+// shard's number (--label). See docs/slurm.md.
+func shardedBody(j *sbatch.Job, k int, task []sbatch.Arg) {
+	n := strconv.Itoa(k)
+	j.Nodes, j.NTasksPerNode = n, 1
+	srun := append(sbatch.Lits("srun", "--nodes="+n, "--ntasks="+n, "--ntasks-per-node=1", "--kill-on-bad-exit=0", "--label"), task...)
+	j.Body = []sbatch.Line{
+		sbatch.Comment(fmt.Sprintf("gpuorch: one array task per sweep point, run as %d shards on %d nodes; task i reads tasks/i/manifest.json", k, k)),
+		sbatch.Command(append(srun, sbatch.Lits("--shard", "slurm")...)...),
+		sbatch.Comment("gpuorch: merge the shards' summaries; the task fails naming any shard that did not complete"),
+		sbatch.Exec(append(task[:len(task):len(task)], sbatch.Lits("--shard", "merge")...)...),
+	}
 }
 
 // parseExtraArg turns one slurm.extra_args entry ("--gpu-bind=closest",
@@ -340,8 +366,15 @@ func (s *Slurm) Refresh(ctx context.Context, exp *Experiment) error {
 	return exp.Update(func(s *State) error {
 		live := false
 		for i, t := range seen {
-			applySlurmTask(&s.Tasks[i], t)
+			ts := &s.Tasks[i]
+			applySlurmTask(ts, t)
 			live = live || t.InQueue
+			if ts.State == TaskFailed && ts.Start != nil {
+				// A sharded task: which shard failed or died, from the merge.
+				if m := shardedFailure(exp.Plan, exp.Dir, i, *ts.Start, ""); m != "" {
+					ts.Error = m + " (log: " + ts.Log + ")"
+				}
+			}
 		}
 		// A refused or failed resubmission left the experiment marked
 		// not-submitted, but its earlier job is still in the queue.

@@ -14,6 +14,41 @@ import (
 	"github.com/gpuorch/gpuorch/sbatch"
 )
 
+// TestSlurmJobShards: a sharded task is an array task of run.shards nodes
+// whose one job step (srun) runs a shard per node, then the merge.
+func TestSlurmJobShards(t *testing.T) {
+	s := testSpec(t, []string{"ok", "ok"}, "10s", 1, "")
+	s.Run.Shards = 4
+	p, err := s.Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Tasks[1].Config.Shards != 4 {
+		t.Fatalf("task manifest has shards = %d", p.Tasks[1].Config.Shards)
+	}
+	job, err := SlurmJob(p, "exp-1", t.TempDir(), "/opt/gpuorch", []int{0, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, err := job.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest := `--manifest "${GPUORCH_EXPERIMENT_DIR}"/tasks/"${SLURM_ARRAY_TASK_ID}"/manifest.json`
+	for _, want := range []string{
+		"#SBATCH --nodes=4\n", "#SBATCH --ntasks-per-node=1\n",
+		"\nsrun '--nodes=4' '--ntasks=4' '--ntasks-per-node=1' '--kill-on-bad-exit=0' --label /opt/gpuorch loadgen run " + manifest + " --shard slurm\n",
+		"\nexec /opt/gpuorch loadgen run " + manifest + " --shard merge\n",
+	} {
+		if !strings.Contains(script, want) {
+			t.Errorf("script lacks %q:\n%s", want, script)
+		}
+	}
+	if strings.Count(script, "\nexec ") != 1 || strings.Index(script, "srun ") > strings.Index(script, "exec ") {
+		t.Errorf("the merge must come last, after the job step:\n%s", script)
+	}
+}
+
 func TestSlurmJobRender(t *testing.T) {
 	s := testSpec(t, []string{"ok", "ok", "ok", "ok"}, "10s", 1, `[slurm]
 partition = "debug"

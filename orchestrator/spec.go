@@ -234,7 +234,7 @@ func manifestRunKeys() []string {
 		f := t.Field(i)
 		name := tomlstrict.KeyName(f)
 		switch name {
-		case "", "-", "experiment", "task", "tags":
+		case "", "-", "experiment", "task", "tags", "shards": // shards: RunSpec's own
 			continue
 		}
 		ft := f.Type
@@ -292,6 +292,9 @@ func (d *decoder) sweep(sw any) ([]SweepParam, error) {
 			k = strings.TrimSpace(k)
 			if r, ok := strings.CutPrefix(k, "run."); ok && contains(manifestRunKeys(), r) {
 				k = r
+			}
+			if k == "shards" || k == "run.shards" {
+				return nil, d.Errorf(e.file, "run.shards cannot be swept: every task of an experiment runs as the same number of shards (one Slurm job shape); make one experiment per shard count")
 			}
 			if !sweepable(k) {
 				return nil, d.Errorf(e.file, "sweep key %q: only keys of target, workload and slo, and the manifest settings of [run] (%s) can be swept", k, strings.Join(manifestRunKeys(), ", "))
@@ -446,6 +449,12 @@ func (d *decoder) validate(s *Spec) error {
 	if s.Run.Parallel == 0 {
 		s.Run.Parallel = 1
 	}
+	if s.Run.Shards > 1 && s.Slice != nil {
+		return d.Errorf([]string{"run", "shards"}, "run.shards and [slice] together: a GPU slice is for a model server, the shards of a task are load generators; run the server in its own job")
+	}
+	if s.Run.Shards > 1 && s.Slurm.Nodes > 0 && s.Slurm.Nodes != s.Run.Shards {
+		return d.Errorf([]string{"slurm", "nodes"}, "slurm.nodes = %d but run.shards = %d: a sharded task takes one node per shard (leave slurm.nodes out)", s.Slurm.Nodes, s.Run.Shards)
+	}
 	if s.Output.InfluxDB != nil && s.Output.InfluxDB.URL == "" {
 		return d.Errorf([]string{"output", "influxdb"}, `missing required key "output.influxdb.url"`)
 	}
@@ -492,6 +501,7 @@ func (l specLimit) want() string {
 var specLimits = []specLimit{
 	{key: "run.parallel", min: 1, max: MaxParallel, zero: "1", get: func(s *Spec) float64 { return float64(s.Run.Parallel) }},
 	{key: "run.task_timeout", min: float64(time.Millisecond), max: float64(MaxTaskTimeout), duration: true, zero: "none", get: func(s *Spec) float64 { return float64(s.Run.TaskTimeout) }},
+	{key: "run.shards", min: 1, max: loadgen.MaxShards, zero: "one process per task", get: func(s *Spec) float64 { return float64(s.Run.Shards) }},
 	{key: "slurm.throttle", min: 1, max: MaxTasks, zero: "none", get: func(s *Spec) float64 { return float64(s.Slurm.Throttle) }},
 	{key: "slurm.nodes", min: 1, max: MaxSlurmNodes, zero: "Slurm's default", get: func(s *Spec) float64 { return float64(s.Slurm.Nodes) }},
 	{key: "slurm.cpus_per_task", min: 1, max: MaxSlurmCPUs, zero: "Slurm's default", get: func(s *Spec) float64 { return float64(s.Slurm.CPUsPerTask) }},

@@ -59,6 +59,12 @@ type RunSpec struct {
 	// (0 = none). The task is interrupted, then killed after a grace period,
 	// and marked "timeout".
 	TaskTimeout loadgen.Duration `toml:"task_timeout" json:"task_timeout,omitempty"`
+	// Shards runs every task as this many shards, one per node, that send
+	// the task's one schedule between them from a common start and whose
+	// histograms review merges exactly (0 or 1: one process per task). The
+	// Slurm executor gives each task this many nodes and one job step;
+	// the local executor runs this many processes. See docs/slurm.md.
+	Shards int `toml:"shards" json:"shards,omitempty"`
 	// Load holds the other manifest settings given in [run] (drain,
 	// max_in_flight, … — every non-table key of loadgen.Config), copied into
 	// each task's manifest.

@@ -69,6 +69,7 @@ Exit codes: 0 completed, 1 failed, 2 bad flags or manifest, 3 target
 unreachable, 130 interrupted (what was measured so far is still written).`,
 	Flags: []cli.Flag{
 		&cli.StringFlag{Name: "manifest", Usage: "task manifest (JSON `FILE`, a loadgen.Config); outputs default to its directory"},
+		&cli.StringFlag{Name: "shard", Usage: "a sharded task's part: `I/K` (shard I of K), slurm (SLURM_PROCID of the job step) or merge (the shards' summaries, once they ended); see docs/slurm.md"},
 		&cli.StringFlag{Name: "out", Usage: "write summary.json, snapshots.jsonl and metrics.lp into `DIR`"},
 		&cli.BoolFlag{Name: "json", Usage: "print the summary as JSON on stdout"},
 		&cli.BoolFlag{Name: "no-progress", Usage: "no live progress line even on a terminal"},
@@ -208,7 +209,7 @@ func loadgenRun(c *cli.Context) error {
 		debug.SetGCPercent(50)
 	}
 	jsonOut := c.Bool("json")
-	opts := taskrun.Options{Dir: outDir}
+	opts := taskrun.Options{Dir: outDir, Shard: c.String("shard")}
 	var prog *loadProgress
 	if !jsonOut && !c.Bool("no-progress") && isTerminal(c.App.ErrWriter) {
 		prog = &loadProgress{w: c.App.ErrWriter}
@@ -289,12 +290,7 @@ type loadProgress struct {
 func (p *loadProgress) update(pr loadgen.Progress) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	el := pr.Elapsed.Truncate(100 * time.Millisecond)
-	total := "∞"
-	if pr.Total > 0 {
-		total = pr.Total.String()
-	}
-	line := fmt.Sprintf("  %v/%s  %.0f req/s  p99 %v  sent %d  failed %d", el, total, pr.Rate, pr.P99, pr.Offered, pr.Failed)
+	line := pr.Line()
 	pad := ""
 	if n := len(line); n < p.last {
 		pad = strings.Repeat(" ", p.last-n)
