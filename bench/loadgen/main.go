@@ -35,7 +35,7 @@ func main() {
 	serve := flag.String("serve", "", "internal: run the minimal HTTP server on this address")
 	gpuorch := flag.String("gpuorch", "", "gpuorch binary")
 	vegeta := flag.String("vegeta", "", "vegeta binary (empty: skip vegeta)")
-	modes := flag.String("modes", "sweep,cpu,accuracy", "what to run: sweep, cpu, accuracy, rss")
+	modes := flag.String("modes", "sweep,cpu,accuracy", "what to run: sweep, cpu, accuracy, rss, shards")
 	gRates := flag.String("gpuorch-rates", "5000,10000,15000,20000,25000,30000,40000", "open-loop rates for gpuorch (req/s)")
 	vRates := flag.String("vegeta-rates", "2500,5000,7500,10000,15000,20000", "rates for vegeta (req/s)")
 	step := flag.Duration("step", 10*time.Second, "length of each sweep step")
@@ -45,6 +45,9 @@ func main() {
 	accDur := flag.Duration("accuracy-duration", 60*time.Second, "length of the accuracy run")
 	rssRate := flag.Int("rss-rate", 20000, "rate of the long RSS run")
 	rssReqs := flag.Int("rss-requests", 10_000_000, "requests in the long RSS run")
+	shardRate := flag.Int("shard-rate", 8000, "total rate of the shards comparison")
+	shardDur := flag.Duration("shard-duration", 20*time.Second, "length of each run of the shards comparison")
+	shardCounts := flag.String("shard-counts", "1,2,4", "shard counts to compare (1: one unsharded process)")
 	nice := flag.Int("nice", 0, "run the server and both tools at this nice value (e.g. -10 to shield them from other work on a shared machine; negative needs root)")
 	flag.Parse()
 	if *nice != 0 {
@@ -117,6 +120,15 @@ func main() {
 			fmt.Printf("## peak RSS over %d requests (%d/s for %v)\n", *rssReqs, *rssRate, d)
 			g := runGpuorch(*gpuorch, target, *rssRate, d)
 			fmt.Printf("gpuorch: %d requests sent, %d completed, max RSS %d MB, p99 lateness %v, load %s\n\n", g.sent, g.done, g.rssKB/1024, g.lateP99, g.load)
+		case "shards":
+			fmt.Printf("## one schedule (Poisson %d/s, seed 1, %v) as K shards: CPU per request\n", *shardRate, *shardDur)
+			fmt.Println("CPU = user + system of every shard process, the merge excluded; pacer = the busiest thread of a process (its pacer), per request it sent.")
+			fmt.Println("| shards | scheduled (merged) | completed | CPU s | CPU µs/request | pacer µs/request | p99 lateness (merged) | max RSS MB | load avg |")
+			fmt.Println("|---|---|---|---|---|---|---|---|---|")
+			for _, k := range ints(*shardCounts) {
+				runShards(*gpuorch, target, *shardRate, *shardDur, k).print()
+			}
+			fmt.Println()
 		default:
 			log.Fatalf("unknown mode %q", m)
 		}
@@ -375,4 +387,123 @@ func loadavg() string {
 func numCPU() int {
 	b, _ := os.ReadFile("/proc/cpuinfo")
 	return strings.Count(string(b), "processor\t:")
+}
+
+// shardsResult is one run of the shards comparison.
+type shardsResult struct {
+	k                  int
+	offered, completed int64
+	cpu, pacer         time.Duration // all processes; their busiest threads
+	lateP99            time.Duration
+	rssKB              int64
+	load               string
+}
+
+func (r shardsResult) print() {
+	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 / float64(max(r.completed, 1)) }
+	fmt.Printf("| %d | %d | %d | %.2f | %.1f | %.1f | %v | %d | %s |\n", r.k, r.offered, r.completed, r.cpu.Seconds(),
+		per(r.cpu), per(r.pacer), r.lateP99, r.rssKB/1024, r.load)
+}
+
+// runShards sends one Poisson schedule from k processes, each its shard
+// (k = 1: one unsharded process), then merges their summaries
+// (--shard merge/k). Each process's CPU comes from its rusage; its
+// busiest thread's (the pacer's) from /proc, sampled while it runs.
+func runShards(bin, target string, rate int, d time.Duration, k int) shardsResult {
+	freeMemory()
+	dir, _ := os.MkdirTemp("", "shards")
+	defer os.RemoveAll(dir)
+	attempt := fmt.Sprintf("bench-%d-%d", k, time.Now().UnixNano())
+	args := func(extra ...string) []string {
+		return append([]string{"loadgen", "run", "--json", "--no-progress", "--target", target, "--arrival", "poisson",
+			"--rate", strconv.Itoa(rate), "--duration", d.String(), "--timeout", "5s", "--drain", "2s", "--seed", "1", "--out", dir}, extra...)
+	}
+	res := shardsResult{k: k}
+	var cmds []*exec.Cmd
+	var outs []*bytes.Buffer
+	for i := range k {
+		a := args()
+		if k > 1 {
+			a = args("--shard", fmt.Sprintf("%d/%d", i, k))
+		}
+		cmd := exec.Command(bin, a...)
+		cmd.Env = append(os.Environ(), "GPUORCH_SHARD_ATTEMPT="+attempt)
+		out := &bytes.Buffer{}
+		cmd.Stdout, cmd.Stderr = out, os.Stderr
+		if err := cmd.Start(); err != nil {
+			log.Fatal(err)
+		}
+		cmds, outs = append(cmds, cmd), append(outs, out)
+	}
+	busiest := make([]time.Duration, k)
+	done := make(chan struct{})
+	go func() {
+		for {
+			for i, c := range cmds {
+				busiest[i] = max(busiest[i], busiestThread(c.Process.Pid))
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	for _, c := range cmds {
+		if err := c.Wait(); err != nil {
+			log.Printf("shard: %v", err)
+		}
+	}
+	close(done)
+	res.load = loadavg()
+	var pr result
+	for i, c := range cmds {
+		usage(c, &pr)
+		res.cpu += pr.cpu
+		res.rssKB = max(res.rssKB, pr.rssKB)
+		res.pacer += busiest[i]
+	}
+	out := outs[0]
+	if k > 1 {
+		m := exec.Command(bin, args("--shard", fmt.Sprintf("merge/%d", k))...)
+		m.Env = append(os.Environ(), "GPUORCH_SHARD_ATTEMPT="+attempt)
+		b, err := m.Output()
+		if err != nil {
+			log.Printf("merge: %v", err)
+		}
+		out = bytes.NewBuffer(b)
+	}
+	var sum struct {
+		Total struct {
+			Offered, Completed int64
+			Lateness           struct{ P99 time.Duration }
+		}
+	}
+	if err := json.Unmarshal(out.Bytes(), &sum); err != nil {
+		log.Printf("summary: %v", err)
+	}
+	res.offered, res.completed, res.lateP99 = sum.Total.Offered, sum.Total.Completed, sum.Total.Lateness.P99
+	return res
+}
+
+// busiestThread is the CPU time (user + system) of process pid's busiest
+// thread so far, from /proc/pid/task/*/stat.
+func busiestThread(pid int) time.Duration {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	var best time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state … utime(14) stime(15): fields after the last ')'.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		s, _ := strconv.ParseInt(f[12], 10, 64)
+		best = max(best, time.Duration(u+s)*time.Second/100) // clock ticks: USER_HZ = 100
+	}
+	return best
 }
