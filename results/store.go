@@ -33,8 +33,9 @@ func (e *LineError) Unwrap() error { return e.Err }
 // LocalStore reads the local line-protocol store: the metrics.lp and
 // prediction.lp files of its directories, where internal/layout puts them —
 // tasks/<i>/ of an experiment directory, or the directory itself when it is
-// one task's (`gpuorch loadgen run --out DIR`). Nothing else is searched, so
-// a directory that is neither costs one directory read, never a walk. A
+// one task's (`gpuorch loadgen run --out DIR`), and the shards/<s>/ of such
+// a task directory when the task was sharded. Nothing else is searched, so
+// a directory that is neither costs two directory reads, never a walk. A
 // prediction.lp holds only serving_prediction points, so other queries skip
 // it; a serving_prediction query reads a task's metrics.lp only when the
 // task has no prediction.lp (the benchmark copies its prediction into the
@@ -75,6 +76,7 @@ func (s *LocalStore) Files() ([]string, error) {
 			return nil, fmt.Errorf("results directory %s: not a directory", dir)
 		}
 		found := taskFiles(dir)
+		found = append(found, shardFiles(dir)...)
 		tasks := layout.Experiment(dir).Tasks()
 		ents, err := os.ReadDir(tasks)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
@@ -89,6 +91,7 @@ func (s *LocalStore) Files() ([]string, error) {
 		sort.Ints(idx)
 		for _, i := range idx {
 			found = append(found, taskFiles(string(layout.Experiment(dir).Task(i)))...)
+			found = append(found, shardFiles(string(layout.Experiment(dir).Task(i)))...)
 		}
 		files = append(files, found...)
 	}
@@ -112,6 +115,27 @@ func taskFiles(dir string) []string {
 		if _, err := os.Lstat(p); err == nil {
 			out = append(out, p)
 		}
+	}
+	return out
+}
+
+// shardFiles lists the metrics files of a sharded task's shards (task
+// directory dir's shards/<s>/, layout.Task.Shard), in shard order.
+func shardFiles(dir string) []string {
+	ents, err := os.ReadDir(filepath.Join(dir, layout.ShardsDir))
+	if err != nil {
+		return nil
+	}
+	var idx []int
+	for _, e := range ents {
+		if i, ok := taskIndex(e.Name()); ok && e.IsDir() {
+			idx = append(idx, i)
+		}
+	}
+	sort.Ints(idx)
+	var out []string
+	for _, i := range idx {
+		out = append(out, taskFiles(string(layout.Task(dir).Shard(i)))...)
 	}
 	return out
 }

@@ -291,11 +291,13 @@ func TestLocalStoreChecksEveryLine(t *testing.T) {
 }
 
 // TestLocalStoreFollowsTheLayout: the store reads tasks/<i>/ and the
-// directory's own metrics.lp, nothing deeper or elsewhere.
+// directory's own metrics.lp, and the shards/<s>/ of either (a sharded
+// task's shards), nothing deeper or elsewhere.
 func TestLocalStoreFollowsTheLayout(t *testing.T) {
 	dir := t.TempDir()
 	meta := loadgen.Summary{Experiment: "e1", Task: "t", Workload: "poisson", Status: loadgen.StatusCompleted, Started: t0}
-	for _, p := range []string{"tasks/3", "tasks/12", ".", "tasks/3/old", "tasks/x", "tasks/007", "other/tasks/0", "tasks/0/tasks/0"} {
+	for _, p := range []string{"tasks/3", "tasks/12", ".", "tasks/3/old", "tasks/x", "tasks/007", "other/tasks/0", "tasks/0/tasks/0",
+		"tasks/3/shards/1", "tasks/3/shards/0", "shards/2", "tasks/3/shards/x", "tasks/3/shards/start", "tasks/3/shards/0/shards/0"} {
 		m := meta
 		m.Task = p
 		lf, err := OpenLineFile(filepath.Join(dir, p, layout.MetricsFile))
@@ -309,7 +311,9 @@ func TestLocalStoreFollowsTheLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{filepath.Join(dir, layout.MetricsFile), filepath.Join(dir, "tasks/3", layout.MetricsFile), filepath.Join(dir, "tasks/12", layout.MetricsFile)}
+	want := []string{filepath.Join(dir, layout.MetricsFile), filepath.Join(dir, "shards/2", layout.MetricsFile),
+		filepath.Join(dir, "tasks/3", layout.MetricsFile), filepath.Join(dir, "tasks/3/shards/0", layout.MetricsFile),
+		filepath.Join(dir, "tasks/3/shards/1", layout.MetricsFile), filepath.Join(dir, "tasks/12", layout.MetricsFile)}
 	if fmt.Sprint(files) != fmt.Sprint(want) {
 		t.Errorf("files %v\nwant  %v", files, want)
 	}
