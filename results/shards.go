@@ -249,7 +249,7 @@ func mergeGroup(pts []Point) Point {
 	m.Fields["shard_attempt"] = first.Fields["shard_attempt"]
 	m.Fields["shards_merged"] = int64(len(order))
 	if len(statuses) > 0 {
-		if m.Tags[TagBreakdown] == BreakdownTotal || m.Measurement == MeasServingSummary && m.Tags[TagBreakdown] == "" {
+		if m.Tags[TagBreakdown] == BreakdownTotal || (m.Measurement == MeasServingSummary && m.Tags[TagBreakdown] == "") {
 			for i := range count {
 				if _, ok := byShard[strconv.Itoa(i)]; !ok {
 					errs = append(errs, fmt.Sprintf("shard %d of %d wrote no summary: it died or was killed", i, count))

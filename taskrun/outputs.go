@@ -144,8 +144,31 @@ func CopyPrediction(ctx context.Context, dir layout.Task, sink results.Sink) err
 }
 
 // LastSnapshot reads the last complete line of a task's snapshots.jsonl,
-// which a running task appends to every interval.
+// which a running task appends to every interval. For a sharded task it
+// merges its shards' last snapshots when they are of the same interval.
 func LastSnapshot(dir layout.Task) (loadgen.Snapshot, bool) {
+	if snap, ok := lastSnapshot(dir); ok {
+		return snap, true
+	}
+	var snaps []loadgen.Snapshot
+	for s := 0; ; s++ {
+		snap, ok := lastSnapshot(dir.Shard(s))
+		if !ok {
+			break
+		}
+		if len(snaps) > 0 && snap.Interval != snaps[0].Interval {
+			return loadgen.Snapshot{}, false
+		}
+		snaps = append(snaps, snap)
+	}
+	if len(snaps) == 0 {
+		return loadgen.Snapshot{}, false
+	}
+	m, err := loadgen.MergeSnapshots(snaps)
+	return m, err == nil
+}
+
+func lastSnapshot(dir layout.Task) (loadgen.Snapshot, bool) {
 	var snap loadgen.Snapshot
 	// Only the tail is read, so only the file's kind is checked (a named
 	// pipe in its place must not block the progress display).
@@ -154,7 +177,7 @@ func LastSnapshot(dir layout.Task) (loadgen.Snapshot, bool) {
 		return snap, false
 	}
 	defer f.Close()
-	const tail = 16 << 10
+	const tail = 256 << 10 // a shard's lines carry histograms
 	off := max(f.Size()-tail, 0)
 	buf := make([]byte, f.Size()-off)
 	if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {

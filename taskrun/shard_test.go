@@ -250,6 +250,16 @@ func TestShardedTaskInProcess(t *testing.T) {
 	if sum != planned {
 		t.Errorf("shards offered %d in all, planned %d", sum, planned)
 	}
+	// The live view of a sharded task merges its shards' last intervals.
+	last, ok := LastSnapshot(layout.Task(dir))
+	var lastSum int64
+	for i := range 4 {
+		sn, _ := lastSnapshot(layout.Task(dir).Shard(i))
+		lastSum += sn.Offered
+	}
+	if !ok || last.Offered != lastSum || last.Interval != 1 {
+		t.Errorf("last snapshot of the sharded task: %v, interval %d offered %d (shards: %d)", ok, last.Interval, last.Offered, lastSum)
+	}
 	var onDisk loadgen.Summary
 	if err := readJSON(layout.Task(dir).Summary(), &onDisk); err != nil || onDisk.Total.Offered != planned {
 		t.Errorf("summary.json: %v, offered %d", err, onDisk.Total.Offered)
