@@ -260,6 +260,9 @@ func TestShardedTaskInProcess(t *testing.T) {
 	if !ok || last.Offered != lastSum || last.Interval != 1 {
 		t.Errorf("last snapshot of the sharded task: %v, interval %d offered %d (shards: %d)", ok, last.Interval, last.Offered, lastSum)
 	}
+	if _, err := Run(context.Background(), &cfg, w, Options{Shard: "1/4"}); err == nil || !strings.Contains(err.Error(), "give --out DIR") {
+		t.Errorf("a shard without a directory: %v", err)
+	}
 	var onDisk loadgen.Summary
 	if err := readJSON(layout.Task(dir).Summary(), &onDisk); err != nil || onDisk.Total.Offered != planned {
 		t.Errorf("summary.json: %v, offered %d", err, onDisk.Total.Offered)

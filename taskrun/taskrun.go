@@ -91,6 +91,9 @@ func Run(ctx context.Context, cfg *loadgen.Config, w *loadgen.Workload, opts Opt
 	if err != nil {
 		return nil, errkind.Invalid(err)
 	}
+	if (sp.merge || sp.count > 1) && opts.Dir == "" {
+		return nil, errkind.Invalidf("--shard: the shards of a run meet and leave their results in a directory they share: give --out DIR (or --manifest)")
+	}
 	switch {
 	case sp.merge:
 		return mergeShards(cfg, layout.Task(opts.Dir), sp.count)
