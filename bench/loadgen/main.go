@@ -126,7 +126,13 @@ func main() {
 			fmt.Println("| shards | scheduled (merged) | sent | completed | CPU s | CPU µs/request sent | pacer µs/request sent | p99 lateness (merged) | max RSS MB | load avg |")
 			fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
 			for _, k := range ints(*shardCounts) {
-				runShards(*gpuorch, target, *shardRate, *shardDur, k).print()
+				runShards(*gpuorch, target, *shardRate, *shardDur, k, false).print()
+				if k > 1 {
+					// The same processes without sharding: K unrelated
+					// schedules of rate/K. The difference is what sharding
+					// itself costs; the rest is what K processes cost.
+					runShards(*gpuorch, target, *shardRate, *shardDur, k, true).print()
+				}
 			}
 			fmt.Println()
 		default:
@@ -392,6 +398,7 @@ func numCPU() int {
 // shardsResult is one run of the shards comparison.
 type shardsResult struct {
 	k                        int
+	independent              bool
 	offered, sent, completed int64
 	cpu, pacer               time.Duration // all processes; their busiest threads
 	lateP99                  time.Duration
@@ -401,15 +408,20 @@ type shardsResult struct {
 
 func (r shardsResult) print() {
 	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 / float64(max(r.sent, 1)) }
-	fmt.Printf("| %d | %d | %d | %d | %.2f | %.1f | %.1f | %v | %d | %s |\n", r.k, r.offered, r.sent, r.completed, r.cpu.Seconds(),
+	what := strconv.Itoa(r.k)
+	if r.independent {
+		what = fmt.Sprintf("%d unsharded at 1/%d", r.k, r.k)
+	}
+	fmt.Printf("| %s | %d | %d | %d | %.2f | %.1f | %.1f | %v | %d | %s |\n", what, r.offered, r.sent, r.completed, r.cpu.Seconds(),
 		per(r.cpu), per(r.pacer), r.lateP99, r.rssKB/1024, r.load)
 }
 
 // runShards sends one Poisson schedule from k processes, each its shard
 // (k = 1: one unsharded process), then merges their summaries
-// (--shard merge/k). Each process's CPU comes from its rusage; its
-// busiest thread's (the pacer's) from /proc, sampled while it runs.
-func runShards(bin, target string, rate int, d time.Duration, k int) shardsResult {
+// (--shard merge/k); independent runs k unsharded processes of rate/k
+// instead. Each process's CPU comes from its rusage; its busiest thread's
+// (the pacer's) from /proc, sampled while it runs.
+func runShards(bin, target string, rate int, d time.Duration, k int, independent bool) shardsResult {
 	freeMemory()
 	dir, _ := os.MkdirTemp("", "shards")
 	defer os.RemoveAll(dir)
@@ -418,12 +430,15 @@ func runShards(bin, target string, rate int, d time.Duration, k int) shardsResul
 		return append([]string{"loadgen", "run", "--json", "--no-progress", "--target", target, "--arrival", "poisson",
 			"--rate", strconv.Itoa(rate), "--duration", d.String(), "--timeout", "5s", "--drain", "2s", "--seed", "1", "--out", dir}, extra...)
 	}
-	res := shardsResult{k: k}
+	res := shardsResult{k: k, independent: independent}
 	var cmds []*exec.Cmd
 	var outs []*bytes.Buffer
 	for i := range k {
 		a := args()
-		if k > 1 {
+		switch {
+		case independent:
+			a = args("--rate", strconv.Itoa(rate/k), "--seed", strconv.Itoa(i+2), "--out", filepath.Join(dir, strconv.Itoa(i)))
+		case k > 1:
 			a = args("--shard", fmt.Sprintf("%d/%d", i, k))
 		}
 		cmd := exec.Command(bin, a...)
@@ -463,6 +478,25 @@ func runShards(bin, target string, rate int, d time.Duration, k int) shardsResul
 		res.rssKB = max(res.rssKB, pr.rssKB)
 		res.pacer += busiest[i]
 	}
+	type total struct {
+		Total struct {
+			Offered, Sent, Completed int64
+			Lateness                 struct{ P99 time.Duration }
+		}
+	}
+	if independent {
+		for _, o := range outs {
+			var sum total
+			if err := json.Unmarshal(o.Bytes(), &sum); err != nil {
+				log.Printf("summary: %v", err)
+			}
+			res.offered += sum.Total.Offered
+			res.sent += sum.Total.Sent
+			res.completed += sum.Total.Completed
+			res.lateP99 = max(res.lateP99, sum.Total.Lateness.P99) // the worst process's
+		}
+		return res
+	}
 	out := outs[0]
 	if k > 1 {
 		m := exec.Command(bin, args("--shard", fmt.Sprintf("merge/%d", k))...)
@@ -473,12 +507,7 @@ func runShards(bin, target string, rate int, d time.Duration, k int) shardsResul
 		}
 		out = bytes.NewBuffer(b)
 	}
-	var sum struct {
-		Total struct {
-			Offered, Sent, Completed int64
-			Lateness                 struct{ P99 time.Duration }
-		}
-	}
+	var sum total
 	if err := json.Unmarshal(out.Bytes(), &sum); err != nil {
 		log.Printf("summary: %v", err)
 	}
