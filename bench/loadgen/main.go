@@ -126,12 +126,16 @@ func main() {
 			fmt.Println("| shards | scheduled (merged) | sent | completed | CPU s | CPU µs/request sent | pacer µs/request sent | p99 lateness (merged) | max RSS MB | load avg |")
 			fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
 			for _, k := range ints(*shardCounts) {
-				runShards(*gpuorch, target, *shardRate, *shardDur, k, false).print()
+				runShards(*gpuorch, target, *shardRate, *shardDur, k, "").print()
 				if k > 1 {
 					// The same processes without sharding: K unrelated
-					// schedules of rate/K. The difference is what sharding
-					// itself costs; the rest is what K processes cost.
-					runShards(*gpuorch, target, *shardRate, *shardDur, k, true).print()
+					// schedules of rate/K, Poisson, and gamma of shape K —
+					// the arrival process a shard sees (every Kth arrival
+					// of a Poisson stream is Erlang-K). The difference is
+					// what sharding itself costs; the rest is what K
+					// processes, and more regular arrivals, cost.
+					runShards(*gpuorch, target, *shardRate, *shardDur, k, "poisson").print()
+					runShards(*gpuorch, target, *shardRate, *shardDur, k, "gamma").print()
 				}
 			}
 			fmt.Println()
@@ -398,7 +402,7 @@ func numCPU() int {
 // shardsResult is one run of the shards comparison.
 type shardsResult struct {
 	k                        int
-	independent              bool
+	independent              string // "": shards; else K unsharded processes of this arrival kind
 	offered, sent, completed int64
 	cpu, pacer               time.Duration // all processes; their busiest threads
 	lateP99                  time.Duration
@@ -409,8 +413,11 @@ type shardsResult struct {
 func (r shardsResult) print() {
 	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 / float64(max(r.sent, 1)) }
 	what := strconv.Itoa(r.k)
-	if r.independent {
-		what = fmt.Sprintf("%d unsharded at 1/%d", r.k, r.k)
+	switch r.independent {
+	case "poisson":
+		what = fmt.Sprintf("%d unsharded, Poisson at 1/%d", r.k, r.k)
+	case "gamma":
+		what = fmt.Sprintf("%d unsharded, gamma shape %d at 1/%d", r.k, r.k, r.k)
 	}
 	fmt.Printf("| %s | %d | %d | %d | %.2f | %.1f | %.1f | %v | %d | %s |\n", what, r.offered, r.sent, r.completed, r.cpu.Seconds(),
 		per(r.cpu), per(r.pacer), r.lateP99, r.rssKB/1024, r.load)
@@ -418,10 +425,11 @@ func (r shardsResult) print() {
 
 // runShards sends one Poisson schedule from k processes, each its shard
 // (k = 1: one unsharded process), then merges their summaries
-// (--shard merge/k); independent runs k unsharded processes of rate/k
-// instead. Each process's CPU comes from its rusage; its busiest thread's
-// (the pacer's) from /proc, sampled while it runs.
-func runShards(bin, target string, rate int, d time.Duration, k int, independent bool) shardsResult {
+// (--shard merge/k); independent ("poisson", "gamma") runs k unsharded
+// processes of rate/k instead (gamma: of shape k). Each process's CPU comes
+// from its rusage; its busiest thread's (the pacer's) from /proc, sampled
+// while it runs.
+func runShards(bin, target string, rate int, d time.Duration, k int, independent string) shardsResult {
 	freeMemory()
 	dir, _ := os.MkdirTemp("", "shards")
 	defer os.RemoveAll(dir)
@@ -436,7 +444,9 @@ func runShards(bin, target string, rate int, d time.Duration, k int, independent
 	for i := range k {
 		a := args()
 		switch {
-		case independent:
+		case independent == "gamma":
+			a = args("--arrival", "gamma", "--burstiness", strconv.Itoa(k), "--rate", strconv.Itoa(rate/k), "--seed", strconv.Itoa(i+2), "--out", filepath.Join(dir, strconv.Itoa(i)))
+		case independent != "":
 			a = args("--rate", strconv.Itoa(rate/k), "--seed", strconv.Itoa(i+2), "--out", filepath.Join(dir, strconv.Itoa(i)))
 		case k > 1:
 			a = args("--shard", fmt.Sprintf("%d/%d", i, k))
@@ -484,7 +494,7 @@ func runShards(bin, target string, rate int, d time.Duration, k int, independent
 			Lateness                 struct{ P99 time.Duration }
 		}
 	}
-	if independent {
+	if independent != "" {
 		for _, o := range outs {
 			var sum total
 			if err := json.Unmarshal(o.Bytes(), &sum); err != nil {
