@@ -76,6 +76,8 @@ func TestDeploymentSpecErrors(t *testing.T) {
 			3, "deployment.args are the image's arguments"},
 		{"target url given", srv, []string{"target.url=http://127.0.0.1:1"},
 			0, "target.url: a [deployment]'s replicas publish their own addresses"},
+		{"sharded", srv, []string{"run.shards=2"},
+			0, "run.shards and [deployment] together"},
 		{"unknown key", srv + "replica = 2\n", nil,
 			3, `unknown key "deployment.replica" (did you mean "replicas"?)`},
 		{"hysteresis upside down", srv + "[deployment.autoscaling]\nsignal = \"p99\"\nscale_up_at = 1\nscale_down_at = 2\n", nil,
@@ -103,7 +105,7 @@ func TestDeploymentSpecErrors(t *testing.T) {
 			}
 			where := path + ":" + itoa(base+tc.line) + ": "
 			if tc.line == 0 {
-				where = "--set target.url"
+				where = "--set " + strings.SplitN(tc.set[0], "=", 2)[0]
 			}
 			if !strings.HasPrefix(err.Error(), where) || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("err = %q\nwant %q … %q", err, where, tc.want)

@@ -452,6 +452,9 @@ func (d *decoder) validate(s *Spec) error {
 	if s.Run.Shards > 1 && s.Slice != nil {
 		return d.Errorf([]string{"run", "shards"}, "run.shards and [slice] together: a GPU slice is for a model server, the shards of a task are load generators; run the server in its own job")
 	}
+	if s.Run.Shards > 1 && s.Deployment != nil {
+		return d.Errorf([]string{"run", "shards"}, "run.shards and [deployment] together: a deployment's autoscaler judges one load generator's intervals; send the load from one process, or run the replicas as a fixed deployment and shard a task that targets them")
+	}
 	if s.Run.Shards > 1 && s.Slurm.Nodes > 0 && s.Slurm.Nodes != s.Run.Shards {
 		return d.Errorf([]string{"slurm", "nodes"}, "slurm.nodes = %d but run.shards = %d: a sharded task takes one node per shard (leave slurm.nodes out)", s.Slurm.Nodes, s.Run.Shards)
 	}
