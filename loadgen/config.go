@@ -34,8 +34,9 @@ type Config struct {
 	// reached is counted as dropped, never queued (default 20000).
 	MaxInFlight int `json:"max_in_flight,omitempty" toml:"max_in_flight"`
 	// PacerPriority is the scheduling priority the sending thread asks for:
-	// "auto" (default: real-time if allowed, else nice -20, else normal),
-	// "realtime", "nice" or "normal". See docs/loadgen.md.
+	// "auto" (default: real-time if allowed and on two CPUs or more, else
+	// nice -20, else normal), "realtime", "nice" or "normal". See
+	// docs/loadgen.md.
 	PacerPriority string `json:"pacer_priority,omitempty" toml:"pacer_priority"`
 	// Shards runs the workload as this many shards, one process (on its
 	// own node) each, that together send exactly the unsharded schedule

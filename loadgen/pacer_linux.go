@@ -17,6 +17,13 @@ import (
 // server share the cores. Without that privilege (root, CAP_SYS_NICE or
 // RLIMIT_RTPRIO) "auto" tries nice -20, then stays at normal priority.
 //
+// "auto" takes SCHED_FIFO only when the thread may run on two CPUs or more:
+// confined to one (taskset, or a Slurm step of one CPU under task/affinity
+// or cgroups) a real-time pacer takes that CPU from the answer readers and
+// the Go runtime whenever it runs behind, and lateness grew to seconds
+// (p99 1.2–1.7 s at 10,000/s, against 0.08 ms at nice -20 on the same CPU;
+// docs/benchmarks.md). There it asks for nice -20 instead.
+//
 // Either way the priority is set with SCHED_FLAG_RESET_ON_FORK: the Go
 // runtime starts new threads from whichever thread needs one, the pacer's
 // included, and a thread inherits its creator's policy and nice value.
@@ -28,7 +35,7 @@ func raisePacerPriority(mode string) string {
 	if mode == PacerNormal {
 		return PacerNormal
 	}
-	if mode == PacerAuto || mode == PacerRealtime {
+	if mode == PacerRealtime || (mode == PacerAuto && usableCPUs() >= 2) {
 		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 1, Flags: unix.SCHED_FLAG_RESET_ON_FORK}
 		if unix.SchedSetAttr(0, &attr, 0) == nil {
 			return PacerRealtime
@@ -39,4 +46,14 @@ func raisePacerPriority(mode string) string {
 		return PacerNice
 	}
 	return PacerNormal
+}
+
+// usableCPUs is how many CPUs the calling thread may run on (its affinity
+// mask); 0 when that cannot be read.
+func usableCPUs() int {
+	var set unix.CPUSet
+	if unix.SchedGetaffinity(0, &set) != nil {
+		return 0
+	}
+	return set.Count()
 }

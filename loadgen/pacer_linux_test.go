@@ -48,3 +48,33 @@ func TestPacerPriorityResetsOnFork(t *testing.T) {
 		}
 	}
 }
+
+// On one CPU "auto" must not take SCHED_FIFO (a real-time pacer starves the
+// readers and the runtime there); "realtime" still does when asked for.
+func TestPacerAutoOnOneCPU(t *testing.T) {
+	for _, c := range []struct {
+		mode, want string
+	}{
+		{PacerAuto, PacerNice},
+		{PacerRealtime, PacerRealtime},
+	} {
+		got := make(chan string, 1)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+			var one unix.CPUSet
+			one.Set(0)
+			if err := unix.SchedSetaffinity(0, &one); err != nil {
+				got <- "affinity: " + err.Error()
+				return
+			}
+			got <- raisePacerPriority(c.mode)
+		}()
+		g := <-got
+		if g == PacerNormal {
+			t.Skipf("%s: no privilege to raise the priority (not root, no CAP_SYS_NICE)", c.mode)
+		}
+		if g != c.want {
+			t.Errorf("%s on one CPU: %s, want %s", c.mode, g, c.want)
+		}
+	}
+}

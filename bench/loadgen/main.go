@@ -48,6 +48,9 @@ func main() {
 	shardRate := flag.Int("shard-rate", 8000, "total rate of the shards comparison")
 	shardDur := flag.Duration("shard-duration", 20*time.Second, "length of each run of the shards comparison")
 	shardCounts := flag.String("shard-counts", "1,2,4", "shard counts to compare (1: one unsharded process)")
+	serverKind := flag.String("server", "http", "the server under test: http (Go's net/http) or raw (a canned answer over raw TCP: a fraction of net/http's CPU per request, so that on one machine the generator meets its limit before the server does)")
+	flag.StringVar(&toolCPUs, "tool-cpus", "", "run gpuorch and vegeta on these CPUs (taskset -c list, e.g. 0)")
+	flag.StringVar(&serverCPUs, "server-cpus", "", "run the server on these CPUs (taskset -c list, e.g. 1)")
 	nice := flag.Int("nice", 0, "run the server and both tools at this nice value (e.g. -10 to shield them from other work on a shared machine; negative needs root)")
 	flag.Parse()
 	if *nice != 0 {
@@ -57,17 +60,24 @@ func main() {
 		}
 	}
 	if *serve != "" {
+		if *serverKind == "raw" {
+			runRawServer(*serve)
+		}
 		runServer(*serve)
 		return
 	}
 	if *gpuorch == "" {
 		log.Fatal("give -gpuorch BIN (go build -o /tmp/gpuorch ./cmd/gpuorch)")
 	}
-	addr, stop := startServer()
+	addr, stop := startServer(*serverKind)
 	defer stop()
 	target := "http://" + addr + "/"
 	fmt.Printf("# loadgen benchmark %s, %d CPUs, nice %d, load before: %s\n", time.Now().UTC().Format(time.RFC3339), numCPU(), *nice, loadavg())
-	fmt.Printf("server: minimal Go net/http on %s (own process)\n\n", addr)
+	what := "minimal Go net/http"
+	if *serverKind == "raw" {
+		what = "raw TCP, canned HTTP/1.1 answers"
+	}
+	fmt.Printf("server: %s on %s (own process, CPUs %s); tools on CPUs %s\n\n", what, addr, orAll(serverCPUs), orAll(toolCPUs))
 	// A fresh server spends its first second growing its heap and threads;
 	// both tools meet it warm, whichever runs first.
 	runGpuorch(*gpuorch, target, 10000, 3*time.Second)
@@ -188,7 +198,7 @@ func (r result) print() {
 
 func runGpuorch(bin, target string, rate int, d time.Duration) result {
 	freeMemory()
-	cmd := exec.Command(bin, "loadgen", "run", "--json", "--no-progress", "--target", target,
+	cmd := on(toolCPUs, bin, "loadgen", "run", "--json", "--no-progress", "--target", target,
 		"--arrival", "poisson", "--rate", strconv.Itoa(rate), "--duration", d.String(),
 		"--timeout", "5s", "--drain", "2s", "--seed", "1")
 	var out bytes.Buffer
@@ -234,7 +244,7 @@ func runVegeta(bin, target string, rate int, d time.Duration) result {
 	dir, _ := os.MkdirTemp("", "vegeta")
 	defer os.RemoveAll(dir)
 	outFile := filepath.Join(dir, "results.bin")
-	cmd := exec.Command(bin, "attack", "-rate", strconv.Itoa(rate), "-duration", d.String(), "-timeout", "5s", "-output", outFile)
+	cmd := on(toolCPUs, bin, "attack", "-rate", strconv.Itoa(rate), "-duration", d.String(), "-timeout", "5s", "-output", outFile)
 	cmd.Stdin = strings.NewReader("GET " + target + "\n")
 	cmd.Stderr = os.Stderr
 	err := cmd.Run()
@@ -349,7 +359,93 @@ func runServer(addr string) {
 	log.Fatal(srv.ListenAndServe())
 }
 
-func startServer() (string, func()) {
+// CPU lists for taskset (-tool-cpus, -server-cpus); "" leaves a process
+// free to run anywhere.
+var toolCPUs, serverCPUs string
+
+// on is exec.Command(name, args...), confined to cpus when given. taskset
+// execs name in its own process, so the child's pid, rusage and /proc
+// entries are name's.
+func on(cpus, name string, args ...string) *exec.Cmd {
+	if cpus == "" {
+		return exec.Command(name, args...)
+	}
+	return exec.Command("taskset", append([]string{"-c", cpus, name}, args...)...)
+}
+
+func orAll(cpus string) string {
+	if cpus == "" {
+		return "all"
+	}
+	return cpus
+}
+
+// runRawServer answers every HTTP/1.1 request on a kept-alive connection
+// with a canned 200 "ok", reading just enough to find where each request
+// ends (its headers, and a Content-Length body). It is the server under
+// test when the generator's limit, not the server's, is being measured: a
+// few µs of CPU per request where net/http spends about 40.
+func runRawServer(addr string) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	answer := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			log.Fatal(err)
+		}
+		go func() {
+			defer c.Close()
+			buf := make([]byte, 0, 16<<10)
+			var out []byte
+			for {
+				if len(buf) == cap(buf) {
+					return // a request larger than the buffer: not this benchmark's
+				}
+				n, err := c.Read(buf[len(buf):cap(buf)])
+				if err != nil {
+					return
+				}
+				buf = buf[:len(buf)+n]
+				out = out[:0]
+				for {
+					end := bytes.Index(buf, []byte("\r\n\r\n"))
+					if end < 0 {
+						break
+					}
+					need := end + 4 + contentLength(buf[:end])
+					if len(buf) < need {
+						break
+					}
+					out = append(out, answer...)
+					buf = buf[:copy(buf, buf[need:])]
+				}
+				if len(out) > 0 {
+					if _, err := c.Write(out); err != nil {
+						return
+					}
+				}
+			}
+		}()
+	}
+}
+
+// contentLength is the Content-Length of a request's header block (0 when
+// it has none).
+func contentLength(head []byte) int {
+	for _, line := range bytes.Split(head, []byte("\r\n")) {
+		k, v, ok := bytes.Cut(line, []byte(":"))
+		if ok && bytes.EqualFold(bytes.TrimSpace(k), []byte("Content-Length")) {
+			n, _ := strconv.Atoi(string(bytes.TrimSpace(v)))
+			return n
+		}
+	}
+	return 0
+}
+
+func startServer(kind string) (string, func()) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		log.Fatal(err)
@@ -357,7 +453,7 @@ func startServer() (string, func()) {
 	addr := ln.Addr().String()
 	ln.Close()
 	self, _ := os.Executable()
-	cmd := exec.Command(self, "-serve", addr)
+	cmd := on(serverCPUs, self, "-server", kind, "-serve", addr)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		log.Fatal(err)
@@ -451,7 +547,7 @@ func runShards(bin, target string, rate int, d time.Duration, k int, independent
 		case k > 1:
 			a = args("--shard", fmt.Sprintf("%d/%d", i, k))
 		}
-		cmd := exec.Command(bin, a...)
+		cmd := on(toolCPUs, bin, a...)
 		cmd.Env = append(os.Environ(), "GPUORCH_SHARD_ATTEMPT="+attempt)
 		out := &bytes.Buffer{}
 		cmd.Stdout, cmd.Stderr = out, os.Stderr
