@@ -157,7 +157,7 @@ func SlurmJob(plan *Plan, expID, expDir, binary string, indices []int) (*sbatch.
 		sbatch.Cat(sbatch.Var("GPUORCH_EXPERIMENT_DIR"), sbatch.Lit("/tasks/"), sbatch.Var("SLURM_ARRAY_TASK_ID"), sbatch.Lit("/manifest.json"))}
 	j.Body = []sbatch.Line{sbatch.Comment("gpuorch: one array task per sweep point; task i reads tasks/i/manifest.json")}
 	if k := plan.Run.Shards; k > 1 {
-		shardedBody(j, k, task)
+		shardedBody(j, k, sp.CPUsPerTask, task)
 		if _, err := j.Render(); err != nil {
 			return nil, fmt.Errorf("[slurm]: %w", err)
 		}
@@ -183,11 +183,17 @@ func SlurmJob(plan *Plan, expID, expDir, binary string, indices []int) (*sbatch.
 // shards have ended, whatever became of them, the merge of their summaries,
 // whose exit status is the task's. srun keeps the other shards running when
 // one dies (--kill-on-bad-exit=0) and prefixes each output line with the
-// shard's number (--label). See docs/slurm.md.
-func shardedBody(j *sbatch.Job, k int, task []sbatch.Arg) {
+// shard's number (--label). slurm.cpus_per_task is given to srun too: since
+// Slurm 22.05 a step no longer inherits the job's --cpus-per-task, and a
+// shard confined to one CPU cannot pace in real time (docs/loadgen.md).
+func shardedBody(j *sbatch.Job, k, cpus int, task []sbatch.Arg) {
 	n := strconv.Itoa(k)
 	j.Nodes, j.NTasksPerNode = n, 1
-	srun := append(sbatch.Lits("srun", "--nodes="+n, "--ntasks="+n, "--ntasks-per-node=1", "--kill-on-bad-exit=0", "--label"), task...)
+	srun := sbatch.Lits("srun", "--nodes="+n, "--ntasks="+n, "--ntasks-per-node=1")
+	if cpus > 0 {
+		srun = append(srun, sbatch.Lit("--cpus-per-task="+strconv.Itoa(cpus)))
+	}
+	srun = append(append(srun, sbatch.Lits("--kill-on-bad-exit=0", "--label")...), task...)
 	j.Body = []sbatch.Line{
 		sbatch.Comment(fmt.Sprintf("gpuorch: one array task per sweep point, run as %d shards on %d nodes; task i reads tasks/i/manifest.json", k, k)),
 		sbatch.Command(append(srun, sbatch.Lits("--shard", "slurm")...)...),

@@ -49,6 +49,30 @@ func TestSlurmJobShards(t *testing.T) {
 	}
 }
 
+// TestSlurmJobShardsCPUs: slurm.cpus_per_task reaches the job step too (a
+// step no longer inherits it since Slurm 22.05).
+func TestSlurmJobShardsCPUs(t *testing.T) {
+	s := testSpec(t, []string{"ok"}, "10s", 1, "[slurm]\ncpus_per_task = 3\n")
+	s.Run.Shards = 2
+	p, err := s.Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	job, err := SlurmJob(p, "exp-1", t.TempDir(), "/opt/gpuorch", []int{0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, err := job.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"#SBATCH --cpus-per-task=3\n", "\nsrun '--nodes=2' '--ntasks=2' '--ntasks-per-node=1' '--cpus-per-task=3' '--kill-on-bad-exit=0' --label "} {
+		if !strings.Contains(script, want) {
+			t.Errorf("script lacks %q:\n%s", want, script)
+		}
+	}
+}
+
 func TestSlurmJobRender(t *testing.T) {
 	s := testSpec(t, []string{"ok", "ok", "ok", "ok"}, "10s", 1, `[slurm]
 partition = "debug"
