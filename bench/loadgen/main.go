@@ -87,8 +87,8 @@ func main() {
 			fmt.Println("## highest sustained open-loop rate (Poisson for gpuorch, constant for vegeta)")
 			fmt.Println("sustained = completed ≥ 99% of scheduled, no failures, and p99 send lateness ≤ 1 ms.")
 			fmt.Println("vegeta's lateness: each hit's timestamp minus its slot start+seq/rate, start fitted so that no hit is early (a lower bound).")
-			fmt.Println("| tool | offered/s | scheduled | completed/s | completed ÷ scheduled | p99 send lateness | p99 latency (corrected for gpuorch) | failed | CPU s | load avg |")
-			fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
+			fmt.Println("| tool | offered/s | scheduled | completed/s | completed ÷ scheduled | p99 send lateness | p99 latency (corrected for gpuorch) | failed | CPU s | server CPU s | load avg |")
+			fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
 			best, bestRate := map[string]int{}, map[string]int{}
 			note := func(res result) {
 				res.print()
@@ -164,6 +164,7 @@ type result struct {
 	achieved            float64
 	lateP99, latP99     time.Duration
 	cpu                 time.Duration
+	serverCPU           time.Duration // the server's CPU time over the run
 	rssKB               int64
 	load                string
 	ratio               float64 // completed ÷ scheduled
@@ -192,8 +193,8 @@ func (r result) print() {
 	if r.lateKnown {
 		late = r.lateP99.String()
 	}
-	fmt.Printf("| %s | %d | %d | %.0f | %.1f%% | %s | %v | %d | %.1f | %s |\n", r.tool, r.rate, r.offered, r.achieved,
-		100*r.ratio, late, r.latP99, r.errors, r.cpu.Seconds(), r.load)
+	fmt.Printf("| %s | %d | %d | %.0f | %.1f%% | %s | %v | %d | %.1f | %.1f | %s |\n", r.tool, r.rate, r.offered, r.achieved,
+		100*r.ratio, late, r.latP99, r.errors, r.cpu.Seconds(), r.serverCPU.Seconds(), r.load)
 }
 
 func runGpuorch(bin, target string, rate int, d time.Duration) result {
@@ -204,8 +205,9 @@ func runGpuorch(bin, target string, rate int, d time.Duration) result {
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = os.Stderr
+	srv0 := procCPU(serverPid)
 	err := cmd.Run()
-	res := result{tool: "gpuorch", rate: rate, load: loadavg(), lateKnown: true}
+	res := result{tool: "gpuorch", rate: rate, load: loadavg(), lateKnown: true, serverCPU: procCPU(serverPid) - srv0}
 	usage(cmd, &res)
 	if err != nil {
 		log.Printf("gpuorch at %d/s: %v", rate, err)
@@ -247,8 +249,9 @@ func runVegeta(bin, target string, rate int, d time.Duration) result {
 	cmd := on(toolCPUs, bin, "attack", "-rate", strconv.Itoa(rate), "-duration", d.String(), "-timeout", "5s", "-output", outFile)
 	cmd.Stdin = strings.NewReader("GET " + target + "\n")
 	cmd.Stderr = os.Stderr
+	srv0 := procCPU(serverPid)
 	err := cmd.Run()
-	res := result{tool: "vegeta", rate: rate, load: loadavg(), lateKnown: true}
+	res := result{tool: "vegeta", rate: rate, load: loadavg(), lateKnown: true, serverCPU: procCPU(serverPid) - srv0}
 	usage(cmd, &res)
 	if err != nil {
 		log.Printf("vegeta at %d/s: %v", rate, err)
@@ -465,6 +468,7 @@ func startServer(kind string) (string, func()) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	serverPid = cmd.Process.Pid
 	return addr, func() { cmd.Process.Kill(); cmd.Wait() }
 }
 
@@ -621,24 +625,36 @@ func runShards(bin, target string, rate int, d time.Duration, k int, independent
 	return res
 }
 
+// serverPid is the server's process, for its CPU time (procCPU).
+var serverPid int
+
+// procCPU is the CPU time (user + system) of process pid so far.
+func procCPU(pid int) time.Duration { return statCPU(fmt.Sprintf("/proc/%d/stat", pid)) }
+
+// statCPU reads utime + stime from a /proc stat file (a process's or a
+// thread's); 0 when it cannot.
+func statCPU(path string) time.Duration {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	// pid (comm) state … utime(14) stime(15): fields after the last ')'.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+st) * time.Second / 100 // clock ticks: USER_HZ = 100
+}
+
 // busiestThread is the CPU time (user + system) of process pid's busiest
 // thread so far, from /proc/pid/task/*/stat.
 func busiestThread(pid int) time.Duration {
 	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
 	var best time.Duration
 	for _, t := range tasks {
-		b, err := os.ReadFile(t)
-		if err != nil {
-			continue
-		}
-		// pid (comm) state … utime(14) stime(15): fields after the last ')'.
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-		if len(f) < 13 {
-			continue
-		}
-		u, _ := strconv.ParseInt(f[11], 10, 64)
-		s, _ := strconv.ParseInt(f[12], 10, 64)
-		best = max(best, time.Duration(u+s)*time.Second/100) // clock ticks: USER_HZ = 100
+		best = max(best, statCPU(t))
 	}
 	return best
 }
