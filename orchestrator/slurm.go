@@ -157,7 +157,7 @@ func SlurmJob(plan *Plan, expID, expDir, binary string, indices []int) (*sbatch.
 		sbatch.Cat(sbatch.Var("GPUORCH_EXPERIMENT_DIR"), sbatch.Lit("/tasks/"), sbatch.Var("SLURM_ARRAY_TASK_ID"), sbatch.Lit("/manifest.json"))}
 	j.Body = []sbatch.Line{sbatch.Comment("gpuorch: one array task per sweep point; task i reads tasks/i/manifest.json")}
 	if k := plan.Run.Shards; k > 1 {
-		shardedBody(j, k, sp.CPUsPerTask, task)
+		shardedBody(j, k, max(plan.Run.ShardsPerNode, 1), sp.CPUsPerTask, task)
 		if _, err := j.Render(); err != nil {
 			return nil, fmt.Errorf("[slurm]: %w", err)
 		}
@@ -177,8 +177,9 @@ func SlurmJob(plan *Plan, expID, expDir, binary string, indices []int) (*sbatch.
 	return j, nil
 }
 
-// shardedBody makes each array task of j one sharded task: k nodes, and one
-// job step of k tasks, one per node (srun), each running its shard of the
+// shardedBody makes each array task of j one sharded task: ceil(k/perNode)
+// nodes, and one job step of k tasks, perNode per node (srun), each running
+// its shard of the
 // task (--shard slurm: SLURM_PROCID of k); then, in the batch step once all
 // shards have ended, whatever became of them, the merge of their summaries,
 // whose exit status is the task's. srun keeps the other shards running when
@@ -186,16 +187,16 @@ func SlurmJob(plan *Plan, expID, expDir, binary string, indices []int) (*sbatch.
 // shard's number (--label). slurm.cpus_per_task is given to srun too: since
 // Slurm 22.05 a step no longer inherits the job's --cpus-per-task, and a
 // shard confined to one CPU cannot pace in real time (docs/loadgen.md).
-func shardedBody(j *sbatch.Job, k, cpus int, task []sbatch.Arg) {
-	n := strconv.Itoa(k)
-	j.Nodes, j.NTasksPerNode = n, 1
-	srun := sbatch.Lits("srun", "--nodes="+n, "--ntasks="+n, "--ntasks-per-node=1")
+func shardedBody(j *sbatch.Job, k, perNode, cpus int, task []sbatch.Arg) {
+	nodes := strconv.Itoa((k + perNode - 1) / perNode)
+	j.Nodes, j.NTasksPerNode = nodes, perNode
+	srun := sbatch.Lits("srun", "--nodes="+nodes, "--ntasks="+strconv.Itoa(k), "--ntasks-per-node="+strconv.Itoa(perNode))
 	if cpus > 0 {
 		srun = append(srun, sbatch.Lit("--cpus-per-task="+strconv.Itoa(cpus)))
 	}
 	srun = append(append(srun, sbatch.Lits("--kill-on-bad-exit=0", "--label")...), task...)
 	j.Body = []sbatch.Line{
-		sbatch.Comment(fmt.Sprintf("gpuorch: one array task per sweep point, run as %d shards on %d nodes; task i reads tasks/i/manifest.json", k, k)),
+		sbatch.Comment(fmt.Sprintf("gpuorch: one array task per sweep point, run as %d shards on %s nodes; task i reads tasks/i/manifest.json", k, nodes)),
 		sbatch.Command(append(srun, sbatch.Lits("--shard", "slurm")...)...),
 		sbatch.Comment("gpuorch: merge the shards' summaries; the task fails naming any shard that did not complete"),
 		sbatch.Exec(append(task[:len(task):len(task)], sbatch.Lits("--shard", "merge")...)...),

@@ -407,3 +407,27 @@ func TestSlurmTimeout(t *testing.T) {
 		t.Errorf("retry indices %v", idx)
 	}
 }
+
+// TestSlurmJobShardsPerNode: run.shards_per_node packs shards onto fewer
+// nodes: 5 shards at 2 per node take 3 nodes.
+func TestSlurmJobShardsPerNode(t *testing.T) {
+	s := testSpec(t, []string{"ok"}, "10s", 1, "")
+	s.Run.Shards, s.Run.ShardsPerNode = 5, 2
+	p, err := s.Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	job, err := SlurmJob(p, "exp-1", t.TempDir(), "/opt/gpuorch", []int{0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, err := job.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"#SBATCH --nodes=3\n", "#SBATCH --ntasks-per-node=2\n", "\nsrun '--nodes=3' '--ntasks=5' '--ntasks-per-node=2' '--kill-on-bad-exit=0' --label "} {
+		if !strings.Contains(script, want) {
+			t.Errorf("script lacks %q:\n%s", want, script)
+		}
+	}
+}

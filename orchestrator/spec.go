@@ -234,7 +234,7 @@ func manifestRunKeys() []string {
 		f := t.Field(i)
 		name := tomlstrict.KeyName(f)
 		switch name {
-		case "", "-", "experiment", "task", "tags", "shards": // shards: RunSpec's own
+		case "", "-", "experiment", "task", "tags", "shards", "shards_per_node": // RunSpec's own
 			continue
 		}
 		ft := f.Type
@@ -293,8 +293,9 @@ func (d *decoder) sweep(sw any) ([]SweepParam, error) {
 			if r, ok := strings.CutPrefix(k, "run."); ok && contains(manifestRunKeys(), r) {
 				k = r
 			}
-			if k == "shards" || k == "run.shards" {
-				return nil, d.Errorf(e.file, "run.shards cannot be swept: every task of an experiment runs as the same number of shards (one Slurm job shape); make one experiment per shard count")
+			switch k {
+			case "shards", "run.shards", "run.shards_per_node":
+				return nil, d.Errorf(e.file, "run.%s cannot be swept: every task of an experiment runs as the same number of shards (one Slurm job shape); make one experiment per shard count", strings.TrimPrefix(k, "run."))
 			}
 			if !sweepable(k) {
 				return nil, d.Errorf(e.file, "sweep key %q: only keys of target, workload and slo, and the manifest settings of [run] (%s) can be swept", k, strings.Join(manifestRunKeys(), ", "))
@@ -455,8 +456,11 @@ func (d *decoder) validate(s *Spec) error {
 	if s.Run.Shards > 1 && s.Deployment != nil {
 		return d.Errorf([]string{"run", "shards"}, "run.shards and [deployment] together: a deployment's autoscaler judges one load generator's intervals; send the load from one process, or run the replicas as a fixed deployment and shard a task that targets them")
 	}
-	if s.Run.Shards > 1 && s.Slurm.Nodes > 0 && s.Slurm.Nodes != s.Run.Shards {
-		return d.Errorf([]string{"slurm", "nodes"}, "slurm.nodes = %d but run.shards = %d: a sharded task takes one node per shard (leave slurm.nodes out)", s.Slurm.Nodes, s.Run.Shards)
+	if s.Run.ShardsPerNode > 1 && s.Run.ShardsPerNode > s.Run.Shards {
+		return d.Errorf([]string{"run", "shards_per_node"}, "run.shards_per_node = %d but run.shards = %d: want at most as many shards per node as shards", s.Run.ShardsPerNode, max(s.Run.Shards, 1))
+	}
+	if n := s.Run.ShardNodes(); s.Run.Shards > 1 && s.Slurm.Nodes > 0 && s.Slurm.Nodes != n {
+		return d.Errorf([]string{"slurm", "nodes"}, "slurm.nodes = %d but run.shards = %d at run.shards_per_node = %d take %d nodes (leave slurm.nodes out)", s.Slurm.Nodes, s.Run.Shards, max(s.Run.ShardsPerNode, 1), n)
 	}
 	if s.Output.InfluxDB != nil && s.Output.InfluxDB.URL == "" {
 		return d.Errorf([]string{"output", "influxdb"}, `missing required key "output.influxdb.url"`)
@@ -505,6 +509,7 @@ var specLimits = []specLimit{
 	{key: "run.parallel", min: 1, max: MaxParallel, zero: "1", get: func(s *Spec) float64 { return float64(s.Run.Parallel) }},
 	{key: "run.task_timeout", min: float64(time.Millisecond), max: float64(MaxTaskTimeout), duration: true, zero: "none", get: func(s *Spec) float64 { return float64(s.Run.TaskTimeout) }},
 	{key: "run.shards", min: 1, max: loadgen.MaxShards, zero: "one process per task", get: func(s *Spec) float64 { return float64(s.Run.Shards) }},
+	{key: "run.shards_per_node", min: 1, max: loadgen.MaxShards, zero: "one shard per node", get: func(s *Spec) float64 { return float64(s.Run.ShardsPerNode) }},
 	{key: "slurm.throttle", min: 1, max: MaxTasks, zero: "none", get: func(s *Spec) float64 { return float64(s.Slurm.Throttle) }},
 	{key: "slurm.nodes", min: 1, max: MaxSlurmNodes, zero: "Slurm's default", get: func(s *Spec) float64 { return float64(s.Slurm.Nodes) }},
 	{key: "slurm.cpus_per_task", min: 1, max: MaxSlurmCPUs, zero: "Slurm's default", get: func(s *Spec) float64 { return float64(s.Slurm.CPUsPerTask) }},

@@ -65,10 +65,22 @@ type RunSpec struct {
 	// Slurm executor gives each task this many nodes and one job step;
 	// the local executor runs this many processes. See docs/slurm.md.
 	Shards int `toml:"shards" json:"shards,omitempty"`
+	// ShardsPerNode puts this many shards on each node (default 1): one
+	// shard's pacer is one thread, so a node with many cores carries more
+	// load as several shards. The task takes ceil(Shards/ShardsPerNode)
+	// nodes.
+	ShardsPerNode int `toml:"shards_per_node" json:"shards_per_node,omitempty"`
 	// Load holds the other manifest settings given in [run] (drain,
 	// max_in_flight, … — every non-table key of loadgen.Config), copied into
 	// each task's manifest.
 	Load map[string]any `toml:"-" json:"load,omitempty"`
+}
+
+// ShardNodes is how many nodes a sharded task takes: ceil(Shards /
+// ShardsPerNode).
+func (r RunSpec) ShardNodes() int {
+	per := max(r.ShardsPerNode, 1)
+	return (r.Shards + per - 1) / per
 }
 
 // SlurmSpec is the [slurm] table, read by the Slurm executor. Every value is

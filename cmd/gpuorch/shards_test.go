@@ -235,9 +235,10 @@ func TestShardedTaskOnSlurm(t *testing.T) {
 		}
 	}
 
-	// Again, and kill shard 2 once all four have started.
+	// Again, two shards to a node (run.shards_per_node), and kill shard 2
+	// once all four have started.
 	write("12s")
-	out, errOut, code = e.run(nil, "run", "--executor", "slurm", "--binary", self, e.spec)
+	out, errOut, code = e.run(nil, "run", "--executor", "slurm", "--binary", self, "--set", "run.shards_per_node=2", e.spec)
 	id = strings.TrimSpace(out)
 	if code != 0 {
 		t.Fatalf("submit: exit %d\n%s", code, errOut)
@@ -263,6 +264,17 @@ func TestShardedTaskOnSlurm(t *testing.T) {
 			t.Fatalf("the shards never all got ready:\n%s", readFile(task.Log()))
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	hosts := map[string]bool{}
+	for sh := range 4 {
+		var r struct{ Host string }
+		ready, _ := filepath.Glob(filepath.Join(string(task), "shards", "start", "*", fmt.Sprintf("%d.ready.json", sh)))
+		if len(ready) == 1 && json.Unmarshal([]byte(readFile(ready[0])), &r) == nil {
+			hosts[r.Host] = true
+		}
+	}
+	if len(hosts) != 2 {
+		t.Errorf("4 shards at 2 per node ran on %v, want 2 nodes", hosts)
 	}
 	time.Sleep(5 * time.Second) // the start margin, then some of the run
 	if err := syscall.Kill(victim.PID, syscall.SIGKILL); err != nil {
