@@ -54,18 +54,7 @@ func TestSlurmJobShards(t *testing.T) {
 func TestSlurmJobShardsCPUs(t *testing.T) {
 	s := testSpec(t, []string{"ok"}, "10s", 1, "[slurm]\ncpus_per_task = 3\n")
 	s.Run.Shards = 2
-	p, err := s.Plan()
-	if err != nil {
-		t.Fatal(err)
-	}
-	job, err := SlurmJob(p, "exp-1", t.TempDir(), "/opt/gpuorch", []int{0})
-	if err != nil {
-		t.Fatal(err)
-	}
-	script, err := job.Render()
-	if err != nil {
-		t.Fatal(err)
-	}
+	script := renderTask0(t, s)
 	for _, want := range []string{"#SBATCH --cpus-per-task=3\n", "\nsrun '--nodes=2' '--ntasks=2' '--ntasks-per-node=1' '--cpus-per-task=3' '--kill-on-bad-exit=0' --label "} {
 		if !strings.Contains(script, want) {
 			t.Errorf("script lacks %q:\n%s", want, script)
@@ -413,6 +402,17 @@ func TestSlurmTimeout(t *testing.T) {
 func TestSlurmJobShardsPerNode(t *testing.T) {
 	s := testSpec(t, []string{"ok"}, "10s", 1, "")
 	s.Run.Shards, s.Run.ShardsPerNode = 5, 2
+	script := renderTask0(t, s)
+	for _, want := range []string{"#SBATCH --nodes=3\n", "#SBATCH --ntasks-per-node=2\n", "\nsrun '--nodes=3' '--ntasks=5' '--ntasks-per-node=2' '--kill-on-bad-exit=0' --label "} {
+		if !strings.Contains(script, want) {
+			t.Errorf("script lacks %q:\n%s", want, script)
+		}
+	}
+}
+
+// renderTask0 is the Slurm script of s's plan for its task 0.
+func renderTask0(t *testing.T, s *Spec) string {
+	t.Helper()
 	p, err := s.Plan()
 	if err != nil {
 		t.Fatal(err)
@@ -425,9 +425,5 @@ func TestSlurmJobShardsPerNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"#SBATCH --nodes=3\n", "#SBATCH --ntasks-per-node=2\n", "\nsrun '--nodes=3' '--ntasks=5' '--ntasks-per-node=2' '--kill-on-bad-exit=0' --label "} {
-		if !strings.Contains(script, want) {
-			t.Errorf("script lacks %q:\n%s", want, script)
-		}
-	}
+	return script
 }

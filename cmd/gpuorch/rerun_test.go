@@ -24,18 +24,7 @@ import (
 // server running in the test.
 func realTaskEnv(t *testing.T, duration string) *cliEnv {
 	t.Helper()
-	srv, err := simserver.New(simserver.Config{DNN: []simserver.DNNModel{{Name: "m", Copies: 1}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
+	url := startSimServer(t, simserver.Config{DNN: []simserver.DNNModel{{Name: "m", Copies: 1}}})
 
 	e := newCLIEnv(t)
 	e.fake = gpuorchBinary(t)
@@ -43,7 +32,7 @@ func realTaskEnv(t *testing.T, duration string) *cliEnv {
 	spec := `[experiment]
 name = "rerun"
 [target]
-url = "http://` + ln.Addr().String() + `"
+url = "` + url + `"
 protocol = "kserve"
 models = ["m-0"]
 timeout = "2s"
@@ -240,4 +229,23 @@ func TestKilledRunTaskThatFinishedIsNotRerun(t *testing.T) {
 	if st := e2.state(id); st.State != orchestrator.ExpCompleted || st.Tasks[0].Attempts != 2 {
 		t.Errorf("after resume: %s, task 0 attempts %d; want completed, task 0 run again", st.State, st.Tasks[0].Attempts)
 	}
+}
+
+// startSimServer serves a sim-server of cfg in the test process until the
+// test ends, and returns its URL.
+func startSimServer(t *testing.T, cfg simserver.Config) string {
+	t.Helper()
+	srv, err := simserver.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return "http://" + ln.Addr().String()
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -50,22 +49,29 @@ url = "%s"
 bucket = "%s"
 `
 
-// startSimServer serves a sim-server in the test process.
-func startSimServer(t *testing.T) string {
+// shardsServer is the sim-server the sharded tasks load.
+func shardsServer(t *testing.T) string {
+	return startSimServer(t, simserver.Config{DNN: []simserver.DNNModel{{Name: "resnet50_v2", Copies: 1, B1: simserver.Duration(2 * time.Millisecond)}}})
+}
+
+// unshardedPlan is how many arrivals task's workload schedules when it runs
+// unsharded, from its manifest and seed.
+func unshardedPlan(t *testing.T, task layout.Task) int64 {
 	t.Helper()
-	srv, err := simserver.New(simserver.Config{DNN: []simserver.DNNModel{{Name: "resnet50_v2", Copies: 1, B1: simserver.Duration(2 * time.Millisecond)}}})
+	cfg, err := taskrun.ReadManifest(task.Manifest())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	cfg.Shards = 0
+	w, err := loadgen.BuildWorkload(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return "http://" + ln.Addr().String()
+	st, err := loadgen.Plan(context.Background(), w, cfg.Duration.D(), nil, func(loadgen.Arrival) bool { return true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Arrivals
 }
 
 // influxDatabase creates a database on the shared InfluxDB for the test.
@@ -137,7 +143,7 @@ func TestShardedTaskOnSlurm(t *testing.T) {
 	testgate.Slurm(t)
 	influxURL := testgate.InfluxDB(t)
 	t.Parallel()
-	target := startSimServer(t)
+	target := shardsServer(t)
 	db := influxDatabase(t, influxURL)
 	e := newCLIEnv(t)
 	self, err := filepath.Abs(os.Args[0])
@@ -168,20 +174,7 @@ func TestShardedTaskOnSlurm(t *testing.T) {
 	}
 
 	// The unsharded plan for the same seed.
-	cfg, err := taskrun.ReadManifest(task.Manifest())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Shards = 0
-	w, err := loadgen.BuildWorkload(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := loadgen.Plan(context.Background(), w, cfg.Duration.D(), nil, func(loadgen.Arrival) bool { return true })
-	if err != nil {
-		t.Fatal(err)
-	}
-	planned := st.Arrivals
+	planned := unshardedPlan(t, task)
 
 	var merged loadgen.Summary
 	if err := json.Unmarshal([]byte(readFile(task.Summary())), &merged); err != nil {
@@ -308,7 +301,7 @@ func TestShardedTaskOnSlurm(t *testing.T) {
 // labelled), then the merge — and review merges their points.
 func TestShardedTaskLocal(t *testing.T) {
 	t.Parallel()
-	target := startSimServer(t)
+	target := shardsServer(t)
 	e := newCLIEnv(t)
 	spec := strings.Replace(fmt.Sprintf(shardSpec, target, "2s", "", ""), "[output.influxdb]\nurl = \"\"\nbucket = \"\"\n", "", 1)
 	spec = strings.Replace(spec, "shards = 4", "shards = 3", 1)
@@ -329,20 +322,7 @@ func TestShardedTaskLocal(t *testing.T) {
 		t.Fatal(err)
 	}
 	task := layout.Experiment(exp.Dir).Task(0)
-	cfg, err := taskrun.ReadManifest(task.Manifest())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Shards = 0
-	w, err := loadgen.BuildWorkload(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := loadgen.Plan(context.Background(), w, cfg.Duration.D(), nil, func(loadgen.Arrival) bool { return true })
-	if err != nil {
-		t.Fatal(err)
-	}
-	planned := st.Arrivals
+	planned := unshardedPlan(t, task)
 	log := readFile(task.Log())
 	for s := range 3 {
 		if !strings.Contains(log, fmt.Sprintf("\n%d: completed", s)) && !strings.HasPrefix(log, fmt.Sprintf("%d: completed", s)) {
