@@ -61,8 +61,19 @@ func TestPacerAutoOnOneCPU(t *testing.T) {
 		got := make(chan string, 1)
 		go func() {
 			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-			var one unix.CPUSet
-			one.Set(0)
+			// One CPU of those the thread may use (CPU 0 may not be one:
+			// a container's cpuset).
+			var all, one unix.CPUSet
+			if err := unix.SchedGetaffinity(0, &all); err != nil {
+				got <- "affinity: " + err.Error()
+				return
+			}
+			for cpu := range 1024 {
+				if all.IsSet(cpu) {
+					one.Set(cpu)
+					break
+				}
+			}
 			if err := unix.SchedSetaffinity(0, &one); err != nil {
 				got <- "affinity: " + err.Error()
 				return
