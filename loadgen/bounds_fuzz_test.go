@@ -3,13 +3,13 @@ package loadgen_test
 import (
 	"context"
 	"errors"
-	"net"
 	"testing"
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/errkind"
 	"github.com/gpuorch/gpuorch/loadgen"
 	"github.com/gpuorch/gpuorch/loadgen/simserver"
+	"github.com/gpuorch/gpuorch/loadgen/simserver/simtest"
 )
 
 // FuzzBounds drives Check, a plan and a short run against the simulated
@@ -19,19 +19,7 @@ import (
 // the request timeout + 1 s), and the pacer's overrun, plus slack for
 // starting up and calibrating.
 func FuzzBounds(f *testing.F) {
-	srv, err := simserver.New(simserver.Config{DNN: []simserver.DNNModel{{Name: "m"}}})
-	if err != nil {
-		f.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	f.Cleanup(func() { cancel(); <-done })
-	url := "http://" + ln.Addr().String()
+	url := simtest.Start(f, simserver.Config{DNN: []simserver.DNNModel{{Name: "m"}}})
 
 	// arrival (mod 4: poisson, fixed, gamma, closed), rate, duration (ns),
 	// concurrency, burstiness, max_requests, interval (ns), slo factor,

@@ -3,13 +3,13 @@ package loadgen_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gpuorch/gpuorch/loadgen"
 	"github.com/gpuorch/gpuorch/loadgen/simserver"
+	"github.com/gpuorch/gpuorch/loadgen/simserver/simtest"
 )
 
 // TestSLOExp1AgainstSimServer runs slo-exp-1 over 1,000 model copies on the
@@ -17,22 +17,11 @@ import (
 // and the per-step breakdown must come out of a real run.
 func TestSLOExp1AgainstSimServer(t *testing.T) {
 	const copies = 1000
-	srv, err := simserver.New(simserver.Config{DNN: []simserver.DNNModel{{Name: "resnet50_v2", Copies: copies}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	defer func() { cancel(); <-done }()
+	url := simtest.Start(t, simserver.Config{DNN: []simserver.DNNModel{{Name: "resnet50_v2", Copies: copies}}})
 
 	cfg := &loadgen.Config{
 		Seed: 1, Interval: loadgen.Duration(250 * time.Millisecond),
-		Target: loadgen.TargetConfig{URL: "http://" + ln.Addr().String(), Protocol: "kserve", Timeout: loadgen.Duration(2 * time.Second)},
+		Target: loadgen.TargetConfig{URL: url, Protocol: "kserve", Timeout: loadgen.Duration(2 * time.Second)},
 		// 1000 copies at 400 r/s in total; factor 2, 4, 8 for 0.5 s each, then the run ends at 1.5 s.
 		Workload: loadgen.WorkloadConfig{Arrival: "slo-exp-1", Args: []string{"resnet50_v2", fmt.Sprint(copies), "poisson", "400", "2", "8", "2", "mul", "0.5"}},
 	}

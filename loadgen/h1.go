@@ -10,9 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -30,11 +28,7 @@ type h1Client struct {
 	dialer  net.Dialer
 
 	slots chan struct{} // one per connection in use or being dialled
-
-	mu      sync.Mutex
-	idle    []*h1Conn
-	all     map[*h1Conn]struct{}
-	aborted bool
+	conns keepAlive[*h1Conn]
 }
 
 type h1Conn struct {
@@ -42,6 +36,8 @@ type h1Conn struct {
 	br  *bufio.Reader
 	buf []byte // request scratch
 }
+
+func (c *h1Conn) netConn() net.Conn { return c.c }
 
 var (
 	errConnReset  error = syscall.ECONNRESET
@@ -54,7 +50,7 @@ func newH1Client(u *url.URL, timeout time.Duration) *h1Client {
 		host = net.JoinHostPort(u.Hostname(), "80")
 	}
 	return &h1Client{addr: host, timeout: timeout, dialer: net.Dialer{Timeout: 5 * time.Second},
-		all: map[*h1Conn]struct{}{}, slots: make(chan struct{}, DefaultMaxConnections)}
+		slots: make(chan struct{}, DefaultMaxConnections)}
 }
 
 // setMaxConns sets the connection cap; call before the first request.
@@ -129,64 +125,28 @@ func (h *h1Client) get(ctx context.Context, deadline time.Time) (*h1Conn, bool, 
 }
 
 func (h *h1Client) getSlot(ctx context.Context) (*h1Conn, bool, error) {
-	h.mu.Lock()
-	if h.aborted {
-		h.mu.Unlock()
-		return nil, false, errAborted
+	if c, ok, err := h.conns.takeIdle(); ok || err != nil {
+		return c, ok, err
 	}
-	if n := len(h.idle); n > 0 {
-		c := h.idle[n-1]
-		h.idle = h.idle[:n-1]
-		h.mu.Unlock()
-		return c, true, nil
-	}
-	h.mu.Unlock()
 	nc, err := h.dialer.DialContext(ctx, "tcp", h.addr)
 	if err != nil {
 		return nil, false, err
 	}
 	c := &h1Conn{c: nc, br: bufio.NewReaderSize(nc, 4096), buf: make([]byte, 0, 1024)}
-	h.mu.Lock()
-	if h.aborted {
-		h.mu.Unlock()
-		nc.Close()
-		return nil, false, errAborted
+	if err := h.conns.add(c); err != nil {
+		return nil, false, err
 	}
-	h.all[c] = struct{}{}
-	h.mu.Unlock()
 	return c, false, nil
 }
 
 func (h *h1Client) put(c *h1Conn, keep bool) {
-	h.mu.Lock()
-	if keep && !h.aborted {
-		h.idle = append(h.idle, c)
-		h.mu.Unlock()
-		<-h.slots
-		return
-	}
-	delete(h.all, c)
-	h.mu.Unlock()
-	c.c.Close()
+	h.conns.put(c, keep)
 	<-h.slots
 }
 
 // abort makes every request in flight fail at once and closes all
 // connections (end of run).
-func (h *h1Client) abort() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.aborted = true
-	past := time.Unix(1, 0)
-	for c := range h.all {
-		_ = c.c.SetDeadline(past)
-	}
-	for _, c := range h.idle {
-		c.c.Close()
-		delete(h.all, c)
-	}
-	h.idle = nil
-}
+func (h *h1Client) abort() { h.conns.abort() }
 
 // h1Response is what the load generator needs from an answer.
 type h1Response struct {
@@ -226,16 +186,7 @@ func (h *h1Client) do(ctx context.Context, req *reqTemplate, res *Result, clock 
 			if reused && !gotAny && attempt == 0 && isStaleConnErr(err) {
 				continue
 			}
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				h.mu.Lock()
-				ab := h.aborted
-				h.mu.Unlock()
-				if ab {
-					return resp, errAborted
-				}
-				return resp, context.DeadlineExceeded
-			}
-			return resp, err
+			return resp, h.conns.failed(err)
 		}
 		h.put(c, keep)
 		return resp, nil
@@ -257,67 +208,21 @@ func readH1Response(br *bufio.Reader, head bool) (resp h1Response, keep, gotAny 
 			return resp, false, len(line) > 0, err
 		}
 		gotAny = true
-		// "HTTP/1.1 200 OK"
-		if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
-			return resp, false, true, fmt.Errorf("malformed status line %.40q", line)
-		}
-		code := 0
-		for _, d := range line[9:12] {
-			if d < '0' || d > '9' {
-				return resp, false, true, fmt.Errorf("malformed status line %.40q", line)
-			}
-			code = code*10 + int(d-'0')
-		}
-		if code < 100 || (len(line) > 12 && line[12] != ' ') {
-			return resp, false, true, fmt.Errorf("malformed status line %.40q", line)
-		}
-		http10 := line[7] == '0'
+		code, hd, err := readH1Head(line, func() ([]byte, error) { return readH1Line(br) })
 		resp.status = code
-		keep = !http10
-		clen := int64(-1)
-		chunked := false
-		for {
-			hl, err := readH1Line(br)
-			if err != nil {
-				return resp, false, true, err
-			}
-			if len(hl) == 0 {
-				break
-			}
-			i := bytes.IndexByte(hl, ':')
-			if i <= 0 {
-				continue
-			}
-			k, v := hl[:i], bytes.TrimSpace(hl[i+1:])
-			switch {
-			case asciiEqualFold(k, "content-length"):
-				n, err := strconv.ParseInt(string(v), 10, 64)
-				if err != nil || n < 0 {
-					return resp, false, true, fmt.Errorf("bad Content-Length %q", v)
-				}
-				clen = n
-			case asciiEqualFold(k, "transfer-encoding"):
-				chunked = bytes.Contains(bytes.ToLower(v), []byte("chunked"))
-			case asciiEqualFold(k, "connection"):
-				lv := bytes.ToLower(v)
-				if bytes.Contains(lv, []byte("close")) {
-					keep = false
-				} else if bytes.Contains(lv, []byte("keep-alive")) {
-					keep = true
-				}
-			case asciiEqualFold(k, DroppedHeader):
-				resp.dropped = true
-			}
+		if err != nil {
+			return resp, false, true, err
 		}
+		resp.dropped, keep = hd.dropped, hd.keep
 		if code >= 100 && code < 200 {
 			continue // interim answer; the real one follows
 		}
 		switch {
 		case head || code == 204 || code == 304:
-		case chunked:
+		case hd.chunked:
 			err = discardChunked(br)
-		case clen >= 0:
-			_, err = br.Discard(int(clen))
+		case hd.contentLength >= 0:
+			_, err = br.Discard(int(hd.contentLength))
 		default:
 			_, err = io.Copy(io.Discard, br)
 			keep = false
@@ -394,4 +299,67 @@ func asciiEqualFold(b []byte, s string) bool {
 		}
 	}
 	return true
+}
+
+// h1Head is what the clients take from an answer's header lines.
+type h1Head struct {
+	contentLength int64 // -1: none given
+	chunked       bool  // Transfer-Encoding: chunked
+	keep          bool  // the connection may carry another request
+	dropped       bool  // DroppedHeader present
+	eventStream   bool  // Content-Type: text/event-stream
+}
+
+// readH1Head parses the status line "HTTP/1.x NNN reason" and the header
+// lines that follow it (next returns each, "" at the blank line that ends
+// them): the status code and what the headers say.
+func readH1Head(status []byte, next func() ([]byte, error)) (code int, hd h1Head, err error) {
+	if len(status) < 12 || !bytes.HasPrefix(status, []byte("HTTP/1.")) || status[8] != ' ' {
+		return 0, hd, fmt.Errorf("malformed status line %.40q", status)
+	}
+	for _, d := range status[9:12] {
+		if d < '0' || d > '9' {
+			return 0, hd, fmt.Errorf("malformed status line %.40q", status)
+		}
+		code = code*10 + int(d-'0')
+	}
+	if code < 100 || (len(status) > 12 && status[12] != ' ') {
+		return 0, hd, fmt.Errorf("malformed status line %.40q", status)
+	}
+	hd = h1Head{contentLength: -1, keep: status[7] != '0'} // HTTP/1.0 closes by default
+	for {
+		hl, err := next()
+		if err != nil {
+			return code, hd, err
+		}
+		if len(hl) == 0 {
+			return code, hd, nil
+		}
+		i := bytes.IndexByte(hl, ':')
+		if i <= 0 {
+			continue
+		}
+		k, v := hl[:i], bytes.TrimSpace(hl[i+1:])
+		switch {
+		case asciiEqualFold(k, "content-length"):
+			n, err := strconv.ParseInt(string(v), 10, 64)
+			if err != nil || n < 0 {
+				return code, hd, fmt.Errorf("bad Content-Length %q", v)
+			}
+			hd.contentLength = n
+		case asciiEqualFold(k, "transfer-encoding"):
+			hd.chunked = bytes.Contains(bytes.ToLower(v), []byte("chunked"))
+		case asciiEqualFold(k, "connection"):
+			lv := bytes.ToLower(v)
+			if bytes.Contains(lv, []byte("close")) {
+				hd.keep = false
+			} else if bytes.Contains(lv, []byte("keep-alive")) {
+				hd.keep = true
+			}
+		case asciiEqualFold(k, "content-type"):
+			hd.eventStream = len(v) >= 17 && asciiEqualFold(v[:17], "text/event-stream")
+		case asciiEqualFold(k, DroppedHeader):
+			hd.dropped = true
+		}
+	}
 }

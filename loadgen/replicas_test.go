@@ -3,7 +3,6 @@ package loadgen_test
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/gpuorch/gpuorch/loadgen"
 	"github.com/gpuorch/gpuorch/loadgen/simserver"
+	"github.com/gpuorch/gpuorch/loadgen/simserver/simtest"
 )
 
 // countingServer answers 200 after delay and counts the requests it got.
@@ -206,19 +206,7 @@ func TestReplicasRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"r0", "r1", "r2"} {
-		srv, err := simserver.New(simserver.Config{DNN: []simserver.DNNModel{{Name: "m", B1: simserver.Duration(time.Millisecond)}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- srv.Serve(ctx, ln) }()
-		t.Cleanup(func() { cancel(); <-done })
-		m.Add(name, "http://"+ln.Addr().String())
+		m.Add(name, simtest.Start(t, simserver.Config{DNN: []simserver.DNNModel{{Name: "m", B1: simserver.Duration(time.Millisecond)}}}))
 	}
 	var mu sync.Mutex
 	per := map[string]int64{}

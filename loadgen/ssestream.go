@@ -9,9 +9,7 @@ import (
 	"io"
 	"net"
 	"net/url"
-	"os"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/gpuorch/gpuorch/internal/rxstamp"
@@ -33,11 +31,7 @@ type sseClient struct {
 	addr    string
 	timeout time.Duration
 	dialer  net.Dialer
-
-	mu      sync.Mutex
-	idle    []*sseConn
-	all     map[*sseConn]struct{}
-	aborted bool
+	conns   keepAlive[*sseConn]
 }
 
 // sseConn is one connection and its reading state. Only the goroutine
@@ -50,6 +44,8 @@ type sseConn struct {
 	line []byte        // a line of the event stream split across pieces
 	data []byte        // the current event's data
 }
+
+func (c *sseConn) netConn() net.Conn { return c.c }
 
 // stampReader notes when the bytes of each read arrived, on the run's
 // clock: the kernel's receive time of the last segment read (Linux,
@@ -105,23 +101,13 @@ func newSSEClient(u *url.URL, timeout time.Duration) *sseClient {
 	if u.Port() == "" {
 		host = net.JoinHostPort(u.Hostname(), "80")
 	}
-	return &sseClient{addr: host, timeout: timeout, dialer: net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second},
-		all: map[*sseConn]struct{}{}}
+	return &sseClient{addr: host, timeout: timeout, dialer: net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}}
 }
 
 func (s *sseClient) get(ctx context.Context) (*sseConn, bool, error) {
-	s.mu.Lock()
-	if s.aborted {
-		s.mu.Unlock()
-		return nil, false, errAborted
+	if c, ok, err := s.conns.takeIdle(); ok || err != nil {
+		return c, ok, err
 	}
-	if n := len(s.idle); n > 0 {
-		c := s.idle[n-1]
-		s.idle = s.idle[:n-1]
-		s.mu.Unlock()
-		return c, true, nil
-	}
-	s.mu.Unlock()
 	nc, err := s.dialer.DialContext(ctx, "tcp", s.addr)
 	if err != nil {
 		return nil, false, err
@@ -129,59 +115,23 @@ func (s *sseClient) get(ctx context.Context) (*sseConn, bool, error) {
 	c := &sseConn{c: nc}
 	c.rd.r, c.rd.raw = nc, rxstamp.Enable(nc)
 	c.br = bufio.NewReaderSize(&c.rd, sseBufSize)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.aborted {
-		nc.Close()
-		return nil, false, errAborted
+	if err := s.conns.add(c); err != nil {
+		return nil, false, err
 	}
-	s.all[c] = struct{}{}
 	return c, false, nil
 }
 
 func (s *sseClient) put(c *sseConn, keep bool) {
 	c.rd.setClock(nil)
-	s.mu.Lock()
-	if keep && !s.aborted {
-		s.idle = append(s.idle, c)
-		s.mu.Unlock()
-		return
-	}
-	delete(s.all, c)
-	s.mu.Unlock()
-	c.c.Close()
+	s.conns.put(c, keep)
 }
 
 // abort fails every request in flight at once and closes every connection
 // (end of run).
-func (s *sseClient) abort() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.aborted = true
-	past := time.Unix(1, 0)
-	for c := range s.all {
-		_ = c.c.SetDeadline(past)
-	}
-	for _, c := range s.idle {
-		c.c.Close()
-		delete(s.all, c)
-	}
-	s.idle = nil
-}
+func (s *sseClient) abort() { s.conns.abort() }
 
 // closeIdle closes the idle connections (after a readiness probe, say).
-func (s *sseClient) closeIdle() {
-	s.mu.Lock()
-	idle := s.idle
-	s.idle = nil
-	for _, c := range idle {
-		delete(s.all, c)
-	}
-	s.mu.Unlock()
-	for _, c := range idle {
-		c.c.Close()
-	}
-}
+func (s *sseClient) closeIdle() { s.conns.closeIdle() }
 
 // sseAnswer is what the caller learns of an answer besides its body.
 type sseAnswer struct {
@@ -242,16 +192,7 @@ func (s *sseClient) do(ctx context.Context, head, body []byte, res *Result, cloc
 			if reused && !gotAny && attempt == 0 && isStaleConnErr(err) {
 				continue
 			}
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				s.mu.Lock()
-				ab := s.aborted
-				s.mu.Unlock()
-				if ab {
-					return ans, errAborted
-				}
-				return ans, context.DeadlineExceeded
-			}
-			return ans, err
+			return ans, s.conns.failed(err)
 		}
 		s.put(c, keep)
 		return ans, nil
@@ -268,51 +209,13 @@ func (c *sseConn) readAnswer(h sseHandler) (ans sseAnswer, keep, gotAny bool, er
 			return ans, false, len(line) > 0, err
 		}
 		gotAny = true
-		if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
-			return ans, false, true, fmt.Errorf("malformed status line %.40q", line)
-		}
-		code, cerr := strconv.Atoi(string(line[9:12]))
-		if cerr != nil || code < 100 || (len(line) > 12 && line[12] != ' ') {
-			return ans, false, true, fmt.Errorf("malformed status line %.40q", line)
-		}
+		code, hd, err := readH1Head(line, c.headerLine)
 		ans.status = code
-		keep = line[7] != '0'
-		b = bodyReader{br: c.br, left: -1}
-		for {
-			hl, err := c.headerLine()
-			if err != nil {
-				return ans, false, true, err
-			}
-			if len(hl) == 0 {
-				break
-			}
-			i := bytes.IndexByte(hl, ':')
-			if i <= 0 {
-				continue
-			}
-			k, v := hl[:i], bytes.TrimSpace(hl[i+1:])
-			switch {
-			case asciiEqualFold(k, "content-length"):
-				n, err := strconv.ParseInt(string(v), 10, 64)
-				if err != nil || n < 0 {
-					return ans, false, true, fmt.Errorf("bad Content-Length %q", v)
-				}
-				b.left = n
-			case asciiEqualFold(k, "transfer-encoding"):
-				b.chunked = bytes.Contains(bytes.ToLower(v), []byte("chunked"))
-			case asciiEqualFold(k, "connection"):
-				lv := bytes.ToLower(v)
-				if bytes.Contains(lv, []byte("close")) {
-					keep = false
-				} else if bytes.Contains(lv, []byte("keep-alive")) {
-					keep = true
-				}
-			case asciiEqualFold(k, "content-type"):
-				ans.eventStream = len(v) >= 17 && asciiEqualFold(v[:17], "text/event-stream")
-			case asciiEqualFold(k, DroppedHeader):
-				ans.dropped = true
-			}
+		if err != nil {
+			return ans, false, true, err
 		}
+		ans.dropped, ans.eventStream, keep = hd.dropped, hd.eventStream, hd.keep
+		b = bodyReader{br: c.br, left: hd.contentLength, chunked: hd.chunked}
 		if code >= 100 && code < 200 {
 			continue // interim answer; the real one follows
 		}

@@ -2,10 +2,8 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/gpuorch/gpuorch/loadgen"
 	"github.com/gpuorch/gpuorch/loadgen/simserver"
+	"github.com/gpuorch/gpuorch/loadgen/simserver/simtest"
 	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/results"
 )
@@ -24,7 +23,7 @@ import (
 // server running in the test.
 func realTaskEnv(t *testing.T, duration string) *cliEnv {
 	t.Helper()
-	url := startSimServer(t, simserver.Config{DNN: []simserver.DNNModel{{Name: "m", Copies: 1}}})
+	url := simtest.Start(t, simserver.Config{DNN: []simserver.DNNModel{{Name: "m", Copies: 1}}})
 
 	e := newCLIEnv(t)
 	e.fake = gpuorchBinary(t)
@@ -229,23 +228,4 @@ func TestKilledRunTaskThatFinishedIsNotRerun(t *testing.T) {
 	if st := e2.state(id); st.State != orchestrator.ExpCompleted || st.Tasks[0].Attempts != 2 {
 		t.Errorf("after resume: %s, task 0 attempts %d; want completed, task 0 run again", st.State, st.Tasks[0].Attempts)
 	}
-}
-
-// startSimServer serves a sim-server of cfg in the test process until the
-// test ends, and returns its URL.
-func startSimServer(t *testing.T, cfg simserver.Config) string {
-	t.Helper()
-	srv, err := simserver.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return "http://" + ln.Addr().String()
 }

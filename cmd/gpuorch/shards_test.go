@@ -19,6 +19,7 @@ import (
 	"github.com/gpuorch/gpuorch/internal/testgate"
 	"github.com/gpuorch/gpuorch/loadgen"
 	"github.com/gpuorch/gpuorch/loadgen/simserver"
+	"github.com/gpuorch/gpuorch/loadgen/simserver/simtest"
 	"github.com/gpuorch/gpuorch/orchestrator"
 	"github.com/gpuorch/gpuorch/results"
 	"github.com/gpuorch/gpuorch/taskrun"
@@ -51,7 +52,7 @@ bucket = "%s"
 
 // shardsServer is the sim-server the sharded tasks load.
 func shardsServer(t *testing.T) string {
-	return startSimServer(t, simserver.Config{DNN: []simserver.DNNModel{{Name: "resnet50_v2", Copies: 1, B1: simserver.Duration(2 * time.Millisecond)}}})
+	return simtest.Start(t, simserver.Config{DNN: []simserver.DNNModel{{Name: "resnet50_v2", Copies: 1, B1: simserver.Duration(2 * time.Millisecond)}}})
 }
 
 // unshardedPlan is how many arrivals task's workload schedules when it runs
