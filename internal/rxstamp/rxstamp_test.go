@@ -12,20 +12,7 @@ func TestReadStamps(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("kernel receive timestamps are Linux-only")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, s := loopbackPair(t)
 	raw := Enable(c)
 	if raw == nil {
 		t.Fatal("SO_TIMESTAMPNS refused on loopback TCP")
@@ -74,21 +61,7 @@ func TestReadAllocatesNothing(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("kernel receive timestamps are Linux-only")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	c, s := loopbackPair(t)
 	raw := Enable(c)
 	buf, x := make([]byte, 16), []byte("x")
 	allocs := testing.AllocsPerRun(100, func() {
@@ -100,4 +73,26 @@ func TestReadAllocatesNothing(t *testing.T) {
 	if allocs > 0 {
 		t.Errorf("%v allocations per write and read, want 0 on the reading side", allocs)
 	}
+}
+
+// loopbackPair is both ends of a loopback TCP connection, closed when the
+// test ends.
+func loopbackPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return c, s
 }
