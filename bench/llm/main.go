@@ -41,6 +41,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gpuorch/gpuorch/bench/internal/benchkit"
 )
 
 type options struct {
@@ -86,7 +88,7 @@ func main() {
 	if o.gpuorch == "" {
 		log.Fatal("give -gpuorch BIN (go build -o /tmp/gpuorch ./cmd/gpuorch)")
 	}
-	o.concurrency, o.rates = ints(conc), ints(rates)
+	o.concurrency, o.rates = benchkit.Ints(conc), benchkit.Ints(rates)
 	o.modes = map[string]bool{}
 	for _, m := range strings.Split(modes, ",") {
 		o.modes[strings.TrimSpace(m)] = true
@@ -103,7 +105,7 @@ func main() {
 		peers = append([]peer{baselinePeer{bin: o.baseline}}, peers...)
 	}
 
-	fmt.Printf("# LLM serving benchmark %s, %d CPUs, load before: %s\n", time.Now().UTC().Format(time.RFC3339), numCPU(), loadavg())
+	fmt.Printf("# LLM serving benchmark %s, %d CPUs, load before: %s\n", time.Now().UTC().Format(time.RFC3339), benchkit.NumCPU(), benchkit.LoadAvg())
 	fmt.Printf("sim-server on CPUs %q, clients on CPUs %q, nice %d, SCHED_FIFO %d (0: off); %d input / %d output tokens, tpot %v, prefill %v per token, %v steps\n",
 		o.serverCPUs, o.cliCPUs, o.nice, o.rt, o.in, o.out, o.tpot, o.prefill, o.step)
 	for _, p := range peers {
@@ -136,7 +138,7 @@ func main() {
 	}
 	printTable(rows)
 	headline(rows)
-	fmt.Printf("\nload after: %s\n", loadavg())
+	fmt.Printf("\nload after: %s\n", benchkit.LoadAvg())
 }
 
 // A row is one tool's (or the truth's) figures for one step.
@@ -353,7 +355,7 @@ func (s *server) truth() *truthStats {
 }
 
 func (t *truthStats) row(mode string, level int) row {
-	r := row{mode: mode, level: level, tool: "truth (server)", has: allMetrics(), load: loadavg()}
+	r := row{mode: mode, level: level, tool: "truth (server)", has: allMetrics(), load: benchkit.LoadAvg()}
 	r.ttft = [2]time.Duration{pct(t.ttft, 50), pct(t.ttft, 99)}
 	r.itl = [2]time.Duration{pct(t.itl, 50), pct(t.itl, 99)}
 	r.tpot = [2]time.Duration{pct(t.tpot, 50), pct(t.tpot, 99)}
@@ -394,7 +396,7 @@ func runGpuorch(o *options, srv *server, mode string, level int, d time.Duration
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, os.Stderr
 	err := run(cmd)
-	r := row{mode: mode, level: level, tool: "gpuorch", has: allMetrics(), load: loadavg()}
+	r := row{mode: mode, level: level, tool: "gpuorch", has: allMetrics(), load: benchkit.LoadAvg()}
 	cpu, rss := usage(cmd)
 	r.rssMB = float64(rss) / 1024
 	if err != nil {
@@ -551,7 +553,7 @@ type heyPeer struct{ bin, version string }
 func (h heyPeer) name() string { return "hey" }
 
 func (h heyPeer) run(o *options, srv *server, c int) row {
-	r := row{tool: "hey", has: map[string]bool{"ttft": true, "e2el": true}, load: loadavg()}
+	r := row{tool: "hey", has: map[string]bool{"ttft": true, "e2el": true}, load: benchkit.LoadAvg()}
 	dir, _ := os.MkdirTemp("", "hey")
 	defer os.RemoveAll(dir)
 	body := filepath.Join(dir, "body.json")
@@ -620,7 +622,7 @@ func (a aiperfPeer) String() string {
 }
 
 func (a aiperfPeer) run(o *options, srv *server, c int) row {
-	r := row{tool: "aiperf", has: allMetrics(), load: loadavg()}
+	r := row{tool: "aiperf", has: allMetrics(), load: benchkit.LoadAvg()}
 	dir, _ := os.MkdirTemp("", "aiperf")
 	defer os.RemoveAll(dir)
 	cmd := pinned(o.cliCPUs, a.bin, "profile", "--model", "sim-llm", "--url", srv.url(), "--endpoint-type", "completions",
@@ -673,7 +675,7 @@ func (g guidellmPeer) String() string {
 }
 
 func (g guidellmPeer) run(o *options, srv *server, c int) row {
-	r := row{tool: "guidellm", has: map[string]bool{"ttft": true, "tpot": true, "e2el": true}, load: loadavg()}
+	r := row{tool: "guidellm", has: map[string]bool{"ttft": true, "tpot": true, "e2el": true}, load: benchkit.LoadAvg()}
 	dir, _ := os.MkdirTemp("", "guidellm")
 	defer os.RemoveAll(dir)
 	outFile := filepath.Join(dir, "benchmarks.json")
@@ -800,33 +802,4 @@ func headline(rows []row) {
 	}
 	fmt.Printf("\nheadline: highest level with gpuorch's p99 ITL error < 1 ms and ≥ 99%% completed: closed loop %d streams, Poisson %d requests/s\n",
 		best["closed"], best["poisson"])
-}
-
-// ---- helpers ----
-
-func ints(s string) []int {
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		if n, err := strconv.Atoi(strings.TrimSpace(f)); err == nil {
-			out = append(out, n)
-		}
-	}
-	return out
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-func numCPU() int {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	return strings.Count(string(b), "processor\t:")
 }

@@ -29,6 +29,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gpuorch/gpuorch/bench/internal/benchkit"
 )
 
 func main() {
@@ -72,7 +74,7 @@ func main() {
 	addr, stop := startServer(*serverKind)
 	defer stop()
 	target := "http://" + addr + "/"
-	fmt.Printf("# loadgen benchmark %s, %d CPUs, nice %d, load before: %s\n", time.Now().UTC().Format(time.RFC3339), numCPU(), *nice, loadavg())
+	fmt.Printf("# loadgen benchmark %s, %d CPUs, nice %d, load before: %s\n", time.Now().UTC().Format(time.RFC3339), benchkit.NumCPU(), *nice, benchkit.LoadAvg())
 	what := "minimal Go net/http"
 	if *serverKind == "raw" {
 		what = "raw TCP, canned HTTP/1.1 answers"
@@ -99,11 +101,11 @@ func main() {
 					bestRate[res.tool] = max(bestRate[res.tool], res.rate)
 				}
 			}
-			for _, r := range ints(*gRates) {
+			for _, r := range benchkit.Ints(*gRates) {
 				note(runGpuorch(*gpuorch, target, r, *step))
 			}
 			if *vegeta != "" {
-				for _, r := range ints(*vRates) {
+				for _, r := range benchkit.Ints(*vRates) {
 					note(runVegeta(*vegeta, target, r, *step))
 				}
 			}
@@ -135,7 +137,7 @@ func main() {
 			fmt.Println("CPU = user + system of every shard process, the merge excluded; pacer = the busiest thread of each process (its pacer), added up; both per request sent.")
 			fmt.Println("| shards | scheduled (merged) | sent | completed | CPU s | CPU µs/request sent | pacer µs/request sent | p99 lateness (merged) | max RSS MB | load avg |")
 			fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
-			for _, k := range ints(*shardCounts) {
+			for _, k := range benchkit.Ints(*shardCounts) {
 				runShards(*gpuorch, target, *shardRate, *shardDur, k, "").print()
 				if k > 1 {
 					// The same processes without sharding: K unrelated
@@ -153,7 +155,7 @@ func main() {
 			log.Fatalf("unknown mode %q", m)
 		}
 	}
-	fmt.Printf("load after: %s\n", loadavg())
+	fmt.Printf("load after: %s\n", benchkit.LoadAvg())
 }
 
 type result struct {
@@ -207,7 +209,7 @@ func runGpuorch(bin, target string, rate int, d time.Duration) result {
 	cmd.Stderr = os.Stderr
 	srv0 := procCPU(serverPid)
 	err := cmd.Run()
-	res := result{tool: "gpuorch", rate: rate, load: loadavg(), lateKnown: true, serverCPU: procCPU(serverPid) - srv0}
+	res := result{tool: "gpuorch", rate: rate, load: benchkit.LoadAvg(), lateKnown: true, serverCPU: procCPU(serverPid) - srv0}
 	usage(cmd, &res)
 	if err != nil {
 		log.Printf("gpuorch at %d/s: %v", rate, err)
@@ -251,7 +253,7 @@ func runVegeta(bin, target string, rate int, d time.Duration) result {
 	cmd.Stderr = os.Stderr
 	srv0 := procCPU(serverPid)
 	err := cmd.Run()
-	res := result{tool: "vegeta", rate: rate, load: loadavg(), lateKnown: true, serverCPU: procCPU(serverPid) - srv0}
+	res := result{tool: "vegeta", rate: rate, load: benchkit.LoadAvg(), lateKnown: true, serverCPU: procCPU(serverPid) - srv0}
 	usage(cmd, &res)
 	if err != nil {
 		log.Printf("vegeta at %d/s: %v", rate, err)
@@ -472,33 +474,6 @@ func startServer(kind string) (string, func()) {
 	return addr, func() { cmd.Process.Kill(); cmd.Wait() }
 }
 
-func ints(s string) []int {
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		if n, err := strconv.Atoi(strings.TrimSpace(f)); err == nil {
-			out = append(out, n)
-		}
-	}
-	return out
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-func numCPU() int {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	return strings.Count(string(b), "processor\t:")
-}
-
 // shardsResult is one run of the shards comparison.
 type shardsResult struct {
 	k                        int
@@ -580,7 +555,7 @@ func runShards(bin, target string, rate int, d time.Duration, k int, independent
 		}
 	}
 	close(done)
-	res.load = loadavg()
+	res.load = benchkit.LoadAvg()
 	var pr result
 	for i, c := range cmds {
 		usage(c, &pr)
