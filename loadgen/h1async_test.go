@@ -6,7 +6,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -114,4 +117,44 @@ func TestAsyncTargetGoesAway(t *testing.T) {
 	if tot.Completed < 20 || tot.Errors < 100 || sum.ErrorKinds["ECONNREFUSED"] == 0 {
 		t.Errorf("completed %d errors %d (%v): want the first ~60 completed and refused connections after", tot.Completed, tot.Errors, sum.ErrorKinds)
 	}
+}
+
+// A run gives its pacer a P of its own for as long as it runs (one more per
+// run at once), and gives it back; a GOMAXPROCS from the environment is
+// left alone. Not parallel: it reads the process's GOMAXPROCS.
+func TestPacerGetsItsOwnP(t *testing.T) {
+	t.Setenv("GOMAXPROCS", "")
+	base := runtime.GOMAXPROCS(0)
+	r1 := addPacerP()
+	r2 := addPacerP()
+	if got := runtime.GOMAXPROCS(0); got != base+2 {
+		t.Errorf("two runs: GOMAXPROCS %d, want %d", got, base+2)
+	}
+	r1()
+	if got := runtime.GOMAXPROCS(0); got != base+1 {
+		t.Errorf("one run left: GOMAXPROCS %d, want %d", got, base+1)
+	}
+	r2()
+	if got := runtime.GOMAXPROCS(0); got != base {
+		t.Errorf("after the runs: GOMAXPROCS %d, want %d", got, base)
+	}
+
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	cfg := runCfg(srv.URL, WorkloadConfig{Arrival: "fixed", Rate: 100}, 300*time.Millisecond)
+	var during atomic.Int64
+	mustRun(t, cfg, RunOptions{OnSnapshot: func(Snapshot) { during.Store(int64(runtime.GOMAXPROCS(0))) }})
+	if got := during.Load(); got != int64(base+1) {
+		t.Errorf("during a run: GOMAXPROCS %d, want %d", got, base+1)
+	}
+	if got := runtime.GOMAXPROCS(0); got != base {
+		t.Errorf("after a run: GOMAXPROCS %d, want %d", got, base)
+	}
+
+	t.Setenv("GOMAXPROCS", strconv.Itoa(base))
+	release := addPacerP()
+	if got := runtime.GOMAXPROCS(0); got != base {
+		t.Errorf("GOMAXPROCS=%d in the environment: %d during a run", base, got)
+	}
+	release()
 }
