@@ -14,7 +14,9 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -202,10 +204,17 @@ func expand(q, exp, task string, from, to time.Time, interval string) string {
 
 func influxQL(t *testing.T, base, db, q string) (int, error) {
 	t.Helper()
+	vals, err := influxValues(t, base, db, q)
+	return len(vals), err
+}
+
+// influxValues runs q and returns the rows of every series it returns.
+func influxValues(t *testing.T, base, db, q string) ([][]any, error) {
+	t.Helper()
 	form := url.Values{"q": {q}, "db": {db}}
 	resp, err := http.PostForm(strings.TrimRight(base, "/")+"/query", form)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	var out struct {
@@ -218,18 +227,18 @@ func influxQL(t *testing.T, base, db, q string) (int, error) {
 		Error string `json:"error"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return 0, err
+		return nil, err
 	}
 	if out.Error != "" {
-		return 0, fmt.Errorf("%s", out.Error)
+		return nil, fmt.Errorf("%s", out.Error)
 	}
-	rows := 0
+	var rows [][]any
 	for _, r := range out.Results {
 		if r.Error != "" {
-			return 0, fmt.Errorf("%s", r.Error)
+			return nil, fmt.Errorf("%s", r.Error)
 		}
 		for _, s := range r.Series {
-			rows += len(s.Values)
+			rows = append(rows, s.Values...)
 		}
 	}
 	return rows, nil
@@ -312,6 +321,41 @@ func TestPanelQueriesReturnRows(t *testing.T) {
 		}
 	}
 
+	// A sharded task: two shards of one task sending at once, each writing
+	// its own points (tag shard), as the shards of run.shards = 2 do.
+	const shardRate = 40
+	var wg sync.WaitGroup
+	for sh := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := loadgen.Config{Experiment: exp, Task: "t005-sharded", Seed: int64(10 + sh), Duration: loadgen.Duration(4 * time.Second),
+				Target:   loadgen.TargetConfig{URL: target, Protocol: "kserve", Models: []string{"resnet50_v2"}},
+				Workload: loadgen.WorkloadConfig{Name: "poisson", Arrival: "poisson", Rate: shardRate}}
+			w, err := loadgen.BuildWorkload(&c)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			meta := loadgen.Summary{Experiment: exp, Task: c.Task, Workload: w.Name, Target: target, Protocol: "kserve",
+				Shard: &loadgen.ShardInfo{Index: sh, Count: 2}}
+			sum, err := loadgen.Run(ctx, &c, w, loadgen.RunOptions{OnSnapshot: func(s loadgen.Snapshot) {
+				if err := sink.Write(ctx, results.SnapshotPoints(meta, s)...); err != nil {
+					t.Error(err)
+				}
+			}})
+			if err != nil {
+				t.Errorf("shard %d: %v", sh, err)
+				return
+			}
+			sum.Shard = meta.Shard
+			if err := sink.Write(ctx, results.SummaryPoints(*sum)...); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+
 	// A real deployment: replicas of the simulated server started as local
 	// processes (this test binary as gpuorch, see TestMain), the load spread
 	// over them and the controller's decisions, through the task sink.
@@ -353,6 +397,29 @@ func TestPanelQueriesReturnRows(t *testing.T) {
 	}
 	if err := sink.Close(); err != nil {
 		t.Fatal(err)
+	}
+
+	// The sharded task's throughput is its shards' added up (about
+	// 2 × shardRate), not their mean (about shardRate).
+	for _, p := range loadDashboard(t, "serving.json").Panels {
+		if p.Title != "Throughput (completed req/s)" {
+			continue
+		}
+		q := expand(p.Targets[0].Query, exp, "t005-sharded", start.Add(-time.Minute), time.Now().Add(time.Minute), "1s")
+		vals, err := influxValues(t, base, db, q)
+		if err != nil || len(vals) < 3 {
+			t.Fatalf("throughput of the sharded task: %v, %v\n%s", vals, err, q)
+		}
+		var rates []float64
+		for _, v := range vals {
+			if f, ok := v[1].(float64); ok {
+				rates = append(rates, f)
+			}
+		}
+		slices.Sort(rates)
+		if med := rates[len(rates)/2]; med < 1.5*shardRate || med > 2.5*shardRate {
+			t.Errorf("throughput of a task of 2 shards at %d/s each: median %.1f/s over %v, want about %d/s", shardRate, med, rates, 2*shardRate)
+		}
 	}
 
 	cases := []struct {

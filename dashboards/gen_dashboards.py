@@ -31,6 +31,16 @@ WA = W + " AND \"class\" = ''"   # the all-requests series (per-class series car
 G = 'GROUP BY time($__interval), "task" fill(none)'
 def sel(fields, meas="serving", where=WA, group=G):
     return f'SELECT {fields} FROM "{meas}" WHERE {where} AND $timeFilter {group}'
+# A sharded task (run.shards) writes one series per shard (tag shard).
+# Rates add up over its shards: each shard's per bucket, then their sum.
+# Percentiles cannot be merged in InfluxQL: they are shown per shard
+# (GS, alias SHARD); `gpuorch results show` merges the histograms exactly.
+GS = 'GROUP BY time($__interval), "task", "shard" fill(none)'
+SHARD = "$tag_task $tag_shard"
+def shardsum(inner, outer):
+    return f'SELECT {outer} FROM ({sel(inner, group=GS)}) WHERE $timeFilter {G}'
+SHARDS_NOTE = " A sharded task's shards are added up."
+PER_SHARD_NOTE = " A sharded task shows one line per shard (merged percentiles: gpuorch results show)."
 
 serving_vars = [
     var("experiment", "Experiment", 'SHOW TAG VALUES FROM "serving_summary" WITH KEY = "experiment"', multi=False, include_all=False),
@@ -39,46 +49,46 @@ serving_vars = [
 sp = []
 y = 0
 sp.append({"id": 1, "type": "table", "title": "Tasks (whole-run summary)", "datasource": DS,
-           "description": "One row per task from serving_summary (breakdown=total): offered and achieved rate, corrected latency percentiles (ms), SLO attainment and goodput.",
+           "description": "One row per task from serving_summary (breakdown=total): offered and achieved rate, corrected latency percentiles (ms), SLO attainment and goodput. A sharded task has one row per shard (its merged row: gpuorch results show).",
            "gridPos": {"x": 0, "y": y, "w": 24, "h": 7},
-           "targets": [target('SELECT last("offered_rate") AS "offered/s", last("achieved_rate") AS "achieved/s", last("latency_p50") AS "p50 ms", last("latency_p99") AS "p99 ms", last("latency_p999") AS "p99.9 ms", last("slo_attainment") AS "SLO attainment", last("goodput") AS "goodput/s", last("errors") AS "errors", last("dropped") AS "dropped" FROM "serving_summary" WHERE ' + W + " AND \"breakdown\" = 'total' AND $timeFilter GROUP BY \"task\"", fmt="table")],
+           "targets": [target('SELECT last("offered_rate") AS "offered/s", last("achieved_rate") AS "achieved/s", last("latency_p50") AS "p50 ms", last("latency_p99") AS "p99 ms", last("latency_p999") AS "p99.9 ms", last("slo_attainment") AS "SLO attainment", last("goodput") AS "goodput/s", last("errors") AS "errors", last("dropped") AS "dropped" FROM "serving_summary" WHERE ' + W + " AND \"breakdown\" = 'total' AND $timeFilter GROUP BY \"task\", \"shard\"", fmt="table")],
            "transformations": [{"id": "merge", "options": {}}],
            "fieldConfig": {"defaults": {"decimals": 2}, "overrides": []}, "options": {"showHeader": True}})
 y += 7
-sp.append(ts(2, "Throughput (completed req/s)", "achieved_rate per interval, per task (all requests).",
-             [target(sel('mean("achieved_rate")'), alias="$tag_task")], "reqps", 0, y))
-sp.append(ts(3, "Offered vs achieved rate", "Scheduled (offered) against completed (achieved) requests/s: a gap means the server (or the load generator) fell behind.",
-             [target(sel('mean("offered_rate") AS "offered", mean("achieved_rate") AS "achieved"'), alias="$tag_task $col")], "reqps", 12, y))
+sp.append(ts(2, "Throughput (completed req/s)", "achieved_rate per interval, per task (all requests)." + SHARDS_NOTE,
+             [target(shardsum('mean("achieved_rate") AS "achieved_rate"', 'sum("achieved_rate")'), alias="$tag_task")], "reqps", 0, y))
+sp.append(ts(3, "Offered vs achieved rate", "Scheduled (offered) against completed (achieved) requests/s: a gap means the server (or the load generator) fell behind." + SHARDS_NOTE,
+             [target(shardsum('mean("offered_rate") AS "offered", mean("achieved_rate") AS "achieved"', 'sum("offered") AS "offered", sum("achieved") AS "achieved"'), alias="$tag_task $col")], "reqps", 12, y))
 y += 8
-sp.append(ts(4, "Corrected latency p50 / p99 / p99.9", "Latency from each request's intended send time (coordinated-omission-correct), per interval.",
-             [target(sel('mean("latency_p50") AS "p50", mean("latency_p99") AS "p99", mean("latency_p999") AS "p99.9"'), alias="$tag_task $col")], "ms", 0, y))
-sp.append(ts(5, "p99: corrected vs uncorrected", "Corrected (from intended send) against uncorrected (from actual send) p99. The difference is queueing the uncorrected number hides.",
-             [target(sel('mean("latency_p99") AS "corrected", mean("service_p99") AS "uncorrected"'), alias="$tag_task $col")], "ms", 12, y))
+sp.append(ts(4, "Corrected latency p50 / p99 / p99.9", "Latency from each request's intended send time (coordinated-omission-correct), per interval." + PER_SHARD_NOTE,
+             [target(sel('mean("latency_p50") AS "p50", mean("latency_p99") AS "p99", mean("latency_p999") AS "p99.9"', group=GS), alias=SHARD + " $col")], "ms", 0, y))
+sp.append(ts(5, "p99: corrected vs uncorrected", "Corrected (from intended send) against uncorrected (from actual send) p99. The difference is queueing the uncorrected number hides." + PER_SHARD_NOTE,
+             [target(sel('mean("latency_p99") AS "corrected", mean("service_p99") AS "uncorrected"', group=GS), alias=SHARD + " $col")], "ms", 12, y))
 y += 8
-sp.append(ts(6, "SLO attainment", "slo_met / offered per interval: drops, errors and timeouts count as misses.",
-             [target(sel('mean("slo_attainment")'), alias="$tag_task")], "percentunit", 0, y,
+sp.append(ts(6, "SLO attainment", "slo_met / offered per interval: drops, errors and timeouts count as misses." + SHARDS_NOTE,
+             [target(sel('sum("slo_met") / sum("offered")'), alias="$tag_task")], "percentunit", 0, y,
              extra={"fieldConfig": {"defaults": {"unit": "percentunit", "min": 0, "max": 1, "custom": {"spanNulls": True}}, "overrides": []}}))
-sp.append(ts(7, "Goodput (req/s within SLO)", "Completed-within-deadline requests/s per interval.",
-             [target(sel('mean("goodput")'), alias="$tag_task")], "reqps", 12, y))
+sp.append(ts(7, "Goodput (req/s within SLO)", "Completed-within-deadline requests/s per interval." + SHARDS_NOTE,
+             [target(shardsum('mean("goodput") AS "goodput"', 'sum("goodput")'), alias="$tag_task")], "reqps", 12, y))
 y += 8
 sp.append(ts(8, "Errors, timeouts and drops", "Per interval, summed over the selected tasks.",
              [target(sel('sum("errors") AS "errors", sum("timeouts") AS "timeouts", sum("dropped") AS "dropped"', group='GROUP BY time($__interval) fill(none)'), alias="$col")], "short", 0, y))
-sp.append(ts(9, "Load generator lateness p99", "Actual send − intended send: how far the load generator itself fell behind its schedule.",
-             [target(sel('mean("lateness_p99")'), alias="$tag_task")], "ms", 12, y))
+sp.append(ts(9, "Load generator lateness p99", "Actual send − intended send: how far the load generator itself fell behind its schedule." + PER_SHARD_NOTE,
+             [target(sel('mean("lateness_p99")', group=GS), alias=SHARD)], "ms", 12, y))
 y += 8
 sp.append({"id": 10, "type": "table", "title": "Per class (whole run)", "datasource": DS,
            "description": "Workloads with request classes (e.g. Clockwork slo-exp-2 fg/bg): serving_summary breakdown=class, one row per task and class.",
            "gridPos": {"x": 0, "y": y, "w": 12, "h": 8},
-           "targets": [target('SELECT last("offered_rate") AS "offered/s", last("latency_p50") AS "p50 ms", last("latency_p99") AS "p99 ms", last("slo_attainment") AS "SLO attainment" FROM "serving_summary" WHERE ' + W + " AND \"breakdown\" = 'class' AND $timeFilter GROUP BY \"task\", \"class\"", fmt="table")],
+           "targets": [target('SELECT last("offered_rate") AS "offered/s", last("latency_p50") AS "p50 ms", last("latency_p99") AS "p99 ms", last("slo_attainment") AS "SLO attainment" FROM "serving_summary" WHERE ' + W + " AND \"breakdown\" = 'class' AND $timeFilter GROUP BY \"task\", \"shard\", \"class\"", fmt="table")],
            "transformations": [{"id": "merge", "options": {}}],
            "fieldConfig": {"defaults": {"decimals": 2}, "overrides": []}, "options": {"showHeader": True}})
-sp.append(ts(11, "LLM: TTFT and TPOT p99", "Streaming LLM targets only (OpenAI-compatible): time to first token and time per output token, vLLM definitions.",
-             [target(sel('mean("ttft_p99") AS "TTFT p99", mean("tpot_p99") AS "TPOT p99"'), alias="$tag_task $col")], "ms", 12, y))
+sp.append(ts(11, "LLM: TTFT and TPOT p99", "Streaming LLM targets only (OpenAI-compatible): time to first token and time per output token, vLLM definitions." + PER_SHARD_NOTE,
+             [target(sel('mean("ttft_p99") AS "TTFT p99", mean("tpot_p99") AS "TPOT p99"', group=GS), alias=SHARD + " $col")], "ms", 12, y))
 y += 8
-sp.append(ts(12, "LLM: output tokens/s", "Output tokens per second per interval (streaming LLM targets).",
-             [target(sel('sum("output_tokens") / sum("interval_s")'), alias="$tag_task")], "short", 0, y))
-sp.append(ts(13, "LLM: ITL p99 and E2EL p99", "Inter-token latency and end-to-end latency, streaming LLM targets.",
-             [target(sel('mean("itl_p99") AS "ITL p99", mean("e2el_p99") AS "E2EL p99"'), alias="$tag_task $col")], "ms", 12, y))
+sp.append(ts(12, "LLM: output tokens/s", "Output tokens per second per interval (streaming LLM targets)." + SHARDS_NOTE,
+             [target(shardsum('sum("output_tokens") / sum("interval_s") AS "tokens_per_s"', 'sum("tokens_per_s")'), alias="$tag_task")], "short", 0, y))
+sp.append(ts(13, "LLM: ITL p99 and E2EL p99", "Inter-token latency and end-to-end latency, streaming LLM targets." + PER_SHARD_NOTE,
+             [target(sel('mean("itl_p99") AS "ITL p99", mean("e2el_p99") AS "E2EL p99"', group=GS), alias=SHARD + " $col")], "ms", 12, y))
 
 y += 8
 # Deployments of replicas (package deploy): measurement "deployment", kind
