@@ -87,16 +87,37 @@ var errAborted = errors.New("request aborted at end of run")
 // head, the deadline header with the time left when res has a deadline
 // (0 when the send is already past it), the blank line and the body.
 func appendH1Request(dst []byte, t *reqTemplate, res *Result) []byte {
-	b := append(dst, t.h1...)
+	return append(appendHeadEnd(append(dst, t.h1...), res), t.body...)
+}
+
+// appendHeadEnd appends what ends a request's headers: the deadline header
+// with the time left at res.Sent when res has a deadline, then the blank
+// line.
+func appendHeadEnd(b []byte, res *Result) []byte {
 	if res.Deadline > 0 {
-		left := max(float64(res.Deadline-res.Sent)/1e6, 0)
 		b = append(b, DeadlineHeader...)
 		b = append(b, ':', ' ')
-		b = strconv.AppendFloat(b, left, 'f', 3, 64)
+		b = strconv.AppendFloat(b, deadlineLeftMs(res, res.Sent), 'f', 3, 64)
 		b = append(b, '\r', '\n')
 	}
-	b = append(b, '\r', '\n')
-	return append(b, t.body...)
+	return append(b, '\r', '\n')
+}
+
+// deadlineLeftMs is what the deadline header carries for res sent at now:
+// the milliseconds left until its deadline, 0 when the send is already past
+// it (the server then sheds it at once).
+func deadlineLeftMs(res *Result, now time.Duration) float64 {
+	return max(float64(res.Deadline-now)/1e6, 0)
+}
+
+// requestDeadline is when a request sent now must have its answer: after
+// the client's timeout, or at ctx's deadline if that is sooner.
+func requestDeadline(ctx context.Context, timeout time.Duration) time.Time {
+	deadline := time.Now().Add(timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		return d
+	}
+	return deadline
 }
 
 // get returns a connection, waiting while all of them are busy: beyond the
@@ -160,10 +181,7 @@ type h1Response struct {
 // be closed by the server before any answer byte is retried once on a new
 // connection.
 func (h *h1Client) do(ctx context.Context, req *reqTemplate, res *Result, clock func() time.Duration) (h1Response, error) {
-	deadline := time.Now().Add(h.timeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
+	deadline := requestDeadline(ctx, h.timeout)
 	for attempt := 0; ; attempt++ {
 		c, reused, err := h.get(ctx, deadline)
 		if err != nil {

@@ -156,10 +156,7 @@ type sseHandler struct {
 // connection that turns out to be closed by the server before any answer
 // byte is tried once more on a new connection.
 func (s *sseClient) do(ctx context.Context, head, body []byte, res *Result, clock func() time.Duration, h sseHandler) (sseAnswer, error) {
-	deadline := time.Now().Add(s.timeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
+	deadline := requestDeadline(ctx, s.timeout)
 	for attempt := 0; ; attempt++ {
 		c, reused, err := s.get(ctx)
 		if err != nil {
@@ -170,16 +167,7 @@ func (s *sseClient) do(ctx context.Context, head, body []byte, res *Result, cloc
 		if attempt == 0 {
 			res.Sent = clock()
 		}
-		mid := c.mid[:0]
-		if res.Deadline > 0 {
-			// Already past (a late send): 0 tells the server to shed it at once.
-			left := max(float64(res.Deadline-res.Sent)/1e6, 0)
-			mid = append(mid, DeadlineHeader...)
-			mid = append(mid, ':', ' ')
-			mid = strconv.AppendFloat(mid, left, 'f', 3, 64)
-			mid = append(mid, '\r', '\n')
-		}
-		c.mid = append(mid, '\r', '\n')
+		c.mid = appendHeadEnd(c.mid[:0], res)
 		bufs := net.Buffers{head, c.mid, body}
 		_, err = bufs.WriteTo(c.c)
 		var ans sseAnswer

@@ -446,9 +446,7 @@ func (h *httpTarget) Do(ctx context.Context, res *Result, clock func() time.Dura
 		for k, v := range t.header {
 			hdr[k] = v
 		}
-		// Already past (a late send): 0 tells the server to shed it at once.
-		left := max(float64(res.Deadline-clock())/1e6, 0)
-		hdr[DeadlineHeader] = []string{strconv.FormatFloat(left, 'f', 3, 64)}
+		hdr[DeadlineHeader] = []string{strconv.FormatFloat(deadlineLeftMs(res, clock()), 'f', 3, 64)}
 	}
 	req.Header = hdr
 	resp, err := h.client.Do(req)
