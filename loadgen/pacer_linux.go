@@ -48,6 +48,14 @@ func raisePacerPriority(mode string) string {
 	return PacerNormal
 }
 
+// threadRealtime says whether the calling thread runs at a real-time
+// policy (SCHED_FIFO or SCHED_RR): in a process started under chrt, every
+// thread does.
+func threadRealtime() bool {
+	a, err := unix.SchedGetAttr(0, 0)
+	return err == nil && (a.Policy == unix.SCHED_FIFO || a.Policy == unix.SCHED_RR)
+}
+
 // usableCPUs is how many CPUs the calling thread may run on (its affinity
 // mask); 0 when that cannot be read.
 func usableCPUs() int {

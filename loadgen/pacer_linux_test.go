@@ -89,3 +89,31 @@ func TestPacerAutoOnOneCPU(t *testing.T) {
 		}
 	}
 }
+
+// A run in a process at a real-time policy (every thread SCHED_FIFO, as
+// under chrt) adds no P for its pacer: with more Ps than CPUs, one spinning
+// real-time thread is never preempted by another. Not parallel: it reads
+// the process's GOMAXPROCS.
+func TestNoPacerPWhenRealtime(t *testing.T) {
+	t.Setenv("GOMAXPROCS", "")
+	base := runtime.GOMAXPROCS(0)
+	got := make(chan int, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 1}
+		if unix.SchedSetAttr(0, &attr, 0) != nil {
+			got <- -1
+			return
+		}
+		release := addPacerP()
+		got <- runtime.GOMAXPROCS(0)
+		release()
+	}()
+	g := <-got
+	if g == -1 {
+		t.Skip("no privilege to take SCHED_FIFO (not root, no CAP_SYS_NICE)")
+	}
+	if g != base {
+		t.Errorf("a real-time thread's run: GOMAXPROCS %d, want %d as it was", g, base)
+	}
+}

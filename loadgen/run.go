@@ -906,9 +906,13 @@ var pacerPs struct {
 // out at 25,000 requests/s with the CPU 44% idle, where two Ps sent
 // 40,000/s at p99 lateness 0.08 ms; on two CPUs, 50,000/s had p99 9–49 ms
 // with two Ps and 0.08–0.35 ms in three of four runs with three
-// (docs/benchmarks.md). A GOMAXPROCS set in the environment is left alone.
+// (docs/benchmarks.md). A GOMAXPROCS set in the environment is left alone,
+// and so is a process that runs at a real-time policy as a whole (chrt):
+// there every thread is SCHED_FIFO, a spinning one is never preempted by
+// another, and with more Ps than CPUs a run confined to one CPU spun for
+// minutes instead of 15 s.
 func addPacerP() (release func()) {
-	if os.Getenv("GOMAXPROCS") != "" {
+	if os.Getenv("GOMAXPROCS") != "" || threadRealtime() {
 		return func() {}
 	}
 	pacerPs.Lock()
